@@ -1,0 +1,477 @@
+//! Card data as a type: a `CardNumber` is parsed once (digits, Luhn, brand,
+//! length per brand) and never prints in full; a `SecurityCode` never prints at
+//! all. Validation failures carry the public error reason they map to.
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::clock::{Millis, year_month};
+
+/// Why card data was refused; each maps to its own public error reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CardError {
+    #[error("the card number is invalid")]
+    InvalidNumber,
+    #[error("the card brand is not supported")]
+    UnsupportedBrand,
+    #[error("the expiration date is invalid or in the past")]
+    InvalidExpiration,
+    #[error("the security code is invalid for this card brand")]
+    InvalidSecurityCode,
+    #[error("the cardholder name is missing or invalid")]
+    InvalidName,
+    #[error("a billing field is too long or malformed")]
+    InvalidBilling,
+}
+
+impl CardError {
+    /// The `google.rpc.ErrorInfo` reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::InvalidNumber | Self::UnsupportedBrand => "invalid_card",
+            Self::InvalidExpiration => "invalid_expiration_date",
+            Self::InvalidSecurityCode => "invalid_security_code",
+            Self::InvalidName => "invalid_name",
+            Self::InvalidBilling => "invalid_billing_address",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Brand {
+    Visa,
+    Mastercard,
+    Amex,
+    Discover,
+    Jcb,
+    Diners,
+    Unionpay,
+    Maestro,
+}
+
+impl Brand {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Visa => "visa",
+            Self::Mastercard => "mastercard",
+            Self::Amex => "amex",
+            Self::Discover => "discover",
+            Self::Jcb => "jcb",
+            Self::Diners => "diners",
+            Self::Unionpay => "unionpay",
+            Self::Maestro => "maestro",
+        }
+    }
+
+    /// Detects the brand from the leading digits (IIN ranges); the more specific
+    /// ranges are tried first (Discover's 622126–622925 before UnionPay's 62).
+    pub fn detect(digits: &str) -> Option<Self> {
+        let prefix = |n: usize| -> u32 { digits.get(..n).and_then(|p| p.parse().ok()).unwrap_or(0) };
+        let (p1, p2, p3, p4, p6) = (prefix(1), prefix(2), prefix(3), prefix(4), prefix(6));
+        Some(match () {
+            _ if p2 == 34 || p2 == 37 => Self::Amex,
+            _ if (300..=305).contains(&p3) || p2 == 36 || p2 == 38 || p2 == 39 => Self::Diners,
+            _ if (3528..=3589).contains(&p4) => Self::Jcb,
+            _ if matches!(p4, 5018 | 5020 | 5038 | 5893 | 6304 | 6759 | 6761 | 6762 | 6763) => {
+                Self::Maestro
+            }
+            _ if (51..=55).contains(&p2) || (2221..=2720).contains(&p4) => Self::Mastercard,
+            _ if p4 == 6011 || (644..=649).contains(&p3) || p2 == 65 => Self::Discover,
+            _ if (622126..=622925).contains(&p6) => Self::Discover,
+            _ if p2 == 62 => Self::Unionpay,
+            _ if p1 == 4 => Self::Visa,
+            _ => return None,
+        })
+    }
+
+    fn valid_length(self, len: usize) -> bool {
+        match self {
+            Self::Visa => matches!(len, 13 | 16 | 19),
+            Self::Mastercard => len == 16,
+            Self::Amex => len == 15,
+            Self::Discover | Self::Jcb | Self::Unionpay => (16..=19).contains(&len),
+            Self::Diners => (14..=19).contains(&len),
+            Self::Maestro => (12..=19).contains(&len),
+        }
+    }
+
+    pub fn security_code_len(self) -> usize {
+        if self == Self::Amex { 4 } else { 3 }
+    }
+}
+
+impl fmt::Display for Brand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// True when the digit string passes the Luhn (mod 10) check.
+pub fn luhn_valid(digits: &str) -> bool {
+    let mut sum = 0u32;
+    for (i, c) in digits.bytes().rev().enumerate() {
+        let Some(mut d) = (c as char).to_digit(10) else { return false };
+        if i % 2 == 1 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    !digits.is_empty() && sum % 10 == 0
+}
+
+/// A validated primary account number. Zeroized on drop; `Debug` and `Display`
+/// show only the BIN and the last four digits.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CardNumber(String);
+
+impl CardNumber {
+    /// Parses a number given with optional spaces or dashes.
+    pub fn parse(input: &str) -> Result<Self, CardError> {
+        let digits: Zeroizing<String> =
+            Zeroizing::new(input.chars().filter(|c| !matches!(c, ' ' | '-')).collect());
+        if !(12..=19).contains(&digits.len())
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || !luhn_valid(&digits)
+        {
+            return Err(CardError::InvalidNumber);
+        }
+        let brand = Brand::detect(&digits).ok_or(CardError::UnsupportedBrand)?;
+        if !brand.valid_length(digits.len()) {
+            return Err(CardError::InvalidNumber);
+        }
+        Ok(Self(digits.as_str().to_owned()))
+    }
+
+    /// The digits in clear: only for the vault's encryption and the acquirer call.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn brand(&self) -> Brand {
+        // Parsing guarantees a brand.
+        Brand::detect(&self.0).unwrap_or(Brand::Visa)
+    }
+
+    pub fn bin(&self) -> &str {
+        &self.0[..6]
+    }
+
+    pub fn last4(&self) -> &str {
+        &self.0[self.0.len() - 4..]
+    }
+
+    /// `424242******4242`.
+    pub fn masked(&self) -> String {
+        format!("{}{}{}", self.bin(), "*".repeat(self.0.len() - 10), self.last4())
+    }
+}
+
+impl TryFrom<String> for CardNumber {
+    type Error = CardError;
+    fn try_from(mut s: String) -> Result<Self, CardError> {
+        let parsed = Self::parse(&s);
+        s.zeroize();
+        parsed
+    }
+}
+
+impl From<CardNumber> for String {
+    fn from(n: CardNumber) -> String {
+        n.0.clone()
+    }
+}
+
+impl fmt::Debug for CardNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CardNumber({})", self.masked())
+    }
+}
+
+impl fmt::Display for CardNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+/// A card security code (CVV/CVC/CID). Never printed, zeroized on drop.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop, Serialize, Deserialize)]
+pub struct SecurityCode(String);
+
+impl SecurityCode {
+    pub fn parse(input: &str, brand: Brand) -> Result<Self, CardError> {
+        if input.len() == brand.security_code_len() && input.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self(input.to_owned()))
+        } else {
+            Err(CardError::InvalidSecurityCode)
+        }
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecurityCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecurityCode(***)")
+    }
+}
+
+/// Card expiry: the card is valid through the last day of this month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expiry {
+    pub month: u8,
+    pub year: u16,
+}
+
+/// How far in the future an expiry may lie before it is considered a typo.
+const MAX_EXPIRY_YEARS_AHEAD: i32 = 20;
+
+impl Expiry {
+    /// Accepts two- and four-digit years; refuses past months and years more than
+    /// twenty years ahead.
+    pub fn parse(month: i32, year: i32, now: Millis) -> Result<Self, CardError> {
+        let year = match year {
+            0..=99 => 2000 + year,
+            1000..=9999 => year,
+            _ => return Err(CardError::InvalidExpiration),
+        };
+        if !(1..=12).contains(&month) {
+            return Err(CardError::InvalidExpiration);
+        }
+        let (now_year, now_month) = year_month(now);
+        let expired = (year, month) < (now_year, i32::from(now_month));
+        if expired || year > now_year + MAX_EXPIRY_YEARS_AHEAD {
+            return Err(CardError::InvalidExpiration);
+        }
+        Ok(Self { month: month as u8, year: year as u16 })
+    }
+}
+
+/// Billing details (Omise's set); all optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct Billing {
+    pub city: String,
+    pub country: String,
+    pub postal_code: String,
+    pub state: String,
+    pub street1: String,
+    pub street2: String,
+    pub phone_number: String,
+}
+
+/// Card data as it arrives from a client, before validation.
+#[derive(Default, Zeroize, ZeroizeOnDrop)]
+pub struct CardInput {
+    pub number: String,
+    pub expiration_month: i32,
+    pub expiration_year: i32,
+    pub name: String,
+    pub security_code: String,
+    pub billing: Billing,
+}
+
+impl fmt::Debug for CardInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CardInput(redacted)")
+    }
+}
+
+/// A card that passed validation.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Card {
+    pub number: CardNumber,
+    pub expiry: Expiry,
+    pub name: String,
+    pub security_code: Option<SecurityCode>,
+    pub billing: Billing,
+}
+
+impl fmt::Debug for Card {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Card")
+            .field("number", &self.number)
+            .field("expiry", &self.expiry)
+            .finish_non_exhaustive()
+    }
+}
+
+const MAX_NAME_LEN: usize = 255;
+const MAX_BILLING_FIELD_LEN: usize = 255;
+
+impl Card {
+    /// Validates every field; the first failure decides the reason.
+    pub fn validate(input: &CardInput, now: Millis) -> Result<Self, CardError> {
+        let number = CardNumber::parse(&input.number)?;
+        let expiry = Expiry::parse(input.expiration_month, input.expiration_year, now)?;
+        let security_code = match input.security_code.as_str() {
+            "" => None,
+            code => Some(SecurityCode::parse(code, number.brand())?),
+        };
+        let name = input.name.trim();
+        if name.is_empty() || name.chars().count() > MAX_NAME_LEN || contains_pan(name) {
+            return Err(CardError::InvalidName);
+        }
+        let b = &input.billing;
+        let fields = [&b.city, &b.country, &b.postal_code, &b.state, &b.street1, &b.street2, &b.phone_number];
+        if fields.iter().any(|f| f.chars().count() > MAX_BILLING_FIELD_LEN || contains_pan(f)) {
+            return Err(CardError::InvalidBilling);
+        }
+        if !b.country.is_empty() && !(b.country.len() == 2 && b.country.bytes().all(|c| c.is_ascii_alphabetic())) {
+            return Err(CardError::InvalidBilling);
+        }
+        let mut billing = b.clone();
+        billing.country.make_ascii_uppercase();
+        Ok(Self { number, expiry, name: name.to_owned(), security_code, billing })
+    }
+}
+
+/// True when the text holds a run of 13–19 digits (spaces and dashes allowed
+/// between them) that passes Luhn: the shape of a card number. Used to refuse
+/// card numbers pasted into free-text fields and to scan logs and stores.
+pub fn contains_pan(text: &str) -> bool {
+    find_pans(text).next().is_some()
+}
+
+/// Every Luhn-valid run of 13–19 digits in `text`; single spaces or dashes
+/// between digits are allowed, as people write card numbers.
+pub fn find_pans(text: &str) -> impl Iterator<Item = String> + '_ {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < bytes.len() {
+            if !bytes[i].is_ascii_digit() {
+                i += 1;
+                continue;
+            }
+            let mut digits = String::new();
+            while i < bytes.len() {
+                let separator_then_digit = matches!(bytes[i], b' ' | b'-')
+                    && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
+                if bytes[i].is_ascii_digit() {
+                    digits.push(bytes[i] as char);
+                } else if !separator_then_digit {
+                    break;
+                }
+                i += 1;
+            }
+            if (13..=19).contains(&digits.len()) && luhn_valid(&digits) {
+                return Some(digits);
+            }
+        }
+        None
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, SystemClock};
+
+    fn card(number: &str, name: &str, security_code: &str) -> Result<Card, CardError> {
+        let input = CardInput {
+            number: number.into(),
+            expiration_month: 12,
+            expiration_year: 40,
+            name: name.into(),
+            security_code: security_code.into(),
+            billing: Billing::default(),
+        };
+        Card::validate(&input, SystemClock.now_ms())
+    }
+
+    #[test]
+    fn brands_are_detected() {
+        let cases = [
+            ("4242424242424242", Brand::Visa),
+            ("4222222222222", Brand::Visa),
+            ("5555555555554444", Brand::Mastercard),
+            ("2223003122003222", Brand::Mastercard),
+            ("378282246310005", Brand::Amex),
+            ("6011111111111117", Brand::Discover),
+            ("6221260000000000", Brand::Discover),
+            ("3530111333300000", Brand::Jcb),
+            ("30569309025904", Brand::Diners),
+            ("36227206271667", Brand::Diners),
+            ("6200000000000005", Brand::Unionpay),
+            ("6759649826438453", Brand::Maestro),
+        ];
+        for (n, brand) in cases {
+            assert_eq!(Brand::detect(n), Some(brand), "{n}");
+        }
+        assert_eq!(Brand::detect("9999999999999995"), None);
+    }
+
+    #[test]
+    fn numbers_are_checked_for_luhn_length_and_brand() {
+        assert!(CardNumber::parse("4242 4242 4242 4242").is_ok());
+        assert!(CardNumber::parse("4242-4242-4242-4242").is_ok());
+        assert_eq!(CardNumber::parse("4242424242424241"), Err(CardError::InvalidNumber));
+        assert_eq!(CardNumber::parse("42424242424242a2"), Err(CardError::InvalidNumber));
+        assert_eq!(CardNumber::parse(""), Err(CardError::InvalidNumber));
+        // Luhn-valid but a Mastercard of 19 digits.
+        assert_eq!(CardNumber::parse("5555555555554444000"), Err(CardError::InvalidNumber));
+        assert_eq!(CardNumber::parse("9999999999999995"), Err(CardError::UnsupportedBrand));
+    }
+
+    #[test]
+    fn a_card_number_never_prints_in_full() {
+        let n = CardNumber::parse("4242424242424242").unwrap();
+        assert_eq!(format!("{n}"), "424242******4242");
+        assert_eq!(format!("{n:?}"), "CardNumber(424242******4242)");
+        let code = SecurityCode::parse("123", Brand::Visa).unwrap();
+        assert!(!format!("{code:?}").contains("123"));
+        let dbg = format!("{:?}", card("4242424242424242", "Jane Doe", "123").unwrap());
+        assert!(!dbg.contains("4242424242424242") && !dbg.contains("123"), "{dbg}");
+    }
+
+    #[test]
+    fn expiry_accepts_two_and_four_digit_years_and_refuses_the_past() {
+        // 2026-11-23T00:00:00Z
+        let now = 1_795_392_000_000;
+        assert_eq!(Expiry::parse(11, 26, now), Ok(Expiry { month: 11, year: 2026 }));
+        assert_eq!(Expiry::parse(1, 2030, now), Ok(Expiry { month: 1, year: 2030 }));
+        assert_eq!(Expiry::parse(10, 2026, now), Err(CardError::InvalidExpiration));
+        assert_eq!(Expiry::parse(13, 2030, now), Err(CardError::InvalidExpiration));
+        assert_eq!(Expiry::parse(0, 2030, now), Err(CardError::InvalidExpiration));
+        assert_eq!(Expiry::parse(1, 2060, now), Err(CardError::InvalidExpiration));
+        assert_eq!(Expiry::parse(1, 123, now), Err(CardError::InvalidExpiration));
+    }
+
+    #[test]
+    fn security_code_length_follows_the_brand() {
+        let amex = |code: &str| card("378282246310005", "Jane Doe", code);
+        assert!(amex("1234").is_ok());
+        assert_eq!(amex("123").err(), Some(CardError::InvalidSecurityCode));
+        let visa = |code: &str| card("4242424242424242", "Jane Doe", code);
+        assert!(visa("123").is_ok());
+        assert!(visa("").is_ok());
+        assert_eq!(visa("1234").err(), Some(CardError::InvalidSecurityCode));
+        assert_eq!(visa("12a").err(), Some(CardError::InvalidSecurityCode));
+    }
+
+    #[test]
+    fn name_is_required_and_may_not_hide_a_card_number() {
+        let with_name = |name: &str| card("4242424242424242", name, "");
+        assert_eq!(with_name("  ").err(), Some(CardError::InvalidName));
+        assert_eq!(with_name("4242 4242 4242 4242").err(), Some(CardError::InvalidName));
+        assert_eq!(with_name(" Jane Doe ").unwrap().name, "Jane Doe");
+        assert_eq!(CardError::InvalidName.reason(), "invalid_name");
+        assert_eq!(CardError::InvalidExpiration.reason(), "invalid_expiration_date");
+    }
+
+    #[test]
+    fn pan_scanner_finds_card_numbers_in_text() {
+        assert_eq!(find_pans("card=4242424242424242;").collect::<Vec<_>>(), vec!["4242424242424242"]);
+        assert!(contains_pan("x 4111-1111-1111-1111 y"));
+        assert!(!contains_pan("tokn_test_5a8b2 2026-11-23T02:31:38Z 123456789012"));
+        assert!(!contains_pan("4242424242424241"));
+        assert!(!contains_pan("424242******4242"));
+    }
+}

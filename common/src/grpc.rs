@@ -1,0 +1,71 @@
+//! gRPC conventions both services follow: errors as a status with a
+//! `google.rpc.ErrorInfo` (domain `payvault`), and the caller's deadline.
+use std::time::Duration;
+
+use tonic::metadata::MetadataMap;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+pub const ERROR_DOMAIN: &str = "payvault";
+
+/// A status carrying `ErrorInfo{reason, domain: "payvault"}`. `message` must be
+/// a fixed text: never echo request data into it.
+pub fn error_status(code: Code, reason: &str, message: impl Into<String>) -> Status {
+    Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::<String, String>::new()),
+    )
+}
+
+/// The `ErrorInfo` reason of a status, if it has one.
+pub fn error_reason(status: &Status) -> Option<String> {
+    status.get_error_details().error_info().map(|info| info.reason.clone())
+}
+
+/// The time left before the caller's `grpc-timeout`, capped at `max`.
+pub fn deadline(metadata: &MetadataMap, max: Duration) -> Duration {
+    metadata
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+        .map_or(max, |d| d.min(max))
+}
+
+/// Parses the `grpc-timeout` header (`<digits><unit>`, unit one of H M S m u n).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_status_carries_the_reason() {
+        let status = error_status(Code::FailedPrecondition, "used_token", "the token was already used");
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(error_reason(&status).as_deref(), Some("used_token"));
+    }
+
+    #[test]
+    fn deadline_comes_from_grpc_timeout_and_is_capped() {
+        let mut md = MetadataMap::new();
+        let max = Duration::from_secs(5);
+        assert_eq!(deadline(&md, max), max);
+        md.insert("grpc-timeout", "250m".parse().unwrap());
+        assert_eq!(deadline(&md, max), Duration::from_millis(250));
+        md.insert("grpc-timeout", "1H".parse().unwrap());
+        assert_eq!(deadline(&md, max), max);
+    }
+}

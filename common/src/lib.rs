@@ -1,0 +1,10 @@
+//! Shared building blocks of the payvault services: card validation, merchant
+//! authentication, the clock, configuration, telemetry and gRPC status helpers.
+
+pub mod auth;
+pub mod ids;
+pub mod card;
+pub mod clock;
+pub mod config;
+pub mod grpc;
+pub mod telemetry;
