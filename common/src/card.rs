@@ -339,6 +339,12 @@ pub fn contains_pan(text: &str) -> bool {
     find_pans(text).next().is_some()
 }
 
+/// `text` as it may be logged: request-supplied identifiers pass through this
+/// so a card number pasted into the wrong field never reaches a log line.
+pub fn loggable(text: &str) -> &str {
+    if contains_pan(text) { "[redacted]" } else { text }
+}
+
 /// Every Luhn-valid run of 13–19 digits in `text`; single spaces or dashes
 /// between digits are allowed, as people write card numbers.
 pub fn find_pans(text: &str) -> impl Iterator<Item = String> + '_ {
@@ -472,6 +478,8 @@ mod tests {
         assert!(contains_pan("x 4111-1111-1111-1111 y"));
         assert!(!contains_pan("tokn_test_5a8b2 2026-11-23T02:31:38Z 123456789012"));
         assert!(!contains_pan("4242424242424241"));
+        assert_eq!(loggable("tokn_test_abc"), "tokn_test_abc");
+        assert_eq!(loggable("4242424242424242"), "[redacted]");
         assert!(!contains_pan("424242******4242"));
     }
 }

@@ -1,0 +1,118 @@
+//! Development set-up for the embedded run (`vault-svc dev-init`): a dev KEK,
+//! a dev CA with a server certificate for localhost and a client certificate
+//! for payments-svc, and a test merchant whose keys go to `merchant.env`.
+//! Never for production: there the KEK, certificates and directory come from
+//! Kubernetes Secrets.
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
+
+use common::auth::create_merchant;
+
+use crate::crypto::kek::{KekSet, Key};
+
+/// A development certificate authority that can issue server and client certificates.
+pub struct DevCa {
+    pub ca_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A certificate and its private key, PEM-encoded.
+pub struct IssuedCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl DevCa {
+    pub fn generate() -> Result<Self, rcgen::Error> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, "payvault dev CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate()?;
+        let ca_pem = params.self_signed(&key)?.pem();
+        Ok(Self { ca_pem, issuer: Issuer::new(params, key) })
+    }
+
+    fn issue(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Result<IssuedCert, rcgen::Error> {
+        let mut params = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())?;
+        params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("payvault"));
+        params.extended_key_usages = vec![usage];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(IssuedCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    }
+
+    pub fn server(&self, names: &[&str]) -> Result<IssuedCert, rcgen::Error> {
+        self.issue(names, ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    pub fn client(&self, name: &str) -> Result<IssuedCert, rcgen::Error> {
+        self.issue(&[name], ExtendedKeyUsagePurpose::ClientAuth)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevInitError {
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("certificate generation: {0}")]
+    Cert(#[from] rcgen::Error),
+    #[error(transparent)]
+    Directory(#[from] common::auth::DirectoryError),
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), DevInitError> {
+    let io = |e| DevInitError::Io(path.display().to_string(), e);
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).and_then(|mut f| f.write_all(contents)).map_err(io)
+}
+
+/// Creates whatever of the dev set-up is missing under `dir`; returns what it made.
+pub fn init(dir: &Path) -> Result<Vec<&'static str>, DevInitError> {
+    let mut made = Vec::new();
+    let certs = dir.join("certs");
+    fs::create_dir_all(&certs).map_err(|e| DevInitError::Io(certs.display().to_string(), e))?;
+
+    let kek = dir.join("kek");
+    if !kek.exists() {
+        let set = KekSet::new(BTreeMap::from([(1, Key::random())])).unwrap_or_else(|_| unreachable!());
+        write_private(&kek, set.to_text().as_bytes())?;
+        made.push("dev KEK (kek)");
+    }
+
+    let files = ["ca.pem", "server.pem", "server.key", "client.pem", "client.key"];
+    if files.iter().any(|f| !certs.join(f).exists()) {
+        let ca = DevCa::generate()?;
+        let server = ca.server(&["localhost", "127.0.0.1"])?;
+        let client = ca.client("payments-svc")?;
+        write_private(&certs.join("ca.pem"), ca.ca_pem.as_bytes())?;
+        write_private(&certs.join("server.pem"), server.cert_pem.as_bytes())?;
+        write_private(&certs.join("server.key"), server.key_pem.as_bytes())?;
+        write_private(&certs.join("client.pem"), client.cert_pem.as_bytes())?;
+        write_private(&certs.join("client.key"), client.key_pem.as_bytes())?;
+        made.push("dev CA, server and payments-svc client certificates (certs/)");
+    }
+
+    let env = dir.join("merchant.env");
+    if !env.exists() {
+        let m = create_merchant(&dir.join("merchants.json"), "Test merchant")?;
+        let text = format!(
+            "PAYVAULT_MERCHANT_ID={}\nPAYVAULT_PKEY={}\nPAYVAULT_SKEY={}\n",
+            m.id,
+            m.test_public.expose(),
+            m.test_secret.expose()
+        );
+        write_private(&env, text.as_bytes())?;
+        made.push("test merchant (merchants.json, keys in merchant.env)");
+    }
+    Ok(made)
+}

@@ -1,0 +1,59 @@
+//! The one mapping from `VaultError` to a gRPC status with an `ErrorInfo`
+//! reason. Causes of server-side failures are logged here, once; messages are
+//! fixed texts and never echo a card number, security code or key.
+use tonic::{Code, Status};
+
+use common::auth::AuthError;
+use common::grpc::error_status;
+
+use crate::domain::VaultError;
+
+impl From<VaultError> for Status {
+    fn from(e: VaultError) -> Self {
+        let (code, reason) = match &e {
+            VaultError::InvalidCard(c) => (Code::InvalidArgument, c.reason()),
+            VaultError::InvalidArgument(_) => (Code::InvalidArgument, "invalid_argument"),
+            VaultError::TokenNotFound => (Code::NotFound, "token_not_found"),
+            VaultError::UsedToken => (Code::FailedPrecondition, "used_token"),
+            VaultError::TokenExpired => (Code::FailedPrecondition, "token_expired"),
+            VaultError::Store(_) | VaultError::DeadlineExceeded => (Code::Unavailable, "store_unavailable"),
+            VaultError::Crypto(_) | VaultError::Corrupt => (Code::Internal, "internal"),
+        };
+        if matches!(code, Code::Unavailable | Code::Internal) {
+            tracing::error!(error = %e, reason, "request failed");
+        }
+        error_status(code, reason, e.to_string())
+    }
+}
+
+pub fn auth_status(e: AuthError) -> Status {
+    let code = match e {
+        AuthError::Unauthenticated => Code::Unauthenticated,
+        AuthError::PermissionDenied => Code::PermissionDenied,
+    };
+    error_status(code, e.reason(), e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::card::CardError;
+    use common::grpc::error_reason;
+
+    #[test]
+    fn domain_errors_map_to_codes_and_reasons() {
+        let cases = [
+            (VaultError::InvalidCard(CardError::InvalidNumber), Code::InvalidArgument, "invalid_card"),
+            (VaultError::InvalidCard(CardError::InvalidSecurityCode), Code::InvalidArgument, "invalid_security_code"),
+            (VaultError::TokenNotFound, Code::NotFound, "token_not_found"),
+            (VaultError::UsedToken, Code::FailedPrecondition, "used_token"),
+            (VaultError::TokenExpired, Code::FailedPrecondition, "token_expired"),
+            (VaultError::DeadlineExceeded, Code::Unavailable, "store_unavailable"),
+        ];
+        for (e, code, reason) in cases {
+            let status = Status::from(e);
+            assert_eq!(status.code(), code);
+            assert_eq!(error_reason(&status).as_deref(), Some(reason));
+        }
+    }
+}

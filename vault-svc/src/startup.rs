@@ -1,0 +1,201 @@
+//! Building and running vault-svc: the public `Tokens` port (plaintext for the
+//! local run) and the internal `Vault` port (mTLS), each with health and
+//! reflection; a store monitor that drives health; graceful shutdown.
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use common::auth::DirectoryHandle;
+use common::clock::{SharedClock, SystemClock};
+use proto::vault::v1::tokens_server::TokensServer;
+use proto::vault::v1::vault_server::VaultServer;
+
+use crate::config::VaultConfig;
+use crate::crypto::{FileKeyProvider, KekSet, KeyProvider, KeyRing};
+use crate::domain::single_use::{Policy, SingleUseTokens};
+use crate::grpc::mtls::{self, TlsMaterial};
+use crate::grpc::tokens::TokensService;
+use crate::grpc::vault::VaultService;
+use crate::storage::memory::MemoryTokenStore;
+use crate::storage::redis::{RedisSettings, RedisTokenStore};
+use crate::storage::{ConfiguredStore, TokenStore};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Everything the vault is built from; tests assemble this themselves.
+pub struct Dependencies {
+    pub store: ConfiguredStore,
+    pub keks: KekSet,
+    pub directory: DirectoryHandle,
+    pub clock: SharedClock,
+    pub tls: TlsMaterial,
+    pub allowed_clients: Vec<String>,
+    pub policy: Policy,
+    pub request_timeout: Duration,
+    pub shutdown_drain: Duration,
+}
+
+impl Dependencies {
+    /// Loads keys, directory, certificates and the store from configuration.
+    pub fn from_config(cfg: &VaultConfig) -> Result<Self, BoxError> {
+        let store = match &cfg.redis.url {
+            Some(url) => ConfiguredStore::Redis(RedisTokenStore::new(&RedisSettings {
+                url: url.clone(),
+                key_prefix: cfg.redis.key_prefix.clone(),
+                pool_size: cfg.redis.pool_size,
+                connect_timeout: Duration::from_millis(cfg.redis.connect_timeout_ms),
+            })?),
+            None => ConfiguredStore::Memory(MemoryTokenStore::new()),
+        };
+        let [ca, cert, key] = cfg.tls_paths();
+        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        let directory = DirectoryHandle::load(&cfg.merchants_file())?;
+        directory.spawn_reloader(Duration::from_secs(cfg.merchants.reload_secs.max(1)));
+        Ok(Self {
+            store,
+            keks: FileKeyProvider { path: cfg.kek_file() }.load()?,
+            directory,
+            clock: Arc::new(SystemClock),
+            tls: TlsMaterial { ca_pem: read(&ca)?, cert_pem: read(&cert)?, key_pem: read(&key)? },
+            allowed_clients: cfg.allowed_clients(),
+            policy: Policy::default(),
+            request_timeout: Duration::from_millis(cfg.request_timeout_ms),
+            shutdown_drain: Duration::from_secs(cfg.shutdown_drain_secs),
+        })
+    }
+}
+
+pub struct Application {
+    public: TcpListener,
+    internal: TcpListener,
+    deps: Dependencies,
+}
+
+const SERVICES: [&str; 3] = ["", "payvault.vault.v1.Tokens", "payvault.vault.v1.Vault"];
+
+impl Application {
+    /// Binds both ports (use port 0 in tests).
+    pub async fn bind(public_addr: &str, internal_addr: &str, deps: Dependencies) -> Result<Self, BoxError> {
+        let public = TcpListener::bind(public_addr).await.map_err(|e| format!("bind {public_addr}: {e}"))?;
+        let internal = TcpListener::bind(internal_addr).await.map_err(|e| format!("bind {internal_addr}: {e}"))?;
+        Ok(Self { public, internal, deps })
+    }
+
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.internal.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until `shutdown` resolves, then reports NOT_SERVING, stops
+    /// accepting, and lets in-flight calls finish within the drain limit.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), BoxError> {
+        let Self { public, internal, deps } = self;
+        let tls = mtls::server_config(&deps.tls, &deps.allowed_clients)?;
+        let keys = Arc::new(KeyRing::new(deps.keks));
+        let tokens = Arc::new(SingleUseTokens::new(deps.store, keys, deps.clock, deps.policy));
+        let allowed: Arc<[String]> = deps.allowed_clients.into();
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let monitor = tokio::spawn(monitor_store(tokens.clone(), health.clone()));
+
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let public_server = Server::builder()
+            .add_service(health_service.clone())
+            .add_service(reflection.clone())
+            .add_service(TokensServer::new(TokensService::new(
+                tokens.clone(),
+                deps.directory,
+                deps.request_timeout,
+            )))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(public), stopped(stop_rx.clone()));
+        let internal_server = Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(VaultServer::new(VaultService::new(tokens, allowed, deps.request_timeout)))
+            .serve_with_incoming_shutdown(mtls::incoming(internal, tls), stopped(stop_rx));
+
+        let servers = async { tokio::try_join!(public_server, internal_server).map(|_| ()) };
+        tokio::pin!(servers);
+        let result = tokio::select! {
+            result = &mut servers => result.map_err(BoxError::from),
+            () = shutdown => {
+                monitor.abort();
+                for service in SERVICES {
+                    health.set_service_status(service, ServingStatus::NotServing).await;
+                }
+                tracing::info!(drain_secs = deps.shutdown_drain.as_secs(), "shutting down: draining in-flight calls");
+                let _ = stop_tx.send(true);
+                match tokio::time::timeout(deps.shutdown_drain, &mut servers).await {
+                    Ok(result) => result.map_err(BoxError::from),
+                    Err(_) => {
+                        tracing::warn!("drain limit reached; closing remaining calls");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        monitor.abort();
+        result
+    }
+}
+
+/// Pings the store every two seconds and reports SERVING / NOT_SERVING.
+async fn monitor_store<S: TokenStore>(tokens: Arc<SingleUseTokens<S>>, health: HealthReporter) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let up = matches!(tokio::time::timeout(Duration::from_secs(1), tokens.store().ping()).await, Ok(Ok(())));
+        if last != Some(up) {
+            let status = if up { ServingStatus::Serving } else { ServingStatus::NotServing };
+            for service in SERVICES {
+                health.set_service_status(service, status).await;
+            }
+            if up {
+                tracing::info!("token store reachable: serving");
+            } else {
+                tracing::error!("token store unreachable: not serving");
+            }
+            last = Some(up);
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

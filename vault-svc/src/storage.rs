@@ -1,0 +1,124 @@
+//! Where single-use tokens live. `TokenStore` holds one-round-trip primitives
+//! (create, read, consume atomically); the rules around them live in `domain`.
+//! Adapters: `redis` for production, `memory` for the embedded single-node run.
+//! Both pass the same conformance suite (`vault-svc/tests/token_store.rs`).
+use std::future::Future;
+
+use common::clock::Millis;
+
+pub mod memory;
+pub mod redis;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or did not answer; carries no request data.
+    #[error("token store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A new single-use token. `meta` and `card` are sealed (encrypted) blobs.
+#[derive(Debug, Clone)]
+pub struct NewSingleUse {
+    pub id: String,
+    pub merchant_id: String,
+    pub created_at: Millis,
+    /// Usable until then; the card blob is dropped by the store at this time.
+    pub expires_at: Millis,
+    /// Metadata is kept until then.
+    pub retain_until: Millis,
+    pub meta: Vec<u8>,
+    pub card: Vec<u8>,
+}
+
+/// A single-use token as read back (never the card blob).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SingleUseRecord {
+    pub expires_at: Millis,
+    pub meta: Vec<u8>,
+    pub used: bool,
+}
+
+/// The result of an atomic consume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consumed {
+    /// This call consumed the token.
+    Fresh { meta: Vec<u8>, card: Vec<u8> },
+    /// The same consumer asked again within the replay window.
+    Replay { meta: Vec<u8>, card: Vec<u8> },
+    AlreadyUsed,
+    Expired,
+    NotFound,
+}
+
+pub trait TokenStore: Send + Sync + 'static {
+    /// Stores a new token; `false` if the id already exists (nothing changes).
+    fn create(&self, token: &NewSingleUse) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Reads a token of `merchant_id`; another merchant's token is `None`.
+    fn get(
+        &self,
+        id: &str,
+        merchant_id: &str,
+        now: Millis,
+    ) -> impl Future<Output = Result<Option<SingleUseRecord>, StoreError>> + Send;
+
+    /// Atomically marks the token used by `consumer` and returns its blobs.
+    /// Exactly one of any number of concurrent consumers gets `Fresh`; the same
+    /// consumer within `replay_ms` of that gets `Replay`; everyone else
+    /// `AlreadyUsed`. After consumption the card blob is kept only `replay_ms`.
+    fn consume(
+        &self,
+        id: &str,
+        merchant_id: &str,
+        consumer: &str,
+        now: Millis,
+        replay_ms: Millis,
+    ) -> impl Future<Output = Result<Consumed, StoreError>> + Send;
+
+    /// Checks the store answers (for health reporting).
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The store chosen by configuration at start-up.
+#[derive(Debug)]
+pub enum ConfiguredStore {
+    Memory(memory::MemoryTokenStore),
+    Redis(redis::RedisTokenStore),
+}
+
+impl TokenStore for ConfiguredStore {
+    async fn create(&self, token: &NewSingleUse) -> Result<bool, StoreError> {
+        match self {
+            Self::Memory(s) => s.create(token).await,
+            Self::Redis(s) => s.create(token).await,
+        }
+    }
+
+    async fn get(&self, id: &str, merchant_id: &str, now: Millis) -> Result<Option<SingleUseRecord>, StoreError> {
+        match self {
+            Self::Memory(s) => s.get(id, merchant_id, now).await,
+            Self::Redis(s) => s.get(id, merchant_id, now).await,
+        }
+    }
+
+    async fn consume(
+        &self,
+        id: &str,
+        merchant_id: &str,
+        consumer: &str,
+        now: Millis,
+        replay_ms: Millis,
+    ) -> Result<Consumed, StoreError> {
+        match self {
+            Self::Memory(s) => s.consume(id, merchant_id, consumer, now, replay_ms).await,
+            Self::Redis(s) => s.consume(id, merchant_id, consumer, now, replay_ms).await,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(s) => s.ping().await,
+            Self::Redis(s) => s.ping().await,
+        }
+    }
+}

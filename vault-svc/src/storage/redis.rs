@@ -1,0 +1,183 @@
+//! The Redis token store. Each operation is one round trip: a Lua script (sent
+//! by EVALSHA) or one command. A token is two keys sharing the hash tag of its
+//! id, so they sit in one Redis Cluster slot:
+//!   `<prefix>su:{id}`   hash: m = merchant, x = expires_at, d = sealed metadata,
+//!                       u / ua = consumer and time once used; TTL = retention (7 days)
+//!   `<prefix>su:{id}:c` sealed card; TTL = usable window, then the replay window
+use deadpool_redis::redis::{self, Script, Value};
+use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
+use std::time::Duration;
+
+use common::clock::Millis;
+
+use super::{Consumed, NewSingleUse, SingleUseRecord, StoreError, TokenStore};
+
+const CREATE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if not redis.call('SET', KEYS[2], ARGV[4], 'NX', 'PX', ARGV[5]) then return 0 end
+redis.call('HSET', KEYS[1], 'm', ARGV[1], 'x', ARGV[2], 'd', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return 1
+";
+
+/// Replies: {0} not found, {1} used, {2} expired, {3, meta, card} replay,
+/// {4, meta, card} consumed now.
+const CONSUME: &str = r"
+local h = redis.call('HMGET', KEYS[1], 'm', 'x', 'd', 'u', 'ua')
+if not h[1] or h[1] ~= ARGV[1] then return {0} end
+local now = tonumber(ARGV[3])
+if h[4] then
+  if h[4] == ARGV[2] and now < tonumber(h[5]) + tonumber(ARGV[4]) then
+    local c = redis.call('GET', KEYS[2])
+    if c then return {3, h[3], c} end
+  end
+  return {1}
+end
+if now >= tonumber(h[2]) then
+  redis.call('DEL', KEYS[2])
+  return {2}
+end
+local c = redis.call('GET', KEYS[2])
+if not c then return {2} end
+redis.call('HSET', KEYS[1], 'u', ARGV[2], 'ua', ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return {4, h[3], c}
+";
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    /// Prepended to every key (no braces); lets tests and tenants share a server.
+    pub key_prefix: String,
+    pub pool_size: usize,
+    /// How long to wait for a connection from the pool or a new one to open.
+    pub connect_timeout: Duration,
+}
+
+pub struct RedisTokenStore {
+    pool: Pool,
+    prefix: String,
+    create: Script,
+    consume: Script,
+}
+
+impl std::fmt::Debug for RedisTokenStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTokenStore").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl RedisTokenStore {
+    pub fn new(settings: &RedisSettings) -> Result<Self, StoreError> {
+        let mut cfg = Config::from_url(settings.url.clone());
+        let mut pool = PoolConfig::new(settings.pool_size);
+        pool.timeouts = Timeouts {
+            wait: Some(settings.connect_timeout),
+            create: Some(settings.connect_timeout),
+            recycle: Some(settings.connect_timeout),
+        };
+        cfg.pool = Some(pool);
+        let pool = cfg.create_pool(Some(Runtime::Tokio1)).map_err(unavailable)?;
+        Ok(Self {
+            pool,
+            prefix: settings.key_prefix.clone(),
+            create: Script::new(CREATE),
+            consume: Script::new(CONSUME),
+        })
+    }
+
+    fn keys(&self, id: &str) -> (String, String) {
+        let hash = format!("{}su:{{{id}}}", self.prefix);
+        let card = format!("{hash}:c");
+        (hash, card)
+    }
+
+    async fn conn(&self) -> Result<deadpool_redis::Connection, StoreError> {
+        self.pool.get().await.map_err(unavailable)
+    }
+}
+
+fn bytes(v: Option<&Value>) -> Vec<u8> {
+    match v {
+        Some(Value::BulkString(b)) => b.clone(),
+        _ => Vec::new(),
+    }
+}
+
+impl TokenStore for RedisTokenStore {
+    async fn create(&self, t: &NewSingleUse) -> Result<bool, StoreError> {
+        let (hash, card) = self.keys(&t.id);
+        let created: i64 = self
+            .create
+            .key(hash)
+            .key(card)
+            .arg(&t.merchant_id)
+            .arg(t.expires_at)
+            .arg(t.meta.as_slice())
+            .arg(t.card.as_slice())
+            .arg((t.expires_at - t.created_at).max(1))
+            .arg((t.retain_until - t.created_at).max(1))
+            .invoke_async(&mut self.conn().await?)
+            .await
+            .map_err(unavailable)?;
+        Ok(created == 1)
+    }
+
+    async fn get(&self, id: &str, merchant_id: &str, _now: Millis) -> Result<Option<SingleUseRecord>, StoreError> {
+        let (hash, _) = self.keys(id);
+        let (m, x, d, u): (Option<String>, Option<Millis>, Option<Vec<u8>>, Option<String>) = redis::cmd("HMGET")
+            .arg(hash)
+            .arg(&["m", "x", "d", "u"])
+            .query_async(&mut self.conn().await?)
+            .await
+            .map_err(unavailable)?;
+        Ok(match (m, x, d) {
+            (Some(m), Some(expires_at), Some(meta)) if m == merchant_id => {
+                Some(SingleUseRecord { expires_at, meta, used: u.is_some() })
+            }
+            _ => None,
+        })
+    }
+
+    async fn consume(
+        &self,
+        id: &str,
+        merchant_id: &str,
+        consumer: &str,
+        now: Millis,
+        replay_ms: Millis,
+    ) -> Result<Consumed, StoreError> {
+        let (hash, card) = self.keys(id);
+        let reply: Vec<Value> = self
+            .consume
+            .key(hash)
+            .key(card)
+            .arg(merchant_id)
+            .arg(consumer)
+            .arg(now)
+            .arg(replay_ms.max(1))
+            .invoke_async(&mut self.conn().await?)
+            .await
+            .map_err(unavailable)?;
+        let code = match reply.first() {
+            Some(Value::Int(c)) => c.to_owned(),
+            _ => return Err(StoreError::Unavailable("unexpected reply from consume script".into())),
+        };
+        Ok(match code {
+            0 => Consumed::NotFound,
+            1 => Consumed::AlreadyUsed,
+            2 => Consumed::Expired,
+            3 => Consumed::Replay { meta: bytes(reply.get(1)), card: bytes(reply.get(2)) },
+            _ => Consumed::Fresh { meta: bytes(reply.get(1)), card: bytes(reply.get(2)) },
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = redis::cmd("PING").query_async(&mut self.conn().await?).await.map_err(unavailable)?;
+        Ok(())
+    }
+}
