@@ -1,8 +1,9 @@
 //! The Redis token store. Each operation is one round trip: a Lua script (sent
 //! by EVALSHA) or one command. A token is two keys sharing the hash tag of its
 //! id, so they sit in one Redis Cluster slot:
-//!   `<prefix>su:{id}`   hash: m = merchant, x = expires_at, d = sealed metadata,
-//!                       u / ua = consumer and time once used; TTL = retention (7 days)
+//!   `<prefix>su:{id}`   hash: m = merchant, x = expires_at, r = retain_until,
+//!                       d = sealed metadata, u / ua = consumer and time once used;
+//!                       TTL = retention (7 days)
 //!   `<prefix>su:{id}:c` sealed card; TTL = usable window, then the replay window
 use deadpool_redis::redis::{self, Script, Value};
 use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
@@ -15,7 +16,7 @@ use super::{Consumed, NewSingleUse, SingleUseRecord, StoreError, TokenStore};
 const CREATE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if not redis.call('SET', KEYS[2], ARGV[4], 'NX', 'PX', ARGV[5]) then return 0 end
-redis.call('HSET', KEYS[1], 'm', ARGV[1], 'x', ARGV[2], 'd', ARGV[3])
+redis.call('HSET', KEYS[1], 'm', ARGV[1], 'x', ARGV[2], 'd', ARGV[3], 'r', ARGV[7])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return 1
 ";
@@ -23,9 +24,9 @@ return 1
 /// Replies: {0} not found, {1} used, {2} expired, {3, meta, card} replay,
 /// {4, meta, card} consumed now.
 const CONSUME: &str = r"
-local h = redis.call('HMGET', KEYS[1], 'm', 'x', 'd', 'u', 'ua')
-if not h[1] or h[1] ~= ARGV[1] then return {0} end
+local h = redis.call('HMGET', KEYS[1], 'm', 'x', 'd', 'u', 'ua', 'r')
 local now = tonumber(ARGV[3])
+if not h[1] or h[1] ~= ARGV[1] or now >= tonumber(h[6]) then return {0} end
 if h[4] then
   if h[4] == ARGV[2] and now < tonumber(h[5]) + tonumber(ARGV[4]) then
     local c = redis.call('GET', KEYS[2])
@@ -121,22 +122,24 @@ impl TokenStore for RedisTokenStore {
             .arg(t.card.as_slice())
             .arg((t.expires_at - t.created_at).max(1))
             .arg((t.retain_until - t.created_at).max(1))
+            .arg(t.retain_until)
             .invoke_async(&mut self.conn().await?)
             .await
             .map_err(unavailable)?;
         Ok(created == 1)
     }
 
-    async fn get(&self, id: &str, merchant_id: &str, _now: Millis) -> Result<Option<SingleUseRecord>, StoreError> {
+    async fn get(&self, id: &str, merchant_id: &str, now: Millis) -> Result<Option<SingleUseRecord>, StoreError> {
+        type Fields = (Option<String>, Option<Millis>, Option<Millis>, Option<Vec<u8>>, Option<String>);
         let (hash, _) = self.keys(id);
-        let (m, x, d, u): (Option<String>, Option<Millis>, Option<Vec<u8>>, Option<String>) = redis::cmd("HMGET")
+        let (m, x, r, d, u): Fields = redis::cmd("HMGET")
             .arg(hash)
-            .arg(&["m", "x", "d", "u"])
+            .arg(&["m", "x", "r", "d", "u"])
             .query_async(&mut self.conn().await?)
             .await
             .map_err(unavailable)?;
-        Ok(match (m, x, d) {
-            (Some(m), Some(expires_at), Some(meta)) if m == merchant_id => {
+        Ok(match (m, x, r, d) {
+            (Some(m), Some(expires_at), Some(retain_until), Some(meta)) if m == merchant_id && now < retain_until => {
                 Some(SingleUseRecord { expires_at, meta, used: u.is_some() })
             }
             _ => None,

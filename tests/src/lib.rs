@@ -1,0 +1,221 @@
+//! Test harness: starts a real vault-svc on loopback ports (port 0) with a dev
+//! CA, a dev KEK, two merchants and the chosen token store, and hands out
+//! generated clients for its public and internal ports.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+use common::auth::{DirectoryHandle, NewMerchant, create_merchant};
+use common::clock::ManualClock;
+use common::ids;
+use proto::vault::v1 as pb;
+use vault_svc::crypto::kek::{KekSet, Key};
+use vault_svc::dev::DevCa;
+use vault_svc::domain::single_use::Policy;
+use vault_svc::grpc::mtls::TlsMaterial;
+use vault_svc::startup::{Application, Dependencies};
+use vault_svc::storage::ConfiguredStore;
+use vault_svc::storage::memory::MemoryTokenStore;
+use vault_svc::storage::redis::{RedisSettings, RedisTokenStore};
+
+pub use pb::tokens_client::TokensClient;
+pub use pb::vault_client::VaultClient;
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+#[derive(Debug, Clone)]
+pub enum Store {
+    Memory,
+    /// A real Redis under a fresh key prefix.
+    Redis,
+    /// Any Redis URL (e.g. one that never answers).
+    RedisAt(String),
+}
+
+pub struct TestVault {
+    pub public: Channel,
+    pub internal_addr: std::net::SocketAddr,
+    pub ca: Arc<DevCa>,
+    pub merchant: NewMerchant,
+    pub other_merchant: NewMerchant,
+    pub clock: ManualClock,
+    pub redis_prefix: Option<String>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("payvault-e2e-{}", ids::hex(8)));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl TestVault {
+    pub async fn start(store: Store) -> Self {
+        let dir = temp_dir();
+        let directory_file = dir.join("merchants.json");
+        let merchant = create_merchant(&directory_file, "Shop A").unwrap();
+        let other_merchant = create_merchant(&directory_file, "Shop B").unwrap();
+        let ca = Arc::new(DevCa::generate().unwrap());
+        let server = ca.server(&["localhost", "127.0.0.1"]).unwrap();
+        let clock = ManualClock::starting_now();
+        let mut redis_prefix = None;
+        let redis = |url: String, prefix: String| {
+            ConfiguredStore::Redis(
+                RedisTokenStore::new(&RedisSettings {
+                    url,
+                    key_prefix: prefix,
+                    pool_size: 8,
+                    connect_timeout: Duration::from_millis(500),
+                })
+                .unwrap(),
+            )
+        };
+        let store = match store {
+            Store::Memory => ConfiguredStore::Memory(MemoryTokenStore::new()),
+            Store::Redis => {
+                let prefix = format!("e2e:{}:", ids::hex(8));
+                redis_prefix = Some(prefix.clone());
+                redis(redis_url(), prefix)
+            }
+            Store::RedisAt(url) => redis(url, "e2e:".into()),
+        };
+        let deps = Dependencies {
+            store,
+            keks: KekSet::new(BTreeMap::from([(1, Key::random())])).unwrap(),
+            directory: DirectoryHandle::load(&directory_file).unwrap(),
+            clock: Arc::new(clock.clone()),
+            tls: TlsMaterial {
+                ca_pem: ca.ca_pem.clone().into_bytes(),
+                cert_pem: server.cert_pem.into_bytes(),
+                key_pem: server.key_pem.into_bytes(),
+            },
+            allowed_clients: vec!["payments-svc".into()],
+            policy: Policy::default(),
+            request_timeout: Duration::from_secs(5),
+            shutdown_drain: Duration::from_secs(2),
+        };
+        let app = Application::bind("127.0.0.1:0", "127.0.0.1:0", deps).await.unwrap();
+        let (public_addr, internal_addr) = (app.public_addr(), app.internal_addr());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.run_until(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        let public = Channel::from_shared(format!("http://{public_addr}")).unwrap().connect_lazy();
+        Self {
+            public,
+            internal_addr,
+            ca,
+            merchant,
+            other_merchant,
+            clock,
+            redis_prefix,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn tokens(&self) -> TokensClient<Channel> {
+        TokensClient::new(self.public.clone())
+    }
+
+    /// A channel to the internal port presenting a client certificate for `name`
+    /// issued by `ca` (`None`: no client certificate at all).
+    pub fn internal_channel(&self, client: Option<(&DevCa, &str)>) -> Channel {
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(self.ca.ca_pem.clone()))
+            .domain_name("localhost");
+        if let Some((ca, name)) = client {
+            let cert = ca.client(name).unwrap();
+            tls = tls.identity(Identity::from_pem(cert.cert_pem, cert.key_pem));
+        }
+        Channel::from_shared(format!("https://localhost:{}", self.internal_addr.port()))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .timeout(Duration::from_secs(5))
+            .connect_lazy()
+    }
+
+    /// The internal client as payments-svc would hold it.
+    pub fn vault(&self) -> VaultClient<Channel> {
+        VaultClient::new(self.internal_channel(Some((&self.ca, "payments-svc"))))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Adds `authorization: Bearer <key>` to a request.
+pub fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value: MetadataValue<_> = format!("Bearer {key}").parse().unwrap();
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+/// A valid test card: Visa 4242…, expiring 12 of the year after next.
+pub fn card(number: &str, security_code: &str) -> pb::Card {
+    pb::Card {
+        number: number.into(),
+        expiration_month: 12,
+        expiration_year: 2040,
+        name: "Jane Doe".into(),
+        security_code: security_code.into(),
+        country: "th".into(),
+        city: "Bangkok".into(),
+        postal_code: "10320".into(),
+        ..Default::default()
+    }
+}
+
+pub fn create_request(card: pb::Card) -> pb::CreateTokenRequest {
+    pb::CreateTokenRequest { card: Some(card) }
+}
+
+pub fn detokenize_request(merchant_id: &str, token: &str, consumer_ref: &str) -> pb::DetokenizeRequest {
+    pb::DetokenizeRequest { merchant_id: merchant_id.into(), token: token.into(), consumer_ref: consumer_ref.into() }
+}
+
+/// The `ErrorInfo` reason of a failed call.
+pub fn reason(status: &tonic::Status) -> String {
+    common::grpc::error_reason(status).unwrap_or_default()
+}
+
+/// Every value stored under `prefix` in Redis, as lossy text (for PAN scans).
+pub async fn redis_values(prefix: &str) -> Vec<String> {
+    use deadpool_redis::redis;
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await.unwrap();
+    let mut values = Vec::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await.unwrap();
+        let raw: Vec<Vec<u8>> = if kind == "hash" {
+            redis::cmd("HVALS").arg(&key).query_async(&mut conn).await.unwrap()
+        } else {
+            vec![redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap()]
+        };
+        values.extend(raw.iter().map(|v| String::from_utf8_lossy(v).into_owned()));
+        values.push(key);
+    }
+    values
+}

@@ -1,0 +1,249 @@
+//! The single-use token capability end to end: a merchant's client creates a
+//! token with its public key; payments-svc (an mTLS client named payments-svc)
+//! detokenizes it exactly once. Runs against a real Redis and the in-process store.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use e2e::{Store, TestVault, authed, card, create_request, detokenize_request, reason};
+use tonic::Code;
+
+async fn create_get_detokenize_once(store: Store) {
+    let vault = TestVault::start(store).await;
+    let pkey = vault.merchant.test_public.expose();
+    let merchant_id = vault.merchant.id.clone();
+
+    let token = vault.tokens().create_token(authed(pkey, create_request(card("4242 4242 4242 4242", "123")))).await.unwrap().into_inner();
+    assert!(token.id.starts_with("tokn_test_"), "{}", token.id);
+    assert!(!token.livemode && !token.used);
+    assert_eq!(token.charge_status, "unknown");
+    let meta = token.card.clone().unwrap();
+    assert_eq!((meta.brand.as_str(), meta.bin.as_str(), meta.last_digits.as_str()), ("visa", "424242", "4242"));
+    assert_eq!((meta.expiration_month, meta.expiration_year, meta.country.as_str()), (12, 2040, "TH"));
+    assert!(!meta.fingerprint.is_empty());
+    let ttl = token.expires_at.unwrap().seconds - token.created_at.unwrap().seconds;
+    assert_eq!(ttl, 30 * 60);
+
+    let read = vault.tokens().get_token(authed(pkey, e2e_get(&token.id))).await.unwrap().into_inner();
+    assert_eq!(read, token, "GetToken returns what CreateToken returned");
+
+    let out = vault.vault().detokenize(detokenize_request(&merchant_id, &token.id, "pay_1")).await.unwrap().into_inner();
+    let c = out.card.unwrap();
+    assert_eq!((c.number.as_str(), c.security_code.as_str(), c.name.as_str()), ("4242424242424242", "123", "Jane Doe"));
+    assert_eq!((c.expiration_month, c.expiration_year), (12, 2040));
+    assert_eq!(out.metadata.unwrap().last_digits, "4242");
+
+    let again = vault.vault().detokenize(detokenize_request(&merchant_id, &token.id, "pay_2")).await.unwrap_err();
+    assert_eq!((again.code(), reason(&again).as_str()), (Code::FailedPrecondition, "used_token"));
+
+    let replay = vault.vault().detokenize(detokenize_request(&merchant_id, &token.id, "pay_1")).await.unwrap().into_inner();
+    assert_eq!(replay.card.unwrap().number, "4242424242424242", "the same consumer may retry");
+
+    let read = vault.tokens().get_token(authed(pkey, e2e_get(&token.id))).await.unwrap().into_inner();
+    assert!(read.used);
+
+    // Past the replay window the card is gone even for the first consumer.
+    vault.clock.advance_ms(2 * 60 * 1000);
+    let late = vault.vault().detokenize(detokenize_request(&merchant_id, &token.id, "pay_1")).await.unwrap_err();
+    assert_eq!(reason(&late), "used_token");
+    vault.stop().await;
+}
+
+fn e2e_get(id: &str) -> proto::vault::v1::GetTokenRequest {
+    proto::vault::v1::GetTokenRequest { id: id.into() }
+}
+
+#[tokio::test]
+async fn redis_create_get_detokenize_once() {
+    create_get_detokenize_once(Store::Redis).await;
+}
+
+#[tokio::test]
+async fn memory_create_get_detokenize_once() {
+    create_get_detokenize_once(Store::Memory).await;
+}
+
+#[tokio::test]
+async fn a_token_expires_after_thirty_minutes() {
+    let vault = TestVault::start(Store::Redis).await;
+    let pkey = vault.merchant.test_public.expose();
+    let token = vault.tokens().create_token(authed(pkey, create_request(card("5555555555554444", "")))).await.unwrap().into_inner();
+    vault.clock.advance_ms(30 * 60 * 1000);
+    let err = vault.vault().detokenize(detokenize_request(&vault.merchant.id, &token.id, "pay_1")).await.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_str()), (Code::FailedPrecondition, "token_expired"));
+    let read = vault.tokens().get_token(authed(pkey, e2e_get(&token.id))).await.unwrap().into_inner();
+    assert!(!read.used, "an expired token's metadata is still readable and it was never used");
+    vault.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_detokenizations_have_exactly_one_winner() {
+    let vault = TestVault::start(Store::Redis).await;
+    let token = vault
+        .tokens()
+        .create_token(authed(vault.merchant.test_public.expose(), create_request(card("4111111111111111", "999"))))
+        .await
+        .unwrap()
+        .into_inner();
+    let calls = (0..16).map(|i| {
+        let mut client = vault.vault();
+        let request = detokenize_request(&vault.merchant.id, &token.id, &format!("pay_{i}"));
+        async move { client.detokenize(request).await }
+    });
+    let results = futures::future::join_all(calls).await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    let used = results.iter().filter(|r| r.as_ref().is_err_and(|e| reason(e) == "used_token")).count();
+    assert_eq!((won, used), (1, 15));
+    vault.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_cards_are_refused_with_their_own_reason_and_nothing_is_stored() {
+    let vault = TestVault::start(Store::Redis).await;
+    let pkey = vault.merchant.test_public.expose();
+    let mut expired = card("4242424242424242", "123");
+    expired.expiration_year = 2020;
+    let mut bad_month = card("4242424242424242", "123");
+    bad_month.expiration_month = 13;
+    let mut no_name = card("4242424242424242", "123");
+    no_name.name = " ".into();
+    let cases = [
+        (card("4242424242424241", "123"), "invalid_card"),
+        (card("1234", "123"), "invalid_card"),
+        (card("378282246310005", "123"), "invalid_security_code"),
+        (card("4242424242424242", "12345"), "invalid_security_code"),
+        (expired, "invalid_expiration_date"),
+        (bad_month, "invalid_expiration_date"),
+        (no_name, "invalid_name"),
+    ];
+    for (c, expected) in cases {
+        let err = vault.tokens().create_token(authed(pkey, create_request(c))).await.unwrap_err();
+        assert_eq!((err.code(), reason(&err).as_str()), (Code::InvalidArgument, expected));
+        assert!(!err.message().contains("4242424242424242") && !err.message().contains("378282246310005"));
+    }
+    let missing = vault.tokens().create_token(authed(pkey, proto::vault::v1::CreateTokenRequest { card: None })).await.unwrap_err();
+    assert_eq!(reason(&missing), "invalid_card");
+    assert!(e2e::redis_values(vault.redis_prefix.as_deref().unwrap()).await.is_empty(), "nothing was written");
+    vault.stop().await;
+}
+
+#[tokio::test]
+async fn keys_scope_tokens_to_their_merchant_and_mode() {
+    let vault = TestVault::start(Store::Redis).await;
+    let mine = vault.merchant.test_public.expose();
+    let token = vault.tokens().create_token(authed(mine, create_request(card("4242424242424242", "")))).await.unwrap().into_inner();
+
+    let unauthenticated = vault.tokens().get_token(tonic::Request::new(e2e_get(&token.id))).await.unwrap_err();
+    assert_eq!((unauthenticated.code(), reason(&unauthenticated).as_str()), (Code::Unauthenticated, "authentication_failure"));
+    let wrong_key = vault.tokens().get_token(authed("pkey_test_notakey", e2e_get(&token.id))).await.unwrap_err();
+    assert_eq!(wrong_key.code(), Code::Unauthenticated);
+
+    for key in [vault.other_merchant.test_public.expose(), vault.merchant.live_public.expose()] {
+        let err = vault.tokens().get_token(authed(key, e2e_get(&token.id))).await.unwrap_err();
+        assert_eq!((err.code(), reason(&err).as_str()), (Code::NotFound, "token_not_found"));
+    }
+    let foreign = vault.vault().detokenize(detokenize_request(&vault.other_merchant.id, &token.id, "pay_1")).await.unwrap_err();
+    assert_eq!(reason(&foreign), "token_not_found");
+    let unknown = vault.vault().detokenize(detokenize_request(&vault.merchant.id, "tokn_test_000000000000000000000000", "p")).await.unwrap_err();
+    assert_eq!(reason(&unknown), "token_not_found");
+    // The foreign attempt did not consume it.
+    vault.vault().detokenize(detokenize_request(&vault.merchant.id, &token.id, "pay_1")).await.unwrap();
+
+    let live = vault.tokens().create_token(authed(vault.merchant.live_public.expose(), create_request(card("4242424242424242", "")))).await.unwrap().into_inner();
+    assert!(live.livemode && live.id.starts_with("tokn_") && !live.id.starts_with("tokn_test_"));
+    vault.stop().await;
+}
+
+#[tokio::test]
+async fn the_internal_port_admits_only_allowed_platform_clients() {
+    let vault = TestVault::start(Store::Memory).await;
+    let token = vault
+        .tokens()
+        .create_token(authed(vault.merchant.test_public.expose(), create_request(card("4242424242424242", "123"))))
+        .await
+        .unwrap()
+        .into_inner();
+    let request = || detokenize_request(&vault.merchant.id, &token.id, "pay_1");
+    let stranger_ca = vault_svc::dev::DevCa::generate().unwrap();
+
+    let refused = [
+        ("no client certificate", vault.internal_channel(None)),
+        ("a name not on the allow-list", vault.internal_channel(Some((&vault.ca, "checkout-web")))),
+        ("a certificate from another CA", vault.internal_channel(Some((&stranger_ca, "payments-svc")))),
+    ];
+    for (what, channel) in refused {
+        let mut client = e2e::VaultClient::new(channel);
+        let mut req = tonic::Request::new(request());
+        req.metadata_mut().insert("authorization", format!("Bearer {}", vault.merchant.test_secret.expose()).parse().unwrap());
+        let err = client.detokenize(req).await.expect_err(what);
+        assert!(matches!(err.code(), Code::Unavailable | Code::Unknown | Code::Internal), "{what}: {err:?}");
+    }
+    // A plaintext client is refused too.
+    let plaintext = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{}", vault.internal_addr.port())).unwrap().connect_lazy();
+    assert!(e2e::VaultClient::new(plaintext).detokenize(request()).await.is_err());
+
+    // None of that consumed the token.
+    let ok = vault.vault().detokenize(request()).await.unwrap().into_inner();
+    assert_eq!(ok.card.unwrap().security_code, "123");
+    vault.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_redis_gives_unavailable_within_the_deadline() {
+    // A listener that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    let vault = TestVault::start(Store::RedisAt(url)).await;
+    let mut request = authed(vault.merchant.test_public.expose(), create_request(card("4242424242424242", "")));
+    request.set_timeout(Duration::from_millis(800));
+    let started = Instant::now();
+    let err = vault.tokens().create_token(request).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(matches!(err.code(), Code::Unavailable | Code::DeadlineExceeded), "{err:?}");
+    if err.code() == Code::Unavailable {
+        assert_eq!(reason(&err), "store_unavailable");
+    }
+    held.abort();
+    vault.stop().await;
+}
+
+#[tokio::test]
+async fn health_and_reflection_are_served() {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::{ServerReflectionRequest, server_reflection_client::ServerReflectionClient};
+
+    let vault = TestVault::start(Store::Redis).await;
+    let mut health = HealthClient::new(vault.public.clone());
+    let mut status = ServingStatus::Unknown;
+    for _ in 0..50 {
+        let request = HealthCheckRequest { service: "payvault.vault.v1.Tokens".into() };
+        if let Ok(r) = health.check(request).await {
+            status = r.into_inner().status();
+            if status == ServingStatus::Serving {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, ServingStatus::Serving);
+
+    let mut reflection = ServerReflectionClient::new(vault.public.clone());
+    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let mut replies = reflection.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) = replies.message().await.unwrap().unwrap().message_response else {
+        panic!("no service list");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in ["payvault.vault.v1.Tokens", "payvault.vault.v1.Vault", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    }
+    vault.stop().await;
+}

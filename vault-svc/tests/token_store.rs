@@ -1,0 +1,156 @@
+//! The `TokenStore` conformance suite: every case runs against the in-process
+//! store and against a real Redis (`REDIS_URL`, default 127.0.0.1:6379) with a
+//! random key prefix per test, so both backends are held to one semantics.
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::clock::Millis;
+use common::ids;
+use deadpool_redis::redis;
+use vault_svc::storage::memory::MemoryTokenStore;
+use vault_svc::storage::redis::{RedisSettings, RedisTokenStore};
+use vault_svc::storage::{Consumed, NewSingleUse, StoreError, TokenStore};
+
+const T0: Millis = 1_795_392_000_000;
+const USABLE: Millis = 30 * 60 * 1000;
+const RETAIN: Millis = 7 * 24 * 3600 * 1000;
+const REPLAY: Millis = 2 * 60 * 1000;
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A Redis store under a fresh key prefix; the keys are removed when dropped.
+struct RedisUnderTest {
+    store: Arc<RedisTokenStore>,
+    prefix: String,
+}
+
+impl RedisUnderTest {
+    fn new() -> Self {
+        let prefix = format!("test:{}:", ids::hex(8));
+        let settings = RedisSettings {
+            url: redis_url(),
+            key_prefix: prefix.clone(),
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(2),
+        };
+        Self { store: Arc::new(RedisTokenStore::new(&settings).unwrap()), prefix }
+    }
+}
+
+impl Drop for RedisUnderTest {
+    fn drop(&mut self) {
+        if let Ok(client) = redis::Client::open(redis_url()) {
+            if let Ok(mut conn) = client.get_connection() {
+                let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query(&mut conn).unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
+                }
+            }
+        }
+    }
+}
+
+fn token(id: &str, merchant: &str) -> NewSingleUse {
+    NewSingleUse {
+        id: id.into(),
+        merchant_id: merchant.into(),
+        created_at: T0,
+        expires_at: T0 + USABLE,
+        retain_until: T0 + RETAIN,
+        meta: format!("meta-{id}").into_bytes(),
+        card: format!("card-{id}").into_bytes(),
+    }
+}
+
+fn fresh(id: &str) -> Consumed {
+    Consumed::Fresh { meta: format!("meta-{id}").into_bytes(), card: format!("card-{id}").into_bytes() }
+}
+
+async fn create_then_get<S: TokenStore>(s: Arc<S>) {
+    assert!(s.create(&token("t1", "m1")).await.unwrap());
+    let got = s.get("t1", "m1", T0 + 1).await.unwrap().unwrap();
+    assert_eq!((got.expires_at, got.used, got.meta.as_slice()), (T0 + USABLE, false, &b"meta-t1"[..]));
+    assert_eq!(s.get("t1", "m2", T0 + 1).await.unwrap(), None, "another merchant sees nothing");
+    assert_eq!(s.get("nope", "m1", T0 + 1).await.unwrap(), None);
+    assert!(!s.create(&token("t1", "m1")).await.unwrap(), "an existing id is never overwritten");
+}
+
+async fn consume_once<S: TokenStore>(s: Arc<S>) {
+    s.create(&token("t1", "m1")).await.unwrap();
+    assert_eq!(s.consume("t1", "m2", "pay_x", T0 + 1, REPLAY).await.unwrap(), Consumed::NotFound);
+    assert_eq!(s.consume("t1", "m1", "pay_a", T0 + 1, REPLAY).await.unwrap(), fresh("t1"));
+    assert_eq!(s.consume("t1", "m1", "pay_b", T0 + 2, REPLAY).await.unwrap(), Consumed::AlreadyUsed);
+    assert!(s.get("t1", "m1", T0 + 3).await.unwrap().unwrap().used);
+    assert_eq!(s.consume("unknown", "m1", "pay_a", T0 + 1, REPLAY).await.unwrap(), Consumed::NotFound);
+}
+
+async fn same_consumer_replays_within_window<S: TokenStore>(s: Arc<S>) {
+    s.create(&token("t1", "m1")).await.unwrap();
+    s.consume("t1", "m1", "pay_a", T0 + 10, REPLAY).await.unwrap();
+    let replay = s.consume("t1", "m1", "pay_a", T0 + 10 + REPLAY - 1, REPLAY).await.unwrap();
+    assert_eq!(replay, Consumed::Replay { meta: b"meta-t1".to_vec(), card: b"card-t1".to_vec() });
+    assert_eq!(s.consume("t1", "m1", "pay_a", T0 + 10 + REPLAY, REPLAY).await.unwrap(), Consumed::AlreadyUsed);
+}
+
+async fn expires_after_usable_window<S: TokenStore>(s: Arc<S>) {
+    s.create(&token("t1", "m1")).await.unwrap();
+    assert_eq!(s.consume("t1", "m1", "pay_a", T0 + USABLE, REPLAY).await.unwrap(), Consumed::Expired);
+    let meta = s.get("t1", "m1", T0 + USABLE + 1).await.unwrap().unwrap();
+    assert!(!meta.used, "metadata of an expired token is still readable");
+    // Expired stays expired, even for a consumer arriving later.
+    assert_eq!(s.consume("t1", "m1", "pay_b", T0 + USABLE + 5, REPLAY).await.unwrap(), Consumed::Expired);
+    assert_eq!(s.get("t1", "m1", T0 + RETAIN).await.unwrap(), None, "metadata is gone after retention");
+    assert_eq!(s.consume("t1", "m1", "pay_b", T0 + RETAIN, REPLAY).await.unwrap(), Consumed::NotFound);
+}
+
+async fn one_of_many_concurrent_consumers_wins<S: TokenStore>(s: Arc<S>) {
+    s.create(&token("t1", "m1")).await.unwrap();
+    let racers = (0..32).map(|i| {
+        let s = s.clone();
+        tokio::spawn(async move { s.consume("t1", "m1", &format!("pay_{i}"), T0 + 1, REPLAY).await.unwrap() })
+    });
+    let outcomes = futures::future::join_all(racers).await;
+    let fresh = outcomes.iter().filter(|o| matches!(o, Ok(Consumed::Fresh { .. }))).count();
+    let used = outcomes.iter().filter(|o| matches!(o, Ok(Consumed::AlreadyUsed))).count();
+    assert_eq!((fresh, used), (1, 31));
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $( #[tokio::test] async fn $case() { super::$case(std::sync::Arc::new(super::MemoryTokenStore::new())).await } )*
+        }
+        mod redis_store {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() {
+                let r = super::RedisUnderTest::new();
+                super::$case(r.store.clone()).await
+            } )*
+        }
+    };
+}
+
+conformance!(
+    create_then_get,
+    consume_once,
+    same_consumer_replays_within_window,
+    expires_after_usable_window,
+    one_of_many_concurrent_consumers_wins,
+);
+
+#[tokio::test]
+async fn redis_outage_is_unavailable_not_a_hang() {
+    let settings = RedisSettings {
+        url: "redis://127.0.0.1:1".into(),
+        key_prefix: "test:".into(),
+        pool_size: 2,
+        connect_timeout: Duration::from_millis(500),
+    };
+    let store = RedisTokenStore::new(&settings).unwrap();
+    let started = std::time::Instant::now();
+    let result = store.create(&token("t1", "m1")).await;
+    assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+    assert!(store.ping().await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
