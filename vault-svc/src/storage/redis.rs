@@ -5,6 +5,8 @@
 //!                       d = sealed metadata, u / ua = consumer and time once used;
 //!                       TTL = retention (7 days)
 //!   `<prefix>su:{id}:c` sealed card; TTL = usable window, then the replay window
+//! Instants are stored as `seconds.millis` (e.g. `1796003123.456`), never as a
+//! 13-digit millisecond count that a card-number scan of the store would flag.
 use deadpool_redis::redis::{self, Script, Value};
 use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
 use std::time::Duration;
@@ -41,7 +43,7 @@ end
 local c = redis.call('GET', KEYS[2])
 if not c then return {2} end
 redis.call('HSET', KEYS[1], 'u', ARGV[2], 'ua', ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], math.ceil(tonumber(ARGV[4]) * 1000))
 return {4, h[3], c}
 ";
 
@@ -102,6 +104,28 @@ impl RedisTokenStore {
     }
 }
 
+/// `1796003123456` ms → `"1796003123.456"`.
+fn instant(ms: Millis) -> String {
+    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
+}
+
+fn parse_instant(s: &str) -> Option<Millis> {
+    let (secs, millis) = s.split_once('.').unwrap_or((s, "0"));
+    Some(secs.parse::<Millis>().ok()? * 1000 + format!("{millis:0<3}")[..3].parse::<Millis>().ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn instants_round_trip_without_long_digit_runs() {
+        for ms in [0, 999, 1_796_003_123_456, 1_796_003_123_000] {
+            let text = super::instant(ms);
+            assert_eq!(super::parse_instant(&text), Some(ms));
+            assert!(text.split('.').all(|part| part.len() < 13), "{text}");
+        }
+    }
+}
+
 fn bytes(v: Option<&Value>) -> Vec<u8> {
     match v {
         Some(Value::BulkString(b)) => b.clone(),
@@ -117,12 +141,12 @@ impl TokenStore for RedisTokenStore {
             .key(hash)
             .key(card)
             .arg(&t.merchant_id)
-            .arg(t.expires_at)
+            .arg(instant(t.expires_at))
             .arg(t.meta.as_slice())
             .arg(t.card.as_slice())
             .arg((t.expires_at - t.created_at).max(1))
             .arg((t.retain_until - t.created_at).max(1))
-            .arg(t.retain_until)
+            .arg(instant(t.retain_until))
             .invoke_async(&mut self.conn().await?)
             .await
             .map_err(unavailable)?;
@@ -130,7 +154,7 @@ impl TokenStore for RedisTokenStore {
     }
 
     async fn get(&self, id: &str, merchant_id: &str, now: Millis) -> Result<Option<SingleUseRecord>, StoreError> {
-        type Fields = (Option<String>, Option<Millis>, Option<Millis>, Option<Vec<u8>>, Option<String>);
+        type Fields = (Option<String>, Option<String>, Option<String>, Option<Vec<u8>>, Option<String>);
         let (hash, _) = self.keys(id);
         let (m, x, r, d, u): Fields = redis::cmd("HMGET")
             .arg(hash)
@@ -138,6 +162,7 @@ impl TokenStore for RedisTokenStore {
             .query_async(&mut self.conn().await?)
             .await
             .map_err(unavailable)?;
+        let (x, r) = (x.as_deref().and_then(parse_instant), r.as_deref().and_then(parse_instant));
         Ok(match (m, x, r, d) {
             (Some(m), Some(expires_at), Some(retain_until), Some(meta)) if m == merchant_id && now < retain_until => {
                 Some(SingleUseRecord { expires_at, meta, used: u.is_some() })
@@ -161,8 +186,8 @@ impl TokenStore for RedisTokenStore {
             .key(card)
             .arg(merchant_id)
             .arg(consumer)
-            .arg(now)
-            .arg(replay_ms.max(1))
+            .arg(instant(now))
+            .arg(instant(replay_ms.max(1)))
             .invoke_async(&mut self.conn().await?)
             .await
             .map_err(unavailable)?;

@@ -1,0 +1,114 @@
+//! No card number, security code or API key may reach a log line, a span, an
+//! error message or the token store. This test captures every log event at
+//! TRACE level (ours and the libraries', rustls at DEBUG) while it drives the vault through
+//! successes and failures, including card numbers pasted into the wrong
+//! fields, then scans the logs, the error messages and Redis for Luhn-valid
+//! 13–19 digit runs and for the keys it used.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use common::card::find_pans;
+use e2e::{Store, TestVault, authed, card, create_request, detokenize_request};
+use proto::vault::v1::GetTokenRequest;
+use tracing_subscriber::fmt::MakeWriter;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Capture {
+        self.clone()
+    }
+}
+
+const CARDS: &[(&str, &str)] = &[
+    ("4242424242424242", "123"),
+    ("5555555555554444", "456"),
+    ("378282246310005", "7890"),
+    ("4111111111111111", ""),
+    ("6011111111111117", "321"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_card_data_or_key_in_logs_errors_or_redis() {
+    let capture = Capture::default();
+    // Everything at TRACE except rustls, whose TRACE events dump handshake bytes
+    // in hex (random digit runs that may pass Luhn; never card data).
+    tracing_subscriber::fmt()
+        .with_writer(capture.clone())
+        .with_env_filter(tracing_subscriber::EnvFilter::new("trace,rustls=debug"))
+        .with_ansi(false)
+        .init();
+
+    let vault = TestVault::start(Store::Redis).await;
+    let pkey = vault.merchant.test_public.expose().to_owned();
+    let mut errors: Vec<String> = Vec::new();
+
+    for (number, cvv) in CARDS {
+        let t = vault.tokens().create_token(authed(&pkey, create_request(card(number, cvv)))).await.unwrap().into_inner();
+        vault.tokens().get_token(authed(&pkey, GetTokenRequest { id: t.id.clone() })).await.unwrap();
+        vault.vault().detokenize(detokenize_request(&vault.merchant.id, &t.id, "pay_1")).await.unwrap();
+        let used = vault.vault().detokenize(detokenize_request(&vault.merchant.id, &t.id, "pay_2")).await.unwrap_err();
+        errors.push(used.message().to_owned());
+    }
+
+    // Failures that carry card data in the request.
+    let mut pan_as_name = card("4242424242424242", "123");
+    pan_as_name.name = "4000 0000 0000 0002".into();
+    let mut expired = card("5555555555554444", "123");
+    expired.expiration_year = 2001;
+    let failing = [card("4242424242424241", "123"), card("378282246310005", "123"), pan_as_name, expired];
+    for c in failing {
+        let e = vault.tokens().create_token(authed(&pkey, create_request(c))).await.unwrap_err();
+        errors.push(e.message().to_owned());
+    }
+    // A card number sent where a token id or merchant id belongs.
+    for (merchant, token) in [(vault.merchant.id.as_str(), "4242424242424242"), ("4111111111111111", "tokn_test_abcdefghijklmnopqrstuvwx")] {
+        let e = vault.vault().detokenize(detokenize_request(merchant, token, "pay_9")).await.unwrap_err();
+        errors.push(e.message().to_owned());
+    }
+    let e = vault.tokens().get_token(authed(&pkey, GetTokenRequest { id: "4242424242424242".into() })).await.unwrap_err();
+    errors.push(e.message().to_owned());
+    // A secret key sent to the wrong port, and a bad key.
+    let refused = e2e::VaultClient::new(vault.internal_channel(None))
+        .detokenize(authed(vault.merchant.test_secret.expose(), detokenize_request(&vault.merchant.id, "tokn_test_x", "p")))
+        .await
+        .unwrap_err();
+    errors.push(refused.message().to_owned());
+    let e = vault.tokens().get_token(authed("pkey_test_4242424242424242", GetTokenRequest { id: "x".into() })).await.unwrap_err();
+    errors.push(e.message().to_owned());
+
+    let stored = e2e::redis_values(vault.redis_prefix.as_deref().unwrap()).await;
+    assert!(!stored.is_empty(), "the scan must see the stored tokens");
+    let keys: Vec<String> = [&vault.merchant, &vault.other_merchant]
+        .iter()
+        .flat_map(|m| [&m.test_public, &m.test_secret, &m.live_public, &m.live_secret])
+        .map(|k| k.expose().to_owned())
+        .collect();
+    vault.stop().await;
+
+    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    if let Ok(path) = std::env::var("LOG_SCAN_DUMP") { std::fs::write(path, &logs).unwrap(); }
+    assert!(logs.contains("token detokenized"), "the capture must hold the vault's own logs");
+    for (what, text) in [("logs", logs.as_str()), ("error messages", &errors.join("\n")), ("redis", &stored.join("\n"))] {
+        let pans: Vec<String> = find_pans(text).map(|p| format!("{}…{}", &p[..6], &p[p.len() - 4..])).collect();
+        assert!(pans.is_empty(), "card numbers in {what}: {pans:?}");
+        for key in &keys {
+            assert!(!text.contains(key.as_str()), "an API key appears in {what}");
+        }
+        assert!(!text.to_lowercase().contains("security_code:"), "a security code field appears in {what}");
+    }
+}
