@@ -111,8 +111,7 @@ pub enum DirectoryError {
 
 impl DirectoryFile {
     pub fn read(path: &Path) -> Result<Self, DirectoryError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| DirectoryError::Io { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| DirectoryError::Io { path: path.into(), source })?;
         serde_json::from_str(&text).map_err(|source| DirectoryError::Parse { path: path.into(), source })
     }
 
@@ -281,7 +280,10 @@ mod tests {
             directory.authenticate(&bearer(m.test_public.expose()), &[KeyKind::Secret]),
             Err(AuthError::PermissionDenied)
         );
-        assert_eq!(directory.authenticate(&bearer("pkey_test_nope"), &[KeyKind::Public]), Err(AuthError::Unauthenticated));
+        assert_eq!(
+            directory.authenticate(&bearer("pkey_test_nope"), &[KeyKind::Public]),
+            Err(AuthError::Unauthenticated)
+        );
         assert_eq!(directory.authenticate(&MetadataMap::new(), &[KeyKind::Public]), Err(AuthError::Unauthenticated));
         assert!(!format!("{m:?}").contains(m.test_secret.expose()));
     }

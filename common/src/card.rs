@@ -74,9 +74,7 @@ impl Brand {
             _ if p2 == 34 || p2 == 37 => Self::Amex,
             _ if (300..=305).contains(&p3) || p2 == 36 || p2 == 38 || p2 == 39 => Self::Diners,
             _ if (3528..=3589).contains(&p4) => Self::Jcb,
-            _ if matches!(p4, 5018 | 5020 | 5038 | 5893 | 6304 | 6759 | 6761 | 6762 | 6763) => {
-                Self::Maestro
-            }
+            _ if matches!(p4, 5018 | 5020 | 5038 | 5893 | 6304 | 6759 | 6761 | 6762 | 6763) => Self::Maestro,
             _ if (51..=55).contains(&p2) || (2221..=2720).contains(&p4) => Self::Mastercard,
             _ if p4 == 6011 || (644..=649).contains(&p3) || p2 == 65 => Self::Discover,
             _ if (622126..=622925).contains(&p6) => Self::Discover,
@@ -121,7 +119,7 @@ pub fn luhn_valid(digits: &str) -> bool {
         }
         sum += d;
     }
-    !digits.is_empty() && sum % 10 == 0
+    !digits.is_empty() && sum.is_multiple_of(10)
 }
 
 /// A validated primary account number. Zeroized on drop; `Debug` and `Display`
@@ -133,12 +131,8 @@ pub struct CardNumber(String);
 impl CardNumber {
     /// Parses a number given with optional spaces or dashes.
     pub fn parse(input: &str) -> Result<Self, CardError> {
-        let digits: Zeroizing<String> =
-            Zeroizing::new(input.chars().filter(|c| !matches!(c, ' ' | '-')).collect());
-        if !(12..=19).contains(&digits.len())
-            || !digits.bytes().all(|b| b.is_ascii_digit())
-            || !luhn_valid(&digits)
-        {
+        let digits: Zeroizing<String> = Zeroizing::new(input.chars().filter(|c| !matches!(c, ' ' | '-')).collect());
+        if !(12..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) || !luhn_valid(&digits) {
             return Err(CardError::InvalidNumber);
         }
         let brand = Brand::detect(&digits).ok_or(CardError::UnsupportedBrand)?;
@@ -295,10 +289,7 @@ pub struct Card {
 
 impl fmt::Debug for Card {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Card")
-            .field("number", &self.number)
-            .field("expiry", &self.expiry)
-            .finish_non_exhaustive()
+        f.debug_struct("Card").field("number", &self.number).field("expiry", &self.expiry).finish_non_exhaustive()
     }
 }
 
@@ -323,7 +314,9 @@ impl Card {
         if fields.iter().any(|f| f.chars().count() > MAX_BILLING_FIELD_LEN || contains_pan(f)) {
             return Err(CardError::InvalidBilling);
         }
-        if !b.country.is_empty() && !(b.country.len() == 2 && b.country.bytes().all(|c| c.is_ascii_alphabetic())) {
+        let country_ok =
+            b.country.is_empty() || (b.country.len() == 2 && b.country.bytes().all(|c| c.is_ascii_alphabetic()));
+        if !country_ok {
             return Err(CardError::InvalidBilling);
         }
         let mut billing = b.clone();
@@ -358,8 +351,8 @@ pub fn find_pans(text: &str) -> impl Iterator<Item = String> + '_ {
             }
             let mut digits = String::new();
             while i < bytes.len() {
-                let separator_then_digit = matches!(bytes[i], b' ' | b'-')
-                    && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
+                let separator_then_digit =
+                    matches!(bytes[i], b' ' | b'-') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
                 if bytes[i].is_ascii_digit() {
                     digits.push(bytes[i] as char);
                 } else if !separator_then_digit {

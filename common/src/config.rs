@@ -15,9 +15,6 @@ pub fn load<T: DeserializeOwned>(prefix: &str, file: Option<&Path>) -> Result<T,
     if let Some(file) = file {
         builder = builder.add_source(config::File::from(file).required(true));
     }
-    let env = config::Environment::with_prefix(prefix)
-        .prefix_separator("__")
-        .separator("__")
-        .try_parsing(true);
+    let env = config::Environment::with_prefix(prefix).prefix_separator("__").separator("__").try_parsing(true);
     Ok(builder.add_source(env).build()?.try_deserialize()?)
 }

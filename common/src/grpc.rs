@@ -25,11 +25,7 @@ pub fn error_reason(status: &Status) -> Option<String> {
 
 /// The time left before the caller's `grpc-timeout`, capped at `max`.
 pub fn deadline(metadata: &MetadataMap, max: Duration) -> Duration {
-    metadata
-        .get("grpc-timeout")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_grpc_timeout)
-        .map_or(max, |d| d.min(max))
+    metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout).map_or(max, |d| d.min(max))
 }
 
 /// Parses the `grpc-timeout` header (`<digits><unit>`, unit one of H M S m u n).

@@ -2,9 +2,9 @@
 //! authentication, the clock, configuration, telemetry and gRPC status helpers.
 
 pub mod auth;
-pub mod ids;
 pub mod card;
 pub mod clock;
 pub mod config;
 pub mod grpc;
+pub mod ids;
 pub mod telemetry;

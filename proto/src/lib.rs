@@ -3,8 +3,7 @@
 #![allow(clippy::all, clippy::pedantic, clippy::unwrap_used, clippy::expect_used)]
 
 /// Encoded `FileDescriptorSet` of every payvault proto, for `tonic-reflection`.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/payvault_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/payvault_descriptor.bin"));
 
 pub mod vault {
     pub mod v1 {

@@ -18,7 +18,7 @@ use proto::vault::v1 as pb;
 use vault_svc::crypto::kek::{KekSet, Key};
 use vault_svc::dev::DevCa;
 use vault_svc::domain::single_use::Policy;
-use vault_svc::grpc::mtls::TlsMaterial;
+use vault_svc::grpc::tls::TlsMaterial;
 use vault_svc::startup::{Application, Dependencies};
 use vault_svc::storage::ConfiguredStore;
 use vault_svc::storage::memory::MemoryTokenStore;
@@ -98,6 +98,7 @@ impl TestVault {
                 cert_pem: server.cert_pem.into_bytes(),
                 key_pem: server.key_pem.into_bytes(),
             },
+            public_tls: false,
             allowed_clients: vec!["payments-svc".into()],
             policy: Policy::default(),
             request_timeout: Duration::from_secs(5),

@@ -58,7 +58,8 @@ async fn no_card_data_or_key_in_logs_errors_or_redis() {
     let mut errors: Vec<String> = Vec::new();
 
     for (number, cvv) in CARDS {
-        let t = vault.tokens().create_token(authed(&pkey, create_request(card(number, cvv)))).await.unwrap().into_inner();
+        let t =
+            vault.tokens().create_token(authed(&pkey, create_request(card(number, cvv)))).await.unwrap().into_inner();
         vault.tokens().get_token(authed(&pkey, GetTokenRequest { id: t.id.clone() })).await.unwrap();
         vault.vault().detokenize(detokenize_request(&vault.merchant.id, &t.id, "pay_1")).await.unwrap();
         let used = vault.vault().detokenize(detokenize_request(&vault.merchant.id, &t.id, "pay_2")).await.unwrap_err();
@@ -76,19 +77,29 @@ async fn no_card_data_or_key_in_logs_errors_or_redis() {
         errors.push(e.message().to_owned());
     }
     // A card number sent where a token id or merchant id belongs.
-    for (merchant, token) in [(vault.merchant.id.as_str(), "4242424242424242"), ("4111111111111111", "tokn_test_abcdefghijklmnopqrstuvwx")] {
+    for (merchant, token) in
+        [(vault.merchant.id.as_str(), "4242424242424242"), ("4111111111111111", "tokn_test_abcdefghijklmnopqrstuvwx")]
+    {
         let e = vault.vault().detokenize(detokenize_request(merchant, token, "pay_9")).await.unwrap_err();
         errors.push(e.message().to_owned());
     }
-    let e = vault.tokens().get_token(authed(&pkey, GetTokenRequest { id: "4242424242424242".into() })).await.unwrap_err();
+    let e =
+        vault.tokens().get_token(authed(&pkey, GetTokenRequest { id: "4242424242424242".into() })).await.unwrap_err();
     errors.push(e.message().to_owned());
     // A secret key sent to the wrong port, and a bad key.
     let refused = e2e::VaultClient::new(vault.internal_channel(None))
-        .detokenize(authed(vault.merchant.test_secret.expose(), detokenize_request(&vault.merchant.id, "tokn_test_x", "p")))
+        .detokenize(authed(
+            vault.merchant.test_secret.expose(),
+            detokenize_request(&vault.merchant.id, "tokn_test_x", "p"),
+        ))
         .await
         .unwrap_err();
     errors.push(refused.message().to_owned());
-    let e = vault.tokens().get_token(authed("pkey_test_4242424242424242", GetTokenRequest { id: "x".into() })).await.unwrap_err();
+    let e = vault
+        .tokens()
+        .get_token(authed("pkey_test_4242424242424242", GetTokenRequest { id: "x".into() }))
+        .await
+        .unwrap_err();
     errors.push(e.message().to_owned());
 
     let stored = e2e::redis_values(vault.redis_prefix.as_deref().unwrap()).await;
@@ -101,9 +112,12 @@ async fn no_card_data_or_key_in_logs_errors_or_redis() {
     vault.stop().await;
 
     let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
-    if let Ok(path) = std::env::var("LOG_SCAN_DUMP") { std::fs::write(path, &logs).unwrap(); }
+    if let Ok(path) = std::env::var("LOG_SCAN_DUMP") {
+        std::fs::write(path, &logs).unwrap();
+    }
     assert!(logs.contains("token detokenized"), "the capture must hold the vault's own logs");
-    for (what, text) in [("logs", logs.as_str()), ("error messages", &errors.join("\n")), ("redis", &stored.join("\n"))] {
+    for (what, text) in [("logs", logs.as_str()), ("error messages", &errors.join("\n")), ("redis", &stored.join("\n"))]
+    {
         let pans: Vec<String> = find_pans(text).map(|p| format!("{}…{}", &p[..6], &p[p.len() - 4..])).collect();
         assert!(pans.is_empty(), "card numbers in {what}: {pans:?}");
         for key in &keys {

@@ -13,7 +13,12 @@ async fn create_get_detokenize_once(store: Store) {
     let pkey = vault.merchant.test_public.expose();
     let merchant_id = vault.merchant.id.clone();
 
-    let token = vault.tokens().create_token(authed(pkey, create_request(card("4242 4242 4242 4242", "123")))).await.unwrap().into_inner();
+    let token = vault
+        .tokens()
+        .create_token(authed(pkey, create_request(card("4242 4242 4242 4242", "123"))))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(token.id.starts_with("tokn_test_"), "{}", token.id);
     assert!(!token.livemode && !token.used);
     assert_eq!(token.charge_status, "unknown");
@@ -27,7 +32,8 @@ async fn create_get_detokenize_once(store: Store) {
     let read = vault.tokens().get_token(authed(pkey, e2e_get(&token.id))).await.unwrap().into_inner();
     assert_eq!(read, token, "GetToken returns what CreateToken returned");
 
-    let out = vault.vault().detokenize(detokenize_request(&merchant_id, &token.id, "pay_1")).await.unwrap().into_inner();
+    let out =
+        vault.vault().detokenize(detokenize_request(&merchant_id, &token.id, "pay_1")).await.unwrap().into_inner();
     let c = out.card.unwrap();
     assert_eq!((c.number.as_str(), c.security_code.as_str(), c.name.as_str()), ("4242424242424242", "123", "Jane Doe"));
     assert_eq!((c.expiration_month, c.expiration_year), (12, 2040));
@@ -36,7 +42,8 @@ async fn create_get_detokenize_once(store: Store) {
     let again = vault.vault().detokenize(detokenize_request(&merchant_id, &token.id, "pay_2")).await.unwrap_err();
     assert_eq!((again.code(), reason(&again).as_str()), (Code::FailedPrecondition, "used_token"));
 
-    let replay = vault.vault().detokenize(detokenize_request(&merchant_id, &token.id, "pay_1")).await.unwrap().into_inner();
+    let replay =
+        vault.vault().detokenize(detokenize_request(&merchant_id, &token.id, "pay_1")).await.unwrap().into_inner();
     assert_eq!(replay.card.unwrap().number, "4242424242424242", "the same consumer may retry");
 
     let read = vault.tokens().get_token(authed(pkey, e2e_get(&token.id))).await.unwrap().into_inner();
@@ -67,7 +74,12 @@ async fn memory_create_get_detokenize_once() {
 async fn a_token_expires_after_thirty_minutes() {
     let vault = TestVault::start(Store::Redis).await;
     let pkey = vault.merchant.test_public.expose();
-    let token = vault.tokens().create_token(authed(pkey, create_request(card("5555555555554444", "")))).await.unwrap().into_inner();
+    let token = vault
+        .tokens()
+        .create_token(authed(pkey, create_request(card("5555555555554444", ""))))
+        .await
+        .unwrap()
+        .into_inner();
     vault.clock.advance_ms(30 * 60 * 1000);
     let err = vault.vault().detokenize(detokenize_request(&vault.merchant.id, &token.id, "pay_1")).await.unwrap_err();
     assert_eq!((err.code(), reason(&err).as_str()), (Code::FailedPrecondition, "token_expired"));
@@ -121,7 +133,11 @@ async fn invalid_cards_are_refused_with_their_own_reason_and_nothing_is_stored()
         assert_eq!((err.code(), reason(&err).as_str()), (Code::InvalidArgument, expected));
         assert!(!err.message().contains("4242424242424242") && !err.message().contains("378282246310005"));
     }
-    let missing = vault.tokens().create_token(authed(pkey, proto::vault::v1::CreateTokenRequest { card: None })).await.unwrap_err();
+    let missing = vault
+        .tokens()
+        .create_token(authed(pkey, proto::vault::v1::CreateTokenRequest { card: None }))
+        .await
+        .unwrap_err();
     assert_eq!(reason(&missing), "invalid_card");
     assert!(e2e::redis_values(vault.redis_prefix.as_deref().unwrap()).await.is_empty(), "nothing was written");
     vault.stop().await;
@@ -131,10 +147,18 @@ async fn invalid_cards_are_refused_with_their_own_reason_and_nothing_is_stored()
 async fn keys_scope_tokens_to_their_merchant_and_mode() {
     let vault = TestVault::start(Store::Redis).await;
     let mine = vault.merchant.test_public.expose();
-    let token = vault.tokens().create_token(authed(mine, create_request(card("4242424242424242", "")))).await.unwrap().into_inner();
+    let token = vault
+        .tokens()
+        .create_token(authed(mine, create_request(card("4242424242424242", ""))))
+        .await
+        .unwrap()
+        .into_inner();
 
     let unauthenticated = vault.tokens().get_token(tonic::Request::new(e2e_get(&token.id))).await.unwrap_err();
-    assert_eq!((unauthenticated.code(), reason(&unauthenticated).as_str()), (Code::Unauthenticated, "authentication_failure"));
+    assert_eq!(
+        (unauthenticated.code(), reason(&unauthenticated).as_str()),
+        (Code::Unauthenticated, "authentication_failure")
+    );
     let wrong_key = vault.tokens().get_token(authed("pkey_test_notakey", e2e_get(&token.id))).await.unwrap_err();
     assert_eq!(wrong_key.code(), Code::Unauthenticated);
 
@@ -142,14 +166,24 @@ async fn keys_scope_tokens_to_their_merchant_and_mode() {
         let err = vault.tokens().get_token(authed(key, e2e_get(&token.id))).await.unwrap_err();
         assert_eq!((err.code(), reason(&err).as_str()), (Code::NotFound, "token_not_found"));
     }
-    let foreign = vault.vault().detokenize(detokenize_request(&vault.other_merchant.id, &token.id, "pay_1")).await.unwrap_err();
+    let foreign =
+        vault.vault().detokenize(detokenize_request(&vault.other_merchant.id, &token.id, "pay_1")).await.unwrap_err();
     assert_eq!(reason(&foreign), "token_not_found");
-    let unknown = vault.vault().detokenize(detokenize_request(&vault.merchant.id, "tokn_test_000000000000000000000000", "p")).await.unwrap_err();
+    let unknown = vault
+        .vault()
+        .detokenize(detokenize_request(&vault.merchant.id, "tokn_test_000000000000000000000000", "p"))
+        .await
+        .unwrap_err();
     assert_eq!(reason(&unknown), "token_not_found");
     // The foreign attempt did not consume it.
     vault.vault().detokenize(detokenize_request(&vault.merchant.id, &token.id, "pay_1")).await.unwrap();
 
-    let live = vault.tokens().create_token(authed(vault.merchant.live_public.expose(), create_request(card("4242424242424242", "")))).await.unwrap().into_inner();
+    let live = vault
+        .tokens()
+        .create_token(authed(vault.merchant.live_public.expose(), create_request(card("4242424242424242", ""))))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(live.livemode && live.id.starts_with("tokn_") && !live.id.starts_with("tokn_test_"));
     vault.stop().await;
 }
@@ -174,12 +208,15 @@ async fn the_internal_port_admits_only_allowed_platform_clients() {
     for (what, channel) in refused {
         let mut client = e2e::VaultClient::new(channel);
         let mut req = tonic::Request::new(request());
-        req.metadata_mut().insert("authorization", format!("Bearer {}", vault.merchant.test_secret.expose()).parse().unwrap());
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {}", vault.merchant.test_secret.expose()).parse().unwrap());
         let err = client.detokenize(req).await.expect_err(what);
         assert!(matches!(err.code(), Code::Unavailable | Code::Unknown | Code::Internal), "{what}: {err:?}");
     }
     // A plaintext client is refused too.
-    let plaintext = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{}", vault.internal_addr.port())).unwrap().connect_lazy();
+    let plaintext = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{}", vault.internal_addr.port()))
+        .unwrap()
+        .connect_lazy();
     assert!(e2e::VaultClient::new(plaintext).detokenize(request()).await.is_err());
 
     // None of that consumed the token.
@@ -236,9 +273,13 @@ async fn health_and_reflection_are_served() {
     assert_eq!(status, ServingStatus::Serving);
 
     let mut reflection = ServerReflectionClient::new(vault.public.clone());
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
     let mut replies = reflection.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) = replies.message().await.unwrap().unwrap().message_response else {
+    let Some(MessageResponse::ListServicesResponse(list)) = replies.message().await.unwrap().unwrap().message_response
+    else {
         panic!("no service list");
     };
     let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();

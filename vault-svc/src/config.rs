@@ -11,6 +11,8 @@ use common::telemetry::TelemetryConfig;
 pub struct VaultConfig {
     /// Public `Tokens` service.
     pub public_addr: String,
+    /// Serve the public port over TLS with `tls.cert`/`tls.key` (plaintext for the local run).
+    pub public_tls: bool,
     /// Internal `Vault` service (mTLS only).
     pub internal_addr: String,
     /// Where the embedded run keeps its KEK, certificates and merchant directory.
@@ -30,6 +32,7 @@ impl Default for VaultConfig {
     fn default() -> Self {
         Self {
             public_addr: "127.0.0.1:50051".into(),
+            public_tls: false,
             internal_addr: "127.0.0.1:50061".into(),
             data_dir: ".payvault".into(),
             redis: RedisConfig::default(),

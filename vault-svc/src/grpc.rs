@@ -1,11 +1,11 @@
 //! The gRPC boundary: the only code that touches generated types. `tokens`
 //! serves the public `Tokens` service, `vault` the internal `Vault` service,
 //! `convert` maps messages to domain types, `status` maps domain errors to
-//! statuses, and `mtls` guards the internal port.
+//! statuses, and `tls` guards both ports.
 
 pub mod convert;
-pub mod mtls;
 pub mod status;
+pub mod tls;
 pub mod tokens;
 pub mod vault;
 

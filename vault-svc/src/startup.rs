@@ -20,7 +20,7 @@ use proto::vault::v1::vault_server::VaultServer;
 use crate::config::VaultConfig;
 use crate::crypto::{FileKeyProvider, KekSet, KeyProvider, KeyRing};
 use crate::domain::single_use::{Policy, SingleUseTokens};
-use crate::grpc::mtls::{self, TlsMaterial};
+use crate::grpc::tls::{self, TlsMaterial};
 use crate::grpc::tokens::TokensService;
 use crate::grpc::vault::VaultService;
 use crate::storage::memory::MemoryTokenStore;
@@ -36,6 +36,8 @@ pub struct Dependencies {
     pub directory: DirectoryHandle,
     pub clock: SharedClock,
     pub tls: TlsMaterial,
+    /// Serve the public port over TLS too.
+    pub public_tls: bool,
     pub allowed_clients: Vec<String>,
     pub policy: Policy,
     pub request_timeout: Duration,
@@ -64,6 +66,7 @@ impl Dependencies {
             directory,
             clock: Arc::new(SystemClock),
             tls: TlsMaterial { ca_pem: read(&ca)?, cert_pem: read(&cert)?, key_pem: read(&key)? },
+            public_tls: cfg.public_tls,
             allowed_clients: cfg.allowed_clients(),
             policy: Policy::default(),
             request_timeout: Duration::from_millis(cfg.request_timeout_ms),
@@ -100,7 +103,8 @@ impl Application {
     /// accepting, and lets in-flight calls finish within the drain limit.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), BoxError> {
         let Self { public, internal, deps } = self;
-        let tls = mtls::server_config(&deps.tls, &deps.allowed_clients)?;
+        let internal_tls = tls::server_config(&deps.tls, &deps.allowed_clients)?;
+        let public_tls = if deps.public_tls { Some(tls::public_server_config(&deps.tls)?) } else { None };
         let keys = Arc::new(KeyRing::new(deps.keks));
         let tokens = Arc::new(SingleUseTokens::new(deps.store, keys, deps.clock, deps.policy));
         let allowed: Arc<[String]> = deps.allowed_clients.into();
@@ -116,20 +120,24 @@ impl Application {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let public_server = Server::builder()
+        let public_router = Server::builder()
             .add_service(health_service.clone())
             .add_service(reflection.clone())
-            .add_service(TokensServer::new(TokensService::new(
-                tokens.clone(),
-                deps.directory,
-                deps.request_timeout,
-            )))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(public), stopped(stop_rx.clone()));
+            .add_service(TokensServer::new(TokensService::new(tokens.clone(), deps.directory, deps.request_timeout)));
+        let public_stop = stopped(stop_rx.clone());
+        let public_server = async {
+            match public_tls {
+                Some(config) => {
+                    public_router.serve_with_incoming_shutdown(tls::incoming(public, config), public_stop).await
+                }
+                None => public_router.serve_with_incoming_shutdown(TcpListenerStream::new(public), public_stop).await,
+            }
+        };
         let internal_server = Server::builder()
             .add_service(health_service)
             .add_service(reflection)
             .add_service(VaultServer::new(VaultService::new(tokens, allowed, deps.request_timeout)))
-            .serve_with_incoming_shutdown(mtls::incoming(internal, tls), stopped(stop_rx));
+            .serve_with_incoming_shutdown(tls::incoming(internal, internal_tls), stopped(stop_rx));
 
         let servers = async { tokio::try_join!(public_server, internal_server).map(|_| ()) };
         tokio::pin!(servers);

@@ -42,9 +42,15 @@ pub struct SingleUseRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Consumed {
     /// This call consumed the token.
-    Fresh { meta: Vec<u8>, card: Vec<u8> },
+    Fresh {
+        meta: Vec<u8>,
+        card: Vec<u8>,
+    },
     /// The same consumer asked again within the replay window.
-    Replay { meta: Vec<u8>, card: Vec<u8> },
+    Replay {
+        meta: Vec<u8>,
+        card: Vec<u8>,
+    },
     AlreadyUsed,
     Expired,
     NotFound,
@@ -122,4 +128,3 @@ impl TokenStore for ConfiguredStore {
         }
     }
 }
-

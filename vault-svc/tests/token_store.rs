@@ -1,6 +1,7 @@
 //! The `TokenStore` conformance suite: every case runs against the in-process
 //! store and against a real Redis (`REDIS_URL`, default 127.0.0.1:6379) with a
 //! random key prefix per test, so both backends are held to one semantics.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,13 +42,11 @@ impl RedisUnderTest {
 
 impl Drop for RedisUnderTest {
     fn drop(&mut self) {
-        if let Ok(client) = redis::Client::open(redis_url()) {
-            if let Ok(mut conn) = client.get_connection() {
-                let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query(&mut conn).unwrap_or_default();
-                if !keys.is_empty() {
-                    let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
-                }
-            }
+        let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) else { return };
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query(&mut conn).unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
         }
     }
 }

@@ -49,9 +49,7 @@ pub fn seal(cipher: &Aes256Gcm, key_version: u32, aad: Aad<'_>, plaintext: &[u8]
     let mut nonce = [0u8; NONCE_LEN];
     rand::Rng::fill(&mut rand::rng(), &mut nonce);
     let aad = aad.bytes();
-    let ct = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
-        .unwrap_or_default(); // only fails for plaintexts beyond 64 GiB
+    let ct = cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad }).unwrap_or_default(); // only fails for plaintexts beyond 64 GiB
     let mut out = Vec::with_capacity(HEADER_LEN + ct.len());
     out.push(FORMAT);
     out.extend_from_slice(&key_version.to_be_bytes());
@@ -91,11 +89,9 @@ mod tests {
         assert_eq!(key_version(&sealed), Ok(4));
         assert_eq!(open(&c, AAD, &sealed).unwrap().as_slice(), b"secret");
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
-        for moved in [
-            Aad { merchant_id: "mrch_b", ..AAD },
-            Aad { token_id: "tokn_2", ..AAD },
-            Aad { kind: "meta", ..AAD },
-        ] {
+        for moved in
+            [Aad { merchant_id: "mrch_b", ..AAD }, Aad { token_id: "tokn_2", ..AAD }, Aad { kind: "meta", ..AAD }]
+        {
             assert_eq!(open(&c, moved, &sealed), Err(CryptoError::Unauthentic));
         }
         assert_eq!(open(&cipher(&[8u8; 32]), AAD, &sealed), Err(CryptoError::Unauthentic));

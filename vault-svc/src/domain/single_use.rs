@@ -114,11 +114,7 @@ impl<S: TokenStore> SingleUseTokens<S> {
         if token_id::single_use_livemode(id) != Some(livemode) {
             return Err(VaultError::TokenNotFound);
         }
-        let record = self
-            .store
-            .get(id, merchant_id, self.clock.now_ms())
-            .await?
-            .ok_or(VaultError::TokenNotFound)?;
+        let record = self.store.get(id, merchant_id, self.clock.now_ms()).await?.ok_or(VaultError::TokenNotFound)?;
         let meta = self.open_meta(merchant_id, id, &record.meta)?;
         Ok(TokenView {
             id: id.to_owned(),

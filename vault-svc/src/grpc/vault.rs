@@ -1,5 +1,5 @@
 //! The internal `Vault` service, reachable only over mTLS by allowed platform
-//! services (see `mtls`); it returns card data in clear.
+//! services (see `tls`); it returns card data in clear.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use common::card::loggable;
 use proto::vault::v1 as pb;
 
-use super::{convert, mtls, within_deadline};
+use super::{convert, tls, within_deadline};
 use crate::domain::single_use::SingleUseTokens;
 use crate::storage::TokenStore;
 
@@ -30,7 +30,7 @@ impl<S: TokenStore> pb::vault_server::Vault for VaultService<S> {
         &self,
         request: Request<pb::DetokenizeRequest>,
     ) -> Result<Response<pb::DetokenizeResponse>, Status> {
-        let actor = mtls::peer_identity(&request, &self.allowed_clients);
+        let actor = tls::peer_identity(&request, &self.allowed_clients);
         let pb::DetokenizeRequest { merchant_id, token, consumer_ref } = request.get_ref();
         let result = within_deadline(
             request.metadata(),

@@ -114,18 +114,6 @@ fn parse_instant(s: &str) -> Option<Millis> {
     Some(secs.parse::<Millis>().ok()? * 1000 + format!("{millis:0<3}")[..3].parse::<Millis>().ok()?)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn instants_round_trip_without_long_digit_runs() {
-        for ms in [0, 999, 1_796_003_123_456, 1_796_003_123_000] {
-            let text = super::instant(ms);
-            assert_eq!(super::parse_instant(&text), Some(ms));
-            assert!(text.split('.').all(|part| part.len() < 13), "{text}");
-        }
-    }
-}
-
 fn bytes(v: Option<&Value>) -> Vec<u8> {
     match v {
         Some(Value::BulkString(b)) => b.clone(),
@@ -207,5 +195,17 @@ impl TokenStore for RedisTokenStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let _: String = redis::cmd("PING").query_async(&mut self.conn().await?).await.map_err(unavailable)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn instants_round_trip_without_long_digit_runs() {
+        for ms in [0, 999, 1_796_003_123_456, 1_796_003_123_000] {
+            let text = super::instant(ms);
+            assert_eq!(super::parse_instant(&text), Some(ms));
+            assert!(text.split('.').all(|part| part.len() < 13), "{text}");
+        }
     }
 }

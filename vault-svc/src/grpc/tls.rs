@@ -1,6 +1,7 @@
-//! The internal port's guard: TLS 1.3 only, a client certificate issued by the
-//! platform CA is mandatory, and its DNS name must be on the allow-list.
-//! Refusal happens in the handshake, before any gRPC is read.
+//! TLS for both ports. The internal port: TLS 1.3 only, a client certificate
+//! issued by the platform CA is mandatory, and its DNS name must be on the
+//! allow-list; refusal happens in the handshake, before any gRPC is read. The
+//! public port: optional server-only TLS (TLS 1.2 and 1.3) for deployments.
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,9 +11,11 @@ use futures::Stream;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -122,12 +125,27 @@ pub fn server_config(tls: &TlsMaterial, allowed_clients: &[String]) -> Result<Ar
     Ok(Arc::new(config))
 }
 
+/// Server-only TLS for the public port (merchants authenticate with API keys).
+pub fn public_server_config(tls: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = PrivateKeyDer::from_pem_slice(&tls.key_pem).map_err(|e| TlsError::Pem(e.to_string()))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs(&tls.cert_pem)?, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepted, authenticated TLS connections for `tonic`'s `serve_with_incoming`.
+/// Accepted TLS connections (authenticated, where the config asks for it) for `tonic`'s `serve_with_incoming`.
 /// Handshakes run concurrently so a slow client cannot stall the accept loop;
 /// a refused handshake is logged and dropped.
-pub fn incoming(listener: TcpListener, config: Arc<ServerConfig>) -> impl Stream<Item = io::Result<TlsStream<TcpStream>>> {
+pub fn incoming(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+) -> impl Stream<Item = io::Result<TlsStream<TcpStream>>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
     tokio::spawn(async move {
@@ -137,7 +155,7 @@ pub fn incoming(listener: TcpListener, config: Arc<ServerConfig>) -> impl Stream
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(error) => {
-                        tracing::warn!(%error, "internal port accept failed");
+                        tracing::warn!(%error, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -150,8 +168,8 @@ pub fn incoming(listener: TcpListener, config: Arc<ServerConfig>) -> impl Stream
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(stream)).await;
                     }
-                    Ok(Err(error)) => tracing::warn!(%peer, %error, "internal port refused a client"),
-                    Err(_) => tracing::warn!(%peer, "internal port handshake timed out"),
+                    Ok(Err(error)) => tracing::warn!(%peer, %error, "TLS handshake refused"),
+                    Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
                 }
             });
         }
