@@ -272,19 +272,30 @@ async fn health_and_reflection_are_served() {
     }
     assert_eq!(status, ServingStatus::Serving);
 
-    let mut reflection = ServerReflectionClient::new(vault.public.clone());
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
+    let list = |channel| async move {
+        let mut reflection = ServerReflectionClient::new(channel);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut replies =
+            reflection.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) =
+            replies.message().await.unwrap().unwrap().message_response
+        else {
+            panic!("no service list");
+        };
+        list.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
     };
-    let mut replies = reflection.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) = replies.message().await.unwrap().unwrap().message_response
-    else {
-        panic!("no service list");
-    };
-    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in ["payvault.vault.v1.Tokens", "payvault.vault.v1.Vault", "grpc.health.v1.Health"] {
-        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
-    }
+    let public = list(vault.public.clone()).await;
+    assert!(
+        public.iter().any(|n| n == "payvault.vault.v1.Tokens") && public.iter().any(|n| n == "grpc.health.v1.Health")
+    );
+    assert!(
+        !public.iter().any(|n| n == "payvault.vault.v1.Vault"),
+        "the public port does not advertise Vault: {public:?}"
+    );
+    let internal = list(vault.internal_channel(Some((&vault.ca, "payments-svc")))).await;
+    assert!(internal.iter().any(|n| n == "payvault.vault.v1.Vault"), "{internal:?}");
     vault.stop().await;
 }

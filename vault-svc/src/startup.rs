@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::Router;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -110,10 +111,6 @@ impl Application {
         let allowed: Arc<[String]> = deps.allowed_clients.into();
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
         let monitor = tokio::spawn(monitor_store(tokens.clone(), health.clone()));
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -122,8 +119,8 @@ impl Application {
         };
         let public_router = Server::builder()
             .add_service(health_service.clone())
-            .add_service(reflection.clone())
             .add_service(TokensServer::new(TokensService::new(tokens.clone(), deps.directory, deps.request_timeout)));
+        let public_router = with_reflection(public_router, "payvault.vault.v1.Tokens")?;
         let public_stop = stopped(stop_rx.clone());
         let public_server = async {
             match public_tls {
@@ -133,10 +130,10 @@ impl Application {
                 None => public_router.serve_with_incoming_shutdown(TcpListenerStream::new(public), public_stop).await,
             }
         };
-        let internal_server = Server::builder()
+        let internal_router = Server::builder()
             .add_service(health_service)
-            .add_service(reflection)
-            .add_service(VaultServer::new(VaultService::new(tokens, allowed, deps.request_timeout)))
+            .add_service(VaultServer::new(VaultService::new(tokens, allowed, deps.request_timeout)));
+        let internal_server = with_reflection(internal_router, "payvault.vault.v1.Vault")?
             .serve_with_incoming_shutdown(tls::incoming(internal, internal_tls), stopped(stop_rx));
 
         let servers = async { tokio::try_join!(public_server, internal_server).map(|_| ()) };
@@ -162,6 +159,21 @@ impl Application {
         monitor.abort();
         result
     }
+}
+
+/// Server reflection advertising `service` and health: v1 for current grpcurl
+/// and tools, v1alpha for older grpcurl (≤ 1.8). The google.rpc types are
+/// registered so grpcurl can print the `ErrorInfo` of a failed call.
+fn with_reflection(router: Router, service: &str) -> Result<Router, BoxError> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(service)
+            .with_service_name("grpc.health.v1.Health")
+    };
+    Ok(router.add_service(builder().build_v1()?).add_service(builder().build_v1alpha()?))
 }
 
 /// Pings the store every two seconds and reports SERVING / NOT_SERVING.
