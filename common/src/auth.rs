@@ -287,4 +287,31 @@ mod tests {
         assert_eq!(directory.authenticate(&MetadataMap::new(), &[KeyKind::Public]), Err(AuthError::Unauthenticated));
         assert!(!format!("{m:?}").contains(m.test_secret.expose()));
     }
+
+    #[tokio::test]
+    async fn the_directory_reloads_when_its_file_changes() {
+        let dir = std::env::temp_dir().join(format!("payvault-reload-{}", ids::hex(8)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("merchants.json");
+        create_merchant(&path, "First").unwrap();
+        let directory = DirectoryHandle::load(&path).unwrap();
+        directory.spawn_reloader(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+
+        let second = create_merchant(&path, "Second").unwrap();
+        let md = bearer(second.test_secret.expose());
+        let mut reloaded = false;
+        for _ in 0..100 {
+            if directory.authenticate(&md, &[KeyKind::Secret]).is_ok() {
+                reloaded = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(reloaded, "a merchant added to the file can authenticate without a restart");
+
+        std::fs::write(&path, "{ not json").unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(directory.authenticate(&md, &[KeyKind::Secret]).is_ok(), "a broken file keeps the last good directory");
+    }
 }

@@ -42,6 +42,7 @@ pub enum Store {
 
 pub struct TestVault {
     pub public: Channel,
+    pub public_addr: std::net::SocketAddr,
     pub internal_addr: std::net::SocketAddr,
     pub ca: Arc<DevCa>,
     pub merchant: NewMerchant,
@@ -60,6 +61,16 @@ fn temp_dir() -> PathBuf {
 
 impl TestVault {
     pub async fn start(store: Store) -> Self {
+        Self::start_with(store, false).await
+    }
+
+    /// As `start`, with the public port served over TLS (server certificate
+    /// for `localhost` from the test CA).
+    pub async fn start_with_public_tls(store: Store) -> Self {
+        Self::start_with(store, true).await
+    }
+
+    async fn start_with(store: Store, public_tls: bool) -> Self {
         let dir = temp_dir();
         let directory_file = dir.join("merchants.json");
         let merchant = create_merchant(&directory_file, "Shop A").unwrap();
@@ -98,7 +109,7 @@ impl TestVault {
                 cert_pem: server.cert_pem.into_bytes(),
                 key_pem: server.key_pem.into_bytes(),
             },
-            public_tls: false,
+            public_tls,
             allowed_clients: vec!["payments-svc".into()],
             policy: Policy::default(),
             request_timeout: Duration::from_secs(5),
@@ -114,9 +125,18 @@ impl TestVault {
             .await
             .unwrap();
         });
-        let public = Channel::from_shared(format!("http://{public_addr}")).unwrap().connect_lazy();
+        let public = if public_tls {
+            let tls = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(ca.ca_pem.clone()))
+                .domain_name("localhost");
+            let url = format!("https://localhost:{}", public_addr.port());
+            Channel::from_shared(url).unwrap().tls_config(tls).unwrap().connect_lazy()
+        } else {
+            Channel::from_shared(format!("http://{public_addr}")).unwrap().connect_lazy()
+        };
         Self {
             public,
+            public_addr,
             internal_addr,
             ca,
             merchant,

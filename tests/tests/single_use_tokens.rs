@@ -299,3 +299,18 @@ async fn health_and_reflection_are_served() {
     assert!(internal.iter().any(|n| n == "payvault.vault.v1.Vault"), "{internal:?}");
     vault.stop().await;
 }
+
+#[tokio::test]
+async fn the_public_port_can_be_served_over_tls() {
+    let vault = TestVault::start_with_public_tls(Store::Memory).await;
+    let pkey = vault.merchant.test_public.expose();
+    let token = vault.tokens().create_token(authed(pkey, create_request(card("4242424242424242", "")))).await.unwrap();
+    assert!(token.into_inner().id.starts_with("tokn_test_"));
+    let plaintext =
+        tonic::transport::Channel::from_shared(format!("http://{}", vault.public_addr)).unwrap().connect_lazy();
+    let refused = e2e::TokensClient::new(plaintext)
+        .create_token(authed(pkey, create_request(card("4242424242424242", ""))))
+        .await;
+    assert!(refused.is_err(), "plaintext is not accepted on a TLS port");
+    vault.stop().await;
+}

@@ -116,3 +116,35 @@ pub fn init(dir: &Path) -> Result<Vec<&'static str>, DevInitError> {
     }
     Ok(made)
 }
+
+#[cfg(test)]
+mod tests {
+    use tonic::metadata::MetadataMap;
+
+    use super::*;
+    use crate::crypto::{FileKeyProvider, KeyProvider};
+    use crate::grpc::tls::{TlsMaterial, server_config};
+    use common::auth::{DirectoryHandle, KeyKind};
+
+    #[test]
+    fn init_makes_a_working_set_up_once() {
+        let dir = std::env::temp_dir().join(format!("payvault-dev-{}", common::ids::hex(8)));
+        assert_eq!(init(&dir).unwrap().len(), 3);
+        assert!(init(&dir).unwrap().is_empty(), "a second run keeps what exists");
+
+        FileKeyProvider { path: dir.join("kek") }.load().unwrap();
+        let read = |f: &str| fs::read(dir.join("certs").join(f)).unwrap();
+        let tls = TlsMaterial { ca_pem: read("ca.pem"), cert_pem: read("server.pem"), key_pem: read("server.key") };
+        server_config(&tls, &["payments-svc".into()]).unwrap();
+
+        let env = fs::read_to_string(dir.join("merchant.env")).unwrap();
+        let value = |name: &str| env.lines().find_map(|l| l.strip_prefix(&format!("{name}="))).unwrap().to_owned();
+        let directory = DirectoryHandle::load(&dir.join("merchants.json")).unwrap();
+        let mut md = MetadataMap::new();
+        md.insert("authorization", format!("Bearer {}", value("PAYVAULT_PKEY")).parse().unwrap());
+        let caller = directory.authenticate(&md, &[KeyKind::Public]).unwrap();
+        assert_eq!(caller.merchant_id, value("PAYVAULT_MERCHANT_ID"));
+        assert!(!caller.livemode);
+        assert!(value("PAYVAULT_SKEY").starts_with("skey_test_"));
+    }
+}
