@@ -28,6 +28,19 @@ pub fn deadline(metadata: &MetadataMap, max: Duration) -> Duration {
     metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout).map_or(max, |d| d.min(max))
 }
 
+/// The caller's correlation id for logs and audit: `x-correlation-id`, else
+/// `x-request-id`, else the trace id of `traceparent`; at most 128 characters,
+/// never anything shaped like a card number.
+pub fn correlation_id(metadata: &MetadataMap) -> String {
+    let header = |name| metadata.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    let id = header("x-correlation-id")
+        .or_else(|| header("x-request-id"))
+        .or_else(|| header("traceparent").and_then(|t| t.split('-').nth(1)))
+        .unwrap_or_default();
+    let id: String = id.chars().take(128).collect();
+    crate::card::loggable(&id).to_owned()
+}
+
 /// Parses the `grpc-timeout` header (`<digits><unit>`, unit one of H M S m u n).
 fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);

@@ -23,12 +23,44 @@ use vault_svc::startup::{Application, Dependencies};
 use vault_svc::storage::ConfiguredStore;
 use vault_svc::storage::memory::MemoryTokenStore;
 use vault_svc::storage::redis::{RedisSettings, RedisTokenStore};
+use vault_svc::storage::sql::SqlStore;
 
 pub use pb::tokens_client::TokensClient;
 pub use pb::vault_client::VaultClient;
 
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn postgres_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// A real PostgreSQL, in a fresh schema.
+    Postgres,
+    /// A fresh SQLite file.
+    Sqlite,
+}
+
+/// A migrated durable store of its own: a new schema on PostgreSQL (through
+/// `search_path`) or a new SQLite file. Returns the store and its URL.
+pub async fn test_database(db: Db) -> (SqlStore, String) {
+    let url = match db {
+        Db::Postgres => {
+            sqlx::any::install_default_drivers();
+            let schema = format!("test_{}", ids::hex(8));
+            let admin = sqlx::AnyPool::connect(&postgres_url()).await.expect("PostgreSQL must be running");
+            sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.unwrap();
+            admin.close().await;
+            let sep = if postgres_url().contains('?') { '&' } else { '?' };
+            format!("{}{sep}options=-c%20search_path%3D{schema}", postgres_url())
+        }
+        Db::Sqlite => format!("sqlite://{}?mode=rwc", temp_dir().join("vault.db").display()),
+    };
+    let store = SqlStore::connect(&url, 8, Duration::from_secs(5)).await.unwrap();
+    (store, url)
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +81,8 @@ pub struct TestVault {
     pub other_merchant: NewMerchant,
     pub clock: ManualClock,
     pub redis_prefix: Option<String>,
+    /// The durable store's URL (for direct inspection in tests).
+    pub database_url: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -90,6 +124,10 @@ impl TestVault {
                 .unwrap(),
             )
         };
+        // Production pairs Redis with PostgreSQL; the embedded run pairs the
+        // in-process store with SQLite.
+        let db = if matches!(store, Store::Memory) { Db::Sqlite } else { Db::Postgres };
+        let (cards, database_url) = test_database(db).await;
         let store = match store {
             Store::Memory => ConfiguredStore::Memory(MemoryTokenStore::new()),
             Store::Redis => {
@@ -101,6 +139,7 @@ impl TestVault {
         };
         let deps = Dependencies {
             store,
+            cards,
             keks: KekSet::new(BTreeMap::from([(1, Key::random())])).unwrap(),
             directory: DirectoryHandle::load(&directory_file).unwrap(),
             clock: Arc::new(clock.clone()),
@@ -114,6 +153,8 @@ impl TestVault {
             policy: Policy::default(),
             request_timeout: Duration::from_secs(5),
             shutdown_drain: Duration::from_secs(2),
+            sweep_every: None,
+            sweep_batch: 100,
         };
         let app = Application::bind("127.0.0.1:0", "127.0.0.1:0", deps).await.unwrap();
         let (public_addr, internal_addr) = (app.public_addr(), app.internal_addr());
@@ -143,6 +184,7 @@ impl TestVault {
             other_merchant,
             clock,
             redis_prefix,
+            database_url,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -213,7 +255,12 @@ pub fn create_request(card: pb::Card) -> pb::CreateTokenRequest {
 }
 
 pub fn detokenize_request(merchant_id: &str, token: &str, consumer_ref: &str) -> pb::DetokenizeRequest {
-    pb::DetokenizeRequest { merchant_id: merchant_id.into(), token: token.into(), consumer_ref: consumer_ref.into() }
+    pb::DetokenizeRequest {
+        merchant_id: merchant_id.into(),
+        token: token.into(),
+        consumer_ref: consumer_ref.into(),
+        livemode: token.starts_with("tokn_") && !token.starts_with("tokn_test_"),
+    }
 }
 
 /// The `ErrorInfo` reason of a failed call.

@@ -18,7 +18,9 @@ pub struct VaultConfig {
     /// Where the embedded run keeps its KEK, certificates and merchant directory.
     pub data_dir: PathBuf,
     pub redis: RedisConfig,
+    pub database: DatabaseConfig,
     pub keys: KeysConfig,
+    pub retention: RetentionConfig,
     pub merchants: MerchantsConfig,
     pub tls: TlsConfig,
     /// Upper bound on any request's time in the vault, whatever the caller's deadline.
@@ -36,7 +38,9 @@ impl Default for VaultConfig {
             internal_addr: "127.0.0.1:50061".into(),
             data_dir: ".payvault".into(),
             redis: RedisConfig::default(),
+            database: DatabaseConfig::default(),
             keys: KeysConfig::default(),
+            retention: RetentionConfig::default(),
             merchants: MerchantsConfig::default(),
             tls: TlsConfig::default(),
             request_timeout_ms: 5_000,
@@ -62,11 +66,47 @@ impl Default for RedisConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    /// `postgres://…` or `sqlite://…`; unset: `sqlite://<data_dir>/vault.db`.
+    pub url: Option<String>,
+    pub max_connections: u32,
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: None, max_connections: 16, connect_timeout_ms: 2_000 }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct KeysConfig {
+    /// `file` (default) or `custodians`.
+    pub provider: String,
     /// KEK file (`v<n>:<base64>` lines); default `<data_dir>/kek`. `PAYVAULT_KEK` wins.
     pub kek_file: Option<PathBuf>,
+    /// Custodian share files, comma-separated (provider `custodians`).
+    pub share_files: String,
+    /// The public check file of the shares (provider `custodians`).
+    pub check_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RetentionConfig {
+    /// Run the sweeper inside vault-svc this often; 0 = only as `vault-svc sweep`.
+    pub sweep_interval_secs: u64,
+    /// Tokens deleted per batch.
+    pub batch: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { sweep_interval_secs: 0, batch: 500 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,6 +149,31 @@ impl VaultConfig {
             cfg.redis.url = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty());
         }
         Ok(cfg)
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("vault.db").display()))
+    }
+
+    pub async fn connect_database(&self) -> Result<crate::storage::sql::SqlStore, crate::storage::StoreError> {
+        let timeout = std::time::Duration::from_millis(self.database.connect_timeout_ms);
+        crate::storage::sql::SqlStore::connect(&self.database_url(), self.database.max_connections, timeout).await
+    }
+
+    /// The configured source of the KEK.
+    pub fn key_provider(&self) -> Box<dyn crate::crypto::KeyProvider> {
+        use crate::crypto::custodian::CustodianKeyProvider;
+        if self.keys.provider == "custodians" {
+            let share_files =
+                self.keys.share_files.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect();
+            let check_file = self.keys.check_file.clone().unwrap_or_else(|| self.data_dir.join("kek.check"));
+            Box::new(CustodianKeyProvider { share_files, check_file })
+        } else {
+            Box::new(crate::crypto::FileKeyProvider { path: self.kek_file() })
+        }
     }
 
     pub fn kek_file(&self) -> PathBuf {

@@ -1,8 +1,13 @@
 //! The vault's rules, free of transport and storage types: what a token id
-//! looks like, how single-use tokens are created, read and consumed.
+//! looks like, how single-use tokens are created, read and consumed, how
+//! durable card tokens are stored, used, retained and deleted, and how keys
+//! are rotated.
 
 pub mod card_meta;
+pub mod card_token;
 pub mod error;
+pub mod key_rotation;
+pub mod retention;
 pub mod single_use;
 pub mod token_id;
 

@@ -1,10 +1,18 @@
-//! The vault-svc binary: `serve` (default), `dev-init`, `merchant create`.
+//! The vault-svc binary: `serve` (default), `dev-init`, `merchant create`,
+//! `sweep` (retention, for the CronJob) and `keys` (split, rotate-kek, reencrypt).
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use common::clock::{Clock, SystemClock};
 use vault_svc::config::VaultConfig;
+use vault_svc::crypto::{KekSet, KeyProvider, KeyRing};
+use vault_svc::domain::card_token::Actor;
+use vault_svc::domain::{key_rotation, retention};
 use vault_svc::startup::{Application, BoxError, Dependencies, shutdown_signal};
+use vault_svc::storage::card_store::KeyStore;
+use vault_svc::storage::sql::SqlStore;
 
 #[derive(Parser)]
 #[command(name = "vault-svc", about = "payvault card vault")]
@@ -29,6 +37,38 @@ enum Command {
     Merchant {
         #[command(subcommand)]
         command: MerchantCommand,
+    },
+    /// Delete the card tokens whose retention has ended (run by the Kubernetes CronJob).
+    Sweep {
+        #[arg(long, default_value_t = 500)]
+        batch: u32,
+    },
+    /// Key management: custodian shares, KEK rotation, re-encryption.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Split the KEK into N custodian shares (N-of-N XOR) and a public check file.
+    Split {
+        #[arg(long)]
+        custodians: usize,
+        /// KEK file to split; default from configuration.
+        #[arg(long)]
+        kek_file: Option<PathBuf>,
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+    /// Add a new KEK version to the KEK file and re-wrap every data key under it.
+    RotateKek,
+    /// Move every durable card record to a new data-key version, in batches;
+    /// a run that was killed is resumed by the next one.
+    Reencrypt {
+        #[arg(long, default_value_t = 500)]
+        batch: u32,
     },
 }
 
@@ -56,6 +96,14 @@ async fn main() -> Result<(), BoxError> {
             }
             Ok(())
         }
+        Command::Sweep { batch } => {
+            let cards = cfg.connect_database().await?;
+            let actor = Actor { name: "retention-sweeper".into(), correlation_id: String::new() };
+            let deleted = retention::sweep(&cards, SystemClock.now_ms(), batch, &actor).await?;
+            println!("retention sweep: {deleted} card tokens deleted");
+            Ok(())
+        }
+        Command::Keys { command } => keys(&cfg, command).await,
         Command::Merchant { command: MerchantCommand::Create { name, directory } } => {
             let path = directory.unwrap_or_else(|| cfg.merchants_file());
             let m = common::auth::create_merchant(&path, &name)?;
@@ -67,6 +115,54 @@ async fn main() -> Result<(), BoxError> {
             Ok(())
         }
     }
+}
+
+fn key_ring(keks: KekSet, cards: &Arc<SqlStore>) -> KeyRing {
+    KeyRing::new(keks, cards.clone() as Arc<dyn KeyStore>, Arc::new(SystemClock))
+}
+
+async fn keys(cfg: &VaultConfig, command: KeysCommand) -> Result<(), BoxError> {
+    let actor = Actor { name: "key-operator".into(), correlation_id: common::ids::hex(8) };
+    match command {
+        KeysCommand::Split { custodians, kek_file, out_dir } => {
+            let path = kek_file.unwrap_or_else(|| cfg.kek_file());
+            let keks = vault_svc::crypto::FileKeyProvider { path }.load()?;
+            let (shares, check) = vault_svc::crypto::custodian::split(&keks, custodians)?;
+            std::fs::create_dir_all(&out_dir)?;
+            for (i, share) in shares.iter().enumerate() {
+                let file = out_dir.join(format!("share-{}", i + 1));
+                std::fs::write(&file, share.as_bytes())?;
+                println!("wrote {} (give it to custodian {})", file.display(), i + 1);
+            }
+            std::fs::write(out_dir.join("kek.check"), check)?;
+            println!("wrote {} (public)", out_dir.join("kek.check").display());
+        }
+        KeysCommand::RotateKek => {
+            if cfg.keys.provider == "custodians" {
+                return Err("rotate-kek rewrites the KEK file; with custodian shares, add the version to the KEK in \
+                            a key ceremony, split it again (keys split), then run rotate-kek with the file provider"
+                    .into());
+            }
+            let path = cfg.kek_file();
+            let rotated = vault_svc::crypto::FileKeyProvider { path: path.clone() }.load()?.with_new_version();
+            // The new version is on disk before anything is wrapped under it.
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, rotated.to_text().as_bytes())?;
+            std::fs::rename(&tmp, &path)?;
+            let cards = Arc::new(cfg.connect_database().await?);
+            let moved = key_rotation::rotate_kek(&key_ring(rotated.clone(), &cards), &actor).await?;
+            println!("KEK version {} added to {}; {moved} data keys re-wrapped", rotated.current().0, path.display());
+        }
+        KeysCommand::Reencrypt { batch } => {
+            let cards = Arc::new(cfg.connect_database().await?);
+            let ring = key_ring(cfg.key_provider().load()?, &cards);
+            let now = SystemClock.now_ms();
+            let report = key_rotation::reencrypt(&*cards, &*cards, &ring, now, batch, &actor).await?;
+            let how = if report.resumed { "resumed" } else { "started" };
+            println!("re-encryption run {} {how} and finished: {} records moved", report.rotation_id, report.records);
+        }
+    }
+    Ok(())
 }
 
 async fn serve(cfg: VaultConfig) -> Result<(), BoxError> {
@@ -82,7 +178,7 @@ async fn serve(cfg: VaultConfig) -> Result<(), BoxError> {
              (lost on restart, not shared between replicas); set REDIS_URL for production"
         ),
     }
-    let deps = Dependencies::from_config(&cfg)?;
+    let deps = Dependencies::from_config(&cfg).await?;
     let app = Application::bind(&cfg.public_addr, &cfg.internal_addr, deps).await?;
     app.run_until(shutdown_signal()).await?;
     tracing::info!("vault-svc stopped");

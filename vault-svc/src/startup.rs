@@ -1,6 +1,7 @@
 //! Building and running vault-svc: the public `Tokens` port (plaintext for the
 //! local run) and the internal `Vault` port (mTLS), each with health and
-//! reflection; a store monitor that drives health; graceful shutdown.
+//! reflection; a monitor of both stores that drives health; the optional
+//! in-process retention sweeper; graceful shutdown.
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,13 +20,17 @@ use proto::vault::v1::tokens_server::TokensServer;
 use proto::vault::v1::vault_server::VaultServer;
 
 use crate::config::VaultConfig;
-use crate::crypto::{FileKeyProvider, KekSet, KeyProvider, KeyRing};
+use crate::crypto::{KekSet, KeyRing};
+use crate::domain::card_token::{Actor, CardTokens};
+use crate::domain::retention;
 use crate::domain::single_use::{Policy, SingleUseTokens};
 use crate::grpc::tls::{self, TlsMaterial};
 use crate::grpc::tokens::TokensService;
 use crate::grpc::vault::VaultService;
+use crate::storage::card_store::KeyStore;
 use crate::storage::memory::MemoryTokenStore;
 use crate::storage::redis::{RedisSettings, RedisTokenStore};
+use crate::storage::sql::SqlStore;
 use crate::storage::{ConfiguredStore, TokenStore};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -33,6 +38,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Everything the vault is built from; tests assemble this themselves.
 pub struct Dependencies {
     pub store: ConfiguredStore,
+    /// Durable tokens, data keys and audit (PostgreSQL or SQLite).
+    pub cards: SqlStore,
     pub keks: KekSet,
     pub directory: DirectoryHandle,
     pub clock: SharedClock,
@@ -43,11 +50,15 @@ pub struct Dependencies {
     pub policy: Policy,
     pub request_timeout: Duration,
     pub shutdown_drain: Duration,
+    /// Run the retention sweeper inside the service this often (`None`: only
+    /// the `vault-svc sweep` job does).
+    pub sweep_every: Option<Duration>,
+    pub sweep_batch: u32,
 }
 
 impl Dependencies {
-    /// Loads keys, directory, certificates and the store from configuration.
-    pub fn from_config(cfg: &VaultConfig) -> Result<Self, BoxError> {
+    /// Loads keys, directory, certificates and both stores from configuration.
+    pub async fn from_config(cfg: &VaultConfig) -> Result<Self, BoxError> {
         let store = match &cfg.redis.url {
             Some(url) => ConfiguredStore::Redis(RedisTokenStore::new(&RedisSettings {
                 url: url.clone(),
@@ -63,7 +74,8 @@ impl Dependencies {
         directory.spawn_reloader(Duration::from_secs(cfg.merchants.reload_secs.max(1)));
         Ok(Self {
             store,
-            keks: FileKeyProvider { path: cfg.kek_file() }.load()?,
+            cards: cfg.connect_database().await?,
+            keks: cfg.key_provider().load()?,
             directory,
             clock: Arc::new(SystemClock),
             tls: TlsMaterial { ca_pem: read(&ca)?, cert_pem: read(&cert)?, key_pem: read(&key)? },
@@ -72,6 +84,9 @@ impl Dependencies {
             policy: Policy::default(),
             request_timeout: Duration::from_millis(cfg.request_timeout_ms),
             shutdown_drain: Duration::from_secs(cfg.shutdown_drain_secs),
+            sweep_every: (cfg.retention.sweep_interval_secs > 0)
+                .then(|| Duration::from_secs(cfg.retention.sweep_interval_secs)),
+            sweep_batch: cfg.retention.batch,
         })
     }
 }
@@ -106,12 +121,16 @@ impl Application {
         let Self { public, internal, deps } = self;
         let internal_tls = tls::server_config(&deps.tls, &deps.allowed_clients)?;
         let public_tls = if deps.public_tls { Some(tls::public_server_config(&deps.tls)?) } else { None };
-        let keys = Arc::new(KeyRing::new(deps.keks));
-        let tokens = Arc::new(SingleUseTokens::new(deps.store, keys, deps.clock, deps.policy));
+        let cards = Arc::new(deps.cards);
+        let keys = Arc::new(KeyRing::new(deps.keks, cards.clone() as Arc<dyn KeyStore>, deps.clock.clone()));
+        let tokens = Arc::new(SingleUseTokens::new(deps.store, keys.clone(), deps.clock.clone(), deps.policy));
+        let durable = Arc::new(CardTokens::new(cards.clone(), tokens.clone(), keys, deps.clock.clone()));
         let allowed: Arc<[String]> = deps.allowed_clients.into();
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        let monitor = tokio::spawn(monitor_store(tokens.clone(), health.clone()));
+        let monitor = tokio::spawn(monitor_stores(tokens.clone(), cards.clone(), health.clone()));
+        let sweeper =
+            deps.sweep_every.map(|every| tokio::spawn(sweep_every(cards, deps.clock, every, deps.sweep_batch)));
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -132,7 +151,7 @@ impl Application {
         };
         let internal_router = Server::builder()
             .add_service(health_service)
-            .add_service(VaultServer::new(VaultService::new(tokens, allowed, deps.request_timeout)));
+            .add_service(VaultServer::new(VaultService::new(durable, allowed, deps.request_timeout)));
         let internal_server = with_reflection(internal_router, "payvault.vault.v1.Vault")?
             .serve_with_incoming_shutdown(tls::incoming(internal, internal_tls), stopped(stop_rx));
 
@@ -157,7 +176,24 @@ impl Application {
             }
         };
         monitor.abort();
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
         result
+    }
+}
+
+/// The in-process retention sweeper (the CronJob runs `vault-svc sweep` instead).
+async fn sweep_every(cards: Arc<SqlStore>, clock: SharedClock, every: Duration, batch: u32) {
+    let actor = Actor { name: "retention-sweeper".into(), correlation_id: String::new() };
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        match retention::sweep(&*cards, clock.now_ms(), batch, &actor).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "retention sweep"),
+            Err(error) => tracing::warn!(%error, "retention sweep failed; retrying next interval"),
+        }
     }
 }
 
@@ -176,22 +212,23 @@ fn with_reflection(router: Router, service: &str) -> Result<Router, BoxError> {
     Ok(router.add_service(builder().build_v1()?).add_service(builder().build_v1alpha()?))
 }
 
-/// Pings the store every two seconds and reports SERVING / NOT_SERVING.
-async fn monitor_store<S: TokenStore>(tokens: Arc<SingleUseTokens<S>>, health: HealthReporter) {
+/// Pings both stores every two seconds and reports SERVING / NOT_SERVING.
+async fn monitor_stores<S: TokenStore>(tokens: Arc<SingleUseTokens<S>>, cards: Arc<SqlStore>, health: HealthReporter) {
     let mut last = None;
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tick.tick().await;
-        let up = matches!(tokio::time::timeout(Duration::from_secs(1), tokens.store().ping()).await, Ok(Ok(())));
+        let both = async { tokens.store().ping().await.and(cards.ping().await) };
+        let up = matches!(tokio::time::timeout(Duration::from_secs(1), both).await, Ok(Ok(())));
         if last != Some(up) {
             let status = if up { ServingStatus::Serving } else { ServingStatus::NotServing };
             for service in SERVICES {
                 health.set_service_status(service, status).await;
             }
             if up {
-                tracing::info!("token store reachable: serving");
+                tracing::info!("stores reachable: serving");
             } else {
-                tracing::error!("token store unreachable: not serving");
+                tracing::error!("a store is unreachable: not serving");
             }
             last = Some(up);
         }

@@ -1,13 +1,18 @@
-//! Where single-use tokens live. `TokenStore` holds one-round-trip primitives
-//! (create, read, consume atomically); the rules around them live in `domain`.
-//! Adapters: `redis` for production, `memory` for the embedded single-node run.
-//! Both pass the same conformance suite (`vault-svc/tests/token_store.rs`).
+//! Where tokens live. `TokenStore` holds single-use tokens in one-round-trip
+//! primitives (create, read, consume atomically): adapters `redis` for
+//! production and `memory` for the embedded single-node run. `CardStore` and
+//! `KeyStore` (in `card_store`) hold durable tokens, data keys and the audit
+//! trail: adapter `sql`, on PostgreSQL or the embedded SQLite. The rules around
+//! them live in `domain`. Each trait has one conformance suite run against
+//! every backend (`vault-svc/tests/`).
 use std::future::Future;
 
 use common::clock::Millis;
 
+pub mod card_store;
 pub mod memory;
 pub mod redis;
+pub mod sql;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {

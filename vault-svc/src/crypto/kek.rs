@@ -39,6 +39,8 @@ pub enum KeyError {
     Malformed { line: usize },
     #[error("no key-encryption key configured")]
     Missing,
+    #[error("{0}")]
+    Custodian(String),
 }
 
 /// Every KEK version the vault knows, and which one encrypts new data.
@@ -57,8 +59,15 @@ impl KekSet {
         (*v, k)
     }
 
-    pub fn first_version(&self) -> u32 {
-        self.keys.keys().next().copied().unwrap_or_default()
+    pub fn versions(&self) -> impl Iterator<Item = (u32, &Key)> {
+        self.keys.iter().map(|(v, k)| (*v, k))
+    }
+
+    /// A copy with a new random version `current + 1`, for KEK rotation.
+    pub fn with_new_version(&self) -> Self {
+        let mut keys = self.keys.clone();
+        keys.insert(self.current().0 + 1, Key::random());
+        Self { keys }
     }
 
     pub fn get(&self, version: u32) -> Option<&Key> {

@@ -2,7 +2,7 @@
 //! into a gRPC status; messages here are fixed texts that never carry input.
 use common::card::CardError;
 
-use crate::crypto::CryptoError;
+use crate::crypto::{CryptoError, RingError};
 use crate::storage::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -14,6 +14,13 @@ pub enum VaultError {
     InvalidArgument(&'static str),
     #[error("token not found")]
     TokenNotFound,
+    /// A durable token id that this merchant does not have.
+    #[error("not found")]
+    NotFound,
+    #[error("the token was deleted")]
+    TokenDeleted,
+    #[error("the request conflicted with a concurrent change; retry it")]
+    Conflict,
     #[error("token was already used")]
     UsedToken,
     #[error("token has expired")]
@@ -26,4 +33,13 @@ pub enum VaultError {
     Crypto(#[from] CryptoError),
     #[error("stored data is corrupt")]
     Corrupt,
+}
+
+impl From<RingError> for VaultError {
+    fn from(e: RingError) -> Self {
+        match e {
+            RingError::Crypto(c) => Self::Crypto(c),
+            RingError::Store(s) => Self::Store(s),
+        }
+    }
 }

@@ -81,7 +81,7 @@ impl<S: TokenStore> SingleUseTokens<S> {
         let now = self.clock.now_ms();
         let card = Card::validate(input, now)?;
         let id = token_id::new_single_use(livemode);
-        let fingerprint = self.keys.fingerprint(merchant_id, card.number.expose())?;
+        let fingerprint = self.keys.fingerprint(merchant_id, card.number.expose()).await?;
         let meta = Meta { livemode, created_at: now, card: CardMeta::of(&card, fingerprint) };
         let aad = |kind| Aad { merchant_id, token_id: &id, kind };
         let meta_plain = Zeroizing::new(serde_json::to_vec(&meta).map_err(|_| VaultError::Corrupt)?);
@@ -92,8 +92,8 @@ impl<S: TokenStore> SingleUseTokens<S> {
             created_at: now,
             expires_at: now + self.policy.usable_ms,
             retain_until: now + self.policy.retain_ms,
-            meta: self.keys.seal(aad(META), &meta_plain)?,
-            card: self.keys.seal(aad(CARD), &card_plain)?,
+            meta: self.keys.seal(aad(META), &meta_plain).await?.0,
+            card: self.keys.seal(aad(CARD), &card_plain).await?.0,
         };
         if !self.store.create(&record).await? {
             // A 124-bit random id collided: refuse rather than overwrite.
@@ -115,7 +115,7 @@ impl<S: TokenStore> SingleUseTokens<S> {
             return Err(VaultError::TokenNotFound);
         }
         let record = self.store.get(id, merchant_id, self.clock.now_ms()).await?.ok_or(VaultError::TokenNotFound)?;
-        let meta = self.open_meta(merchant_id, id, &record.meta)?;
+        let meta = self.open_meta(merchant_id, id, &record.meta).await?;
         Ok(TokenView {
             id: id.to_owned(),
             livemode: meta.livemode,
@@ -143,14 +143,14 @@ impl<S: TokenStore> SingleUseTokens<S> {
             Consumed::Expired => return Err(VaultError::TokenExpired),
             Consumed::NotFound => return Err(VaultError::TokenNotFound),
         };
-        let meta = self.open_meta(merchant_id, id, &meta)?;
-        let card_plain = self.keys.open(Aad { merchant_id, token_id: id, kind: CARD }, &card)?;
+        let meta = self.open_meta(merchant_id, id, &meta).await?;
+        let card_plain = self.keys.open(Aad { merchant_id, token_id: id, kind: CARD }, &card).await?;
         let card: Card = serde_json::from_slice(&card_plain).map_err(|_| VaultError::Corrupt)?;
         Ok(Detokenized { card, meta: meta.card, livemode: meta.livemode })
     }
 
-    fn open_meta(&self, merchant_id: &str, id: &str, sealed: &[u8]) -> Result<Meta, VaultError> {
-        let plain = self.keys.open(Aad { merchant_id, token_id: id, kind: META }, sealed)?;
+    async fn open_meta(&self, merchant_id: &str, id: &str, sealed: &[u8]) -> Result<Meta, VaultError> {
+        let plain = self.keys.open(Aad { merchant_id, token_id: id, kind: META }, sealed).await?;
         serde_json::from_slice(&plain).map_err(|_| VaultError::Corrupt)
     }
 }

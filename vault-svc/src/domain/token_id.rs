@@ -1,7 +1,84 @@
-//! Token identifiers. Single-use tokens are `tokn_test_`/`tokn_` followed by 24
-//! lowercase base36 characters: never all digits, so never mistakable for a
-//! card number, and random, so they reveal nothing about the card.
+//! Token identifiers, all random so they reveal nothing about the card:
+//! single-use `tokn_test_`/`tokn_` + 24 base36; registrations 32 lowercase hex
+//! (OPP's format); omni tokens `omni_test_`/`omni_` + 32 base36. None is ever
+//! 13–19 digits: registration ids with a run of 13 or more digits are redrawn.
 use common::ids;
+
+/// The kinds of durable token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenKind {
+    /// OPP's model; ledger events RG (created), DR (deregistered).
+    Registration,
+    /// Till's model; ledger events TK (created), DL (deleted).
+    Omni,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registration => "registration",
+            Self::Omni => "omni",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "registration" => Some(Self::Registration),
+            "omni" => Some(Self::Omni),
+            _ => None,
+        }
+    }
+
+    pub fn created_event(self) -> &'static str {
+        match self {
+            Self::Registration => "RG",
+            Self::Omni => "TK",
+        }
+    }
+
+    pub fn deleted_event(self) -> &'static str {
+        match self {
+            Self::Registration => "DR",
+            Self::Omni => "DL",
+        }
+    }
+
+    pub fn new_id(self, livemode: bool) -> String {
+        match self {
+            Self::Registration => loop {
+                let id = ids::hex(16);
+                if longest_digit_run(&id) < 13 {
+                    break id;
+                }
+            },
+            Self::Omni => format!("omni_{}{}", if livemode { "" } else { TEST }, ids::base36(32)),
+        }
+    }
+}
+
+/// What an id names, judged by its shape alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRef {
+    SingleUse { livemode: bool },
+    Durable(TokenKind),
+}
+
+pub fn classify(id: &str) -> Option<TokenRef> {
+    if let Some(livemode) = single_use_livemode(id) {
+        return Some(TokenRef::SingleUse { livemode });
+    }
+    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Some(TokenRef::Durable(TokenKind::Registration));
+    }
+    let rest = id.strip_prefix("omni_")?;
+    let random = rest.strip_prefix(TEST).unwrap_or(rest);
+    (random.len() == 32 && random.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()))
+        .then_some(TokenRef::Durable(TokenKind::Omni))
+}
+
+fn longest_digit_run(s: &str) -> usize {
+    s.split(|c: char| !c.is_ascii_digit()).map(str::len).max().unwrap_or(0)
+}
 
 const PREFIX: &str = "tokn_";
 const TEST: &str = "test_";
@@ -44,5 +121,22 @@ mod tests {
         assert_eq!(single_use_livemode("tokn_test_short"), None);
         assert_eq!(single_use_livemode("4242424242424242"), None);
         assert_eq!(single_use_livemode("tokn_test_AAAAAAAAAAAAAAAAAAAAAAAA"), None);
+    }
+
+    #[test]
+    fn durable_ids_have_their_formats_and_classify_back() {
+        for _ in 0..500 {
+            let registration = TokenKind::Registration.new_id(false);
+            assert_eq!(registration.len(), 32);
+            assert!(longest_digit_run(&registration) < 13 && !contains_pan(&registration));
+            assert_eq!(classify(&registration), Some(TokenRef::Durable(TokenKind::Registration)));
+        }
+        let omni = TokenKind::Omni.new_id(false);
+        assert!(omni.starts_with("omni_test_") && omni.len() == "omni_test_".len() + 32);
+        assert_eq!(classify(&omni), Some(TokenRef::Durable(TokenKind::Omni)));
+        assert!(TokenKind::Omni.new_id(true).starts_with("omni_") && !TokenKind::Omni.new_id(true).contains("test"));
+        assert_eq!(classify(&new_single_use(true)), Some(TokenRef::SingleUse { livemode: true }));
+        assert_eq!(classify("4242424242424242"), None);
+        assert_eq!(classify("omni_test_short"), None);
     }
 }

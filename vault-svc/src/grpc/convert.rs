@@ -5,11 +5,74 @@ use common::card::{Billing, Card, CardInput};
 use common::clock::Millis;
 use proto::vault::v1 as pb;
 
+use crate::domain::VaultError;
 use crate::domain::card_meta::CardMeta;
+use crate::domain::card_token::StoredView;
 use crate::domain::single_use::{Detokenized, TokenView};
+use crate::domain::token_id::TokenKind;
+use crate::storage::card_store::AuditRecord;
 
 pub fn timestamp(ms: Millis) -> Timestamp {
     Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
+}
+
+/// An absent timestamp is 0.
+pub fn millis(ts: Option<&Timestamp>) -> Millis {
+    ts.map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+}
+
+pub fn kind(value: i32) -> Result<TokenKind, VaultError> {
+    match pb::TokenKind::try_from(value) {
+        Ok(pb::TokenKind::Registration) => Ok(TokenKind::Registration),
+        Ok(pb::TokenKind::Omni) => Ok(TokenKind::Omni),
+        _ => Err(VaultError::InvalidArgument("kind must be TOKEN_KIND_REGISTRATION or TOKEN_KIND_OMNI")),
+    }
+}
+
+fn pb_kind(kind: TokenKind) -> i32 {
+    match kind {
+        TokenKind::Registration => pb::TokenKind::Registration as i32,
+        TokenKind::Omni => pb::TokenKind::Omni as i32,
+    }
+}
+
+pub fn stored_token(v: StoredView) -> pb::StoredToken {
+    pb::StoredToken {
+        id: v.id,
+        kind: pb_kind(v.kind),
+        merchant_id: v.merchant_id,
+        customer_id: v.customer_id,
+        card: Some(card_metadata(v.card)),
+        created_at: Some(timestamp(v.created_at)),
+        last_used_at: v.last_used_at.map(timestamp),
+        retain_until: Some(timestamp(v.retain_until)),
+        extended: v.extended,
+        livemode: v.livemode,
+    }
+}
+
+pub fn token_summary(v: StoredView) -> pb::TokenSummary {
+    pb::TokenSummary {
+        id: v.id,
+        kind: pb_kind(v.kind),
+        brand: v.card.brand,
+        last_digits: v.card.last_digits,
+        expiration_month: i32::from(v.card.expiration_month),
+        expiration_year: i32::from(v.card.expiration_year),
+    }
+}
+
+pub fn audit_event(e: AuditRecord) -> pb::AuditEvent {
+    pb::AuditEvent {
+        id: e.id,
+        event_type: e.event_type,
+        merchant_id: e.merchant_id,
+        token_id: e.token_id,
+        actor: e.actor,
+        correlation_id: e.correlation_id,
+        outcome: e.outcome,
+        at: Some(timestamp(e.at)),
+    }
 }
 
 /// Takes the card's strings out of the message (the message is left empty).

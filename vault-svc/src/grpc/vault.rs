@@ -1,48 +1,167 @@
 //! The internal `Vault` service, reachable only over mTLS by allowed platform
-//! services (see `tls`); it returns card data in clear.
+//! services (see `tls`); it returns card data in clear and manages durable
+//! tokens. Every call acts for the client certificate's identity, which the
+//! audit trail records with the caller's correlation id.
 use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
 use common::card::loggable;
+use common::grpc::correlation_id;
 use proto::vault::v1 as pb;
 
 use super::{convert, tls, within_deadline};
-use crate::domain::single_use::SingleUseTokens;
+use crate::domain::VaultError;
+use crate::domain::card_token::{Actor, CardTokens, Source};
 use crate::storage::TokenStore;
+use crate::storage::card_store::{CardStore, Scope};
 
-pub struct VaultService<S> {
-    tokens: Arc<SingleUseTokens<S>>,
+pub struct VaultService<C, S> {
+    tokens: Arc<CardTokens<C, S>>,
     allowed_clients: Arc<[String]>,
     max_deadline: Duration,
 }
 
-impl<S> VaultService<S> {
-    pub fn new(tokens: Arc<SingleUseTokens<S>>, allowed_clients: Arc<[String]>, max_deadline: Duration) -> Self {
+impl<C, S> VaultService<C, S> {
+    pub fn new(tokens: Arc<CardTokens<C, S>>, allowed_clients: Arc<[String]>, max_deadline: Duration) -> Self {
         Self { tokens, allowed_clients, max_deadline }
+    }
+
+    fn actor<T>(&self, request: &Request<T>) -> Actor {
+        Actor {
+            name: tls::peer_identity(request, &self.allowed_clients),
+            correlation_id: correlation_id(request.metadata()),
+        }
     }
 }
 
 #[tonic::async_trait]
-impl<S: TokenStore> pb::vault_server::Vault for VaultService<S> {
+impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S> {
     async fn detokenize(
         &self,
         request: Request<pb::DetokenizeRequest>,
     ) -> Result<Response<pb::DetokenizeResponse>, Status> {
-        let actor = tls::peer_identity(&request, &self.allowed_clients);
-        let pb::DetokenizeRequest { merchant_id, token, consumer_ref } = request.get_ref();
+        let actor = self.actor(&request);
+        let r = request.get_ref();
+        let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
         let result = within_deadline(
             request.metadata(),
             self.max_deadline,
-            self.tokens.detokenize(merchant_id, token, consumer_ref),
+            self.tokens.detokenize(scope, &r.token, &r.consumer_ref, &actor),
         )
         .await;
-        let (merchant_id, token_id) = (loggable(merchant_id), loggable(token));
+        let (merchant_id, token_id, actor) = (loggable(&r.merchant_id), loggable(&r.token), &actor.name);
         match &result {
             Ok(_) => tracing::info!(merchant_id, token_id, actor, "token detokenized"),
             Err(e) => tracing::info!(merchant_id, token_id, actor, error = %e, "detokenize refused"),
         }
         Ok(Response::new(convert::detokenized(result?)))
+    }
+
+    async fn tokenize(&self, request: Request<pb::TokenizeRequest>) -> Result<Response<pb::StoredToken>, Status> {
+        let actor = self.actor(&request);
+        let (metadata, _, mut r) = request.into_parts();
+        let kind = convert::kind(r.kind)?;
+        let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
+        let input;
+        let source = match r.source.as_mut() {
+            Some(pb::tokenize_request::Source::Card(card)) => {
+                input = convert::card_input(card);
+                Source::Card(&input)
+            }
+            Some(pb::tokenize_request::Source::SingleUseToken(token)) => Source::SingleUse(token),
+            None => return Err(VaultError::InvalidArgument("a card or a single_use_token is required").into()),
+        };
+        let result = within_deadline(
+            &metadata,
+            self.max_deadline,
+            self.tokens.tokenize(scope, kind, source, &r.customer_id, &r.consumer_ref, &actor),
+        )
+        .await;
+        match &result {
+            Ok(t) => {
+                tracing::info!(merchant_id = loggable(&r.merchant_id), token_id = %t.id, kind = kind.as_str(), "card tokenized")
+            }
+            Err(e) => tracing::info!(merchant_id = loggable(&r.merchant_id), error = %e, "tokenize refused"),
+        }
+        Ok(Response::new(convert::stored_token(result?)))
+    }
+
+    async fn describe_token(
+        &self,
+        request: Request<pb::DescribeTokenRequest>,
+    ) -> Result<Response<pb::StoredToken>, Status> {
+        let r = request.get_ref();
+        let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
+        let view = within_deadline(request.metadata(), self.max_deadline, self.tokens.describe(scope, &r.id)).await?;
+        Ok(Response::new(convert::stored_token(view)))
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        let r = request.get_ref();
+        let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
+        let page = within_deadline(
+            request.metadata(),
+            self.max_deadline,
+            self.tokens.list(scope, &r.customer_id, r.page_size, &r.page_token),
+        )
+        .await?;
+        Ok(Response::new(pb::ListTokensResponse {
+            tokens: page.items.into_iter().map(convert::token_summary).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn delete_token(
+        &self,
+        request: Request<pb::DeleteTokenRequest>,
+    ) -> Result<Response<pb::DeleteTokenResponse>, Status> {
+        let actor = self.actor(&request);
+        let r = request.get_ref();
+        let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
+        let deleted =
+            within_deadline(request.metadata(), self.max_deadline, self.tokens.delete(scope, &r.id, &actor)).await?;
+        tracing::info!(merchant_id = loggable(&r.merchant_id), token_id = loggable(&r.id), deleted, "token delete");
+        Ok(Response::new(pb::DeleteTokenResponse { id: r.id.clone(), deleted }))
+    }
+
+    async fn extend_token(
+        &self,
+        request: Request<pb::ExtendTokenRequest>,
+    ) -> Result<Response<pb::StoredToken>, Status> {
+        let actor = self.actor(&request);
+        let r = request.get_ref();
+        let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
+        let view =
+            within_deadline(request.metadata(), self.max_deadline, self.tokens.extend(scope, &r.id, &actor)).await?;
+        Ok(Response::new(convert::stored_token(view)))
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let r = request.get_ref();
+        let page = within_deadline(
+            request.metadata(),
+            self.max_deadline,
+            self.tokens.audit_events(
+                &r.merchant_id,
+                &r.token_id,
+                convert::millis(r.from.as_ref()),
+                convert::millis(r.to.as_ref()),
+                r.page_size,
+                &r.page_token,
+            ),
+        )
+        .await?;
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            events: page.items.into_iter().map(convert::audit_event).collect(),
+            next_page_token: page.next_page_token,
+        }))
     }
 }

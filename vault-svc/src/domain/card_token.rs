@@ -1,0 +1,343 @@
+//! Durable card tokens: registrations (OPP) and omni tokens (Till). Created
+//! from card data or by consuming a single-use token; the same card for the
+//! same merchant, customer and kind returns the existing token (its expiry and
+//! holder refreshed); every use, deletion and extension is audited; the
+//! security code is never stored.
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use common::card::{Card, CardInput, contains_pan};
+use common::clock::{Millis, SharedClock};
+
+use super::card_meta::CardMeta;
+use super::error::VaultError;
+use super::retention::retain_until;
+use super::single_use::{Detokenized, SingleUseTokens};
+use super::token_id::{self, TokenKind, TokenRef};
+use crate::crypto::{Aad, KeyRing};
+use crate::storage::TokenStore;
+use crate::storage::card_store::{AuditEntry, AuditQuery, AuditRecord, CardRow, CardStore, Lookup, Scope};
+
+/// Who asks: the mTLS identity (or the job) and the request's correlation id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub name: String,
+    pub correlation_id: String,
+}
+
+/// Where the card comes from.
+pub enum Source<'a> {
+    Card(&'a CardInput),
+    SingleUse(&'a str),
+}
+
+/// A durable token as its merchant may see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredView {
+    pub id: String,
+    pub kind: TokenKind,
+    pub merchant_id: String,
+    pub customer_id: String,
+    pub livemode: bool,
+    pub card: CardMeta,
+    pub created_at: Millis,
+    pub last_used_at: Option<Millis>,
+    pub retain_until: Millis,
+    pub extended: bool,
+}
+
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page_token: String,
+}
+
+const MAX_REF: usize = 255;
+const MAX_PAGE: u32 = 100;
+const DEFAULT_PAGE: u32 = 20;
+
+/// The sealed card of a durable token: everything but the security code.
+#[derive(Serialize, Deserialize)]
+struct StoredCard {
+    card: Card,
+}
+
+pub(crate) fn aad<'a>(merchant_id: &'a str, id: &'a str, kind: TokenKind, part: &'static str) -> Aad<'a> {
+    let kind = match (kind, part) {
+        (TokenKind::Registration, "meta") => "registration_meta",
+        (TokenKind::Registration, _) => "registration_card",
+        (TokenKind::Omni, "meta") => "omni_meta",
+        (TokenKind::Omni, _) => "omni_card",
+    };
+    Aad { merchant_id, token_id: id, kind }
+}
+
+fn check_ref(value: &str, what: &'static str) -> Result<(), VaultError> {
+    if value.len() > MAX_REF || contains_pan(value) {
+        return Err(VaultError::InvalidArgument(what));
+    }
+    Ok(())
+}
+
+fn page_limit(requested: i32) -> u32 {
+    match requested {
+        n if n <= 0 => DEFAULT_PAGE,
+        n => (n as u32).min(MAX_PAGE),
+    }
+}
+
+pub struct CardTokens<C, S> {
+    store: Arc<C>,
+    single_use: Arc<SingleUseTokens<S>>,
+    keys: Arc<KeyRing>,
+    clock: SharedClock,
+}
+
+impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
+    pub fn new(store: Arc<C>, single_use: Arc<SingleUseTokens<S>>, keys: Arc<KeyRing>, clock: SharedClock) -> Self {
+        Self { store, single_use, keys, clock }
+    }
+
+    pub fn store(&self) -> &C {
+        &self.store
+    }
+
+    fn audit(&self, event_type: &'static str, merchant_id: &str, id: &str, actor: &Actor, outcome: &str) -> AuditEntry {
+        AuditEntry {
+            at: self.clock.now_ms(),
+            event_type,
+            merchant_id: merchant_id.into(),
+            token_id: id.into(),
+            actor: actor.name.clone(),
+            correlation_id: actor.correlation_id.clone(),
+            outcome: outcome.into(),
+        }
+    }
+
+    async fn view(&self, row: CardRow) -> Result<StoredView, VaultError> {
+        let meta = self.keys.open(aad(&row.merchant_id, &row.id, row.kind, "meta"), &row.meta).await?;
+        let card: CardMeta = serde_json::from_slice(&meta).map_err(|_| VaultError::Corrupt)?;
+        Ok(StoredView {
+            id: row.id,
+            kind: row.kind,
+            merchant_id: row.merchant_id,
+            customer_id: row.customer_id,
+            livemode: row.livemode,
+            card,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            retain_until: row.retain_until,
+            extended: row.extended,
+        })
+    }
+
+    /// Seals `card` for token `id` and returns the row to store.
+    async fn sealed_row(
+        &self,
+        scope: Scope<'_>,
+        id: String,
+        kind: TokenKind,
+        customer_id: &str,
+        card: &Card,
+    ) -> Result<CardRow, VaultError> {
+        let fingerprint = self.keys.fingerprint(scope.merchant_id, card.number.expose()).await?;
+        let meta = Zeroizing::new(
+            serde_json::to_vec(&CardMeta::of(card, fingerprint.clone())).map_err(|_| VaultError::Corrupt)?,
+        );
+        let stored = StoredCard { card: Card { security_code: None, ..card.clone() } };
+        let plain = Zeroizing::new(serde_json::to_vec(&stored).map_err(|_| VaultError::Corrupt)?);
+        let (meta, dek_version) = self.keys.seal(aad(scope.merchant_id, &id, kind, "meta"), &meta).await?;
+        let (sealed_card, _) = self.keys.seal(aad(scope.merchant_id, &id, kind, "card"), &plain).await?;
+        let now = self.clock.now_ms();
+        Ok(CardRow {
+            id,
+            merchant_id: scope.merchant_id.into(),
+            livemode: scope.livemode,
+            kind,
+            customer_id: customer_id.into(),
+            fingerprint,
+            meta,
+            card: sealed_card,
+            dek_version,
+            created_at: now,
+            last_used_at: None,
+            retain_until: retain_until(card.expiry, false),
+            extended: false,
+        })
+    }
+
+    pub async fn tokenize(
+        &self,
+        scope: Scope<'_>,
+        kind: TokenKind,
+        source: Source<'_>,
+        customer_id: &str,
+        consumer_ref: &str,
+        actor: &Actor,
+    ) -> Result<StoredView, VaultError> {
+        check_ref(customer_id, "customer_id must be at most 255 characters and not a card number")?;
+        check_ref(consumer_ref, "consumer_ref must be at most 255 characters and not a card number")?;
+        let card = match source {
+            Source::Card(input) => Card::validate(input, self.clock.now_ms())?,
+            Source::SingleUse(token) => match self.consume(scope, token, consumer_ref).await {
+                Ok(d) => d.card,
+                Err(VaultError::UsedToken) if !consumer_ref.is_empty() => {
+                    // A retry of a call that already consumed the token.
+                    let done = self.store.find_by_consumer(scope, consumer_ref).await?;
+                    return self.view(done.ok_or(VaultError::UsedToken)?).await;
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        let consumer = (!consumer_ref.is_empty()).then_some(consumer_ref);
+        for _ in 0..3 {
+            let row = self.sealed_row(scope, kind.new_id(scope.livemode), kind, customer_id, &card).await?;
+            let audit = self.audit(kind.created_event(), scope.merchant_id, &row.id, actor, "created");
+            if self.store.insert(&row, consumer, &audit).await? {
+                return self.view(row).await;
+            }
+            // The same card is on file: refresh its expiry and holder under its own id.
+            let Some(existing) = self.store.find_same_card(scope, kind, customer_id, &row.fingerprint).await? else {
+                continue; // deleted meanwhile: insert again
+            };
+            let row = self.sealed_row(scope, existing.id, kind, customer_id, &card).await?;
+            let audit = self.audit(kind.created_event(), scope.merchant_id, &row.id, actor, "existing");
+            if let Some(updated) = self.store.refresh(&row, retain_until(card.expiry, true), &audit).await? {
+                return self.view(updated).await;
+            }
+        }
+        Err(VaultError::Conflict)
+    }
+
+    async fn consume(&self, scope: Scope<'_>, token: &str, consumer_ref: &str) -> Result<Detokenized, VaultError> {
+        if token_id::single_use_livemode(token) != Some(scope.livemode) {
+            return Err(VaultError::TokenNotFound);
+        }
+        let consumer =
+            if consumer_ref.is_empty() { format!("tokenize_{}", common::ids::hex(8)) } else { consumer_ref.into() };
+        self.single_use.detokenize(scope.merchant_id, token, &consumer).await
+    }
+
+    /// The card behind any token: single-use (consumed), registration or omni (DT audited).
+    pub async fn detokenize(
+        &self,
+        scope: Scope<'_>,
+        id: &str,
+        consumer_ref: &str,
+        actor: &Actor,
+    ) -> Result<Detokenized, VaultError> {
+        let kind = match token_id::classify(id) {
+            Some(TokenRef::SingleUse { livemode }) if livemode == scope.livemode => {
+                return self.single_use.detokenize(scope.merchant_id, id, consumer_ref).await;
+            }
+            Some(TokenRef::SingleUse { .. }) => return Err(VaultError::TokenNotFound),
+            Some(TokenRef::Durable(kind)) => kind,
+            None => return Err(VaultError::NotFound),
+        };
+        let now = self.clock.now_ms();
+        let audit = self.audit("DT", scope.merchant_id, id, actor, "success");
+        let row = match self.store.use_token(scope, id, now, &audit).await? {
+            Lookup::Found(row) if row.kind == kind && row.retain_until > now => row,
+            Lookup::Found(row) if row.kind == kind => return Err(VaultError::TokenDeleted),
+            Lookup::Deleted => return Err(VaultError::TokenDeleted),
+            _ => return Err(VaultError::NotFound),
+        };
+        let plain = self.keys.open(aad(&row.merchant_id, &row.id, row.kind, "card"), &row.card).await?;
+        let stored: StoredCard = serde_json::from_slice(&plain).map_err(|_| VaultError::Corrupt)?;
+        let view = self.view(row).await?;
+        Ok(Detokenized { card: stored.card, meta: view.card, livemode: view.livemode })
+    }
+
+    async fn found(&self, scope: Scope<'_>, id: &str) -> Result<CardRow, VaultError> {
+        if !matches!(token_id::classify(id), Some(TokenRef::Durable(_))) {
+            return Err(VaultError::NotFound);
+        }
+        match self.store.get(scope, id).await? {
+            Lookup::Found(row) => Ok(row),
+            Lookup::Deleted => Err(VaultError::TokenDeleted),
+            Lookup::NotFound => Err(VaultError::NotFound),
+        }
+    }
+
+    pub async fn describe(&self, scope: Scope<'_>, id: &str) -> Result<StoredView, VaultError> {
+        let row = self.found(scope, id).await?;
+        self.view(row).await
+    }
+
+    pub async fn list(
+        &self,
+        scope: Scope<'_>,
+        customer_id: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Page<StoredView>, VaultError> {
+        let limit = page_limit(page_size);
+        let rows = self.store.list(scope, customer_id, page_token, limit).await?;
+        let next_page_token = if rows.len() == limit as usize {
+            rows.last().map(|r| r.id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            items.push(self.view(row).await?);
+        }
+        Ok(Page { items, next_page_token })
+    }
+
+    /// Destroys the card data; `true` if this call deleted it, `false` if it already was.
+    pub async fn delete(&self, scope: Scope<'_>, id: &str, actor: &Actor) -> Result<bool, VaultError> {
+        let Some(TokenRef::Durable(kind)) = token_id::classify(id) else { return Err(VaultError::NotFound) };
+        let audit = self.audit(kind.deleted_event(), scope.merchant_id, id, actor, "success");
+        match self.store.delete(scope, id, self.clock.now_ms(), &audit).await? {
+            Lookup::Found(()) => Ok(true),
+            Lookup::Deleted => Ok(false),
+            Lookup::NotFound => Err(VaultError::NotFound),
+        }
+    }
+
+    /// Raises retention to 24 months after expiry; extending again changes nothing.
+    pub async fn extend(&self, scope: Scope<'_>, id: &str, actor: &Actor) -> Result<StoredView, VaultError> {
+        let view = self.describe(scope, id).await?;
+        let expiry = common::card::Expiry { month: view.card.expiration_month, year: view.card.expiration_year };
+        let audit = self.audit("EX", scope.merchant_id, id, actor, "success");
+        match self.store.extend(scope, id, retain_until(expiry, true), &audit).await? {
+            Lookup::Found(row) => self.view(row).await,
+            Lookup::Deleted => Err(VaultError::TokenDeleted),
+            Lookup::NotFound => Err(VaultError::NotFound),
+        }
+    }
+
+    pub async fn audit_events(
+        &self,
+        merchant_id: &str,
+        token_id: &str,
+        from: Millis,
+        to: Millis,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Page<AuditRecord>, VaultError> {
+        let limit = page_limit(page_size);
+        let after_id = if page_token.is_empty() {
+            0
+        } else {
+            page_token.parse().map_err(|_| VaultError::InvalidArgument("page_token is not one this API returned"))?
+        };
+        let query = AuditQuery {
+            merchant_id,
+            token_id: (!token_id.is_empty()).then_some(token_id),
+            from,
+            to: if to == 0 { Millis::MAX / 2 } else { to },
+            after_id,
+            limit,
+        };
+        let items = self.store.audit_events(query).await?;
+        let next_page_token = if items.len() == limit as usize {
+            items.last().map(|e| e.id.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Page { items, next_page_token })
+    }
+}

@@ -1,0 +1,87 @@
+//! The data retention rule: a card token is deleted 14 months after the end of
+//! its card's expiry month (24 when extended, never more), by a sweeper that
+//! deletes due tokens in bounded batches and audits each deletion.
+use common::card::Expiry;
+use common::clock::Millis;
+
+use super::card_token::Actor;
+use super::error::VaultError;
+use crate::storage::card_store::{AuditEntry, CardStore, Lookup, Scope};
+
+pub const MONTHS: u32 = 14;
+pub const EXTENDED_MONTHS: u32 = 24;
+
+/// The first instant at which the token is due: 00:00 UTC on the first day of
+/// the month `months` after the end of the expiry month (12/Y1 → 1 March Y3).
+pub fn retain_until(expiry: Expiry, extended: bool) -> Millis {
+    let months = if extended { EXTENDED_MONTHS } else { MONTHS };
+    // The end of the expiry month is the first day of the next month.
+    let index = i64::from(expiry.year) * 12 + i64::from(expiry.month) + i64::from(months);
+    let (year, month) = (index.div_euclid(12), index.rem_euclid(12) + 1);
+    first_of_month(year as i32, month as u8)
+}
+
+fn first_of_month(year: i32, month: u8) -> Millis {
+    let month = time::Month::try_from(month).unwrap_or(time::Month::January);
+    time::Date::from_calendar_date(year, month, 1)
+        .map(|d| d.midnight().assume_utc().unix_timestamp() * 1000)
+        .unwrap_or(Millis::MAX)
+}
+
+/// Deletes every token due at `now`, `batch` at a time, auditing each as
+/// DL/DR by `actor`. Returns how many it deleted.
+pub async fn sweep<C: CardStore>(store: &C, now: Millis, batch: u32, actor: &Actor) -> Result<usize, VaultError> {
+    let mut deleted = 0;
+    loop {
+        let due = store.due(now, batch.max(1)).await?;
+        if due.is_empty() {
+            return Ok(deleted);
+        }
+        for token in due {
+            let audit = AuditEntry {
+                at: now,
+                event_type: token.kind.deleted_event(),
+                merchant_id: token.merchant_id.clone(),
+                token_id: token.id.clone(),
+                actor: actor.name.clone(),
+                correlation_id: actor.correlation_id.clone(),
+                outcome: "retention_expired".into(),
+            };
+            let scope = Scope { merchant_id: &token.merchant_id, livemode: token.livemode };
+            if store.delete(scope, &token.id, now, &audit).await? == Lookup::Found(()) {
+                deleted += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(ms: Millis) -> String {
+        let dt = time::OffsetDateTime::from_unix_timestamp(ms / 1000).unwrap();
+        format!("{}-{:02}-{:02}T{:02}", dt.year(), dt.month() as u8, dt.day(), dt.hour())
+    }
+
+    #[test]
+    fn fourteen_months_after_the_end_of_the_expiry_month() {
+        // The policy's own example: 12/Y1 → 1 March Y3.
+        assert_eq!(date(retain_until(Expiry { month: 12, year: 2025 }, false)), "2027-03-01T00");
+        assert_eq!(date(retain_until(Expiry { month: 1, year: 2026 }, false)), "2027-04-01T00");
+        assert_eq!(date(retain_until(Expiry { month: 10, year: 2026 }, false)), "2028-01-01T00");
+        // Leap years: February's end (the 29th in 2024) changes nothing: 1 March + 14 months.
+        assert_eq!(date(retain_until(Expiry { month: 2, year: 2024 }, false)), "2025-05-01T00");
+        assert_eq!(date(retain_until(Expiry { month: 12, year: 2026 }, false)), "2028-03-01T00");
+        assert_eq!(date(retain_until(Expiry { month: 2, year: 2028 }, true)), "2030-03-01T00");
+    }
+
+    #[test]
+    fn extension_is_twenty_four_months_and_no_more() {
+        assert_eq!(date(retain_until(Expiry { month: 12, year: 2025 }, true)), "2028-01-01T00");
+        assert_eq!(
+            retain_until(Expiry { month: 12, year: 2025 }, true),
+            retain_until(Expiry { month: 12, year: 2025 }, true)
+        );
+    }
+}

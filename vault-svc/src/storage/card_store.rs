@@ -1,0 +1,254 @@
+//! The durable store's contract: card tokens (registration and omni), the
+//! merchants' wrapped data keys, and the append-only audit trail. Each method
+//! is one statement (or, on SQLite, one local transaction); a write and its
+//! audit event commit together.
+use std::future::Future;
+
+use common::clock::Millis;
+use futures::future::BoxFuture;
+
+use super::StoreError;
+use crate::domain::token_id::TokenKind;
+
+/// Whose tokens: one merchant in one mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope<'a> {
+    pub merchant_id: &'a str,
+    pub livemode: bool,
+}
+
+/// A durable token as stored; `meta` and `card` are sealed blobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardRow {
+    pub id: String,
+    pub merchant_id: String,
+    pub livemode: bool,
+    pub kind: TokenKind,
+    pub customer_id: String,
+    pub fingerprint: String,
+    pub meta: Vec<u8>,
+    pub card: Vec<u8>,
+    pub dek_version: u32,
+    /// Instants are kept to the second.
+    pub created_at: Millis,
+    pub last_used_at: Option<Millis>,
+    pub retain_until: Millis,
+    pub extended: bool,
+}
+
+/// One audit event (never card data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at: Millis,
+    pub event_type: &'static str,
+    pub merchant_id: String,
+    pub token_id: String,
+    pub actor: String,
+    pub correlation_id: String,
+    pub outcome: String,
+}
+
+/// An audit event as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: Millis,
+    pub event_type: String,
+    pub merchant_id: String,
+    pub token_id: String,
+    pub actor: String,
+    pub correlation_id: String,
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditQuery<'a> {
+    pub merchant_id: &'a str,
+    pub token_id: Option<&'a str>,
+    pub from: Millis,
+    pub to: Millis,
+    pub after_id: i64,
+    pub limit: u32,
+}
+
+/// A token that the retention sweeper must delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueToken {
+    pub id: String,
+    pub merchant_id: String,
+    pub livemode: bool,
+    pub kind: TokenKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup<T> {
+    Found(T),
+    /// The id existed and was deleted (its card data is gone).
+    Deleted,
+    NotFound,
+}
+
+pub trait CardStore: Send + Sync + 'static {
+    /// Inserts a new token and its audit event; `false` (nothing written) when
+    /// the scope already holds the same card for the same customer and kind.
+    fn insert(
+        &self,
+        row: &CardRow,
+        consumer_ref: Option<&str>,
+        audit: &AuditEntry,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The live token holding this card for this customer and kind.
+    fn find_same_card(
+        &self,
+        scope: Scope<'_>,
+        kind: TokenKind,
+        customer_id: &str,
+        fingerprint: &str,
+    ) -> impl Future<Output = Result<Option<CardRow>, StoreError>> + Send;
+
+    /// The live token a previous call with this `consumer_ref` created.
+    fn find_by_consumer(
+        &self,
+        scope: Scope<'_>,
+        consumer_ref: &str,
+    ) -> impl Future<Output = Result<Option<CardRow>, StoreError>> + Send;
+
+    /// Replaces a live token's sealed data (new expiry or holder) and retention,
+    /// keeping `extended`; writes the audit event. `None` if it is gone.
+    fn refresh(
+        &self,
+        row: &CardRow,
+        retain_until_extended: Millis,
+        audit: &AuditEntry,
+    ) -> impl Future<Output = Result<Option<CardRow>, StoreError>> + Send;
+
+    /// Marks a live token whose retention has not ended used at `now` and
+    /// returns it, with its DT audit event in the same commit. A token past
+    /// retention but not yet swept answers `Deleted`.
+    fn use_token(
+        &self,
+        scope: Scope<'_>,
+        id: &str,
+        now: Millis,
+        audit: &AuditEntry,
+    ) -> impl Future<Output = Result<Lookup<CardRow>, StoreError>> + Send;
+
+    fn get(&self, scope: Scope<'_>, id: &str) -> impl Future<Output = Result<Lookup<CardRow>, StoreError>> + Send;
+
+    /// A customer's live tokens ordered by id, after `after` (exclusive).
+    fn list(
+        &self,
+        scope: Scope<'_>,
+        customer_id: &str,
+        after: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<CardRow>, StoreError>> + Send;
+
+    /// Destroys the sealed data and marks the token deleted, with its audit
+    /// event. `Found` when this call deleted it, `Deleted` when it already was.
+    fn delete(
+        &self,
+        scope: Scope<'_>,
+        id: &str,
+        now: Millis,
+        audit: &AuditEntry,
+    ) -> impl Future<Output = Result<Lookup<()>, StoreError>> + Send;
+
+    /// Sets `extended` and the extended retention, with its audit event.
+    fn extend(
+        &self,
+        scope: Scope<'_>,
+        id: &str,
+        retain_until: Millis,
+        audit: &AuditEntry,
+    ) -> impl Future<Output = Result<Lookup<CardRow>, StoreError>> + Send;
+
+    /// Live tokens whose retention ended at or before `now`.
+    fn due(&self, now: Millis, limit: u32) -> impl Future<Output = Result<Vec<DueToken>, StoreError>> + Send;
+
+    /// Live tokens of a merchant sealed under a data-key version below `version`.
+    fn sealed_below(
+        &self,
+        merchant_id: &str,
+        version: u32,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<CardRow>, StoreError>> + Send;
+
+    /// Swaps a token's sealed data for a re-encryption, only if it is still at
+    /// `row.dek_version`; `false` if it changed meanwhile.
+    fn reseal(
+        &self,
+        row: &CardRow,
+        meta: &[u8],
+        card: &[u8],
+        version: u32,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn record(&self, audit: &AuditEntry) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn audit_events(&self, query: AuditQuery<'_>) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
+}
+
+/// A merchant's data key as stored: sealed under a KEK version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    pub merchant_id: String,
+    pub purpose: KeyPurpose,
+    pub version: u32,
+    pub kek_version: u32,
+    pub wrapped: Vec<u8>,
+    pub created_at: Millis,
+    /// The re-encryption run that created this version, if any.
+    pub rotation_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyPurpose {
+    /// Encrypts records; rotated by re-encryption.
+    Data,
+    /// Keys card fingerprints; one version for ever, so fingerprints stay stable.
+    Fingerprint,
+}
+
+impl KeyPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Data => "data",
+            Self::Fingerprint => "fingerprint",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "data" => Some(Self::Data),
+            "fingerprint" => Some(Self::Fingerprint),
+            _ => None,
+        }
+    }
+}
+
+/// Where wrapped data keys live. Object-safe: the key ring holds it as `dyn`
+/// and calls it only on a cache miss or a key operation.
+pub trait KeyStore: Send + Sync + 'static {
+    fn data_keys<'a>(&'a self, merchant_id: &'a str) -> BoxFuture<'a, Result<Vec<WrappedKey>, StoreError>>;
+    /// `false` if that (merchant, purpose, version) exists already.
+    fn insert_data_key<'a>(
+        &'a self,
+        key: &'a WrappedKey,
+        audit: &'a AuditEntry,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn all_data_keys(&self) -> BoxFuture<'_, Result<Vec<WrappedKey>, StoreError>>;
+    /// Replaces the wrapping of `key` if it is still wrapped under `from_kek`.
+    fn rewrap<'a>(
+        &'a self,
+        key: &'a WrappedKey,
+        from_kek: u32,
+        audit: &'a AuditEntry,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// The unfinished re-encryption run, if any.
+    fn open_rotation(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>>;
+    /// Starts a re-encryption run and returns its id.
+    fn start_rotation(&self, at: Millis) -> BoxFuture<'_, Result<i64, StoreError>>;
+    fn finish_rotation(&self, id: i64, at: Millis) -> BoxFuture<'_, Result<(), StoreError>>;
+}
