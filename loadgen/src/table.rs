@@ -1,0 +1,119 @@
+//! Turns the JSON result lines of one bench run into a Markdown table: each
+//! vault operation next to its baselines, with the throughput ratios.
+use serde_json::Value;
+
+/// Each vault operation and the baselines it is judged against, in order.
+const PAIRS: &[(&str, &[&str])] =
+    &[("create-token", &["echo", "redis-set"]), ("detokenize", &["echo-tls", "redis-getdel"])];
+
+struct Row {
+    op: String,
+    line: Value,
+    /// How many result lines the op had (bench rounds).
+    runs: usize,
+}
+
+impl Row {
+    fn num(&self, field: &str) -> Option<f64> {
+        self.line.get(field).and_then(Value::as_f64)
+    }
+
+    fn throughput(&self) -> Option<f64> {
+        self.num("throughput_per_s")
+    }
+
+    fn cell(&self, field: &str, digits: usize) -> String {
+        self.num(field).map_or_else(|| "–".into(), |v| format!("{v:.digits$}"))
+    }
+}
+
+/// Renders the table; lines that are not JSON objects with an `op` are skipped.
+/// An op with several lines (several rounds) is shown by its median run by
+/// throughput (the lower middle one for an even count).
+pub fn render(jsonl: &str) -> String {
+    let mut runs: Vec<(String, Vec<Value>)> = Vec::new();
+    for line in jsonl.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let Some(op) = v.get("op").and_then(Value::as_str).map(str::to_owned) else {
+            continue;
+        };
+        match runs.iter_mut().find(|(o, _)| *o == op) {
+            Some((_, lines)) => lines.push(v),
+            None => runs.push((op, vec![v])),
+        }
+    }
+    let rows: Vec<Row> = runs
+        .into_iter()
+        .filter_map(|(op, mut lines)| {
+            let tput = |v: &Value| v.get("throughput_per_s").and_then(Value::as_f64).unwrap_or(0.0);
+            lines.sort_by(|a, b| tput(a).total_cmp(&tput(b)));
+            let n = lines.len();
+            let line = lines.into_iter().nth((n - 1) / 2)?;
+            Some(Row { op, line, runs: n })
+        })
+        .collect();
+    let find = |op: &str| rows.iter().find(|r| r.op == op);
+    let mut out = String::from(
+        "| op | throughput/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/op | errors | baseline | ratio |\n\
+         |---|---:|---:|---:|---:|---:|---:|---|---:|\n",
+    );
+    for r in &rows {
+        let cpu = r.num("server_cpu_s_per_op").map_or_else(|| "–".into(), |c| format!("{:.1}", c * 1e6));
+        let errors = r.line.get("errors").and_then(Value::as_u64).unwrap_or(0);
+        let exhausted = r.line.get("exhausted").and_then(Value::as_bool) == Some(true);
+        let mut baselines = Vec::new();
+        let mut ratios = Vec::new();
+        for (_, bases) in PAIRS.iter().filter(|(op, _)| *op == r.op) {
+            for b in *bases {
+                let ratio = match (r.throughput(), find(b).and_then(Row::throughput)) {
+                    (Some(x), Some(y)) if y > 0.0 => format!("{:.2}×", x / y),
+                    _ => "–".into(),
+                };
+                baselines.push((*b).to_owned());
+                ratios.push(ratio);
+            }
+        }
+        let or_dash = |v: Vec<String>| if v.is_empty() { "–".into() } else { v.join(" / ") };
+        out.push_str(&format!(
+            "| {}{}{} | {} | {} | {} | {} | {cpu} | {errors} | {} | {} |\n",
+            r.op,
+            if r.runs > 1 { format!(" (median of {})", r.runs) } else { String::new() },
+            if exhausted { " (supply ran out)" } else { "" },
+            r.cell("throughput_per_s", 0),
+            r.cell("p50_ms", 2),
+            r.cell("p99_ms", 2),
+            r.cell("p999_ms", 2),
+            or_dash(baselines),
+            or_dash(ratios),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vault_ops_get_ratios_to_their_baselines() {
+        let lines = r#"{"op":"echo","throughput_per_s":40000.0,"p50_ms":1.0,"p99_ms":2.0,"p999_ms":3.0,"errors":0,"server_cpu_s_per_op":0.00002}
+not json
+{"op":"create-token","throughput_per_s":30000.0,"p50_ms":1.5,"p99_ms":3.0,"p999_ms":4.0,"errors":2}
+{"op":"redis-set","throughput_per_s":60000.0,"p50_ms":0.5,"p99_ms":1.0,"p999_ms":2.0,"errors":0}"#;
+        let t = render(lines);
+        assert!(t.contains("| echo | 40000 | 1.00 | 2.00 | 3.00 | 20.0 | 0 | – | – |"), "{t}");
+        assert!(t.contains("| echo / redis-set | 0.75× / 0.50× |"), "{t}");
+        assert_eq!(t.lines().count(), 5);
+    }
+
+    #[test]
+    fn several_rounds_show_the_median_run() {
+        let lines = r#"{"op":"echo","throughput_per_s":100.0}
+{"op":"echo","throughput_per_s":300.0}
+{"op":"echo","throughput_per_s":200.0}"#;
+        let t = render(lines);
+        assert!(t.contains("| echo (median of 3) | 200 |"), "{t}");
+    }
+}
