@@ -23,7 +23,7 @@ CREATE TABLE key_rotations (
 CREATE TABLE card_tokens (
     id           TEXT PRIMARY KEY,
     merchant_id  TEXT NOT NULL,
-    livemode     BOOLEAN NOT NULL,
+    livemode     BIGINT NOT NULL,         -- 0 test, 1 live (flags are integers on both backends)
     kind         TEXT NOT NULL,           -- 'registration' | 'omni'
     customer_id  TEXT NOT NULL,
     fingerprint  TEXT NOT NULL,           -- HMAC-SHA256 under the merchant's fingerprint key
@@ -33,7 +33,7 @@ CREATE TABLE card_tokens (
     created_at   BIGINT NOT NULL,
     last_used_at BIGINT,
     retain_until BIGINT NOT NULL,
-    extended     BOOLEAN NOT NULL DEFAULT FALSE,
+    extended     BIGINT NOT NULL DEFAULT 0,
     deleted_at   BIGINT,
     consumer_ref TEXT
 );

@@ -22,7 +22,7 @@ CREATE TABLE key_rotations (
 CREATE TABLE card_tokens (
     id           TEXT PRIMARY KEY,
     merchant_id  TEXT NOT NULL,
-    livemode     BOOLEAN NOT NULL,
+    livemode     BIGINT NOT NULL,
     kind         TEXT NOT NULL,
     customer_id  TEXT NOT NULL,
     fingerprint  TEXT NOT NULL,
@@ -32,7 +32,7 @@ CREATE TABLE card_tokens (
     created_at   BIGINT NOT NULL,
     last_used_at BIGINT,
     retain_until BIGINT NOT NULL,
-    extended     BOOLEAN NOT NULL DEFAULT FALSE,
+    extended     BIGINT NOT NULL DEFAULT 0,
     deleted_at   BIGINT,
     consumer_ref TEXT
 );

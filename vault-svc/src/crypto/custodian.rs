@@ -26,6 +26,11 @@ const CHECK_DECODE: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
+/// 32 bytes per KEK version: a share, a check value, or the KEK being rebuilt.
+type Versions = BTreeMap<u32, Zeroizing<[u8; 32]>>;
+/// A bad line of a share or check file: its number and what was expected (never its content).
+type LineError = (usize, &'static str);
+
 /// What is wrong with a split or with the configured shares. Messages name files, line numbers
 /// and versions, never key material.
 #[derive(Debug, thiserror::Error)]
@@ -132,14 +137,12 @@ impl CustodianKeyProvider {
             return Err(CustodianError::EmptyCheck { path: check_path.clone() });
         }
 
-        let mut rebuilt: BTreeMap<u32, Zeroizing<[u8; 32]>> =
-            check.keys().map(|v| (*v, Zeroizing::new([0u8; 32]))).collect();
+        let mut rebuilt: Versions = check.keys().map(|v| (*v, Zeroizing::new([0u8; 32]))).collect();
         let mut indices: BTreeMap<usize, &PathBuf> = BTreeMap::new();
         for path in &self.share_files {
             let raw = read(path, |path| CustodianError::ShareMissing { path })?;
             let text = text_of(&raw, path)?;
-            let malformed =
-                |(line, reason): (usize, &'static str)| CustodianError::Malformed { path: path.clone(), line, reason };
+            let malformed = |(line, reason): LineError| CustodianError::Malformed { path: path.clone(), line, reason };
             if let Some((index, of)) = parse_header(text).map_err(malformed)? {
                 if of != given {
                     return Err(CustodianError::ShareCountMismatch { path: path.clone(), index, of, given });
@@ -155,7 +158,7 @@ impl CustodianKeyProvider {
             for (version, sum) in rebuilt.iter_mut() {
                 let part = share
                     .get(version)
-                    .ok_or(CustodianError::ShareLacksVersion { path: path.clone(), version: *version })?;
+                    .ok_or_else(|| CustodianError::ShareLacksVersion { path: path.clone(), version: *version })?;
                 xor_into(sum, part);
             }
         }
@@ -189,6 +192,7 @@ fn xor_into(acc: &mut [u8; 32], part: &[u8; 32]) {
 /// Encodes into a zeroized buffer: `encode_string` would stage the base64 in a stack buffer.
 fn push_line(text: &mut String, version: u32, bytes: &[u8; 32]) {
     let mut b64 = Zeroizing::new([0u8; 44]);
+    // 44 = 4 * ceil(32 / 3): always enough, so the error case cannot happen.
     let len = STANDARD.encode_slice(bytes, b64.as_mut_slice()).unwrap_or_default();
     text.push('v');
     text.push_str(&version.to_string());
@@ -214,7 +218,7 @@ fn text_of<'a>(raw: &'a [u8], path: &Path) -> Result<&'a str, CustodianError> {
 
 /// `(index, of)` from `# payvault KEK share i of N`, if the file carries that header. It only
 /// sharpens the error for a missing or doubled share; the check value is what decides.
-fn parse_header(text: &str) -> Result<Option<(usize, usize)>, (usize, &'static str)> {
+fn parse_header(text: &str) -> Result<Option<(usize, usize)>, LineError> {
     const REASON: &str = "expected `# payvault KEK share <i> of <n>`";
     let Some((i, rest)) = text.lines().enumerate().find_map(|(i, l)| Some((i, l.trim().strip_prefix(SHARE_HEADER)?)))
     else {
@@ -227,11 +231,7 @@ fn parse_header(text: &str) -> Result<Option<(usize, usize)>, (usize, &'static s
 
 /// `v<version>:<base64 of 32 bytes>` lines; blank lines and `#` comments are skipped. Errors are
 /// `(line number, reason)` and never echo the line.
-fn parse_lines(
-    text: &str,
-    engine: &impl Engine,
-    format: &'static str,
-) -> Result<BTreeMap<u32, Zeroizing<[u8; 32]>>, (usize, &'static str)> {
+fn parse_lines(text: &str, engine: &impl Engine, format: &'static str) -> Result<Versions, LineError> {
     let mut out = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();

@@ -50,12 +50,18 @@ const COLUMNS: &str = "id, merchant_id, livemode, kind, customer_id, fingerprint
 const INSERT_AUDIT: &str = "INSERT INTO audit_events (at, event_type, merchant_id, token_id, actor, correlation_id, \
                             outcome) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
+/// Flags are 0/1 integers on both backends (the Any driver cannot decode
+/// SQLite booleans).
+fn flag(row: &AnyRow, column: &str) -> Result<bool, StoreError> {
+    Ok(row.try_get::<i64, _>(column).map_err(unavailable)? != 0)
+}
+
 fn card_row(row: &AnyRow) -> Result<CardRow, StoreError> {
     let kind: String = row.try_get("kind").map_err(unavailable)?;
     Ok(CardRow {
         id: row.try_get("id").map_err(unavailable)?,
         merchant_id: row.try_get("merchant_id").map_err(unavailable)?,
-        livemode: row.try_get("livemode").map_err(unavailable)?,
+        livemode: flag(row, "livemode")?,
         kind: TokenKind::parse(&kind).ok_or_else(|| unavailable("unknown token kind in store"))?,
         customer_id: row.try_get("customer_id").map_err(unavailable)?,
         fingerprint: row.try_get("fingerprint").map_err(unavailable)?,
@@ -65,7 +71,7 @@ fn card_row(row: &AnyRow) -> Result<CardRow, StoreError> {
         created_at: ms(row.try_get("created_at").map_err(unavailable)?),
         last_used_at: row.try_get::<Option<i64>, _>("last_used_at").map_err(unavailable)?.map(ms),
         retain_until: ms(row.try_get("retain_until").map_err(unavailable)?),
-        extended: row.try_get("extended").map_err(unavailable)?,
+        extended: flag(row, "extended")?,
     })
 }
 
@@ -167,7 +173,7 @@ impl CardStore for SqlStore {
             sqlx::query(sql)
                 .bind(r.id.as_str())
                 .bind(r.merchant_id.as_str())
-                .bind(r.livemode)
+                .bind(i64::from(r.livemode))
                 .bind(r.kind.as_str())
                 .bind(r.customer_id.as_str())
                 .bind(r.fingerprint.as_str())
@@ -176,7 +182,7 @@ impl CardStore for SqlStore {
                 .bind(i64::from(r.dek_version))
                 .bind(secs(r.created_at))
                 .bind(secs(r.retain_until))
-                .bind(r.extended)
+                .bind(i64::from(r.extended))
                 .bind(consumer_ref)
         };
         match self.dialect {
@@ -223,7 +229,7 @@ impl CardStore for SqlStore {
         );
         let row = sqlx::query(&sql)
             .bind(scope.merchant_id)
-            .bind(scope.livemode)
+            .bind(i64::from(scope.livemode))
             .bind(kind.as_str())
             .bind(customer_id)
             .bind(fingerprint)
@@ -240,7 +246,7 @@ impl CardStore for SqlStore {
         );
         let row = sqlx::query(&sql)
             .bind(scope.merchant_id)
-            .bind(scope.livemode)
+            .bind(i64::from(scope.livemode))
             .bind(consumer_ref)
             .fetch_optional(&self.pool)
             .await
@@ -256,7 +262,7 @@ impl CardStore for SqlStore {
     ) -> Result<Option<CardRow>, StoreError> {
         let sql = format!(
             "UPDATE card_tokens SET meta = $2, card = $3, dek_version = $4, \
-             retain_until = CASE WHEN extended THEN $6 ELSE $5 END \
+             retain_until = CASE WHEN extended = 1 THEN $6 ELSE $5 END \
              WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
         );
         let statement = sqlx::query(&sql)
@@ -288,7 +294,7 @@ impl CardStore for SqlStore {
                 let row = sqlx::query(&sql)
                     .bind(id)
                     .bind(scope.merchant_id)
-                    .bind(scope.livemode)
+                    .bind(i64::from(scope.livemode))
                     .bind(secs(now))
                     .bind(secs(audit.at))
                     .bind(audit.event_type)
@@ -302,7 +308,8 @@ impl CardStore for SqlStore {
             }
             Dialect::Sqlite => {
                 let sql = format!("{UPDATE} RETURNING {COLUMNS}");
-                let statement = sqlx::query(&sql).bind(id).bind(scope.merchant_id).bind(scope.livemode).bind(secs(now));
+                let statement =
+                    sqlx::query(&sql).bind(id).bind(scope.merchant_id).bind(i64::from(scope.livemode)).bind(secs(now));
                 self.returning_with_audit(statement, audit).await?
             }
         };
@@ -323,7 +330,7 @@ impl CardStore for SqlStore {
         let row = sqlx::query(&sql)
             .bind(id)
             .bind(scope.merchant_id)
-            .bind(scope.livemode)
+            .bind(i64::from(scope.livemode))
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
@@ -347,7 +354,7 @@ impl CardStore for SqlStore {
         );
         let rows = sqlx::query(&sql)
             .bind(scope.merchant_id)
-            .bind(scope.livemode)
+            .bind(i64::from(scope.livemode))
             .bind(customer_id)
             .bind(after)
             .bind(i64::from(limit))
@@ -371,7 +378,7 @@ impl CardStore for SqlStore {
         )
         .bind(id)
         .bind(scope.merchant_id)
-        .bind(scope.livemode)
+        .bind(i64::from(scope.livemode))
         .bind(secs(now))
         .execute(&mut *tx)
         .await
@@ -399,8 +406,12 @@ impl CardStore for SqlStore {
             "UPDATE card_tokens SET extended = $4, retain_until = $5 \
              WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL RETURNING {COLUMNS}"
         );
-        let statement =
-            sqlx::query(&sql).bind(id).bind(scope.merchant_id).bind(scope.livemode).bind(true).bind(secs(retain_until));
+        let statement = sqlx::query(&sql)
+            .bind(id)
+            .bind(scope.merchant_id)
+            .bind(i64::from(scope.livemode))
+            .bind(1_i64)
+            .bind(secs(retain_until));
         match self.returning_with_audit(statement, audit).await? {
             Some(row) => Ok(Lookup::Found(row)),
             None => self.get(scope, id).await,
@@ -423,7 +434,7 @@ impl CardStore for SqlStore {
                 Ok(DueToken {
                     id: row.try_get("id").map_err(unavailable)?,
                     merchant_id: row.try_get("merchant_id").map_err(unavailable)?,
-                    livemode: row.try_get("livemode").map_err(unavailable)?,
+                    livemode: flag(row, "livemode")?,
                     kind: TokenKind::parse(&kind).ok_or_else(|| unavailable("unknown token kind in store"))?,
                 })
             })

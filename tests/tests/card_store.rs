@@ -1,0 +1,196 @@
+//! The `CardStore` / `KeyStore` conformance suite: every case runs against a
+//! real PostgreSQL (a fresh schema per test) and against SQLite (a fresh file
+//! per test), so the production and embedded backends are held to one semantics.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use e2e::{Db, test_database};
+use vault_svc::domain::token_id::TokenKind;
+use vault_svc::storage::card_store::{
+    AuditEntry, AuditQuery, CardRow, CardStore, KeyPurpose, KeyStore, Lookup, Scope, WrappedKey,
+};
+use vault_svc::storage::sql::SqlStore;
+
+const T0: i64 = 1_795_392_000_000;
+const DAY: i64 = 86_400_000;
+const M1: Scope<'static> = Scope { merchant_id: "mrch_1", livemode: false };
+
+fn row(id: &str, customer: &str, fingerprint: &str) -> CardRow {
+    CardRow {
+        id: id.into(),
+        merchant_id: "mrch_1".into(),
+        livemode: false,
+        kind: TokenKind::Registration,
+        customer_id: customer.into(),
+        fingerprint: fingerprint.into(),
+        meta: b"sealed-meta".to_vec(),
+        card: b"sealed-card".to_vec(),
+        dek_version: 1,
+        created_at: T0,
+        last_used_at: None,
+        retain_until: T0 + 400 * DAY,
+        extended: false,
+    }
+}
+
+fn audit(event_type: &'static str, token_id: &str) -> AuditEntry {
+    AuditEntry {
+        at: T0,
+        event_type,
+        merchant_id: "mrch_1".into(),
+        token_id: token_id.into(),
+        actor: "payments-svc".into(),
+        correlation_id: "corr-1".into(),
+        outcome: "success".into(),
+    }
+}
+
+async fn events(s: &SqlStore, token_id: Option<&str>) -> Vec<String> {
+    let q = AuditQuery { merchant_id: "mrch_1", token_id, from: 0, to: i64::MAX / 2, after_id: 0, limit: 100 };
+    s.audit_events(q).await.unwrap().into_iter().map(|e| format!("{}:{}", e.event_type, e.token_id)).collect()
+}
+
+async fn insert_then_get(s: SqlStore) {
+    assert!(s.insert(&row("r1", "cus_1", "fp1"), Some("pay_1"), &audit("RG", "r1")).await.unwrap());
+    assert_eq!(s.get(M1, "r1").await.unwrap(), Lookup::Found(row("r1", "cus_1", "fp1")));
+    assert_eq!(s.get(Scope { merchant_id: "mrch_2", livemode: false }, "r1").await.unwrap(), Lookup::NotFound);
+    assert_eq!(s.get(Scope { merchant_id: "mrch_1", livemode: true }, "r1").await.unwrap(), Lookup::NotFound);
+    assert_eq!(events(&s, None).await, vec!["RG:r1"]);
+    assert_eq!(s.find_by_consumer(M1, "pay_1").await.unwrap().unwrap().id, "r1");
+    assert_eq!(s.find_by_consumer(M1, "pay_2").await.unwrap(), None);
+}
+
+async fn the_same_card_is_stored_once_per_customer_and_kind(s: SqlStore) {
+    assert!(s.insert(&row("r1", "cus_1", "fp1"), None, &audit("RG", "r1")).await.unwrap());
+    assert!(!s.insert(&row("r2", "cus_1", "fp1"), None, &audit("RG", "r2")).await.unwrap(), "same card, same customer");
+    assert_eq!(s.get(M1, "r2").await.unwrap(), Lookup::NotFound, "nothing was written");
+    assert_eq!(events(&s, None).await, vec!["RG:r1"], "and no audit event either");
+    assert_eq!(s.find_same_card(M1, TokenKind::Registration, "cus_1", "fp1").await.unwrap().unwrap().id, "r1");
+    assert!(s.insert(&row("r3", "cus_2", "fp1"), None, &audit("RG", "r3")).await.unwrap(), "another customer");
+    let omni = CardRow { kind: TokenKind::Omni, ..row("o1", "cus_1", "fp1") };
+    assert!(s.insert(&omni, None, &audit("TK", "o1")).await.unwrap(), "another kind");
+
+    let refreshed = CardRow { meta: b"new-meta".to_vec(), retain_until: T0 + 500 * DAY, ..row("r1", "", "") };
+    let got = s.refresh(&refreshed, T0 + 900 * DAY, &audit("RG", "r1")).await.unwrap().unwrap();
+    assert_eq!(
+        (got.meta.as_slice(), got.retain_until, got.customer_id.as_str()),
+        (&b"new-meta"[..], T0 + 500 * DAY, "cus_1")
+    );
+}
+
+async fn use_marks_and_audits_in_one_commit(s: SqlStore) {
+    s.insert(&row("r1", "cus_1", "fp1"), None, &audit("RG", "r1")).await.unwrap();
+    let Lookup::Found(used) = s.use_token(M1, "r1", T0 + DAY, &audit("DT", "r1")).await.unwrap() else { panic!() };
+    assert_eq!((used.last_used_at, used.card.as_slice()), (Some(T0 + DAY), &b"sealed-card"[..]));
+    assert_eq!(events(&s, Some("r1")).await, vec!["RG:r1", "DT:r1"]);
+    assert_eq!(
+        s.use_token(Scope { merchant_id: "mrch_2", livemode: false }, "r1", T0, &audit("DT", "r1")).await.unwrap(),
+        Lookup::NotFound
+    );
+    assert_eq!(s.use_token(M1, "nope", T0, &audit("DT", "nope")).await.unwrap(), Lookup::NotFound);
+    assert_eq!(events(&s, None).await.len(), 2, "failed uses write nothing");
+    // Past retention (not yet swept) it can no longer be used.
+    assert_eq!(s.use_token(M1, "r1", T0 + 400 * DAY, &audit("DT", "r1")).await.unwrap(), Lookup::Deleted);
+}
+
+async fn delete_destroys_the_card_data_once(s: SqlStore) {
+    s.insert(&row("r1", "cus_1", "fp1"), None, &audit("RG", "r1")).await.unwrap();
+    assert_eq!(s.delete(M1, "r1", T0, &audit("DR", "r1")).await.unwrap(), Lookup::Found(()));
+    assert_eq!(s.delete(M1, "r1", T0, &audit("DR", "r1")).await.unwrap(), Lookup::Deleted);
+    assert_eq!(s.delete(M1, "nope", T0, &audit("DR", "nope")).await.unwrap(), Lookup::NotFound);
+    assert_eq!(s.get(M1, "r1").await.unwrap(), Lookup::Deleted);
+    assert_eq!(s.use_token(M1, "r1", T0, &audit("DT", "r1")).await.unwrap(), Lookup::Deleted);
+    let blobs: (Option<Vec<u8>>, Option<Vec<u8>>) =
+        sqlx::query_as("SELECT meta, card FROM card_tokens WHERE id = 'r1'").fetch_one(s.pool()).await.unwrap();
+    assert_eq!(blobs, (None, None), "the sealed card is gone from the row");
+    assert_eq!(events(&s, None).await, vec!["RG:r1", "DR:r1"]);
+    // The same card may be stored again after deletion.
+    assert!(s.insert(&row("r2", "cus_1", "fp1"), None, &audit("RG", "r2")).await.unwrap());
+}
+
+async fn the_audit_trail_is_append_only(s: SqlStore) {
+    s.record(&audit("KC", "data:1")).await.unwrap();
+    assert!(sqlx::query("UPDATE audit_events SET outcome = 'forged'").execute(s.pool()).await.is_err());
+    assert!(sqlx::query("DELETE FROM audit_events").execute(s.pool()).await.is_err());
+    assert_eq!(events(&s, None).await, vec!["KC:data:1"]);
+}
+
+async fn extend_list_due_and_reseal(s: SqlStore) {
+    for (id, customer) in [("a", "cus_1"), ("b", "cus_1"), ("c", "cus_1"), ("d", "cus_2")] {
+        s.insert(&row(id, customer, id), None, &audit("RG", id)).await.unwrap();
+    }
+    let Lookup::Found(extended) = s.extend(M1, "a", T0 + 700 * DAY, &audit("EX", "a")).await.unwrap() else { panic!() };
+    assert!(extended.extended && extended.retain_until == T0 + 700 * DAY);
+    let page1: Vec<_> = s.list(M1, "cus_1", "", 2).await.unwrap().into_iter().map(|r| r.id).collect();
+    let page2: Vec<_> = s.list(M1, "cus_1", "b", 2).await.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!((page1, page2), (vec!["a".to_owned(), "b".to_owned()], vec!["c".to_owned()]));
+    let due: Vec<_> = s.due(T0 + 450 * DAY, 10).await.unwrap().into_iter().map(|d| d.id).collect();
+    assert_eq!(due, vec!["b", "c", "d"], "the extended token is not due");
+    assert_eq!(s.due(T0 + 450 * DAY, 2).await.unwrap().len(), 2, "batches are bounded");
+
+    let Lookup::Found(b) = s.get(M1, "b").await.unwrap() else { panic!() };
+    assert_eq!(s.sealed_below("mrch_1", 2, 10).await.unwrap().len(), 4);
+    assert!(s.reseal(&b, b"m2", b"c2", 2).await.unwrap());
+    assert!(!s.reseal(&b, b"m3", b"c3", 3).await.unwrap(), "b changed since it was read");
+    assert_eq!(s.sealed_below("mrch_1", 2, 10).await.unwrap().len(), 3);
+}
+
+async fn data_keys_are_stored_once_and_rewrapped_conditionally(s: SqlStore) {
+    let key = WrappedKey {
+        merchant_id: "mrch_1".into(),
+        purpose: KeyPurpose::Data,
+        version: 1,
+        kek_version: 1,
+        wrapped: b"wrapped-1".to_vec(),
+        created_at: T0,
+        rotation_id: None,
+    };
+    assert!(s.insert_data_key(&key, &audit("KC", "data:1")).await.unwrap());
+    assert!(
+        !s.insert_data_key(&WrappedKey { wrapped: b"other".to_vec(), ..key.clone() }, &audit("KC", "data:1"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.data_keys("mrch_1").await.unwrap(), vec![key.clone()]);
+    let moved = WrappedKey { kek_version: 2, wrapped: b"wrapped-2".to_vec(), ..key.clone() };
+    assert!(!s.rewrap(&moved, 7, &audit("KR", "data:1")).await.unwrap(), "not under KEK 7");
+    assert!(s.rewrap(&moved, 1, &audit("KR", "data:1")).await.unwrap());
+    assert_eq!(s.all_data_keys().await.unwrap(), vec![moved]);
+
+    assert_eq!(s.open_rotation().await.unwrap(), None);
+    let id = s.start_rotation(T0).await.unwrap();
+    assert_eq!(s.open_rotation().await.unwrap(), Some(id));
+    s.finish_rotation(id, T0).await.unwrap();
+    assert_eq!(s.open_rotation().await.unwrap(), None);
+    assert!(s.start_rotation(T0).await.unwrap() > id);
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod postgres {
+            $( #[tokio::test] async fn $case() { super::$case(e2e::test_database(super::Db::Postgres).await.0).await } )*
+        }
+        mod sqlite {
+            $( #[tokio::test] async fn $case() { super::$case(super::test_database(super::Db::Sqlite).await.0).await } )*
+        }
+    };
+}
+
+conformance!(
+    insert_then_get,
+    the_same_card_is_stored_once_per_customer_and_kind,
+    use_marks_and_audits_in_one_commit,
+    delete_destroys_the_card_data_once,
+    the_audit_trail_is_append_only,
+    extend_list_due_and_reseal,
+    data_keys_are_stored_once_and_rewrapped_conditionally,
+);
+
+#[tokio::test]
+async fn an_unreachable_database_is_unavailable_within_the_timeout() {
+    let started = std::time::Instant::now();
+    let result = SqlStore::connect("postgres://postgres@127.0.0.1:1/postgres", 2, Duration::from_millis(500)).await;
+    assert!(result.is_err());
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
