@@ -83,6 +83,8 @@ pub struct TestVault {
     pub redis_prefix: Option<String>,
     /// The durable store's URL (for direct inspection in tests).
     pub database_url: String,
+    /// The vault's KEK set.
+    pub keks: KekSet,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -137,10 +139,11 @@ impl TestVault {
             }
             Store::RedisAt(url) => redis(url, "e2e:".into()),
         };
+        let keks = KekSet::new(BTreeMap::from([(1, Key::random())])).unwrap();
         let deps = Dependencies {
             store,
             cards,
-            keks: KekSet::new(BTreeMap::from([(1, Key::random())])).unwrap(),
+            keks: keks.clone(),
             directory: DirectoryHandle::load(&directory_file).unwrap(),
             clock: Arc::new(clock.clone()),
             tls: TlsMaterial {
@@ -185,6 +188,7 @@ impl TestVault {
             clock,
             redis_prefix,
             database_url,
+            keks,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -284,6 +288,54 @@ pub async fn redis_values(prefix: &str) -> Vec<String> {
         };
         values.extend(raw.iter().map(|v| String::from_utf8_lossy(v).into_owned()));
         values.push(key);
+    }
+    values
+}
+
+/// A `Tokenize` request for a card.
+pub fn tokenize_card(merchant_id: &str, kind: pb::TokenKind, card: pb::Card, customer_id: &str) -> pb::TokenizeRequest {
+    pb::TokenizeRequest {
+        merchant_id: merchant_id.into(),
+        kind: kind as i32,
+        source: Some(pb::tokenize_request::Source::Card(card)),
+        customer_id: customer_id.into(),
+        consumer_ref: String::new(),
+        livemode: false,
+    }
+}
+
+/// Scoped requests of the internal API for a test-mode merchant.
+pub fn scoped<T>(message: T, correlation_id: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("x-correlation-id", correlation_id.parse().unwrap());
+    request
+}
+
+impl TestVault {
+    /// Another connection to this vault's durable store.
+    pub async fn sql(&self) -> SqlStore {
+        SqlStore::connect(&self.database_url, 4, Duration::from_secs(5)).await.unwrap()
+    }
+}
+
+/// Every value in the durable store's tables, as lossy text (for PAN scans):
+/// text as is, integers in decimal, blobs as their raw bytes.
+pub async fn database_values(store: &SqlStore) -> Vec<String> {
+    use sqlx::Row;
+    let mut values = Vec::new();
+    for table in ["card_tokens", "data_keys", "audit_events", "key_rotations"] {
+        let rows = sqlx::query(&format!("SELECT * FROM {table}")).fetch_all(store.pool()).await.unwrap();
+        for row in rows {
+            for i in 0..row.len() {
+                if let Ok(Some(text)) = row.try_get::<Option<String>, _>(i) {
+                    values.push(text);
+                } else if let Ok(Some(n)) = row.try_get::<Option<i64>, _>(i) {
+                    values.push(n.to_string());
+                } else if let Ok(Some(bytes)) = row.try_get::<Option<Vec<u8>>, _>(i) {
+                    values.push(String::from_utf8_lossy(&bytes).into_owned());
+                }
+            }
+        }
     }
     values
 }

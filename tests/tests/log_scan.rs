@@ -1,9 +1,10 @@
 //! No card number, security code or API key may reach a log line, a span, an
-//! error message or the token store. This test captures every log event at
-//! TRACE level (ours and the libraries', rustls at DEBUG) while it drives the vault through
-//! successes and failures, including card numbers pasted into the wrong
-//! fields, then scans the logs, the error messages and Redis for Luhn-valid
-//! 13–19 digit runs and for the keys it used.
+//! error message or a store. These tests capture every log event at TRACE
+//! level (ours and the libraries', rustls at DEBUG) while they drive the vault
+//! through successes and failures — single-use and durable tokens, card
+//! numbers pasted into the wrong fields — then scan the logs, the error
+//! messages, Redis and the database (PostgreSQL in one test, SQLite in the
+//! other) for Luhn-valid 13–19 digit runs and for the keys they used.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use common::card::find_pans;
 use e2e::{Store, TestVault, authed, card, create_request, detokenize_request};
-use proto::vault::v1::GetTokenRequest;
+use proto::vault::v1::{self as pb, GetTokenRequest, TokenKind};
 use tracing_subscriber::fmt::MakeWriter;
 
 #[derive(Clone, Default)]
@@ -43,7 +44,16 @@ const CARDS: &[(&str, &str)] = &[
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_card_data_or_key_in_logs_errors_or_redis() {
+async fn nothing_leaks_with_redis_and_postgres() {
+    scan(Store::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_leaks_with_the_embedded_stores_and_sqlite() {
+    scan(Store::Memory).await;
+}
+
+async fn scan(store: Store) {
     let capture = Capture::default();
     // Everything at TRACE except rustls, whose TRACE events dump handshake bytes
     // in hex (random digit runs that may pass Luhn; never card data).
@@ -53,7 +63,7 @@ async fn no_card_data_or_key_in_logs_errors_or_redis() {
         .with_ansi(false)
         .init();
 
-    let vault = TestVault::start(Store::Redis).await;
+    let vault = TestVault::start(store).await;
     let pkey = vault.merchant.test_public.expose().to_owned();
     let mut errors: Vec<String> = Vec::new();
 
@@ -102,8 +112,53 @@ async fn no_card_data_or_key_in_logs_errors_or_redis() {
         .unwrap_err();
     errors.push(e.message().to_owned());
 
-    let stored = e2e::redis_values(vault.redis_prefix.as_deref().unwrap()).await;
-    assert!(!stored.is_empty(), "the scan must see the stored tokens");
+    // Durable tokens: from card data and from a single-use token; used, extended, deleted.
+    let mut internal = vault.vault();
+    for (i, (number, cvv)) in CARDS.iter().enumerate() {
+        let kind = if i % 2 == 0 { TokenKind::Registration } else { TokenKind::Omni };
+        let t = internal
+            .tokenize(e2e::tokenize_card(&vault.merchant.id, kind, card(number, cvv), "cus_1"))
+            .await
+            .unwrap()
+            .into_inner();
+        internal.detokenize(detokenize_request(&vault.merchant.id, &t.id, "")).await.unwrap();
+        let extend =
+            pb::ExtendTokenRequest { merchant_id: vault.merchant.id.clone(), id: t.id.clone(), livemode: false };
+        internal.extend_token(extend).await.unwrap();
+        if i == 0 {
+            let delete = pb::DeleteTokenRequest { merchant_id: vault.merchant.id.clone(), id: t.id, livemode: false };
+            internal.delete_token(delete).await.unwrap();
+        }
+    }
+    let single = vault
+        .tokens()
+        .create_token(authed(&pkey, create_request(card("4012888888881881", "777"))))
+        .await
+        .unwrap()
+        .into_inner();
+    let from_single = pb::TokenizeRequest {
+        merchant_id: vault.merchant.id.clone(),
+        kind: TokenKind::Omni as i32,
+        source: Some(pb::tokenize_request::Source::SingleUseToken(single.id)),
+        customer_id: "cus_2".into(),
+        consumer_ref: "pay_x".into(),
+        livemode: false,
+    };
+    internal.tokenize(from_single).await.unwrap();
+    let mut bad =
+        e2e::tokenize_card(&vault.merchant.id, TokenKind::Omni, card("4242424242424242", ""), "4111111111111111");
+    errors.push(internal.tokenize(bad.clone()).await.unwrap_err().message().to_owned());
+    bad.customer_id = "cus_1".into();
+    bad.consumer_ref = "5555 5555 5555 4444".into();
+    errors.push(internal.tokenize(bad).await.unwrap_err().message().to_owned());
+
+    let mut stored = match &vault.redis_prefix {
+        Some(prefix) => e2e::redis_values(prefix).await,
+        None => Vec::new(),
+    };
+    let database = e2e::database_values(&vault.sql().await).await;
+    assert!(database.iter().any(|v| v == "cus_1"), "the scan must see the stored tokens");
+    stored.extend(database);
     let keys: Vec<String> = [&vault.merchant, &vault.other_merchant]
         .iter()
         .flat_map(|m| [&m.test_public, &m.test_secret, &m.live_public, &m.live_secret])
