@@ -1,5 +1,6 @@
 //! The vault-svc binary: `serve` (default), `dev-init`, `merchant create`,
-//! `sweep` (retention, for the CronJob) and `keys` (split, rotate-kek, reencrypt).
+//! `sweep` (retention, for the CronJob) and `keys` (split, add-kek-version,
+//! rotate-kek, reencrypt).
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -62,7 +63,11 @@ enum KeysCommand {
         #[arg(long)]
         out_dir: PathBuf,
     },
-    /// Add a new KEK version to the KEK file and re-wrap every data key under it.
+    /// Append a new random KEK version to the KEK file. Roll the service out
+    /// with it before `rotate-kek`, so every replica can unwrap under it.
+    AddKekVersion,
+    /// Re-wrap every data key under the newest KEK version of the configured
+    /// key source (resumable; keys already moved are skipped).
     RotateKek,
     /// Move every durable card record to a new data-key version, in batches;
     /// a run that was killed is resumed by the next one.
@@ -85,8 +90,17 @@ enum MerchantCommand {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), BoxError> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("vault-svc: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), BoxError> {
     let cfg = VaultConfig::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cfg).await,
@@ -137,21 +151,29 @@ async fn keys(cfg: &VaultConfig, command: KeysCommand) -> Result<(), BoxError> {
             std::fs::write(out_dir.join("kek.check"), check)?;
             println!("wrote {} (public)", out_dir.join("kek.check").display());
         }
-        KeysCommand::RotateKek => {
+        KeysCommand::AddKekVersion => {
             if cfg.keys.provider == "custodians" {
-                return Err("rotate-kek rewrites the KEK file; with custodian shares, add the version to the KEK in \
-                            a key ceremony, split it again (keys split), then run rotate-kek with the file provider"
+                return Err("with custodian shares, add the KEK version in a key ceremony and split it again \
+                            (keys split); then roll the service out and run keys rotate-kek"
                     .into());
             }
             let path = cfg.kek_file();
             let rotated = vault_svc::crypto::FileKeyProvider { path: path.clone() }.load()?.with_new_version();
-            // The new version is on disk before anything is wrapped under it.
             let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, rotated.to_text().as_bytes())?;
             std::fs::rename(&tmp, &path)?;
+            println!(
+                "KEK version {} added to {}; roll vault-svc out with it, then run `vault-svc keys rotate-kek`",
+                rotated.current().0,
+                path.display()
+            );
+        }
+        KeysCommand::RotateKek => {
+            let keks = cfg.key_provider().load()?;
+            let version = keks.current().0;
             let cards = Arc::new(cfg.connect_database().await?);
-            let moved = key_rotation::rotate_kek(&key_ring(rotated.clone(), &cards), &actor).await?;
-            println!("KEK version {} added to {}; {moved} data keys re-wrapped", rotated.current().0, path.display());
+            let moved = key_rotation::rotate_kek(&key_ring(keks, &cards), &actor).await?;
+            println!("{moved} data keys re-wrapped under KEK version {version}");
         }
         KeysCommand::Reencrypt { batch } => {
             let cards = Arc::new(cfg.connect_database().await?);
