@@ -2,7 +2,7 @@
 //! encoded descriptor set for server reflection.
 use prost::Message;
 
-const PROTOS: &[&str] = &["payvault/vault/v1/vault.proto"];
+const PROTOS: &[&str] = &["payvault/vault/v1/vault.proto", "payvault/payments/v1/payments.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(PROTOS, ["."])?;

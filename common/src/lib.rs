@@ -7,4 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod grpc;
 pub mod ids;
+pub mod lifecycle;
+pub mod money;
+pub mod result_code;
 pub mod telemetry;

@@ -1,17 +1,17 @@
 //! The vault-svc binary: `serve` (default), `dev-init`, `merchant create`,
-//! `sweep` (retention, for the CronJob) and `keys` (split, add-kek-version,
-//! rotate-kek, reencrypt).
+//! `sweep` (retention, for the CronJob) and `keys` (split, rotate-kek, reencrypt).
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 use common::clock::{Clock, SystemClock};
+use common::lifecycle::shutdown_signal;
 use vault_svc::config::VaultConfig;
 use vault_svc::crypto::{KekSet, KeyProvider, KeyRing};
 use vault_svc::domain::card_token::Actor;
 use vault_svc::domain::{key_rotation, retention};
-use vault_svc::startup::{Application, BoxError, Dependencies, shutdown_signal};
+use vault_svc::startup::{Application, BoxError, Dependencies};
 use vault_svc::storage::card_store::KeyStore;
 use vault_svc::storage::sql::SqlStore;
 
@@ -63,12 +63,15 @@ enum KeysCommand {
         #[arg(long)]
         out_dir: PathBuf,
     },
-    /// Append a new random KEK version to the KEK file. Roll the service out
-    /// with it before `rotate-kek`, so every replica can unwrap under it.
-    AddKekVersion,
     /// Re-wrap every data key under the newest KEK version of the configured
     /// key source (resumable; keys already moved are skipped).
-    RotateKek,
+    RotateKek {
+        /// First append a new random version to the KEK file. In a fleet, add
+        /// the version to the KEK Secret and roll out first instead, so no
+        /// replica meets a data key wrapped under a version it lacks.
+        #[arg(long)]
+        add_version: bool,
+    },
     /// Move every durable card record to a new data-key version, in batches;
     /// a run that was killed is resumed by the next one.
     Reencrypt {
@@ -151,24 +154,21 @@ async fn keys(cfg: &VaultConfig, command: KeysCommand) -> Result<(), BoxError> {
             std::fs::write(out_dir.join("kek.check"), check)?;
             println!("wrote {} (public)", out_dir.join("kek.check").display());
         }
-        KeysCommand::AddKekVersion => {
-            if cfg.keys.provider == "custodians" {
-                return Err("with custodian shares, add the KEK version in a key ceremony and split it again \
-                            (keys split); then roll the service out and run keys rotate-kek"
-                    .into());
+        KeysCommand::RotateKek { add_version } => {
+            if add_version {
+                if cfg.keys.provider == "custodians" {
+                    return Err("with custodian shares, add the KEK version in a key ceremony and split it again \
+                                (keys split), roll the service out, then run keys rotate-kek"
+                        .into());
+                }
+                let path = cfg.kek_file();
+                let rotated = vault_svc::crypto::FileKeyProvider { path: path.clone() }.load()?.with_new_version();
+                // The new version is on disk before anything is wrapped under it.
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, rotated.to_text().as_bytes())?;
+                std::fs::rename(&tmp, &path)?;
+                println!("KEK version {} added to {}", rotated.current().0, path.display());
             }
-            let path = cfg.kek_file();
-            let rotated = vault_svc::crypto::FileKeyProvider { path: path.clone() }.load()?.with_new_version();
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, rotated.to_text().as_bytes())?;
-            std::fs::rename(&tmp, &path)?;
-            println!(
-                "KEK version {} added to {}; roll vault-svc out with it, then run `vault-svc keys rotate-kek`",
-                rotated.current().0,
-                path.display()
-            );
-        }
-        KeysCommand::RotateKek => {
             let keks = cfg.key_provider().load()?;
             let version = keks.current().0;
             let cards = Arc::new(cfg.connect_database().await?);

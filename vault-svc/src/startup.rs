@@ -156,30 +156,18 @@ impl Application {
             .serve_with_incoming_shutdown(tls::incoming(internal, internal_tls), stopped(stop_rx));
 
         let servers = async { tokio::try_join!(public_server, internal_server).map(|_| ()) };
-        tokio::pin!(servers);
-        let result = tokio::select! {
-            result = &mut servers => result.map_err(BoxError::from),
-            () = shutdown => {
-                monitor.abort();
-                for service in SERVICES {
-                    health.set_service_status(service, ServingStatus::NotServing).await;
-                }
-                tracing::info!(drain_secs = deps.shutdown_drain.as_secs(), "shutting down: draining in-flight calls");
-                let _ = stop_tx.send(true);
-                match tokio::time::timeout(deps.shutdown_drain, &mut servers).await {
-                    Ok(result) => result.map_err(BoxError::from),
-                    Err(_) => {
-                        tracing::warn!("drain limit reached; closing remaining calls");
-                        Ok(())
-                    }
-                }
+        let on_stop = async {
+            monitor.abort();
+            for service in SERVICES {
+                health.set_service_status(service, ServingStatus::NotServing).await;
             }
+            let _ = stop_tx.send(true);
         };
-        monitor.abort();
+        let result = common::lifecycle::serve_until(servers, shutdown, on_stop, deps.shutdown_drain).await;
         if let Some(sweeper) = sweeper {
             sweeper.abort();
         }
-        result
+        result.map_err(BoxError::from)
     }
 }
 
@@ -232,27 +220,5 @@ async fn monitor_stores<S: TokenStore>(tokens: Arc<SingleUseTokens<S>>, cards: A
             }
             last = Some(up);
         }
-    }
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }

@@ -1,0 +1,223 @@
+//! The built-in acquirer for test-mode merchants: deterministic by card number and
+//! amount (DESIGN §3), so every outcome, including an acquirer timeout, can be
+//! produced on demand.
+//!
+//! - Amount whose minor units end in `99` (`amount % 100 == 99`): never answers, for
+//!   every operation. The payments service's own timeout turns it into `TimedOut`, so
+//!   the real timeout path runs.
+//! - Cards (Authorize, Debit, AccountVerification): `4000000000000002` generic decline,
+//!   `4111111111140011` insufficient funds, `4111111111130012` lost or stolen,
+//!   `4111111111110014` rejected by the issuer; every other valid card approves
+//!   (e.g. 4242424242424242, 4111111111111111, 5555555555554444, 4012888888881881).
+//! - Capture, Reverse, Refund: approve when they carry the original reference.
+//!
+//! Approvals carry `success(false)` (test-mode success) and the reference `ref_<payment id>`.
+use common::result_code::{self, ResultCode};
+
+use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Operation};
+
+/// Test card numbers that decline, and how.
+const DECLINING_CARDS: [(&str, ResultCode); 4] = [
+    ("4000000000000002", result_code::DECLINED),
+    ("4111111111140011", result_code::INSUFFICIENT_FUNDS),
+    ("4111111111130012", result_code::LOST_OR_STOLEN),
+    ("4111111111110014", result_code::REJECTED_BY_ISSUER),
+];
+
+/// The minor-unit ending that makes the acquirer never answer.
+const TIMEOUT_CENTS: i64 = 99;
+
+#[derive(Debug, Default, Clone)]
+pub struct TestAcquirer;
+
+impl TestAcquirer {
+    fn decide(request: &AcquirerRequest<'_>) -> AcquirerOutcome {
+        let refusal = match request.operation {
+            Operation::Authorize | Operation::Debit | Operation::AccountVerification => match request.card {
+                Some(card) => {
+                    let number = card.number.expose();
+                    DECLINING_CARDS.iter().find(|(n, _)| *n == number).map(|(_, result)| *result)
+                }
+                // The service always sends the card for these operations.
+                None => Some(result_code::INVALID_CARD),
+            },
+            Operation::Capture | Operation::Reverse | Operation::Refund => match request.original_reference {
+                Some(_) => None,
+                None => Some(result_code::REFERENCE_NOT_FOUND),
+            },
+        };
+        match refusal {
+            Some(result) => AcquirerOutcome::Declined { result },
+            None => AcquirerOutcome::Approved {
+                result: result_code::success(false),
+                reference: format!("ref_{}", request.payment_id),
+            },
+        }
+    }
+}
+
+impl Acquirer for TestAcquirer {
+    async fn execute(&self, request: AcquirerRequest<'_>) -> AcquirerOutcome {
+        if request.money.amount % 100 == TIMEOUT_CENTS {
+            return std::future::pending().await;
+        }
+        Self::decide(&request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use common::card::{Billing, Card, CardNumber, Expiry};
+    use common::money::{Currency, Money};
+
+    use super::*;
+
+    const APPROVING_CARDS: [&str; 5] =
+        ["4242424242424242", "4111111111111111", "5555555555554444", "4012888888881881", "378282246310005"];
+
+    fn card(number: &str) -> Card {
+        Card {
+            number: CardNumber::parse(number).unwrap(),
+            expiry: Expiry { month: 12, year: 2099 },
+            name: "Test Holder".to_owned(),
+            security_code: None,
+            billing: Billing::default(),
+        }
+    }
+
+    fn money(amount: i64, code: &str) -> Money {
+        Money::new(amount, Currency::parse(code).unwrap(), true).unwrap()
+    }
+
+    fn card_request<'a>(operation: Operation, card: &'a Card, money: Money) -> AcquirerRequest<'a> {
+        AcquirerRequest {
+            payment_id: "pay_1",
+            operation,
+            money,
+            card: Some(card),
+            original_reference: None,
+            merchant_initiated: false,
+        }
+    }
+
+    fn follow_up(operation: Operation, money: Money) -> AcquirerRequest<'static> {
+        AcquirerRequest {
+            payment_id: "pay_2",
+            operation,
+            money,
+            card: None,
+            original_reference: Some("ref_pay_1"),
+            merchant_initiated: false,
+        }
+    }
+
+    async fn run(request: AcquirerRequest<'_>) -> Option<AcquirerOutcome> {
+        tokio::time::timeout(Duration::from_millis(50), TestAcquirer.execute(request)).await.ok()
+    }
+
+    fn approved(payment_id: &str) -> AcquirerOutcome {
+        AcquirerOutcome::Approved { result: result_code::SUCCESS_TEST, reference: format!("ref_{payment_id}") }
+    }
+
+    #[test]
+    fn every_test_card_passes_validation() {
+        for number in APPROVING_CARDS.iter().chain(DECLINING_CARDS.iter().map(|(n, _)| n)) {
+            assert!(CardNumber::parse(number).is_ok(), "{number} should be a valid card number");
+        }
+    }
+
+    #[tokio::test]
+    async fn approving_cards_approve_with_test_success() {
+        for number in APPROVING_CARDS {
+            let card = card(number);
+            for op in [Operation::Authorize, Operation::Debit] {
+                assert_eq!(run(card_request(op, &card, money(1000, "EUR"))).await, Some(approved("pay_1")), "{number}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn declining_cards_decline_with_their_code() {
+        for (number, result) in DECLINING_CARDS {
+            let card = card(number);
+            for op in [Operation::Authorize, Operation::Debit] {
+                let outcome = run(card_request(op, &card, money(1000, "EUR"))).await;
+                assert_eq!(outcome, Some(AcquirerOutcome::Declined { result }), "{number} {op:?}");
+            }
+        }
+        assert_eq!(
+            run(card_request(Operation::Debit, &card("4000000000000002"), money(1000, "EUR"))).await,
+            Some(AcquirerOutcome::Declined { result: result_code::DECLINED })
+        );
+    }
+
+    #[tokio::test]
+    async fn account_verification_follows_the_card() {
+        let ok = card("4242424242424242");
+        assert_eq!(
+            run(card_request(Operation::AccountVerification, &ok, money(0, "EUR"))).await,
+            Some(approved("pay_1"))
+        );
+        for (number, result) in DECLINING_CARDS {
+            let card = card(number);
+            let outcome = run(card_request(Operation::AccountVerification, &card, money(0, "EUR"))).await;
+            assert_eq!(outcome, Some(AcquirerOutcome::Declined { result }), "{number}");
+        }
+    }
+
+    // Paused time: the 50 ms timeouts elapse instantly once the runtime is idle.
+    #[tokio::test(start_paused = true)]
+    async fn amount_ending_in_99_never_answers() {
+        let ok = card("4242424242424242");
+        let declining = card("4000000000000002");
+        for amount in [99, 1099, 123_499] {
+            for op in [Operation::Authorize, Operation::Debit] {
+                assert_eq!(run(card_request(op, &ok, money(amount, "EUR"))).await, None, "{amount} {op:?}");
+                assert_eq!(run(card_request(op, &declining, money(amount, "EUR"))).await, None, "{amount} {op:?}");
+            }
+            for op in [Operation::Capture, Operation::Reverse, Operation::Refund] {
+                assert_eq!(run(follow_up(op, money(amount, "EUR"))).await, None, "{amount} {op:?}");
+            }
+        }
+        // The rule is on the minor unit, whatever the exponent.
+        assert_eq!(run(card_request(Operation::Debit, &ok, money(199, "JPY"))).await, None);
+        // Amounts near it answer.
+        for amount in [98, 100, 990, 9900] {
+            assert_eq!(run(card_request(Operation::Debit, &ok, money(amount, "EUR"))).await, Some(approved("pay_1")));
+        }
+    }
+
+    #[tokio::test]
+    async fn capture_reverse_refund_approve_with_a_reference() {
+        for op in [Operation::Capture, Operation::Reverse, Operation::Refund] {
+            assert_eq!(run(follow_up(op, money(500, "EUR"))).await, Some(approved("pay_2")), "{op:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_inputs_are_refused_not_approved() {
+        let no_card = AcquirerRequest {
+            payment_id: "pay_3",
+            operation: Operation::Debit,
+            money: money(1000, "EUR"),
+            card: None,
+            original_reference: None,
+            merchant_initiated: false,
+        };
+        assert_eq!(run(no_card).await, Some(AcquirerOutcome::Declined { result: result_code::INVALID_CARD }));
+        let no_reference = AcquirerRequest {
+            payment_id: "pay_4",
+            operation: Operation::Capture,
+            money: money(1000, "EUR"),
+            card: None,
+            original_reference: None,
+            merchant_initiated: true,
+        };
+        assert_eq!(
+            run(no_reference).await,
+            Some(AcquirerOutcome::Declined { result: result_code::REFERENCE_NOT_FOUND })
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! payments-svc settings: defaults for the local run, an optional file, then
+//! `PAYMENTS__…` environment variables.
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use common::telemetry::TelemetryConfig;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct PaymentsConfig {
+    pub addr: String,
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub vault: VaultConfig,
+    pub merchants: MerchantsConfig,
+    /// How long the acquirer may take before a payment is recorded as timed out.
+    pub acquirer_timeout_ms: u64,
+    /// Upper bound on any request's time, whatever the caller's deadline.
+    pub request_timeout_ms: u64,
+    pub shutdown_drain_secs: u64,
+    pub telemetry: TelemetryConfig,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:50052".into(),
+            data_dir: ".payvault".into(),
+            database: DatabaseConfig::default(),
+            vault: VaultConfig::default(),
+            merchants: MerchantsConfig::default(),
+            acquirer_timeout_ms: 2_000,
+            request_timeout_ms: 10_000,
+            shutdown_drain_secs: 20,
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    /// `postgres://…` or `sqlite://…`; unset: `sqlite://<data_dir>/payments.db`.
+    pub url: Option<String>,
+    pub max_connections: u32,
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: None, max_connections: 16, connect_timeout_ms: 2_000 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct VaultConfig {
+    /// The vault's internal (mTLS) port.
+    pub url: String,
+    /// The name on the vault's server certificate.
+    pub domain: String,
+    /// Defaults: `<data_dir>/certs/{ca.pem,client.pem,client.key}`.
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        Self { url: "https://localhost:50061".into(), domain: "localhost".into(), ca: None, cert: None, key: None }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct MerchantsConfig {
+    pub file: Option<PathBuf>,
+    pub reload_secs: u64,
+}
+
+impl Default for MerchantsConfig {
+    fn default() -> Self {
+        Self { file: None, reload_secs: 5 }
+    }
+}
+
+impl PaymentsConfig {
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, common::config::ConfigError> {
+        common::config::load("PAYMENTS", file)
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("payments.db").display()))
+    }
+
+    pub fn merchants_file(&self) -> PathBuf {
+        self.merchants.file.clone().unwrap_or_else(|| self.data_dir.join("merchants.json"))
+    }
+
+    pub fn vault_tls_paths(&self) -> [PathBuf; 3] {
+        let certs = self.data_dir.join("certs");
+        [
+            self.vault.ca.clone().unwrap_or_else(|| certs.join("ca.pem")),
+            self.vault.cert.clone().unwrap_or_else(|| certs.join("client.pem")),
+            self.vault.key.clone().unwrap_or_else(|| certs.join("client.key")),
+        ]
+    }
+}

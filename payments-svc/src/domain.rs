@@ -1,0 +1,10 @@
+//! Payments' rules, free of transport and storage types: the payment record
+//! and its state machine, validation, idempotency, and the flows that tie the
+//! vault and the acquirer together.
+
+pub mod error;
+pub mod flows;
+pub mod idempotency;
+pub mod payment;
+
+pub use error::PaymentError;

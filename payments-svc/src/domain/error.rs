@@ -1,0 +1,39 @@
+//! Payments' domain error. `grpc/status.rs` is the one place that maps it to a
+//! gRPC status; messages are fixed texts that never carry input.
+use common::card::CardError;
+use common::money::MoneyError;
+
+use crate::storage::StoreError;
+use crate::vault::VaultError;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentError {
+    #[error(transparent)]
+    InvalidCard(#[from] CardError),
+    #[error(transparent)]
+    InvalidMoney(#[from] MoneyError),
+    /// A malformed request; names the field, never its value.
+    #[error("invalid request: {0}")]
+    InvalidArgument(&'static str),
+    #[error("payment not found")]
+    NotFound,
+    /// The transition is not allowed from the payment's state; the payment is unchanged.
+    #[error("{0}")]
+    InvalidStateTransition(&'static str),
+    #[error("the amount exceeds what is left to capture or refund")]
+    AmountExceeds,
+    #[error("a merchant-initiated payment needs a successful initial cardholder-initiated payment on this token")]
+    MitWithoutCit,
+    #[error("live payments need a configured acquirer connector")]
+    NoConnector,
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the request did not finish before the deadline")]
+    DeadlineExceeded,
+    #[error("this idempotency key was used with a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this idempotency key is still in progress")]
+    IdempotencyKeyInUse,
+}

@@ -1,0 +1,94 @@
+//! Idempotency keys: the first request with a key runs and its response is
+//! stored with a hash of the request; a retry with the same request gets the
+//! stored response; the same key with another request is refused; a duplicate
+//! arriving while the first is in flight waits briefly for its response, then
+//! is refused as in use. A key also fixes the payment id, so a retried payment
+//! presents the same `consumer_ref` to the vault and never consumes or
+//! tokenizes twice.
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use common::clock::SharedClock;
+
+use super::error::PaymentError;
+use crate::storage::{KeyState, PaymentStore};
+
+pub const MAX_KEY_LEN: usize = 255;
+const POLL: Duration = Duration::from_millis(20);
+
+/// What the caller should do with the request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Begin {
+    /// Run it, then `complete` (or `release` on a retryable failure).
+    Proceed,
+    /// Answer with this stored response.
+    Replay(Vec<u8>),
+}
+
+pub fn request_hash(method: &str, encoded_request: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(method.as_bytes());
+    h.update([0]);
+    h.update(encoded_request);
+    hex::encode(h.finalize())
+}
+
+/// The payment id a key stands for: stable across retries, distinct per merchant.
+pub fn derived_id(merchant_id: &str, key: &str, method: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [merchant_id, method, key] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+pub fn check_key(key: &str) -> Result<(), PaymentError> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN || common::card::contains_pan(key) {
+        return Err(PaymentError::InvalidArgument("idempotency-key must be 1 to 255 characters"));
+    }
+    Ok(())
+}
+
+pub async fn begin<P: PaymentStore>(
+    store: &P,
+    clock: &SharedClock,
+    merchant_id: &str,
+    key: &str,
+    method: &str,
+    hash: &str,
+    wait: Duration,
+) -> Result<Begin, PaymentError> {
+    check_key(key)?;
+    let started = tokio::time::Instant::now();
+    loop {
+        match store.acquire_key(merchant_id, key, method, hash, clock.now_ms()).await? {
+            KeyState::Acquired => return Ok(Begin::Proceed),
+            KeyState::Done { request_hash, response } if request_hash == hash => return Ok(Begin::Replay(response)),
+            KeyState::Done { .. } => return Err(PaymentError::IdempotencyKeyReused),
+            KeyState::InFlight { request_hash } if request_hash != hash => {
+                return Err(PaymentError::IdempotencyKeyReused);
+            }
+            KeyState::InFlight { .. } if started.elapsed() >= wait => return Err(PaymentError::IdempotencyKeyInUse),
+            KeyState::InFlight { .. } => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_and_ids_are_stable_and_distinct() {
+        assert_eq!(request_hash("m", b"a"), request_hash("m", b"a"));
+        assert_ne!(request_hash("m", b"a"), request_hash("m", b"b"));
+        assert_ne!(request_hash("m1", b"a"), request_hash("m2", b"a"));
+        let id = derived_id("mrch_1", "key-1", "CreatePayment");
+        assert_eq!(id.len(), 32);
+        assert_eq!(id, derived_id("mrch_1", "key-1", "CreatePayment"));
+        assert_ne!(id, derived_id("mrch_2", "key-1", "CreatePayment"));
+        assert!(check_key("").is_err() && check_key(&"k".repeat(256)).is_err() && check_key("k").is_ok());
+    }
+}

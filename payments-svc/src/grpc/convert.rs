@@ -1,0 +1,185 @@
+//! Conversions between payments' generated messages and domain types.
+use prost_types::Timestamp;
+
+use common::card::{Billing, CardInput};
+use common::clock::Millis;
+use proto::payments::v1 as pb;
+
+use crate::domain::PaymentError;
+use crate::domain::flows::Source;
+use crate::domain::payment::{
+    LedgerRecord, MaskedCard, Outcome, Payment, PaymentType, SiMode, SiSource, SiType, StandingInstruction,
+};
+use crate::vault::StoredToken;
+
+pub fn timestamp(ms: Millis) -> Option<Timestamp> {
+    (ms != 0).then(|| Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 })
+}
+
+pub fn millis(ts: Option<&Timestamp>) -> Millis {
+    ts.map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+}
+
+pub fn card_input(c: &mut pb::Card) -> CardInput {
+    CardInput {
+        number: std::mem::take(&mut c.number),
+        expiration_month: c.expiration_month,
+        expiration_year: c.expiration_year,
+        name: std::mem::take(&mut c.name),
+        security_code: std::mem::take(&mut c.security_code),
+        billing: Billing::default(),
+    }
+}
+
+pub fn payment_type(value: i32) -> Result<PaymentType, PaymentError> {
+    Ok(match pb::PaymentType::try_from(value) {
+        Ok(pb::PaymentType::Pa) => PaymentType::PA,
+        Ok(pb::PaymentType::Db) => PaymentType::DB,
+        Ok(pb::PaymentType::Cp) => PaymentType::CP,
+        Ok(pb::PaymentType::Rv) => PaymentType::RV,
+        Ok(pb::PaymentType::Rf) => PaymentType::RF,
+        _ => return Err(PaymentError::InvalidArgument("payment_type must be PAYMENT_TYPE_PA or PAYMENT_TYPE_DB")),
+    })
+}
+
+fn pb_payment_type(t: PaymentType) -> i32 {
+    (match t {
+        PaymentType::PA => pb::PaymentType::Pa,
+        PaymentType::DB => pb::PaymentType::Db,
+        PaymentType::CP => pb::PaymentType::Cp,
+        PaymentType::RV => pb::PaymentType::Rv,
+        PaymentType::RF => pb::PaymentType::Rf,
+    }) as i32
+}
+
+pub fn standing_instruction(si: Option<&pb::StandingInstruction>) -> Result<Option<StandingInstruction>, PaymentError> {
+    let Some(si) = si else { return Ok(None) };
+    let invalid = PaymentError::InvalidArgument("standing_instruction needs mode, type and source (no _UNSPECIFIED)");
+    let mode = match pb::StandingInstructionMode::try_from(si.mode) {
+        Ok(pb::StandingInstructionMode::Initial) => SiMode::Initial,
+        Ok(pb::StandingInstructionMode::Repeated) => SiMode::Repeated,
+        _ => return Err(invalid),
+    };
+    let kind = match pb::StandingInstructionType::try_from(si.r#type) {
+        Ok(pb::StandingInstructionType::Unscheduled) => SiType::Unscheduled,
+        Ok(pb::StandingInstructionType::Recurring) => SiType::Recurring,
+        Ok(pb::StandingInstructionType::Installment) => SiType::Installment,
+        _ => return Err(invalid),
+    };
+    let source = match pb::StandingInstructionSource::try_from(si.source) {
+        Ok(pb::StandingInstructionSource::Cit) => SiSource::Cit,
+        Ok(pb::StandingInstructionSource::Mit) => SiSource::Mit,
+        _ => return Err(invalid),
+    };
+    Ok(Some(StandingInstruction { mode, kind, source, initial_transaction_id: si.initial_transaction_id.clone() }))
+}
+
+fn pb_standing_instruction(si: &StandingInstruction) -> pb::StandingInstruction {
+    pb::StandingInstruction {
+        mode: match si.mode {
+            SiMode::Initial => pb::StandingInstructionMode::Initial,
+            SiMode::Repeated => pb::StandingInstructionMode::Repeated,
+        } as i32,
+        r#type: match si.kind {
+            SiType::Unscheduled => pb::StandingInstructionType::Unscheduled,
+            SiType::Recurring => pb::StandingInstructionType::Recurring,
+            SiType::Installment => pb::StandingInstructionType::Installment,
+        } as i32,
+        source: match si.source {
+            SiSource::Cit => pb::StandingInstructionSource::Cit,
+            SiSource::Mit => pb::StandingInstructionSource::Mit,
+        } as i32,
+        initial_transaction_id: si.initial_transaction_id.clone(),
+    }
+}
+
+pub fn source(source: Option<pb::create_payment_request::Source>) -> Result<Source, PaymentError> {
+    use pb::create_payment_request::Source as S;
+    Ok(match source {
+        Some(S::Card(mut c)) => Source::Card(Box::new(card_input(&mut c))),
+        Some(S::Token(t)) => Source::Token(t),
+        Some(S::RegistrationId(r)) => Source::Registration(r),
+        Some(S::OmniToken(o)) => Source::Omni(o),
+        None => {
+            return Err(PaymentError::InvalidArgument(
+                "exactly one of card, token, registration_id or omni_token is required",
+            ));
+        }
+    })
+}
+
+pub fn card(m: &MaskedCard) -> pb::CardMetadata {
+    pb::CardMetadata {
+        brand: m.brand.clone(),
+        bin: m.bin.clone(),
+        last_digits: m.last4.clone(),
+        expiration_month: i32::from(m.exp_month),
+        expiration_year: i32::from(m.exp_year),
+        name: m.name.clone(),
+    }
+}
+
+pub fn result(o: &Outcome) -> pb::Result {
+    pb::Result { code: o.code.clone(), description: o.description.clone() }
+}
+
+pub fn payment(p: &Payment) -> pb::Payment {
+    pb::Payment {
+        id: p.id.clone(),
+        payment_type: pb_payment_type(p.payment_type),
+        reference_id: p.reference_id.clone().unwrap_or_default(),
+        amount: p.amount,
+        currency: p.currency.clone(),
+        result: Some(result(&p.result)),
+        registration_id: p.registration_id.clone().unwrap_or_default(),
+        omni_token: p.omni_token.clone().unwrap_or_default(),
+        card: p.card.as_ref().map(card),
+        standing_instruction: p.standing_instruction.as_ref().map(pb_standing_instruction),
+        captured_amount: p.captured_amount,
+        refunded_amount: p.refunded_amount,
+        created_at: timestamp(p.created_at),
+        livemode: p.livemode,
+        merchant_transaction_id: p.merchant_transaction_id.clone(),
+        customer_id: p.customer_id.clone(),
+        description: p.description.clone(),
+        reversed: p.reversed,
+    }
+}
+
+pub fn transaction(r: &LedgerRecord) -> pb::Transaction {
+    let e = &r.entry;
+    pb::Transaction {
+        id: e.id.clone(),
+        transaction_type: r.transaction_type.clone(),
+        payment_id: e.payment_id.clone(),
+        reference_id: e.reference_id.clone(),
+        amount: e.amount,
+        currency: e.currency.clone(),
+        result: Some(result(&e.result)),
+        token: e.token.clone(),
+        card: Some(card(&e.card)),
+        created_at: timestamp(e.created_at),
+    }
+}
+
+pub fn registration(t: &StoredToken, result_: &Outcome) -> pb::Registration {
+    pb::Registration {
+        id: t.id.clone(),
+        customer_id: t.customer_id.clone(),
+        card: Some(card(&t.card)),
+        result: Some(result(result_)),
+        created_at: timestamp(t.created_at),
+        retain_until: timestamp(t.retain_until),
+        extended: t.extended,
+    }
+}
+
+pub fn omni_token(t: &StoredToken) -> pb::OmniToken {
+    pb::OmniToken {
+        id: t.id.clone(),
+        customer_id: t.customer_id.clone(),
+        card: Some(card(&t.card)),
+        created_at: timestamp(t.created_at),
+        retain_until: timestamp(t.retain_until),
+    }
+}

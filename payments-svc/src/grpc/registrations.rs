@@ -1,0 +1,107 @@
+//! The `Registrations` service (OPP's model): standalone registrations with
+//! optional account verification, the one-click list, deletion, extension.
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use proto::payments::v1 as pb;
+
+use super::{Shared, convert, idempotent};
+use crate::acquirer::Acquirer;
+use crate::domain::PaymentError;
+use crate::domain::flows::Source;
+use crate::domain::payment::{Outcome, Scope};
+use crate::storage::PaymentStore;
+use crate::vault::{TokenKind, Vault};
+
+pub struct RegistrationsService<P, V, A>(pub Arc<Shared<P, V, A>>);
+
+#[tonic::async_trait]
+impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrations for RegistrationsService<P, V, A> {
+    async fn create_registration(
+        &self,
+        request: Request<pb::CreateRegistrationRequest>,
+    ) -> Result<Response<pb::Registration>, Status> {
+        let caller = self.0.authenticate(request.metadata())?;
+        let ctx = self.0.context(request.metadata());
+        let scope = Scope { merchant_id: &caller.merchant_id, livemode: caller.livemode };
+        let payments = &self.0.payments;
+        let r = request.get_ref();
+        let response =
+            idempotent::run(payments, &caller, "CreateRegistration", request.metadata(), r, |id| async move {
+                use pb::create_registration_request::Source as S;
+                let source = match r.source.clone() {
+                    Some(S::Card(mut c)) => Source::Card(Box::new(convert::card_input(&mut c))),
+                    Some(S::Token(t)) => Source::Token(t),
+                    None => return Err(PaymentError::InvalidArgument("a card or a single-use token is required")),
+                };
+                let outcome = payments.create_registration(scope, id, source, &r.customer_id, r.verify, &ctx).await?;
+                Ok(match outcome.token {
+                    Some(token) => convert::registration(&token, &outcome.result),
+                    None => pb::Registration { result: Some(convert::result(&outcome.result)), ..Default::default() },
+                })
+            })
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn list_registrations(
+        &self,
+        request: Request<pb::ListRegistrationsRequest>,
+    ) -> Result<Response<pb::ListRegistrationsResponse>, Status> {
+        let caller = self.0.authenticate(request.metadata())?;
+        let ctx = self.0.context(request.metadata());
+        let scope = Scope { merchant_id: &caller.merchant_id, livemode: caller.livemode };
+        let r = request.get_ref();
+        let (tokens, next_page_token) =
+            self.0.payments.list_registrations(scope, &r.customer_id, r.page_size, &r.page_token, &ctx).await?;
+        let registrations = tokens
+            .into_iter()
+            .map(|t| pb::RegistrationSummary {
+                id: t.id,
+                brand: t.card.brand,
+                last_digits: t.card.last4,
+                expiration_month: i32::from(t.card.exp_month),
+                expiration_year: i32::from(t.card.exp_year),
+            })
+            .collect();
+        Ok(Response::new(pb::ListRegistrationsResponse { registrations, next_page_token }))
+    }
+
+    async fn delete_registration(
+        &self,
+        request: Request<pb::DeleteRegistrationRequest>,
+    ) -> Result<Response<pb::DeleteRegistrationResponse>, Status> {
+        let caller = self.0.authenticate(request.metadata())?;
+        let ctx = self.0.context(request.metadata());
+        let scope = Scope { merchant_id: &caller.merchant_id, livemode: caller.livemode };
+        let payments = &self.0.payments;
+        let r = request.get_ref();
+        let response =
+            idempotent::run(payments, &caller, "DeleteRegistration", request.metadata(), r, |_| async move {
+                let deleted = payments.delete_token(scope, TokenKind::Registration, &r.id, &ctx).await?;
+                Ok(pb::DeleteRegistrationResponse { id: r.id.clone(), deleted })
+            })
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn extend_registration(
+        &self,
+        request: Request<pb::ExtendRegistrationRequest>,
+    ) -> Result<Response<pb::Registration>, Status> {
+        let caller = self.0.authenticate(request.metadata())?;
+        let ctx = self.0.context(request.metadata());
+        let scope = Scope { merchant_id: &caller.merchant_id, livemode: caller.livemode };
+        let payments = &self.0.payments;
+        let r = request.get_ref();
+        let response =
+            idempotent::run(payments, &caller, "ExtendRegistration", request.metadata(), r, |_| async move {
+                let token = payments.extend_registration(scope, &r.id, &ctx).await?;
+                let success: Outcome = common::result_code::success(scope.livemode).into();
+                Ok(convert::registration(&token, &success))
+            })
+            .await?;
+        Ok(Response::new(response))
+    }
+}

@@ -1,0 +1,51 @@
+//! The payments-svc binary: `serve` (default).
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use common::lifecycle::shutdown_signal;
+use payments_svc::config::PaymentsConfig;
+use payments_svc::startup::{Application, BoxError, Dependencies};
+
+#[derive(Parser)]
+#[command(name = "payments-svc", about = "payvault payments")]
+struct Cli {
+    /// Optional configuration file (TOML); `PAYMENTS__…` environment variables override it.
+    #[arg(long, global = true, env = "PAYMENTS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Payments, Registrations and OmniTokens services.
+    Serve,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("payments-svc: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), BoxError> {
+    let cfg = PaymentsConfig::load(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let _telemetry = common::telemetry::init("payments-svc", &cfg.telemetry);
+            let embedded = cfg.database.url.is_none();
+            tracing::info!(addr = %cfg.addr, vault = %cfg.vault.url, embedded_database = embedded, "payments-svc starting");
+            let deps = Dependencies::from_config(&cfg).await?;
+            let app = Application::bind(&cfg.addr, deps).await?;
+            app.run_until(shutdown_signal()).await?;
+            tracing::info!("payments-svc stopped");
+            Ok(())
+        }
+    }
+}
