@@ -47,7 +47,14 @@ pub enum Db {
 /// A migrated durable store of its own: a new schema on PostgreSQL (through
 /// `search_path`) or a new SQLite file. Returns the store and its URL.
 pub async fn test_database(db: Db) -> (SqlStore, String) {
-    let url = match db {
+    let url = database_url(db).await;
+    let store = SqlStore::connect(&url, 8, Duration::from_secs(5)).await.unwrap();
+    (store, url)
+}
+
+/// The URL of an empty database of its own: a new PostgreSQL schema or SQLite file.
+pub async fn database_url(db: Db) -> String {
+    match db {
         Db::Postgres => {
             sqlx::any::install_default_drivers();
             let schema = format!("test_{}", ids::hex(8));
@@ -57,10 +64,8 @@ pub async fn test_database(db: Db) -> (SqlStore, String) {
             let sep = if postgres_url().contains('?') { '&' } else { '?' };
             format!("{}{sep}options=-c%20search_path%3D{schema}", postgres_url())
         }
-        Db::Sqlite => format!("sqlite://{}?mode=rwc", temp_dir().join("vault.db").display()),
-    };
-    let store = SqlStore::connect(&url, 8, Duration::from_secs(5)).await.unwrap();
-    (store, url)
+        Db::Sqlite => format!("sqlite://{}?mode=rwc", temp_dir().join("store.db").display()),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +90,8 @@ pub struct TestVault {
     pub database_url: String,
     /// The vault's KEK set.
     pub keks: KekSet,
+    /// The merchant directory file both services load.
+    pub directory_file: PathBuf,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -189,6 +196,7 @@ impl TestVault {
             redis_prefix,
             database_url,
             keks,
+            directory_file,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -338,4 +346,106 @@ pub async fn database_values(store: &SqlStore) -> Vec<String> {
         }
     }
     values
+}
+
+pub use proto::payments::v1::omni_tokens_client::OmniTokensClient;
+pub use proto::payments::v1::payments_client::PaymentsClient;
+pub use proto::payments::v1::registrations_client::RegistrationsClient;
+
+/// Both services: the vault (Redis + PostgreSQL) and payments-svc (PostgreSQL)
+/// calling it over mTLS as `payments-svc`, with the test acquirer.
+pub struct TestPlatform {
+    pub vault: TestVault,
+    pub payments: Channel,
+    pub payments_database_url: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestPlatform {
+    pub async fn start() -> Self {
+        let vault = TestVault::start(Store::Redis).await;
+        let vault_url = format!("https://localhost:{}", vault.internal_addr.port());
+        Self::start_with(vault, vault_url).await
+    }
+
+    /// payments-svc pointed at a vault address where nothing listens.
+    pub async fn start_with_vault_down() -> Self {
+        let vault = TestVault::start(Store::Redis).await;
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self::start_with(vault, format!("https://localhost:{closed}")).await
+    }
+
+    async fn start_with(vault: TestVault, vault_url: String) -> Self {
+        use payments_svc::startup::{Application, Dependencies};
+        use payments_svc::vault::grpc::{GrpcVault, VaultEndpoint};
+        let client = vault.ca.client("payments-svc").unwrap();
+        let endpoint = VaultEndpoint {
+            url: vault_url,
+            domain: "localhost".into(),
+            ca_pem: vault.ca.ca_pem.clone().into_bytes(),
+            cert_pem: client.cert_pem.into_bytes(),
+            key_pem: client.key_pem.into_bytes(),
+        };
+        let payments_database_url = database_url(Db::Postgres).await;
+        let deps = Dependencies {
+            store: payments_svc::storage::sql::SqlStore::connect(&payments_database_url, 8, Duration::from_secs(5))
+                .await
+                .unwrap(),
+            vault: GrpcVault::connect_lazy(&endpoint).unwrap(),
+            directory: DirectoryHandle::load(&vault.directory_file).unwrap(),
+            clock: Arc::new(vault.clock.clone()),
+            acquirer_timeout: Duration::from_millis(300),
+            request_timeout: Duration::from_secs(5),
+            shutdown_drain: Duration::from_secs(2),
+        };
+        let app = Application::bind("127.0.0.1:0", deps).await.unwrap();
+        let addr = app.addr();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.run_until(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        let payments = Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+        Self { vault, payments, payments_database_url, shutdown: Some(tx), task: Some(task) }
+    }
+
+    pub fn skey(&self) -> String {
+        self.vault.merchant.test_secret.expose().to_owned()
+    }
+
+    pub fn pkey(&self) -> String {
+        self.vault.merchant.test_public.expose().to_owned()
+    }
+
+    pub fn payments(&self) -> PaymentsClient<Channel> {
+        PaymentsClient::new(self.payments.clone())
+    }
+
+    pub fn registrations(&self) -> RegistrationsClient<Channel> {
+        RegistrationsClient::new(self.payments.clone())
+    }
+
+    pub fn omni(&self) -> OmniTokensClient<Channel> {
+        OmniTokensClient::new(self.payments.clone())
+    }
+
+    /// A single-use token for `number`, made with the public key.
+    pub async fn single_use_token(&self, number: &str) -> String {
+        let request = authed(&self.pkey(), create_request(card(number, "123")));
+        self.vault.tokens().create_token(request).await.unwrap().into_inner().id
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.vault.stop().await;
+    }
 }
