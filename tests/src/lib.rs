@@ -28,8 +28,10 @@ use vault_svc::storage::sql::SqlStore;
 pub use pb::tokens_client::TokensClient;
 pub use pb::vault_client::VaultClient;
 
+/// Tests use their own Redis database (15) so they never meet local or
+/// benchmark data; `TEST_REDIS_URL` overrides it.
 pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/15".into())
 }
 
 pub fn postgres_url() -> String {
@@ -285,7 +287,24 @@ pub async fn redis_values(prefix: &str) -> Vec<String> {
     use deadpool_redis::redis;
     let client = redis::Client::open(redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await.unwrap();
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
     let mut values = Vec::new();
     for key in keys {
         let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await.unwrap();
@@ -329,10 +348,15 @@ impl TestVault {
 /// Every value in the durable store's tables, as lossy text (for PAN scans):
 /// text as is, integers in decimal, blobs as their raw bytes.
 pub async fn database_values(store: &SqlStore) -> Vec<String> {
+    table_values(store.pool(), &["card_tokens", "data_keys", "audit_events", "key_rotations"]).await
+}
+
+/// Every value of `tables`, as `database_values` renders them.
+pub async fn table_values(pool: &sqlx::AnyPool, tables: &[&str]) -> Vec<String> {
     use sqlx::Row;
     let mut values = Vec::new();
-    for table in ["card_tokens", "data_keys", "audit_events", "key_rotations"] {
-        let rows = sqlx::query(&format!("SELECT * FROM {table}")).fetch_all(store.pool()).await.unwrap();
+    for table in tables {
+        let rows = sqlx::query(&format!("SELECT * FROM {table}")).fetch_all(pool).await.unwrap();
         for row in rows {
             for i in 0..row.len() {
                 if let Ok(Some(text)) = row.try_get::<Option<String>, _>(i) {

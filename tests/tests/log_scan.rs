@@ -53,6 +53,84 @@ async fn nothing_leaks_with_the_embedded_stores_and_sqlite() {
     scan(Store::Memory).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_leaks_through_payments() {
+    use proto::payments::v1::{self as ppb, PaymentType};
+    let capture = Capture::default();
+    tracing_subscriber::fmt()
+        .with_writer(capture.clone())
+        .with_env_filter(tracing_subscriber::EnvFilter::new("trace,rustls=debug"))
+        .with_ansi(false)
+        .init();
+    let p = e2e::TestPlatform::start().await;
+    let skey = p.skey();
+    let mut errors = Vec::new();
+    let raw = |number: &str| {
+        ppb::create_payment_request::Source::Card(ppb::Card {
+            number: number.into(),
+            expiration_month: 12,
+            expiration_year: 2035,
+            name: "Jane Doe".into(),
+            security_code: "123".into(),
+        })
+    };
+    let pay = |kind: PaymentType, amount: i64, source| ppb::CreatePaymentRequest {
+        payment_type: kind as i32,
+        amount,
+        currency: "EUR".into(),
+        source: Some(source),
+        ..Default::default()
+    };
+    for number in ["4242424242424242", "5555555555554444", "4000000000000002", "4111111111140011"] {
+        let created = ppb::CreatePaymentRequest {
+            create_registration: true,
+            customer_id: "cus_s".into(),
+            ..pay(PaymentType::Db, 1000, raw(number))
+        };
+        p.payments().create_payment(authed(&skey, created)).await.unwrap();
+        let omni = ppb::CreatePaymentRequest { create_omni_token: true, ..pay(PaymentType::Pa, 1099, raw(number)) };
+        p.payments().create_payment(authed(&skey, omni)).await.unwrap();
+        let t = p.single_use_token(number).await;
+        p.payments()
+            .create_payment(authed(&skey, pay(PaymentType::Db, 500, ppb::create_payment_request::Source::Token(t))))
+            .await
+            .unwrap();
+    }
+    // Card numbers where they do not belong.
+    let mut misplaced = pay(PaymentType::Db, 100, raw("4242424242424242"));
+    misplaced.description = "card 4111 1111 1111 1111".into();
+    errors.push(p.payments().create_payment(authed(&skey, misplaced)).await.unwrap_err().message().to_owned());
+    let mut misplaced = pay(PaymentType::Db, 100, raw("4242424242424242"));
+    misplaced.customer_id = "5555555555554444".into();
+    errors.push(p.payments().create_payment(authed(&skey, misplaced)).await.unwrap_err().message().to_owned());
+    let bad = pay(PaymentType::Db, 100, ppb::create_payment_request::Source::RegistrationId("4242424242424242".into()));
+    errors.push(p.payments().create_payment(authed(&skey, bad)).await.unwrap_err().message().to_owned());
+    let bad = pay(PaymentType::Db, 100, raw("4242424242424241"));
+    errors.push(p.payments().create_payment(authed(&skey, bad)).await.unwrap_err().message().to_owned());
+    let get = ppb::GetPaymentRequest { id: "4242424242424242".into() };
+    errors.push(p.payments().get_payment(authed(&skey, get)).await.unwrap_err().message().to_owned());
+
+    let payments_store =
+        payments_svc::storage::sql::SqlStore::connect(&p.payments_database_url, 2, std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+    let mut stored = e2e::table_values(payments_store.pool(), &["payments", "transactions", "idempotency_keys"]).await;
+    assert!(stored.iter().any(|v| v == "cus_s"), "the scan must see the payments");
+    stored.extend(e2e::database_values(&p.vault.sql().await).await);
+    stored.extend(e2e::redis_values(p.vault.redis_prefix.as_deref().unwrap()).await);
+    let skey_text = skey.clone();
+    p.stop().await;
+    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    assert!(logs.contains("payment"), "the capture must hold the services' logs");
+    for (what, text) in
+        [("logs", logs.as_str()), ("error messages", &errors.join("\n")), ("stores", &stored.join("\n"))]
+    {
+        let pans: Vec<String> = find_pans(text).map(|p| format!("{}…{}", &p[..6], &p[p.len() - 4..])).collect();
+        assert!(pans.is_empty(), "card numbers in {what}: {pans:?}");
+        assert!(!text.contains(&skey_text), "the secret key appears in {what}");
+    }
+}
+
 async fn scan(store: Store) {
     let capture = Capture::default();
     // Everything at TRACE except rustls, whose TRACE events dump handshake bytes

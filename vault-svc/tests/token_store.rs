@@ -1,5 +1,6 @@
 //! The `TokenStore` conformance suite: every case runs against the in-process
-//! store and against a real Redis (`REDIS_URL`, default 127.0.0.1:6379) with a
+//! store and against a real Redis (`TEST_REDIS_URL`, default database 15 of
+//! 127.0.0.1:6379, so tests never meet local or benchmark data) with a
 //! random key prefix per test, so both backends are held to one semantics.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::sync::Arc;
@@ -18,7 +19,7 @@ const RETAIN: Millis = 7 * 24 * 3600 * 1000;
 const REPLAY: Millis = 2 * 60 * 1000;
 
 fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/15".into())
 }
 
 /// A Redis store under a fresh key prefix; the keys are removed when dropped.
