@@ -8,6 +8,7 @@ pub mod config;
 pub mod grpc;
 pub mod ids;
 pub mod lifecycle;
+pub mod metrics;
 pub mod money;
 pub mod result_code;
 pub mod telemetry;

@@ -10,6 +10,8 @@ use common::telemetry::TelemetryConfig;
 #[serde(default)]
 pub struct PaymentsConfig {
     pub addr: String,
+    /// Prometheus `/metrics`; empty disables it.
+    pub metrics_addr: String,
     pub data_dir: PathBuf,
     pub database: DatabaseConfig,
     pub vault: VaultConfig,
@@ -26,6 +28,7 @@ impl Default for PaymentsConfig {
     fn default() -> Self {
         Self {
             addr: "127.0.0.1:50052".into(),
+            metrics_addr: "127.0.0.1:9465".into(),
             data_dir: ".payvault".into(),
             database: DatabaseConfig::default(),
             vault: VaultConfig::default(),

@@ -41,6 +41,9 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             let _telemetry = common::telemetry::init("payments-svc", &cfg.telemetry);
             let embedded = cfg.database.url.is_none();
             tracing::info!(addr = %cfg.addr, vault = %cfg.vault.url, embedded_database = embedded, "payments-svc starting");
+            if !cfg.metrics_addr.is_empty() {
+                common::metrics::install(cfg.metrics_addr.parse().map_err(|_| "metrics_addr is not an address")?)?;
+            }
             let deps = Dependencies::from_config(&cfg).await?;
             let app = Application::bind(&cfg.addr, deps).await?;
             app.run_until(shutdown_signal()).await?;

@@ -126,6 +126,7 @@ impl Application {
         };
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let server = Server::builder()
+            .layer(common::metrics::GrpcMetricsLayer)
             .add_service(health_service)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)

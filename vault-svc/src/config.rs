@@ -15,6 +15,8 @@ pub struct VaultConfig {
     pub public_tls: bool,
     /// Internal `Vault` service (mTLS only).
     pub internal_addr: String,
+    /// Prometheus `/metrics`; empty disables it.
+    pub metrics_addr: String,
     /// Where the embedded run keeps its KEK, certificates and merchant directory.
     pub data_dir: PathBuf,
     pub redis: RedisConfig,
@@ -36,6 +38,7 @@ impl Default for VaultConfig {
             public_addr: "127.0.0.1:50051".into(),
             public_tls: false,
             internal_addr: "127.0.0.1:50061".into(),
+            metrics_addr: "127.0.0.1:9464".into(),
             data_dir: ".payvault".into(),
             redis: RedisConfig::default(),
             database: DatabaseConfig::default(),

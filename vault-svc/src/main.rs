@@ -200,6 +200,9 @@ async fn serve(cfg: VaultConfig) -> Result<(), BoxError> {
              (lost on restart, not shared between replicas); set REDIS_URL for production"
         ),
     }
+    if !cfg.metrics_addr.is_empty() {
+        common::metrics::install(cfg.metrics_addr.parse().map_err(|_| "metrics_addr is not an address")?)?;
+    }
     let deps = Dependencies::from_config(&cfg).await?;
     let app = Application::bind(&cfg.public_addr, &cfg.internal_addr, deps).await?;
     app.run_until(shutdown_signal()).await?;

@@ -137,6 +137,7 @@ impl Application {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         let public_router = Server::builder()
+            .layer(common::metrics::GrpcMetricsLayer)
             .add_service(health_service.clone())
             .add_service(TokensServer::new(TokensService::new(tokens.clone(), deps.directory, deps.request_timeout)));
         let public_router = with_reflection(public_router, "payvault.vault.v1.Tokens")?;
@@ -150,6 +151,7 @@ impl Application {
             }
         };
         let internal_router = Server::builder()
+            .layer(common::metrics::GrpcMetricsLayer)
             .add_service(health_service)
             .add_service(VaultServer::new(VaultService::new(durable, allowed, deps.request_timeout)));
         let internal_server = with_reflection(internal_router, "payvault.vault.v1.Vault")?
@@ -188,7 +190,7 @@ async fn sweep_every(cards: Arc<SqlStore>, clock: SharedClock, every: Duration, 
 /// Server reflection advertising `service` and health: v1 for current grpcurl
 /// and tools, v1alpha for older grpcurl (≤ 1.8). The google.rpc types are
 /// registered so grpcurl can print the `ErrorInfo` of a failed call.
-fn with_reflection(router: Router, service: &str) -> Result<Router, BoxError> {
+fn with_reflection<L>(router: Router<L>, service: &str) -> Result<Router<L>, BoxError> {
     let builder = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
