@@ -5,6 +5,7 @@ pub mod auth;
 pub mod card;
 pub mod clock;
 pub mod config;
+pub mod database;
 pub mod grpc;
 pub mod ids;
 pub mod lifecycle;

@@ -13,7 +13,7 @@ pub struct PaymentsConfig {
     /// Prometheus `/metrics`; empty disables it.
     pub metrics_addr: String,
     pub data_dir: PathBuf,
-    pub database: DatabaseConfig,
+    pub database: common::database::DatabaseConfig,
     pub vault: VaultConfig,
     pub merchants: MerchantsConfig,
     /// How long the acquirer may take before a payment is recorded as timed out.
@@ -30,7 +30,7 @@ impl Default for PaymentsConfig {
             addr: "127.0.0.1:50052".into(),
             metrics_addr: "127.0.0.1:9465".into(),
             data_dir: ".payvault".into(),
-            database: DatabaseConfig::default(),
+            database: common::database::DatabaseConfig::default(),
             vault: VaultConfig::default(),
             merchants: MerchantsConfig::default(),
             acquirer_timeout_ms: 2_000,
@@ -38,21 +38,6 @@ impl Default for PaymentsConfig {
             shutdown_drain_secs: 20,
             telemetry: TelemetryConfig::default(),
         }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct DatabaseConfig {
-    /// `postgres://…` or `sqlite://…`; unset: `sqlite://<data_dir>/payments.db`.
-    pub url: Option<String>,
-    pub max_connections: u32,
-    pub connect_timeout_ms: u64,
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        Self { url: None, max_connections: 16, connect_timeout_ms: 2_000 }
     }
 }
 
@@ -94,10 +79,7 @@ impl PaymentsConfig {
     }
 
     pub fn database_url(&self) -> String {
-        self.database
-            .url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("payments.db").display()))
+        self.database.url_or_file(&self.data_dir, "payments.db")
     }
 
     pub fn merchants_file(&self) -> PathBuf {

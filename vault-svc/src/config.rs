@@ -20,7 +20,7 @@ pub struct VaultConfig {
     /// Where the embedded run keeps its KEK, certificates and merchant directory.
     pub data_dir: PathBuf,
     pub redis: RedisConfig,
-    pub database: DatabaseConfig,
+    pub database: common::database::DatabaseConfig,
     pub keys: KeysConfig,
     pub retention: RetentionConfig,
     pub merchants: MerchantsConfig,
@@ -41,7 +41,7 @@ impl Default for VaultConfig {
             metrics_addr: "127.0.0.1:9464".into(),
             data_dir: ".payvault".into(),
             redis: RedisConfig::default(),
-            database: DatabaseConfig::default(),
+            database: common::database::DatabaseConfig::default(),
             keys: KeysConfig::default(),
             retention: RetentionConfig::default(),
             merchants: MerchantsConfig::default(),
@@ -66,21 +66,6 @@ pub struct RedisConfig {
 impl Default for RedisConfig {
     fn default() -> Self {
         Self { url: None, key_prefix: "payvault:".into(), pool_size: 16, connect_timeout_ms: 1_000 }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct DatabaseConfig {
-    /// `postgres://…` or `sqlite://…`; unset: `sqlite://<data_dir>/vault.db`.
-    pub url: Option<String>,
-    pub max_connections: u32,
-    pub connect_timeout_ms: u64,
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        Self { url: None, max_connections: 16, connect_timeout_ms: 2_000 }
     }
 }
 
@@ -155,10 +140,7 @@ impl VaultConfig {
     }
 
     pub fn database_url(&self) -> String {
-        self.database
-            .url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("vault.db").display()))
+        self.database.url_or_file(&self.data_dir, "vault.db")
     }
 
     pub async fn connect_database(&self) -> Result<crate::storage::sql::SqlStore, crate::storage::StoreError> {

@@ -2,8 +2,8 @@
 //! set of `$n` statements), migrations embedded and applied at start-up.
 use std::time::Duration;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
 
 use common::clock::Millis;
 
@@ -138,22 +138,12 @@ fn ledger_insert(e: &LedgerEntry) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any
 
 impl SqlStore {
     pub async fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<Self, StoreError> {
-        sqlx::any::install_default_drivers();
-        let sqlite = !url.starts_with("postgres");
-        let options: AnyConnectOptions = url.parse().map_err(unavailable)?;
-        let mut pool = AnyPoolOptions::new().max_connections(max_connections).acquire_timeout(acquire_timeout);
-        if sqlite {
-            pool = pool.after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
-                        .await
-                        .map(|_| ())
-                })
-            });
-        }
-        let pool = pool.connect_with(options).await.map_err(unavailable)?;
-        let migrator =
-            if sqlite { sqlx::migrate!("./migrations/sqlite") } else { sqlx::migrate!("./migrations/postgres") };
+        let (pool, dialect) =
+            common::database::connect(url, max_connections, acquire_timeout).await.map_err(unavailable)?;
+        let migrator = match dialect {
+            common::database::Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            common::database::Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
         migrator.run(&pool).await.map_err(unavailable)?;
         Ok(Self { pool })
     }

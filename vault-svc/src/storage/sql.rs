@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
 
 use common::clock::Millis;
 
@@ -19,11 +19,7 @@ use super::card_store::{
 };
 use crate::domain::token_id::TokenKind;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Postgres,
-    Sqlite,
-}
+pub use common::database::Dialect;
 
 #[derive(Debug, Clone)]
 pub struct SqlStore {
@@ -103,22 +99,8 @@ fn audit_insert(a: &AuditEntry) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::
 impl SqlStore {
     /// Connects (creating a SQLite file if needed) and applies the migrations.
     pub async fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<Self, StoreError> {
-        sqlx::any::install_default_drivers();
-        let dialect = if url.starts_with("postgres") { Dialect::Postgres } else { Dialect::Sqlite };
-        let options: AnyConnectOptions = url.parse().map_err(unavailable)?;
-        let mut pool = AnyPoolOptions::new().max_connections(max_connections).acquire_timeout(acquire_timeout);
-        if dialect == Dialect::Sqlite {
-            // WAL lets readers run beside the one writer; FULL keeps every
-            // acknowledged commit durable; writers wait instead of failing.
-            pool = pool.after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
-                        .await
-                        .map(|_| ())
-                })
-            });
-        }
-        let pool = pool.connect_with(options).await.map_err(unavailable)?;
+        let (pool, dialect) =
+            common::database::connect(url, max_connections, acquire_timeout).await.map_err(unavailable)?;
         let store = Self { pool, dialect };
         store.migrate().await?;
         Ok(store)
