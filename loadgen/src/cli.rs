@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::channels::{self, TlsFiles};
-use crate::cpu::CpuProbe;
+use crate::cpu::{CpuProbe, Process};
 use crate::driver::{self, Op, Plan};
 use crate::ops::echo::Echo;
 use crate::ops::redis::{Checkout, RedisGetDel, RedisSet};
@@ -82,7 +82,7 @@ impl OpKind {
     /// could reach here, used to size the supply when `--prefill` is not given.
     fn supply_rate_cap(self) -> f64 {
         match self {
-            Self::RedisGetdel => 120_000.0,
+            Self::RedisGetdel => 150_000.0,
             _ => 25_000.0,
         }
     }
@@ -157,9 +157,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub prefill: Option<usize>,
 
-    /// Processes whose CPU time (utime + stime) is charged to the operation.
-    #[arg(long = "server-pid")]
-    pub server_pids: Vec<u32>,
+    /// A process whose CPU time (utime + stime) is charged to the operation:
+    /// `NAME=PID` or `PID`; repeat for several (e.g. the vault and Redis).
+    #[arg(long = "server-pid", value_name = "[NAME=]PID")]
+    pub server_pids: Vec<Process>,
 }
 
 /// Parses `10s`, `500ms`, `2m` or a bare number of seconds.
@@ -330,12 +331,13 @@ mod tests {
             "--server-pid",
             "1",
             "--server-pid",
-            "2",
+            "redis=2",
         ]);
         match cli.map(|c| c.command) {
             Ok(Command::Run(r)) => {
                 assert_eq!(r.op, OpKind::RedisGetdel);
-                assert_eq!(r.server_pids, vec![1, 2]);
+                let pids: Vec<_> = r.server_pids.iter().map(|p| (p.name.as_str(), p.pid)).collect();
+                assert_eq!(pids, vec![("1", 1), ("redis", 2)]);
                 assert_eq!(r.concurrency, 64);
             }
             other => panic!("unexpected parse: {other:?}"),

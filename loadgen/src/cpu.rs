@@ -27,47 +27,98 @@ fn parse_stat_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Busy ticks of the whole machine from `/proc/stat`'s `cpu` line: everything
+/// but idle and iowait (guest time is already inside user).
+fn parse_machine_busy(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line.split_whitespace().skip(1).map(str::parse).collect::<Result<_, _>>().ok()?;
+    let (user, nice, system, irq, softirq) = (f.first()?, f.get(1)?, f.get(2)?, f.get(5)?, f.get(6)?);
+    Some(user + nice + system + irq + softirq + f.get(7).unwrap_or(&0))
+}
+
 fn ticks(stat_path: &Path) -> Option<u64> {
     parse_stat_ticks(&std::fs::read_to_string(stat_path).ok()?)
 }
 
+/// A process whose CPU is charged to the operation: `NAME=PID` or a bare `PID`
+/// on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    pub name: String,
+    pub pid: u32,
+}
+
+impl std::str::FromStr for Process {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, pid) = s.rsplit_once('=').unwrap_or(("", s));
+        let pid: u32 = pid.trim().parse().map_err(|_| format!("{s:?} is not a pid or NAME=PID"))?;
+        let name = if name.is_empty() { pid.to_string() } else { name.to_owned() };
+        Ok(Self { name, pid })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CpuProbe {
-    pids: Vec<u32>,
+    processes: Vec<Process>,
     ticks_per_s: f64,
 }
 
-/// CPU seconds at one instant: of the probed processes together, and of this one.
-#[derive(Debug, Clone, Copy)]
+/// CPU seconds at one instant of each probed process, of this one and of the
+/// whole machine.
+#[derive(Debug, Clone)]
 pub struct Snapshot {
-    server: Option<f64>,
+    servers: Vec<Option<f64>>,
     client: Option<f64>,
+    machine: Option<f64>,
+}
+
+/// CPU seconds a process used between two snapshots.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessCpu {
+    pub name: String,
+    pub pid: u32,
+    pub seconds: f64,
 }
 
 impl CpuProbe {
-    pub fn new(pids: &[u32]) -> Self {
-        Self { pids: pids.to_vec(), ticks_per_s: ticks_per_second() }
+    pub fn new(processes: &[Process]) -> Self {
+        Self { processes: processes.to_vec(), ticks_per_s: ticks_per_second() }
     }
 
     pub fn sample(&self) -> Snapshot {
-        let server = if self.pids.is_empty() {
-            None
-        } else {
-            self.pids.iter().map(|pid| ticks(Path::new(&format!("/proc/{pid}/stat")))).sum::<Option<u64>>()
-        };
-        let client = ticks(Path::new("/proc/self/stat"));
         let secs = |t: u64| t as f64 / self.ticks_per_s;
-        Snapshot { server: server.map(secs), client: client.map(secs) }
+        let stat = |pid: &dyn std::fmt::Display| ticks(Path::new(&format!("/proc/{pid}/stat"))).map(secs);
+        Snapshot {
+            servers: self.processes.iter().map(|p| stat(&p.pid)).collect(),
+            client: stat(&"self"),
+            machine: std::fs::read_to_string("/proc/stat").ok().as_deref().and_then(parse_machine_busy).map(secs),
+        }
+    }
+
+    /// Each probed process's CPU between `before` and `after`; `None` without
+    /// processes or if one could not be read (gone, or no `/proc`).
+    pub fn servers_between(&self, before: &Snapshot, after: &Snapshot) -> Option<Vec<ProcessCpu>> {
+        if self.processes.is_empty() {
+            return None;
+        }
+        self.processes
+            .iter()
+            .zip(before.servers.iter().zip(&after.servers))
+            .map(|(p, (b, a))| Some(ProcessCpu { name: p.name.clone(), pid: p.pid, seconds: (*a)? - (*b)? }))
+            .collect()
     }
 }
 
 impl Snapshot {
-    pub fn server_since(&self, before: &Snapshot) -> Option<f64> {
-        Some(self.server? - before.server?)
-    }
-
     pub fn client_since(&self, before: &Snapshot) -> Option<f64> {
         Some(self.client? - before.client?)
+    }
+
+    /// Busy CPU seconds of the whole machine, every process included.
+    pub fn machine_since(&self, before: &Snapshot) -> Option<f64> {
+        Some(self.machine? - before.machine?)
     }
 }
 
@@ -84,12 +135,35 @@ mod tests {
     }
 
     #[test]
+    fn machine_busy_time_leaves_out_idle_and_iowait() {
+        let stat = "cpu  100 5 50 9000 70 3 2 1 0 0\ncpu0 50 2 25 4500 35 1 1 0 0 0\n";
+        assert_eq!(parse_machine_busy(stat), Some(161));
+        assert_eq!(parse_machine_busy("intr 1 2 3"), None);
+    }
+
+    #[test]
+    fn processes_parse_with_or_without_a_name() {
+        let p: Result<Process, _> = "vault-svc=42".parse();
+        assert_eq!(p, Ok(Process { name: "vault-svc".into(), pid: 42 }));
+        let p: Result<Process, _> = "42".parse();
+        assert_eq!(p, Ok(Process { name: "42".into(), pid: 42 }));
+        assert!("vault".parse::<Process>().is_err());
+    }
+
+    #[test]
     fn this_process_can_be_sampled() {
-        let probe = CpuProbe::new(&[std::process::id()]);
+        let me = Process { name: "me".into(), pid: std::process::id() };
+        let probe = CpuProbe::new(std::slice::from_ref(&me));
         let a = probe.sample();
         let b = probe.sample();
-        assert!(b.server_since(&a).is_some_and(|d| d >= 0.0));
+        let used = probe.servers_between(&a, &b).unwrap_or_default();
+        assert_eq!(used.len(), 1);
+        assert!(used.iter().all(|p| p.name == "me" && p.seconds >= 0.0));
         assert!(b.client_since(&a).is_some());
-        assert_eq!(CpuProbe::new(&[]).sample().server_since(&a), None);
+        assert!(b.machine_since(&a).is_some_and(|s| s >= 0.0));
+        let gone = CpuProbe::new(&[Process { name: "gone".into(), pid: u32::MAX }]);
+        assert_eq!(gone.servers_between(&gone.sample(), &gone.sample()), None);
+        let none = CpuProbe::new(&[]);
+        assert_eq!(none.servers_between(&none.sample(), &none.sample()), None);
     }
 }

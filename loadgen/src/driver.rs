@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
 use crate::Error;
-use crate::cpu::CpuProbe;
+use crate::cpu::{CpuProbe, ProcessCpu};
 
 /// Latencies are recorded in microseconds, up to a minute, 3 significant digits.
 const LOWEST_US: u64 = 1;
@@ -57,11 +57,13 @@ pub struct Outcome {
     /// The measured window: `duration`, or less if the supply ran out.
     pub window: Duration,
     pub exhausted: bool,
-    /// CPU seconds of the `--server-pid` processes from the start of the window
-    /// until the last request finished; `None` without pids or `/proc`.
-    pub server_cpu_s: Option<f64>,
+    /// CPU seconds of each `--server-pid` process from the start of the window
+    /// until the last request finished; `None` if one could not be read.
+    pub server_cpu: Option<Vec<ProcessCpu>>,
     /// The same for this process.
     pub client_cpu_s: Option<f64>,
+    /// Busy CPU seconds of the whole machine over the same span.
+    pub machine_cpu_s: Option<f64>,
 }
 
 struct Shared {
@@ -145,8 +147,9 @@ pub async fn drive<O: Op>(op: &O, plan: &Plan, probe: &CpuProbe) -> Result<Outco
         error_samples,
         window,
         exhausted,
-        server_cpu_s: after.server_since(&before),
+        server_cpu: probe.servers_between(&before, &after),
         client_cpu_s: after.client_since(&before),
+        machine_cpu_s: after.machine_since(&before),
     })
 }
 

@@ -5,6 +5,14 @@ use serde::Serialize;
 use crate::driver::{Outcome, Plan};
 use crate::sizes::Sizes;
 
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessReport {
+    pub name: String,
+    pub pid: u32,
+    pub cpu_s: f64,
+    pub cpu_us_per_op: Option<f64>,
+}
+
 /// Pre-made single-use items (tokens or keys): how many were made and used.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Supply {
@@ -36,9 +44,18 @@ pub struct Report {
     pub response_bytes: usize,
     /// The encoded size of a real response, for vault ops: checks `response_bytes`.
     pub response_bytes_observed: Option<usize>,
+    /// CPU of all `--server-pid` processes together over the window.
     pub server_cpu_s: Option<f64>,
     pub server_cpu_s_per_op: Option<f64>,
+    /// The same, per process.
+    pub server_cpu_by_process: Vec<ProcessReport>,
     pub client_cpu_s: Option<f64>,
+    /// Busy CPU of the whole machine over the window.
+    pub machine_cpu_s: Option<f64>,
+    /// Machine CPU used by neither this load generator nor the server
+    /// processes, in cores over the window: other work that disturbed the run
+    /// (only meaningful when every server process was given).
+    pub other_cores: Option<f64>,
     /// The supply ran out and the window was cut short.
     pub exhausted: bool,
     pub supply: Option<Supply>,
@@ -62,6 +79,8 @@ impl Report {
         let requests = h.len();
         let window = outcome.window.as_secs_f64();
         let ops = requests + outcome.errors;
+        let per_op = |seconds: f64| (ops > 0).then(|| seconds / ops as f64);
+        let server_cpu = outcome.server_cpu.as_ref().map(|ps| ps.iter().map(|p| p.seconds).sum::<f64>());
         Self {
             op: "",
             mode: if plan.rate.is_some() { "open" } else { "closed" },
@@ -80,9 +99,27 @@ impl Report {
             request_bytes: sizes.request,
             response_bytes: sizes.response,
             response_bytes_observed: None,
-            server_cpu_s: outcome.server_cpu_s.map(|c| round(c, 2)),
-            server_cpu_s_per_op: outcome.server_cpu_s.filter(|_| ops > 0).map(|c| c / ops as f64),
+            server_cpu_s: server_cpu.map(|c| round(c, 2)),
+            server_cpu_s_per_op: server_cpu.and_then(per_op),
+            server_cpu_by_process: outcome
+                .server_cpu
+                .iter()
+                .flatten()
+                .map(|p| ProcessReport {
+                    name: p.name.clone(),
+                    pid: p.pid,
+                    cpu_s: round(p.seconds, 2),
+                    cpu_us_per_op: per_op(p.seconds).map(|s| round(s * 1e6, 1)),
+                })
+                .collect(),
             client_cpu_s: outcome.client_cpu_s.map(|c| round(c, 2)),
+            machine_cpu_s: outcome.machine_cpu_s.map(|c| round(c, 2)),
+            other_cores: match (outcome.machine_cpu_s, outcome.client_cpu_s) {
+                (Some(m), Some(c)) => {
+                    Some(round(((m - c - server_cpu.unwrap_or(0.0)) / window.max(f64::MIN_POSITIVE)).max(0.0), 2))
+                }
+                _ => None,
+            },
             exhausted: outcome.exhausted,
             supply: None,
             redis_checkout: None,

@@ -22,6 +22,27 @@ impl Row {
         self.num("throughput_per_s")
     }
 
+    /// Total server CPU per op in µs, split by process when there are several:
+    /// `120.0 (vault-svc 80.0 + redis 40.0)`.
+    fn cpu_cell(&self) -> String {
+        let Some(total) = self.num("server_cpu_s_per_op") else {
+            return "–".into();
+        };
+        let parts: Vec<String> = self
+            .line
+            .get("server_cpu_by_process")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some(format!("{} {:.1}", p.get("name")?.as_str()?, p.get("cpu_us_per_op")?.as_f64()?)))
+            .collect();
+        if parts.len() > 1 {
+            format!("{:.1} ({})", total * 1e6, parts.join(" + "))
+        } else {
+            format!("{:.1}", total * 1e6)
+        }
+    }
+
     fn cell(&self, field: &str, digits: usize) -> String {
         self.num(field).map_or_else(|| "–".into(), |v| format!("{v:.digits$}"))
     }
@@ -56,11 +77,11 @@ pub fn render(jsonl: &str) -> String {
         .collect();
     let find = |op: &str| rows.iter().find(|r| r.op == op);
     let mut out = String::from(
-        "| op | throughput/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/op | errors | baseline | ratio |\n\
-         |---|---:|---:|---:|---:|---:|---:|---|---:|\n",
+        "| op | throughput/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/op | errors | other load (cores) | baseline | ratio |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---|---:|\n",
     );
     for r in &rows {
-        let cpu = r.num("server_cpu_s_per_op").map_or_else(|| "–".into(), |c| format!("{:.1}", c * 1e6));
+        let cpu = r.cpu_cell();
         let errors = r.line.get("errors").and_then(Value::as_u64).unwrap_or(0);
         let exhausted = r.line.get("exhausted").and_then(Value::as_bool) == Some(true);
         let mut baselines = Vec::new();
@@ -77,7 +98,7 @@ pub fn render(jsonl: &str) -> String {
         }
         let or_dash = |v: Vec<String>| if v.is_empty() { "–".into() } else { v.join(" / ") };
         out.push_str(&format!(
-            "| {}{}{} | {} | {} | {} | {} | {cpu} | {errors} | {} | {} |\n",
+            "| {}{}{} | {} | {} | {} | {} | {cpu} | {errors} | {} | {} | {} |\n",
             r.op,
             if r.runs > 1 { format!(" (median of {})", r.runs) } else { String::new() },
             if exhausted { " (supply ran out)" } else { "" },
@@ -85,6 +106,7 @@ pub fn render(jsonl: &str) -> String {
             r.cell("p50_ms", 2),
             r.cell("p99_ms", 2),
             r.cell("p999_ms", 2),
+            r.cell("other_cores", 2),
             or_dash(baselines),
             or_dash(ratios),
         ));
@@ -103,9 +125,15 @@ not json
 {"op":"create-token","throughput_per_s":30000.0,"p50_ms":1.5,"p99_ms":3.0,"p999_ms":4.0,"errors":2}
 {"op":"redis-set","throughput_per_s":60000.0,"p50_ms":0.5,"p99_ms":1.0,"p999_ms":2.0,"errors":0}"#;
         let t = render(lines);
-        assert!(t.contains("| echo | 40000 | 1.00 | 2.00 | 3.00 | 20.0 | 0 | – | – |"), "{t}");
+        assert!(t.contains("| echo | 40000 | 1.00 | 2.00 | 3.00 | 20.0 | 0 | – | – | – |"), "{t}");
         assert!(t.contains("| echo / redis-set | 0.75× / 0.50× |"), "{t}");
         assert_eq!(t.lines().count(), 5);
+    }
+
+    #[test]
+    fn server_cpu_is_split_by_process() {
+        let line = r#"{"op":"detokenize","throughput_per_s":1.0,"server_cpu_s_per_op":0.00012,"server_cpu_by_process":[{"name":"vault-svc","cpu_us_per_op":80.0},{"name":"redis","cpu_us_per_op":40.0}]}"#;
+        assert!(render(line).contains("| 120.0 (vault-svc 80.0 + redis 40.0) |"), "{}", render(line));
     }
 
     #[test]
