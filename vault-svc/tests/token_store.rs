@@ -154,3 +154,45 @@ async fn redis_outage_is_unavailable_not_a_hang() {
     assert!(store.ping().await.is_err());
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// A TCP proxy in front of Redis whose connections the test can cut.
+async fn cuttable_proxy(target: String) -> (String, tokio::sync::watch::Sender<u32>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}/15", listener.local_addr().unwrap());
+    let (cut, cuts) = tokio::sync::watch::channel(0u32);
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let mut cuts = cuts.clone();
+            cuts.borrow_and_update();
+            let target = target.clone();
+            tokio::spawn(async move {
+                let Ok(mut server) = tokio::net::TcpStream::connect(target).await else { return };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    _ = cuts.changed() => {}
+                }
+            });
+        }
+    });
+    (url, cut)
+}
+
+#[tokio::test]
+async fn a_dropped_connection_fails_one_call_and_the_next_reconnects() {
+    let (url, cut) = cuttable_proxy("127.0.0.1:6379".into()).await;
+    let settings = RedisSettings {
+        url,
+        key_prefix: format!("test:{}:", ids::hex(8)),
+        pool_size: 1,
+        connect_timeout: Duration::from_secs(2),
+    };
+    let store = RedisTokenStore::new(&settings).unwrap();
+    assert!(store.create(&token("t1", "m1")).await.unwrap());
+    cut.send_modify(|n| *n += 1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The broken connection may fail the first call after the cut, never more.
+    let _ = store.get("t1", "m1", T0 + 1).await;
+    let got = store.get("t1", "m1", T0 + 1).await.unwrap();
+    assert!(got.is_some(), "a new connection serves the next call");
+    assert!(store.create(&token("t2", "m1")).await.unwrap());
+}

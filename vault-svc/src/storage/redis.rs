@@ -5,11 +5,20 @@
 //!                       d = sealed metadata, u / ua = consumer and time once used;
 //!                       TTL = retention (7 days)
 //!   `<prefix>su:{id}:c` sealed card; TTL = usable window, then the replay window
+//! Connections: deadpool-redis opens them (with its timeouts), then the store
+//! keeps them — multiplexed, so many calls share one — in a ring of slots and
+//! hands out clones. A checkout from the pool per call would cost a second
+//! round trip (deadpool's recycle check sends UNWATCH and PING each time); a
+//! slot is emptied only when its connection fails, and refilled on next use.
 //! Instants are stored as `seconds.millis` (e.g. `1796003123.456`), never as a
 //! 13-digit millisecond count that a card-number scan of the store would flag.
-use deadpool_redis::redis::{self, Script, Value};
-use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use deadpool_redis::redis::aio::MultiplexedConnection;
+use deadpool_redis::redis::{self, RedisError, Script, Value};
+use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
 
 use common::clock::Millis;
 
@@ -59,6 +68,8 @@ pub struct RedisSettings {
 
 pub struct RedisTokenStore {
     pool: Pool,
+    slots: Vec<Mutex<Option<MultiplexedConnection>>>,
+    next: AtomicUsize,
     prefix: String,
     create: Script,
     consume: Script,
@@ -87,6 +98,8 @@ impl RedisTokenStore {
         let pool = cfg.create_pool(Some(Runtime::Tokio1)).map_err(unavailable)?;
         Ok(Self {
             pool,
+            slots: (0..settings.pool_size.max(1)).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
             prefix: settings.key_prefix.clone(),
             create: Script::new(CREATE),
             consume: Script::new(CONSUME),
@@ -99,8 +112,23 @@ impl RedisTokenStore {
         (hash, card)
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection, StoreError> {
-        self.pool.get().await.map_err(unavailable)
+    /// A connection from the next slot, opened through the pool if the slot is empty.
+    async fn conn(&self) -> Result<(usize, MultiplexedConnection), StoreError> {
+        let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        if let Some(conn) = self.slots[slot].lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Ok((slot, conn));
+        }
+        let conn = deadpool_redis::Connection::take(self.pool.get().await.map_err(unavailable)?);
+        *self.slots[slot].lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+        Ok((slot, conn))
+    }
+
+    /// Maps a command error; a broken connection leaves its slot for a new one.
+    fn failed(&self, slot: usize, e: RedisError) -> StoreError {
+        if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+            *self.slots[slot].lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        unavailable(e)
     }
 }
 
@@ -124,6 +152,7 @@ fn bytes(v: Option<&Value>) -> Vec<u8> {
 impl TokenStore for RedisTokenStore {
     async fn create(&self, t: &NewSingleUse) -> Result<bool, StoreError> {
         let (hash, card) = self.keys(&t.id);
+        let (slot, mut conn) = self.conn().await?;
         let created: i64 = self
             .create
             .key(hash)
@@ -135,21 +164,22 @@ impl TokenStore for RedisTokenStore {
             .arg((t.expires_at - t.created_at).max(1))
             .arg((t.retain_until - t.created_at).max(1))
             .arg(instant(t.retain_until))
-            .invoke_async(&mut self.conn().await?)
+            .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.failed(slot, e))?;
         Ok(created == 1)
     }
 
     async fn get(&self, id: &str, merchant_id: &str, now: Millis) -> Result<Option<SingleUseRecord>, StoreError> {
         type Fields = (Option<String>, Option<String>, Option<String>, Option<Vec<u8>>, Option<String>);
         let (hash, _) = self.keys(id);
+        let (slot, mut conn) = self.conn().await?;
         let (m, x, r, d, u): Fields = redis::cmd("HMGET")
             .arg(hash)
             .arg(&["m", "x", "r", "d", "u"])
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.failed(slot, e))?;
         let (x, r) = (x.as_deref().and_then(parse_instant), r.as_deref().and_then(parse_instant));
         Ok(match (m, x, r, d) {
             (Some(m), Some(expires_at), Some(retain_until), Some(meta)) if m == merchant_id && now < retain_until => {
@@ -168,6 +198,7 @@ impl TokenStore for RedisTokenStore {
         replay_ms: Millis,
     ) -> Result<Consumed, StoreError> {
         let (hash, card) = self.keys(id);
+        let (slot, mut conn) = self.conn().await?;
         let reply: Vec<Value> = self
             .consume
             .key(hash)
@@ -176,9 +207,9 @@ impl TokenStore for RedisTokenStore {
             .arg(consumer)
             .arg(instant(now))
             .arg(instant(replay_ms.max(1)))
-            .invoke_async(&mut self.conn().await?)
+            .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.failed(slot, e))?;
         let code = match reply.first() {
             Some(Value::Int(c)) => c.to_owned(),
             _ => return Err(StoreError::Unavailable("unexpected reply from consume script".into())),
@@ -193,7 +224,8 @@ impl TokenStore for RedisTokenStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let _: String = redis::cmd("PING").query_async(&mut self.conn().await?).await.map_err(unavailable)?;
+        let (slot, mut conn) = self.conn().await?;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await.map_err(|e| self.failed(slot, e))?;
         Ok(())
     }
 }
