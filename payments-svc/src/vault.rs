@@ -74,6 +74,17 @@ pub trait Vault: Send + Sync + 'static {
         ctx: &CallContext,
     ) -> impl Future<Output = Result<Card, VaultError>> + Send;
 
+    /// Tells the vault how the payment that consumed a single-use token ended
+    /// (`successful`, `failed`, `pending`).
+    fn report_charge(
+        &self,
+        scope: Scope<'_>,
+        token: &str,
+        consumer_ref: &str,
+        status: &str,
+        ctx: &CallContext,
+    ) -> impl Future<Output = Result<bool, VaultError>> + Send;
+
     fn tokenize(
         &self,
         scope: Scope<'_>,

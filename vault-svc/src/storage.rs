@@ -41,6 +41,8 @@ pub struct SingleUseRecord {
     pub expires_at: Millis,
     pub meta: Vec<u8>,
     pub used: bool,
+    /// Reported by the consumer's payment, if any.
+    pub charge_status: Option<String>,
 }
 
 /// The result of an atomic consume.
@@ -86,6 +88,16 @@ pub trait TokenStore: Send + Sync + 'static {
         replay_ms: Millis,
     ) -> impl Future<Output = Result<Consumed, StoreError>> + Send;
 
+    /// Records `status` on a token used by `consumer`; `false` if it is not
+    /// this merchant's or another consumer used it.
+    fn set_charge_status(
+        &self,
+        id: &str,
+        merchant_id: &str,
+        consumer: &str,
+        status: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Checks the store answers (for health reporting).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
@@ -123,6 +135,19 @@ impl TokenStore for ConfiguredStore {
         match self {
             Self::Memory(s) => s.consume(id, merchant_id, consumer, now, replay_ms).await,
             Self::Redis(s) => s.consume(id, merchant_id, consumer, now, replay_ms).await,
+        }
+    }
+
+    async fn set_charge_status(
+        &self,
+        id: &str,
+        merchant_id: &str,
+        consumer: &str,
+        status: &str,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Memory(s) => s.set_charge_status(id, merchant_id, consumer, status).await,
+            Self::Redis(s) => s.set_charge_status(id, merchant_id, consumer, status).await,
         }
     }
 

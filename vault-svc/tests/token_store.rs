@@ -117,6 +117,17 @@ async fn one_of_many_concurrent_consumers_wins<S: TokenStore>(s: Arc<S>) {
     assert_eq!((fresh, used), (1, 31));
 }
 
+async fn only_the_consumer_reports_the_charge<S: TokenStore>(s: Arc<S>) {
+    s.create(&token("t1", "m1")).await.unwrap();
+    assert!(!s.set_charge_status("t1", "m1", "pay_a", "successful").await.unwrap(), "not used yet");
+    assert_eq!(s.get("t1", "m1", T0 + 1).await.unwrap().unwrap().charge_status, None);
+    s.consume("t1", "m1", "pay_a", T0 + 1, REPLAY).await.unwrap();
+    assert!(!s.set_charge_status("t1", "m1", "pay_b", "failed").await.unwrap(), "another consumer");
+    assert!(!s.set_charge_status("t1", "m2", "pay_a", "failed").await.unwrap(), "another merchant");
+    assert!(s.set_charge_status("t1", "m1", "pay_a", "successful").await.unwrap());
+    assert_eq!(s.get("t1", "m1", T0 + 2).await.unwrap().unwrap().charge_status.as_deref(), Some("successful"));
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -137,6 +148,7 @@ conformance!(
     same_consumer_replays_within_window,
     expires_after_usable_window,
     one_of_many_concurrent_consumers_wins,
+    only_the_consumer_reports_the_charge,
 );
 
 #[tokio::test]

@@ -222,6 +222,9 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             })
             .await;
         let (status, result, acquirer_reference) = Self::settle(outcome);
+        if let Source::Token(t) = &req.source {
+            self.report_charge(scope, t, &id, status, ctx);
+        }
 
         // Tokenize once the payment succeeded.
         let mut created: Option<(TokenKind, StoredToken)> = None;
@@ -292,6 +295,25 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         }
         self.store.insert(&payment, &ledger).await?;
         Ok(payment)
+    }
+
+    /// Tells the vault how the payment over a single-use token ended (its
+    /// `charge_status`), off the response path: a failure is only logged.
+    fn report_charge(&self, scope: Scope<'_>, token: &str, payment_id: &str, status: Status, ctx: &CallContext) {
+        let charge = match status {
+            Status::Approved => "successful",
+            Status::Declined => "failed",
+            Status::TimedOut => "pending",
+        };
+        let (vault, ctx) = (self.vault.clone(), ctx.clone());
+        let (merchant_id, livemode) = (scope.merchant_id.to_owned(), scope.livemode);
+        let (token, payment_id) = (token.to_owned(), payment_id.to_owned());
+        tokio::spawn(async move {
+            let scope = Scope { merchant_id: &merchant_id, livemode };
+            if let Err(error) = vault.report_charge(scope, &token, &payment_id, charge, &ctx).await {
+                tracing::warn!(%error, %payment_id, "charge status not reported to the vault");
+            }
+        });
     }
 
     async fn original(&self, scope: Scope<'_>, id: &str) -> Result<Payment, PaymentError> {

@@ -188,6 +188,28 @@ impl Vault for GrpcVault {
         card_from(response.card.unwrap_or_default())
     }
 
+    async fn report_charge(
+        &self,
+        scope: Scope<'_>,
+        token: &str,
+        consumer_ref: &str,
+        status: &str,
+        ctx: &CallContext,
+    ) -> Result<bool, VaultError> {
+        let message = pb::ReportChargeRequest {
+            merchant_id: scope.merchant_id.into(),
+            token: token.into(),
+            consumer_ref: consumer_ref.into(),
+            charge_status: status.into(),
+        };
+        let response = with_retries(ctx, message, |r| {
+            let mut client = self.client.clone();
+            async move { client.report_charge(r).await }
+        })
+        .await?;
+        Ok(response.recorded)
+    }
+
     async fn tokenize(
         &self,
         scope: Scope<'_>,

@@ -103,6 +103,10 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         &self.store
     }
 
+    pub fn single_use(&self) -> &SingleUseTokens<S> {
+        &self.single_use
+    }
+
     fn audit(&self, event_type: &'static str, merchant_id: &str, id: &str, actor: &Actor, outcome: &str) -> AuditEntry {
         AuditEntry {
             at: self.clock.now_ms(),

@@ -120,7 +120,7 @@ impl<S: TokenStore> SingleUseTokens<S> {
             id: id.to_owned(),
             livemode: meta.livemode,
             used: record.used,
-            charge_status: "unknown".into(),
+            charge_status: record.charge_status.unwrap_or_else(|| "unknown".into()),
             created_at: meta.created_at,
             expires_at: record.expires_at,
             card: meta.card,
@@ -147,6 +147,23 @@ impl<S: TokenStore> SingleUseTokens<S> {
         let card_plain = self.keys.open(Aad { merchant_id, token_id: id, kind: CARD }, &card).await?;
         let card: Card = serde_json::from_slice(&card_plain).map_err(|_| VaultError::Corrupt)?;
         Ok(Detokenized { card, meta: meta.card, livemode: meta.livemode })
+    }
+
+    /// Records the status of the payment that consumed the token.
+    pub async fn report_charge(
+        &self,
+        merchant_id: &str,
+        id: &str,
+        consumer_ref: &str,
+        status: &str,
+    ) -> Result<bool, VaultError> {
+        if !matches!(status, "successful" | "failed" | "pending") {
+            return Err(VaultError::InvalidArgument("charge_status must be successful, failed or pending"));
+        }
+        if token_id::single_use_livemode(id).is_none() || consumer_ref.is_empty() {
+            return Ok(false);
+        }
+        Ok(self.store.set_charge_status(id, merchant_id, consumer_ref, status).await?)
     }
 
     async fn open_meta(&self, merchant_id: &str, id: &str, sealed: &[u8]) -> Result<Meta, VaultError> {

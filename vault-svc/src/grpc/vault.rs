@@ -59,6 +59,20 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         Ok(Response::new(convert::detokenized(result?)))
     }
 
+    async fn report_charge(
+        &self,
+        request: Request<pb::ReportChargeRequest>,
+    ) -> Result<Response<pb::ReportChargeResponse>, Status> {
+        let r = request.get_ref();
+        let recorded = within_deadline(
+            request.metadata(),
+            self.max_deadline,
+            self.tokens.single_use().report_charge(&r.merchant_id, &r.token, &r.consumer_ref, &r.charge_status),
+        )
+        .await?;
+        Ok(Response::new(pb::ReportChargeResponse { recorded }))
+    }
+
     async fn tokenize(&self, request: Request<pb::TokenizeRequest>) -> Result<Response<pb::StoredToken>, Status> {
         let actor = self.actor(&request);
         let (metadata, _, mut r) = request.into_parts();

@@ -19,6 +19,7 @@ struct Entry {
     /// When the card blob goes (consumption + replay window).
     card_until: Millis,
     used: Option<(String, Millis)>,
+    charge_status: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -73,6 +74,7 @@ impl TokenStore for MemoryTokenStore {
                     card: Some(t.card.clone()),
                     card_until: t.expires_at,
                     used: None,
+                    charge_status: None,
                 },
             );
             true
@@ -82,7 +84,12 @@ impl TokenStore for MemoryTokenStore {
     async fn get(&self, id: &str, merchant_id: &str, now: Millis) -> Result<Option<SingleUseRecord>, StoreError> {
         Ok(self.with(|map| {
             let e = live(map, id, now).filter(|e| e.merchant_id == merchant_id)?;
-            Some(SingleUseRecord { expires_at: e.expires_at, meta: e.meta.clone(), used: e.used.is_some() })
+            Some(SingleUseRecord {
+                expires_at: e.expires_at,
+                meta: e.meta.clone(),
+                used: e.used.is_some(),
+                charge_status: e.charge_status.clone(),
+            })
         }))
     }
 
@@ -114,6 +121,23 @@ impl TokenStore for MemoryTokenStore {
             e.used = Some((consumer.to_owned(), now));
             e.card_until = now + replay_ms;
             Consumed::Fresh { meta: e.meta.clone(), card }
+        }))
+    }
+
+    async fn set_charge_status(
+        &self,
+        id: &str,
+        merchant_id: &str,
+        consumer: &str,
+        status: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|map| {
+            let Some(e) = map.get_mut(id).filter(|e| e.merchant_id == merchant_id) else { return false };
+            if e.used.as_ref().is_some_and(|(by, _)| by == consumer) {
+                e.charge_status = Some(status.to_owned());
+                return true;
+            }
+            false
         }))
     }
 

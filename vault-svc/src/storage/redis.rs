@@ -2,7 +2,8 @@
 //! by EVALSHA) or one command. A token is two keys sharing the hash tag of its
 //! id, so they sit in one Redis Cluster slot:
 //!   `<prefix>su:{id}`   hash: m = merchant, x = expires_at, r = retain_until,
-//!                       d = sealed metadata, u / ua = consumer and time once used;
+//!                       d = sealed metadata, u / ua = consumer and time once used,
+//!                       cs = the consumer's charge status;
 //!                       TTL = retention (7 days)
 //!   `<prefix>su:{id}:c` sealed card; TTL = usable window, then the replay window
 //! Connections: deadpool-redis opens them (with its timeouts), then the store
@@ -56,6 +57,16 @@ redis.call('PEXPIRE', KEYS[2], math.ceil(tonumber(ARGV[4]) * 1000))
 return {4, h[3], c}
 ";
 
+/// Replies 1 when recorded: the token is the merchant's and `consumer` used it.
+const CHARGE: &str = r"
+local h = redis.call('HMGET', KEYS[1], 'm', 'u')
+if h[1] == ARGV[1] and h[2] == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'cs', ARGV[3])
+  return 1
+end
+return 0
+";
+
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
     pub url: String,
@@ -73,6 +84,7 @@ pub struct RedisTokenStore {
     prefix: String,
     create: Script,
     consume: Script,
+    charge: Script,
 }
 
 impl std::fmt::Debug for RedisTokenStore {
@@ -103,6 +115,7 @@ impl RedisTokenStore {
             prefix: settings.key_prefix.clone(),
             create: Script::new(CREATE),
             consume: Script::new(CONSUME),
+            charge: Script::new(CHARGE),
         })
     }
 
@@ -171,19 +184,19 @@ impl TokenStore for RedisTokenStore {
     }
 
     async fn get(&self, id: &str, merchant_id: &str, now: Millis) -> Result<Option<SingleUseRecord>, StoreError> {
-        type Fields = (Option<String>, Option<String>, Option<String>, Option<Vec<u8>>, Option<String>);
+        type Fields = (Option<String>, Option<String>, Option<String>, Option<Vec<u8>>, Option<String>, Option<String>);
         let (hash, _) = self.keys(id);
         let (slot, mut conn) = self.conn().await?;
-        let (m, x, r, d, u): Fields = redis::cmd("HMGET")
+        let (m, x, r, d, u, cs): Fields = redis::cmd("HMGET")
             .arg(hash)
-            .arg(&["m", "x", "r", "d", "u"])
+            .arg(&["m", "x", "r", "d", "u", "cs"])
             .query_async(&mut conn)
             .await
             .map_err(|e| self.failed(slot, e))?;
         let (x, r) = (x.as_deref().and_then(parse_instant), r.as_deref().and_then(parse_instant));
         Ok(match (m, x, r, d) {
             (Some(m), Some(expires_at), Some(retain_until), Some(meta)) if m == merchant_id && now < retain_until => {
-                Some(SingleUseRecord { expires_at, meta, used: u.is_some() })
+                Some(SingleUseRecord { expires_at, meta, used: u.is_some(), charge_status: cs })
             }
             _ => None,
         })
@@ -221,6 +234,27 @@ impl TokenStore for RedisTokenStore {
             3 => Consumed::Replay { meta: bytes(reply.get(1)), card: bytes(reply.get(2)) },
             _ => Consumed::Fresh { meta: bytes(reply.get(1)), card: bytes(reply.get(2)) },
         })
+    }
+
+    async fn set_charge_status(
+        &self,
+        id: &str,
+        merchant_id: &str,
+        consumer: &str,
+        status: &str,
+    ) -> Result<bool, StoreError> {
+        let (hash, _) = self.keys(id);
+        let (slot, mut conn) = self.conn().await?;
+        let recorded: i64 = self
+            .charge
+            .key(hash)
+            .arg(merchant_id)
+            .arg(consumer)
+            .arg(status)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.failed(slot, e))?;
+        Ok(recorded == 1)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
