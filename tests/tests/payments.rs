@@ -490,6 +490,33 @@ async fn sixteen_identical_requests_with_one_key_make_one_payment() {
 }
 
 #[tokio::test]
+async fn a_duplicate_that_cannot_wait_for_the_first_is_told_the_key_is_in_use() {
+    let p = TestPlatform::start().await;
+    // An amount ending in 99: the acquirer never answers, the first request runs into its timeout.
+    let request = || {
+        let mut r = authed(&p.skey(), pay(PaymentType::Db, 1099, "EUR", with_card("4242424242424242")));
+        r.metadata_mut().insert("idempotency-key", "slow-1".parse().unwrap());
+        r
+    };
+    let (mut a, mut b) = (p.payments(), p.payments());
+    let first = a.create_payment(request());
+    let duplicate = async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut r = request();
+        r.set_timeout(std::time::Duration::from_millis(150));
+        b.create_payment(r).await
+    };
+    let (first, duplicate) = tokio::join!(first, duplicate);
+    assert_eq!(first.unwrap().into_inner().result.unwrap().code, "900.100.300", "timed out, not approved");
+    let err = duplicate.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_str()), (Code::Aborted, "idempotency_key_in_use"));
+    // Once the first has finished, the same request gets its stored answer.
+    let replay = p.payments().create_payment(request()).await.unwrap().into_inner();
+    assert_eq!(replay.result.unwrap().code, "900.100.300");
+    p.stop().await;
+}
+
+#[tokio::test]
 async fn a_vault_outage_is_unavailable_and_records_nothing() {
     let p = TestPlatform::start_with_vault_down().await;
     let t = p.single_use_token("4242424242424242").await;

@@ -19,8 +19,10 @@ use crate::domain::idempotency::{Begin, begin, derived_id, request_hash};
 use crate::storage::PaymentStore;
 use crate::vault::Vault;
 
-/// How long an in-flight duplicate waits for the first request's answer.
+/// How long an in-flight duplicate waits for the first request's answer, at
+/// most: never past its own deadline (less a margin to answer in time).
 const DUPLICATE_WAIT: Duration = Duration::from_secs(5);
+const ANSWER_MARGIN: Duration = Duration::from_millis(50);
 
 fn encode_ok<R: Message>(response: &R) -> Vec<u8> {
     let mut out = vec![0u8];
@@ -87,7 +89,8 @@ where
     let owner = format!("{}:{}", caller.merchant_id, if caller.livemode { "live" } else { "test" });
     let hash = request_hash(method, &request.encode_to_vec());
     let store = payments.store();
-    match begin(store, payments.clock(), &owner, key, method, &hash, DUPLICATE_WAIT).await.map_err(Status::from)? {
+    let wait = common::grpc::deadline(metadata, DUPLICATE_WAIT).saturating_sub(ANSWER_MARGIN);
+    match begin(store, payments.clock(), &owner, key, method, &hash, wait).await.map_err(Status::from)? {
         Begin::Replay(stored) => decode(&stored),
         Begin::Proceed => {
             let result = call(derived_id(&owner, key, method)).await.map_err(Status::from);
