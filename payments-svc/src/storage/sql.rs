@@ -7,6 +7,8 @@ use sqlx::{AnyPool, Row};
 
 use common::clock::Millis;
 
+use common::database::Dialect;
+
 use super::{KeyState, LedgerQuery, PaymentStore, StoreError};
 use crate::domain::payment::{
     LedgerEntry, LedgerRecord, MaskedCard, Outcome, Payment, PaymentType, Scope, StandingInstruction, Status,
@@ -15,6 +17,7 @@ use crate::domain::payment::{
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
+    dialect: Dialect,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -113,12 +116,23 @@ fn ledger_record(row: &AnyRow) -> Result<LedgerRecord, StoreError> {
     })
 }
 
-const INSERT_LEDGER: &str = "INSERT INTO transactions (id, merchant_id, livemode, transaction_type, payment_id, \
+const LEDGER_INSERT_HEAD: &str = "INSERT INTO transactions (id, merchant_id, livemode, transaction_type, payment_id, \
     reference_id, amount, currency, result_code, result_description, token, card_brand, card_bin, card_last4, \
-    created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+    created_at) VALUES";
+const LEDGER_FIELDS: usize = 15;
 
-fn ledger_insert(e: &LedgerEntry) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
-    sqlx::query(INSERT_LEDGER)
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+fn ledger_insert(e: &LedgerEntry) -> Query<'_> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("{LEDGER_INSERT_HEAD} ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
+    });
+    bind_ledger(sqlx::query(SQL.as_str()), e)
+}
+
+/// Binds one ledger line's 15 values, in column order.
+fn bind_ledger<'q>(query: Query<'q>, e: &'q LedgerEntry) -> Query<'q> {
+    query
         .bind(e.id.as_str())
         .bind(e.merchant_id.as_str())
         .bind(i64::from(e.livemode))
@@ -145,7 +159,7 @@ impl SqlStore {
             common::database::Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
         migrator.run(&pool).await.map_err(unavailable)?;
-        Ok(Self { pool })
+        Ok(Self { pool, dialect })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -167,53 +181,70 @@ impl SqlStore {
 
 impl PaymentStore for SqlStore {
     async fn insert(&self, p: &Payment, ledger: &[LedgerEntry]) -> Result<(), StoreError> {
-        let sql = format!(
-            "INSERT INTO payments ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-             $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)"
-        );
+        const FIELDS: usize = 31;
+        let placeholders =
+            |from: usize, n: usize| (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let insert_payment = format!("INSERT INTO payments ({COLUMNS}) VALUES ({})", placeholders(1, FIELDS));
         let card = p.card.clone().unwrap_or_default();
         let has_card = p.card.is_some();
         let si = p.standing_instruction.as_ref().map(|s| (s.codes(), s.initial_transaction_id.clone()));
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        sqlx::query(&sql)
-            .bind(p.id.as_str())
-            .bind(p.merchant_id.as_str())
-            .bind(i64::from(p.livemode))
-            .bind(p.payment_type.as_str())
-            .bind(p.reference_id.as_deref())
-            .bind(p.amount)
-            .bind(p.currency.as_str())
-            .bind(p.status.as_str())
-            .bind(p.result.code.as_str())
-            .bind(p.result.description.as_str())
-            .bind(p.token.as_deref())
-            .bind(p.registration_id.as_deref())
-            .bind(p.omni_token.as_deref())
-            .bind(has_card.then_some(card.brand.clone()))
-            .bind(has_card.then_some(card.bin.clone()))
-            .bind(has_card.then_some(card.last4.clone()))
-            .bind(has_card.then_some(i64::from(card.exp_month)))
-            .bind(has_card.then_some(i64::from(card.exp_year)))
-            .bind(has_card.then_some(card.name.clone()))
-            .bind(si.as_ref().map(|s| s.0.0))
-            .bind(si.as_ref().map(|s| s.0.1))
-            .bind(si.as_ref().map(|s| s.0.2))
-            .bind(si.as_ref().map(|s| s.1.clone()))
-            .bind(p.captured_amount)
-            .bind(p.refunded_amount)
-            .bind(i64::from(p.reversed))
-            .bind(p.acquirer_reference.as_deref())
-            .bind(p.customer_id.as_str())
-            .bind(p.merchant_transaction_id.as_str())
-            .bind(p.description.as_str())
-            .bind(secs(p.created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        for entry in ledger {
-            ledger_insert(entry).execute(&mut *tx).await.map_err(unavailable)?;
+        let bind_payment = |sql| {
+            sqlx::query(sql)
+                .bind(p.id.as_str())
+                .bind(p.merchant_id.as_str())
+                .bind(i64::from(p.livemode))
+                .bind(p.payment_type.as_str())
+                .bind(p.reference_id.as_deref())
+                .bind(p.amount)
+                .bind(p.currency.as_str())
+                .bind(p.status.as_str())
+                .bind(p.result.code.as_str())
+                .bind(p.result.description.as_str())
+                .bind(p.token.as_deref())
+                .bind(p.registration_id.as_deref())
+                .bind(p.omni_token.as_deref())
+                .bind(has_card.then(|| card.brand.clone()))
+                .bind(has_card.then(|| card.bin.clone()))
+                .bind(has_card.then(|| card.last4.clone()))
+                .bind(has_card.then_some(i64::from(card.exp_month)))
+                .bind(has_card.then_some(i64::from(card.exp_year)))
+                .bind(has_card.then(|| card.name.clone()))
+                .bind(si.as_ref().map(|s| s.0.0))
+                .bind(si.as_ref().map(|s| s.0.1))
+                .bind(si.as_ref().map(|s| s.0.2))
+                .bind(si.as_ref().map(|s| s.1.clone()))
+                .bind(p.captured_amount)
+                .bind(p.refunded_amount)
+                .bind(i64::from(p.reversed))
+                .bind(p.acquirer_reference.as_deref())
+                .bind(p.customer_id.as_str())
+                .bind(p.merchant_transaction_id.as_str())
+                .bind(p.description.as_str())
+                .bind(secs(p.created_at))
+        };
+        match self.dialect {
+            // One statement, one round trip, one commit: the payment and its
+            // ledger lines (a data-modifying CTE always runs to completion).
+            Dialect::Postgres if !ledger.is_empty() => {
+                let rows: Vec<String> = (0..ledger.len())
+                    .map(|i| format!("({})", placeholders(FIELDS + 1 + i * LEDGER_FIELDS, LEDGER_FIELDS)))
+                    .collect();
+                let sql = format!("WITH p AS ({insert_payment}) {LEDGER_INSERT_HEAD} {}", rows.join(", "));
+                let mut query = bind_payment(&sql);
+                for e in ledger {
+                    query = bind_ledger(query, e);
+                }
+                query.execute(&self.pool).await.map(|_| ()).map_err(unavailable)
+            }
+            _ => {
+                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                bind_payment(&insert_payment).execute(&mut *tx).await.map_err(unavailable)?;
+                for entry in ledger {
+                    ledger_insert(entry).execute(&mut *tx).await.map_err(unavailable)?;
+                }
+                tx.commit().await.map_err(unavailable)
+            }
         }
-        tx.commit().await.map_err(unavailable)
     }
 
     async fn get(&self, scope: Scope<'_>, id: &str) -> Result<Option<Payment>, StoreError> {
