@@ -1,5 +1,5 @@
-//! The command line: `echo-server` and `run`, their flags, and the wiring from
-//! a parsed `run` to an operation, the driver and the report.
+//! The command line: `echo-server`, `run` and `table`, their flags, and the
+//! wiring from a parsed `run` to an operation, the driver and the report.
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,9 +7,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::channels::{self, TlsFiles};
-use crate::cpu::{CpuProbe, Process};
+use crate::cpu::{CpuProbe, Process, User};
 use crate::driver::{self, Op, Plan};
 use crate::ops::echo::Echo;
+use crate::ops::payments::Pay;
+use crate::ops::pg::PgInsert;
 use crate::ops::redis::{Checkout, RedisGetDel, RedisSet};
 use crate::ops::vault::{CreateToken, Detokenize};
 use crate::report::Report;
@@ -64,6 +66,14 @@ pub enum OpKind {
     RedisSet,
     /// Raw `GETDEL key` of pre-filled keys.
     RedisGetdel,
+    /// `Payments.CreatePayment`, DB over a fresh single-use token (made untimed
+    /// with `Tokens.CreateToken`).
+    PayDbToken,
+    /// `Payments.CreatePayment`, one-click DB over a registration per worker
+    /// (made untimed), a repeated cardholder-initiated payment.
+    PayOneClick,
+    /// Raw PostgreSQL `INSERT` of a payments-row-sized row into a scratch table.
+    PgInsert,
 }
 
 impl OpKind {
@@ -75,6 +85,9 @@ impl OpKind {
             Self::EchoTls => "echo-tls",
             Self::RedisSet => "redis-set",
             Self::RedisGetdel => "redis-getdel",
+            Self::PayDbToken => "pay-db-token",
+            Self::PayOneClick => "pay-one-click",
+            Self::PgInsert => "pg-insert",
         }
     }
 
@@ -83,6 +96,9 @@ impl OpKind {
     fn supply_rate_cap(self) -> f64 {
         match self {
             Self::RedisGetdel => 150_000.0,
+            // Each payment costs a detokenize, an acquirer call and durable
+            // writes: far below the vault's own rate; tokens take time to make.
+            Self::PayDbToken => 8_000.0,
             _ => 25_000.0,
         }
     }
@@ -111,6 +127,9 @@ pub struct RunArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
 
+    /// payments-svc (Payments, Registrations).
+    #[arg(long, default_value = "http://127.0.0.1:50052")]
+    pub payments_addr: String,
     /// The vault's public port (Tokens).
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub public_addr: String,
@@ -146,13 +165,22 @@ pub struct RunArgs {
     /// recycle `PING` as a second round trip.
     #[arg(long, value_enum, default_value_t = Checkout::Held)]
     pub redis_checkout: Checkout,
-    /// Bytes stored per key: about what the vault keeps per single-use token
-    /// (sealed card + sealed metadata + merchant and expiry fields).
+    /// Bytes stored per Redis key: about what the vault keeps per single-use
+    /// token (sealed card + sealed metadata + merchant and expiry fields). Also
+    /// pg-insert's payload: about a payments row (ids, amounts, result, card
+    /// metadata).
     #[arg(long, default_value_t = 400)]
     pub value_size: usize,
 
+    /// PostgreSQL for pg-insert; its scratch table goes in the URL's schema.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub database_url: String,
+    /// PostgreSQL connections for pg-insert, as many as each service's pool holds.
+    #[arg(long, default_value_t = 16)]
+    pub pg_pool_size: usize,
+
     /// Items (tokens, keys) made before the timed phase for detokenize and
-    /// redis-getdel; by default (warm-up + duration) × a generous rate cap.
+    /// redis-getdel and pay-db-token; by default (warm-up + duration) × a generous rate cap.
     /// If they run out, the measured window ends there and the report says so.
     #[arg(long)]
     pub prefill: Option<usize>,
@@ -161,6 +189,10 @@ pub struct RunArgs {
     /// `NAME=PID` or `PID`; repeat for several (e.g. the vault and Redis).
     #[arg(long = "server-pid", value_name = "[NAME=]PID")]
     pub server_pids: Vec<Process>,
+    /// Every process of this user is charged to the operation, summed (e.g.
+    /// PostgreSQL's backends: `postgres=$(id -u postgres)`); repeatable.
+    #[arg(long = "server-uid", value_name = "[NAME=]UID")]
+    pub server_uids: Vec<User>,
 }
 
 /// Parses `10s`, `500ms`, `2m` or a bare number of seconds.
@@ -242,6 +274,32 @@ async fn run_op(args: &RunArgs) -> Result<(), Error> {
             report.supply = Some(op.supply());
             report
         }
+        OpKind::PayDbToken => {
+            let m = merchant::Merchant::read(&args.merchant_env)?;
+            let secret_key = m.require_secret_key(&args.merchant_env)?;
+            let creator = CreateToken::new(connect(&args.public_addr, None).await?, &m.public_key)?;
+            let tokens = creator.make_tokens(supply_size(args, &plan), args.concurrency).await?;
+            drop(creator);
+            let op = Pay::over_tokens(connect(&args.payments_addr, None).await?, secret_key, tokens.ids)?;
+            let mut report = measure(args, &plan, n_channels, &op, Sizes::pay_db_token()).await?;
+            report.response_bytes_observed = op.observed_response_len();
+            report.supply = op.supply();
+            report
+        }
+        OpKind::PayOneClick => {
+            let m = merchant::Merchant::read(&args.merchant_env)?;
+            let secret_key = m.require_secret_key(&args.merchant_env)?;
+            let op = Pay::one_click(connect(&args.payments_addr, None).await?, secret_key, args.concurrency).await?;
+            let mut report = measure(args, &plan, n_channels, &op, Sizes::pay_one_click()).await?;
+            report.response_bytes_observed = op.observed_response_len();
+            report
+        }
+        OpKind::PgInsert => {
+            let op = PgInsert::create(&args.database_url, args.pg_pool_size, args.value_size).await?;
+            let result = measure(args, &plan, args.pg_pool_size, &op, Sizes::pg_insert(args.value_size)).await;
+            op.drop_table().await?;
+            result?
+        }
         OpKind::RedisSet => {
             let op = RedisSet::new(&args.redis_url, args.redis_pool_size, args.redis_checkout, args.value_size).await?;
             let sizes = Sizes::redis_set(args.value_size);
@@ -299,7 +357,7 @@ async fn measure<O: Op>(
     op: &O,
     sizes: Sizes,
 ) -> Result<Report, Error> {
-    let probe = CpuProbe::new(&args.server_pids);
+    let probe = CpuProbe::with_users(&args.server_pids, &args.server_uids);
     let outcome = driver::drive(op, plan, &probe).await?;
     Ok(Report::new(plan, connections, sizes, &outcome))
 }
@@ -332,12 +390,15 @@ mod tests {
             "1",
             "--server-pid",
             "redis=2",
+            "--server-uid",
+            "postgres=105",
         ]);
         match cli.map(|c| c.command) {
             Ok(Command::Run(r)) => {
                 assert_eq!(r.op, OpKind::RedisGetdel);
                 let pids: Vec<_> = r.server_pids.iter().map(|p| (p.name.as_str(), p.pid)).collect();
                 assert_eq!(pids, vec![("1", 1), ("redis", 2)]);
+                assert_eq!(r.server_uids, vec![User { name: "postgres".into(), uid: 105 }]);
                 assert_eq!(r.concurrency, 64);
             }
             other => panic!("unexpected parse: {other:?}"),

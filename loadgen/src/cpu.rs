@@ -1,5 +1,8 @@
 //! CPU time of processes from `/proc/PID/stat` (utime + stime, all threads),
-//! sampled around the measured window to charge server CPU to each operation.
+//! sampled around the measured window to charge server CPU to each operation:
+//! one process by pid, or every process of a user (PostgreSQL's backends).
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Clock ticks per second for `/proc` times. `sysconf(_SC_CLK_TCK)` needs libc;
@@ -40,6 +43,31 @@ fn ticks(stat_path: &Path) -> Option<u64> {
     parse_stat_ticks(&std::fs::read_to_string(stat_path).ok()?)
 }
 
+/// Ticks of every process owned by `uid`, by pid. Processes that vanish
+/// while `/proc` is read are skipped.
+fn ticks_of_user(uid: u32) -> Option<HashMap<u32, u64>> {
+    let mut by_pid = HashMap::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if entry.metadata().is_ok_and(|m| m.uid() == uid)
+            && let Some(t) = ticks(&entry.path().join("stat"))
+        {
+            by_pid.insert(pid, t);
+        }
+    }
+    Some(by_pid)
+}
+
+/// `NAME=N` or a bare `N` on the command line.
+fn parse_named(s: &str, what: &str) -> Result<(String, u32), String> {
+    let (name, n) = s.rsplit_once('=').unwrap_or(("", s));
+    let n: u32 = n.trim().parse().map_err(|_| format!("{s:?} is not a {what} or NAME={}", what.to_uppercase()))?;
+    let name = if name.is_empty() { n.to_string() } else { name.to_owned() };
+    Ok((name, n))
+}
+
 /// A process whose CPU is charged to the operation: `NAME=PID` or a bare `PID`
 /// on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,61 +80,120 @@ impl std::str::FromStr for Process {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (name, pid) = s.rsplit_once('=').unwrap_or(("", s));
-        let pid: u32 = pid.trim().parse().map_err(|_| format!("{s:?} is not a pid or NAME=PID"))?;
-        let name = if name.is_empty() { pid.to_string() } else { name.to_owned() };
-        Ok(Self { name, pid })
+        parse_named(s, "pid").map(|(name, pid)| Self { name, pid })
+    }
+}
+
+/// Every process of a user, charged together: `NAME=UID` or a bare `UID`.
+/// For servers made of many processes, such as PostgreSQL's backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+}
+
+impl std::str::FromStr for User {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_named(s, "uid").map(|(name, uid)| Self { name, uid })
     }
 }
 
 #[derive(Debug, Clone)]
+enum Target {
+    Process(Process),
+    User(User),
+}
+
+#[derive(Debug, Clone)]
 pub struct CpuProbe {
-    processes: Vec<Process>,
+    targets: Vec<Target>,
     ticks_per_s: f64,
 }
 
-/// CPU seconds at one instant of each probed process, of this one and of the
+/// One probed target's ticks at an instant.
+#[derive(Debug, Clone)]
+enum Ticks {
+    One(u64),
+    ByPid(HashMap<u32, u64>),
+}
+
+/// CPU of each probed target at one instant, of this process and of the
 /// whole machine.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    servers: Vec<Option<f64>>,
+    servers: Vec<Option<Ticks>>,
     client: Option<f64>,
     machine: Option<f64>,
 }
 
-/// CPU seconds a process used between two snapshots.
+/// CPU seconds a process (or a user's processes) used between two snapshots.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcessCpu {
     pub name: String,
-    pub pid: u32,
+    pub pid: Option<u32>,
+    pub uid: Option<u32>,
     pub seconds: f64,
 }
 
 impl CpuProbe {
     pub fn new(processes: &[Process]) -> Self {
-        Self { processes: processes.to_vec(), ticks_per_s: ticks_per_second() }
+        Self::with_users(processes, &[])
+    }
+
+    pub fn with_users(processes: &[Process], users: &[User]) -> Self {
+        let targets =
+            processes.iter().cloned().map(Target::Process).chain(users.iter().cloned().map(Target::User)).collect();
+        Self { targets, ticks_per_s: ticks_per_second() }
     }
 
     pub fn sample(&self) -> Snapshot {
         let secs = |t: u64| t as f64 / self.ticks_per_s;
-        let stat = |pid: &dyn std::fmt::Display| ticks(Path::new(&format!("/proc/{pid}/stat"))).map(secs);
+        let stat = |pid: &dyn std::fmt::Display| ticks(Path::new(&format!("/proc/{pid}/stat")));
         Snapshot {
-            servers: self.processes.iter().map(|p| stat(&p.pid)).collect(),
-            client: stat(&"self"),
+            servers: self
+                .targets
+                .iter()
+                .map(|t| match t {
+                    Target::Process(p) => stat(&p.pid).map(Ticks::One),
+                    Target::User(u) => ticks_of_user(u.uid).map(Ticks::ByPid),
+                })
+                .collect(),
+            client: stat(&"self").map(secs),
             machine: std::fs::read_to_string("/proc/stat").ok().as_deref().and_then(parse_machine_busy).map(secs),
         }
     }
 
-    /// Each probed process's CPU between `before` and `after`; `None` without
-    /// processes or if one could not be read (gone, or no `/proc`).
+    /// Each probed target's CPU between `before` and `after`; `None` without
+    /// targets or if a process could not be read (gone, or no `/proc`). A
+    /// user's processes are summed over those alive at `after` (one born in
+    /// between counts from zero); the CPU of one that exited in between is lost.
     pub fn servers_between(&self, before: &Snapshot, after: &Snapshot) -> Option<Vec<ProcessCpu>> {
-        if self.processes.is_empty() {
+        if self.targets.is_empty() {
             return None;
         }
-        self.processes
+        let secs = |t: u64| t as f64 / self.ticks_per_s;
+        self.targets
             .iter()
             .zip(before.servers.iter().zip(&after.servers))
-            .map(|(p, (b, a))| Some(ProcessCpu { name: p.name.clone(), pid: p.pid, seconds: (*a)? - (*b)? }))
+            .map(|(target, (b, a))| {
+                let used = match (b.as_ref()?, a.as_ref()?) {
+                    (Ticks::One(b), Ticks::One(a)) => a.saturating_sub(*b),
+                    (Ticks::ByPid(b), Ticks::ByPid(a)) => {
+                        a.iter().map(|(pid, t)| t.saturating_sub(b.get(pid).copied().unwrap_or(0))).sum()
+                    }
+                    _ => return None,
+                };
+                Some(match target {
+                    Target::Process(p) => {
+                        ProcessCpu { name: p.name.clone(), pid: Some(p.pid), uid: None, seconds: secs(used) }
+                    }
+                    Target::User(u) => {
+                        ProcessCpu { name: u.name.clone(), pid: None, uid: Some(u.uid), seconds: secs(used) }
+                    }
+                })
+            })
             .collect()
     }
 }
@@ -148,6 +235,23 @@ mod tests {
         let p: Result<Process, _> = "42".parse();
         assert_eq!(p, Ok(Process { name: "42".into(), pid: 42 }));
         assert!("vault".parse::<Process>().is_err());
+        let u: Result<User, _> = "postgres=105".parse();
+        assert_eq!(u, Ok(User { name: "postgres".into(), uid: 105 }));
+    }
+
+    #[test]
+    fn a_users_processes_are_summed() {
+        let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+        let probe = CpuProbe::with_users(&[], &[User { name: "me".into(), uid }]);
+        let a = probe.sample();
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(30) {
+            std::hint::black_box(spin.elapsed());
+        }
+        let b = probe.sample();
+        let used = probe.servers_between(&a, &b).unwrap_or_default();
+        assert_eq!(used.len(), 1);
+        assert!(used.iter().all(|p| p.uid == Some(uid) && p.pid.is_none() && p.seconds >= 0.0), "{used:?}");
     }
 
     #[test]
@@ -158,7 +262,7 @@ mod tests {
         let b = probe.sample();
         let used = probe.servers_between(&a, &b).unwrap_or_default();
         assert_eq!(used.len(), 1);
-        assert!(used.iter().all(|p| p.name == "me" && p.seconds >= 0.0));
+        assert!(used.iter().all(|p| p.name == "me" && p.pid == Some(me.pid) && p.seconds >= 0.0));
         assert!(b.client_since(&a).is_some());
         assert!(b.machine_since(&a).is_some_and(|s| s >= 0.0));
         let gone = CpuProbe::new(&[Process { name: "gone".into(), pid: u32::MAX }]);

@@ -1,6 +1,8 @@
-//! Load generator for payvault: drives the vault's RPCs and the baselines they
-//! are judged against (a bare tonic echo service with the same message sizes,
-//! raw Redis commands with the same value size) and prints one JSON line per run.
+//! Load generator for payvault: drives the vault's RPCs and payments-svc's
+//! payments, and the baselines they are judged against (a bare tonic echo
+//! service with the same message sizes, raw Redis commands with the same value
+//! size, raw PostgreSQL inserts of a payments row's size), and prints one JSON
+//! line per run.
 
 pub mod channels;
 pub mod cli;
@@ -25,6 +27,8 @@ pub enum Error {
     Serve(#[from] tonic::transport::Error),
     #[error("redis: {0}")]
     Redis(#[from] deadpool_redis::redis::RedisError),
+    #[error("postgres: {0}")]
+    Sql(#[from] sqlx::Error),
     #[error("redis pool: {0}")]
     RedisPool(String),
     #[error("histogram: {0}")]

@@ -1,11 +1,13 @@
-//! The operations under load, one module per target: the vault's RPCs, the
-//! echo baseline, raw Redis. Also the stock of pre-made single-use items that
+//! The operations under load, one module per target: the vault's RPCs,
+//! payments-svc's payments, the echo baseline, raw Redis, raw PostgreSQL. Also the stock of pre-made single-use items that
 //! consuming operations draw from.
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::report::Supply;
 
 pub mod echo;
+pub mod payments;
+pub mod pg;
 pub mod redis;
 pub mod vault;
 

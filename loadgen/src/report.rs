@@ -8,7 +8,9 @@ use crate::sizes::Sizes;
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessReport {
     pub name: String,
-    pub pid: u32,
+    /// The process, or `uid` for all processes of a user.
+    pub pid: Option<u32>,
+    pub uid: Option<u32>,
     pub cpu_s: f64,
     pub cpu_us_per_op: Option<f64>,
 }
@@ -44,7 +46,7 @@ pub struct Report {
     pub response_bytes: usize,
     /// The encoded size of a real response, for vault ops: checks `response_bytes`.
     pub response_bytes_observed: Option<usize>,
-    /// CPU of all `--server-pid` processes together over the window.
+    /// CPU of all `--server-pid` processes (and `--server-uid` users) together over the window.
     pub server_cpu_s: Option<f64>,
     pub server_cpu_s_per_op: Option<f64>,
     /// The same, per process.
@@ -108,6 +110,7 @@ impl Report {
                 .map(|p| ProcessReport {
                     name: p.name.clone(),
                     pid: p.pid,
+                    uid: p.uid,
                     cpu_s: round(p.seconds, 2),
                     cpu_us_per_op: per_op(p.seconds).map(|s| round(s * 1e6, 1)),
                 })

@@ -1,7 +1,8 @@
-//! Representative vault messages and their encoded sizes, and the echo messages
-//! padded to the same sizes, so the echo baseline moves the same bytes as the
-//! vault RPC it is compared with.
+//! Representative vault and payments messages and their encoded sizes, and the
+//! echo messages padded to the same sizes, so the echo baseline moves the same
+//! bytes as the RPC it is compared with.
 use prost::Message;
+use proto::payments::v1 as pay;
 use proto::vault::v1::{Card, CardMetadata, CreateTokenRequest, DetokenizeRequest, DetokenizeResponse, Token};
 
 use crate::echo::pb::{EchoRequest, EchoResponse};
@@ -31,6 +32,27 @@ impl Sizes {
     pub fn redis_getdel(value: usize) -> Self {
         Self { request: 0, response: value }
     }
+
+    /// A DB payment over a single-use token and the approved payment.
+    pub fn pay_db_token() -> Self {
+        Self {
+            request: pay_db_token_request(TOKEN_ID.into()).encoded_len(),
+            response: payment(Source::Token).encoded_len(),
+        }
+    }
+
+    /// A one-click DB payment over a registration and the approved payment.
+    pub fn pay_one_click() -> Self {
+        Self {
+            request: pay_one_click_request(REGISTRATION_ID.into()).encoded_len(),
+            response: payment(Source::Registration).encoded_len(),
+        }
+    }
+
+    /// The `INSERT` carries the row (payload, id and instant); the reply is a count.
+    pub fn pg_insert(value: usize) -> Self {
+        Self { request: value + PAYMENT_ID.len() + 8, response: 0 }
+    }
 }
 
 /// The card every create-token request sends: Stripe's and Omise's test Visa.
@@ -52,6 +74,9 @@ pub fn create_token_request() -> CreateTokenRequest {
 
 // Ids shaped like the vault's: a prefix and random base36 characters.
 const TOKEN_ID: &str = "tokn_test_0123456789abcdefghijklmn";
+/// Registrations and payments: 32 lowercase hex, as OPP's.
+const REGISTRATION_ID: &str = "0123456789abcdef0123456789abcdef";
+const PAYMENT_ID: &str = "fedcba9876543210fedcba9876543210";
 const MERCHANT_ID: &str = "mrch_0123456789abcdefghij";
 /// HMAC-SHA256, base64url without padding: 43 characters.
 const FINGERPRINT: &str = "q1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c";
@@ -104,6 +129,92 @@ pub fn detokenize_response() -> DetokenizeResponse {
     DetokenizeResponse { card: Some(card()), metadata: Some(metadata()), livemode: false }
 }
 
+/// The amount and currency of every payment the payment ops make.
+pub const AMOUNT: i64 = 1000;
+pub const CURRENCY: &str = "EUR";
+/// The result code of an approved test-mode payment; any other is an error.
+pub const APPROVED_TEST: &str = "000.100.110";
+
+/// The card registered for one-click payments.
+pub fn registration_card() -> pay::Card {
+    pay::Card {
+        number: "4242424242424242".into(),
+        expiration_month: 12,
+        expiration_year: 2030,
+        name: "Jane Doe".into(),
+        security_code: String::new(),
+    }
+}
+
+/// A DB payment over a single-use token.
+pub fn pay_db_token_request(token: String) -> pay::CreatePaymentRequest {
+    pay::CreatePaymentRequest {
+        payment_type: pay::PaymentType::Db as i32,
+        amount: AMOUNT,
+        currency: CURRENCY.into(),
+        source: Some(pay::create_payment_request::Source::Token(token)),
+        ..pay::CreatePaymentRequest::default()
+    }
+}
+
+/// A cardholder-initiated repeated payment over a registration (one-click).
+pub fn one_click_instruction() -> pay::StandingInstruction {
+    pay::StandingInstruction {
+        mode: pay::StandingInstructionMode::Repeated as i32,
+        r#type: pay::StandingInstructionType::Unscheduled as i32,
+        source: pay::StandingInstructionSource::Cit as i32,
+        initial_transaction_id: String::new(),
+    }
+}
+
+/// A one-click DB payment over a registration.
+pub fn pay_one_click_request(registration_id: String) -> pay::CreatePaymentRequest {
+    pay::CreatePaymentRequest {
+        payment_type: pay::PaymentType::Db as i32,
+        amount: AMOUNT,
+        currency: CURRENCY.into(),
+        source: Some(pay::create_payment_request::Source::RegistrationId(registration_id)),
+        standing_instruction: Some(one_click_instruction()),
+        ..pay::CreatePaymentRequest::default()
+    }
+}
+
+/// What a payment was made over, for the shape of its response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Token,
+    Registration,
+}
+
+/// An approved DB payment as payments-svc returns it.
+fn payment(source: Source) -> pay::Payment {
+    let one_click = source == Source::Registration;
+    pay::Payment {
+        id: PAYMENT_ID.into(),
+        payment_type: pay::PaymentType::Db as i32,
+        amount: AMOUNT,
+        currency: CURRENCY.into(),
+        result: Some(pay::Result {
+            code: APPROVED_TEST.into(),
+            description: "Request successfully processed in 'Merchant in Integrator Test Mode'".into(),
+        }),
+        registration_id: if one_click { REGISTRATION_ID.into() } else { String::new() },
+        card: Some(pay::CardMetadata {
+            brand: "visa".into(),
+            bin: "424242".into(),
+            last_digits: "4242".into(),
+            expiration_month: 12,
+            expiration_year: 2030,
+            name: if one_click { "Jane Doe" } else { "Somchai Prasert" }.into(),
+        }),
+        standing_instruction: one_click.then(one_click_instruction),
+        captured_amount: AMOUNT,
+        // Milliseconds in the nanos: as large as most instants' (5 bytes of varint).
+        created_at: Some(prost_types::Timestamp { seconds: CREATED_AT, nanos: 456_000_000 }),
+        ..pay::Payment::default()
+    }
+}
+
 /// The largest `n` with `len(n) <= target` (`len` grows with `n`); equal to
 /// `target` unless a varint length prefix makes that size unreachable.
 fn fit(target: usize, len: impl Fn(usize) -> usize) -> usize {
@@ -129,7 +240,7 @@ mod tests {
 
     #[test]
     fn echo_messages_match_the_vault_messages_byte_for_byte() {
-        for sizes in [Sizes::create_token(), Sizes::detokenize()] {
+        for sizes in [Sizes::create_token(), Sizes::detokenize(), Sizes::pay_db_token(), Sizes::pay_one_click()] {
             let req = echo_request(sizes);
             assert_eq!(req.encoded_len(), sizes.request);
             let resp = EchoResponse { payload: vec![0; req.response_size as usize] };
@@ -144,5 +255,9 @@ mod tests {
         assert!(c.response > c.request, "{c:?}");
         let d = Sizes::detokenize();
         assert!(d.response > d.request, "{d:?}");
+        let p = Sizes::pay_db_token();
+        assert!((30..100).contains(&p.request) && p.response > p.request, "{p:?}");
+        let o = Sizes::pay_one_click();
+        assert!(o.request > p.request && o.response > p.response, "{o:?}");
     }
 }

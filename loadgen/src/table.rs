@@ -1,13 +1,20 @@
 //! Turns the JSON result lines of one bench run into a Markdown table: each
-//! vault operation next to its baselines, with the throughput ratios.
+//! vault or payments operation next to its baselines, with the throughput
+//! ratios; open-loop runs get rows of their own, labelled with their rate.
 use serde_json::Value;
 
-/// Each vault operation and the baselines it is judged against, in order.
-const PAIRS: &[(&str, &[&str])] =
-    &[("create-token", &["echo", "redis-set"]), ("detokenize", &["echo-tls", "redis-getdel"])];
+/// Each operation and the (closed-loop) baselines it is judged against, in order.
+const PAIRS: &[(&str, &[&str])] = &[
+    ("create-token", &["echo", "redis-set"]),
+    ("detokenize", &["echo-tls", "redis-getdel"]),
+    ("pay-db-token", &["echo", "pg-insert"]),
+    ("pay-one-click", &["echo", "pg-insert"]),
+];
 
 struct Row {
     op: String,
+    /// Open loop (fixed rate) rather than closed loop.
+    open: bool,
     line: Value,
     /// How many result lines the op had (bench rounds).
     runs: usize,
@@ -49,10 +56,11 @@ impl Row {
 }
 
 /// Renders the table; lines that are not JSON objects with an `op` are skipped.
-/// An op with several lines (several rounds) is shown by its median run by
-/// throughput (the lower middle one for an even count).
+/// An op with several lines (several rounds) is shown by its median run: by
+/// throughput in closed loop, by p99 in open loop (whose throughput is the
+/// rate); the lower middle one for an even count.
 pub fn render(jsonl: &str) -> String {
-    let mut runs: Vec<(String, Vec<Value>)> = Vec::new();
+    let mut runs: Vec<((String, bool), Vec<Value>)> = Vec::new();
     for line in jsonl.lines() {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             continue;
@@ -60,22 +68,24 @@ pub fn render(jsonl: &str) -> String {
         let Some(op) = v.get("op").and_then(Value::as_str).map(str::to_owned) else {
             continue;
         };
-        match runs.iter_mut().find(|(o, _)| *o == op) {
+        let key = (op, v.get("mode").and_then(Value::as_str) == Some("open"));
+        match runs.iter_mut().find(|(k, _)| *k == key) {
             Some((_, lines)) => lines.push(v),
-            None => runs.push((op, vec![v])),
+            None => runs.push((key, vec![v])),
         }
     }
     let rows: Vec<Row> = runs
         .into_iter()
-        .filter_map(|(op, mut lines)| {
-            let tput = |v: &Value| v.get("throughput_per_s").and_then(Value::as_f64).unwrap_or(0.0);
-            lines.sort_by(|a, b| tput(a).total_cmp(&tput(b)));
+        .filter_map(|((op, open), mut lines)| {
+            let field = if open { "p99_ms" } else { "throughput_per_s" };
+            let key = |v: &Value| v.get(field).and_then(Value::as_f64).unwrap_or(0.0);
+            lines.sort_by(|a, b| key(a).total_cmp(&key(b)));
             let n = lines.len();
             let line = lines.into_iter().nth((n - 1) / 2)?;
-            Some(Row { op, line, runs: n })
+            Some(Row { op, open, line, runs: n })
         })
         .collect();
-    let find = |op: &str| rows.iter().find(|r| r.op == op);
+    let find = |op: &str| rows.iter().find(|r| r.op == op && !r.open);
     let mut out = String::from(
         "| op | throughput/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/op | errors | other load (cores) | baseline | ratio |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---|---:|\n",
@@ -86,7 +96,7 @@ pub fn render(jsonl: &str) -> String {
         let exhausted = r.line.get("exhausted").and_then(Value::as_bool) == Some(true);
         let mut baselines = Vec::new();
         let mut ratios = Vec::new();
-        for (_, bases) in PAIRS.iter().filter(|(op, _)| *op == r.op) {
+        for (_, bases) in PAIRS.iter().filter(|(op, _)| *op == r.op && !r.open) {
             for b in *bases {
                 let ratio = match (r.throughput(), find(b).and_then(Row::throughput)) {
                     (Some(x), Some(y)) if y > 0.0 => format!("{:.2}×", x / y),
@@ -97,9 +107,12 @@ pub fn render(jsonl: &str) -> String {
             }
         }
         let or_dash = |v: Vec<String>| if v.is_empty() { "–".into() } else { v.join(" / ") };
+        let label = match r.num("target_rate").filter(|_| r.open) {
+            Some(rate) => format!("{}, open loop at {rate:.0}/s", r.op),
+            None => r.op.clone(),
+        };
         out.push_str(&format!(
-            "| {}{}{} | {} | {} | {} | {} | {cpu} | {errors} | {} | {} | {} |\n",
-            r.op,
+            "| {label}{}{} | {} | {} | {} | {} | {cpu} | {errors} | {} | {} | {} |\n",
             if r.runs > 1 { format!(" (median of {})", r.runs) } else { String::new() },
             if exhausted { " (supply ran out)" } else { "" },
             r.cell("throughput_per_s", 0),
@@ -128,6 +141,19 @@ not json
         assert!(t.contains("| echo | 40000 | 1.00 | 2.00 | 3.00 | 20.0 | 0 | – | – | – |"), "{t}");
         assert!(t.contains("| echo / redis-set | 0.75× / 0.50× |"), "{t}");
         assert_eq!(t.lines().count(), 5);
+    }
+
+    #[test]
+    fn open_loop_runs_get_their_own_row_without_ratios() {
+        let lines = r#"{"op":"echo","mode":"closed","throughput_per_s":40000.0}
+{"op":"pg-insert","mode":"closed","throughput_per_s":20000.0}
+{"op":"pay-db-token","mode":"closed","throughput_per_s":4000.0,"p99_ms":30.0}
+{"op":"pay-db-token","mode":"open","target_rate":2000.0,"throughput_per_s":1999.0,"p99_ms":6.0}"#;
+        let t = render(lines);
+        assert!(t.contains("| pay-db-token | 4000 | – | 30.00 |"), "{t}");
+        assert!(t.contains("| echo / pg-insert | 0.10× / 0.20× |"), "{t}");
+        assert!(t.contains("| pay-db-token, open loop at 2000/s | 1999 | – | 6.00 |"), "{t}");
+        assert!(t.contains("| – | – |\n"), "{t}");
     }
 
     #[test]
