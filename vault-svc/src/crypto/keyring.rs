@@ -197,12 +197,6 @@ impl KeyRing {
         Ok(fingerprint(&self.keys(merchant_id).await?.fingerprint, pan))
     }
 
-    /// The merchant's current data-key version (creating the keys if needed).
-    pub async fn current_version(&self, merchant_id: &str) -> Result<u32, RingError> {
-        let keys = self.load(merchant_id).await?;
-        Ok(keys.data.keys().next_back().copied().unwrap_or(1))
-    }
-
     /// The merchant's current data-key version for re-encryption run
     /// `rotation_id`: adds version `current + 1` unless this run already did.
     pub async fn data_key_for_rotation(
