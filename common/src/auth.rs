@@ -49,6 +49,17 @@ impl AuthError {
     }
 }
 
+/// The one mapping of authentication failures to gRPC, shared by both services.
+impl From<AuthError> for tonic::Status {
+    fn from(e: AuthError) -> Self {
+        let code = match e {
+            AuthError::Unauthenticated => tonic::Code::Unauthenticated,
+            AuthError::PermissionDenied => tonic::Code::PermissionDenied,
+        };
+        crate::grpc::error_status(code, e.reason(), e.to_string())
+    }
+}
+
 /// An API key in clear: exists only when created (printed once) and while a
 /// request is authenticated. Never printed by `Debug`.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]

@@ -7,6 +7,16 @@ use serde::Deserialize;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+/// Instants are stored as Unix seconds in both services' databases: a 13-digit
+/// millisecond count could pass Luhn and trip the card-number scan of a dump.
+pub fn to_secs(ms: crate::clock::Millis) -> i64 {
+    ms.div_euclid(1000)
+}
+
+pub fn from_secs(secs: i64) -> crate::clock::Millis {
+    secs * 1000
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Postgres,

@@ -31,7 +31,7 @@ pub struct Shared<P, V, A> {
 impl<P, V, A> Shared<P, V, A> {
     /// Payments accept secret keys only.
     pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
-        self.directory.authenticate(metadata, &[KeyKind::Secret]).map_err(status::auth_status)
+        self.directory.authenticate(metadata, &[KeyKind::Secret]).map_err(Status::from)
     }
 
     pub fn context(&self, metadata: &MetadataMap) -> CallContext {

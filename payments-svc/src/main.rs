@@ -25,13 +25,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run(Cli::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("payments-svc: {error}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    common::lifecycle::exit_code("payments-svc", run(Cli::parse()).await)
 }
 
 async fn run(cli: Cli) -> Result<(), BoxError> {

@@ -1,6 +1,7 @@
-//! Cryptography of the vault: where the key-encryption key comes from, the
-//! per-merchant data keys derived under it, authenticated encryption of records
-//! (AES-256-GCM with AAD binding), and card fingerprints.
+//! Cryptography of the vault: where the key-encryption key comes from (a file,
+//! the environment, or custodian shares), the per-merchant data keys wrapped
+//! under it, authenticated encryption of records (AES-256-GCM with AAD
+//! binding), and card fingerprints.
 
 pub mod custodian;
 pub mod envelope;

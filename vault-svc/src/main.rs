@@ -94,13 +94,7 @@ enum MerchantCommand {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run(Cli::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("vault-svc: {error}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    common::lifecycle::exit_code("vault-svc", run(Cli::parse()).await)
 }
 
 async fn run(cli: Cli) -> Result<(), BoxError> {

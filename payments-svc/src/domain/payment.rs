@@ -173,6 +173,13 @@ pub struct Scope<'a> {
     pub livemode: bool,
 }
 
+impl<'a> Scope<'a> {
+    /// The scope an authenticated key gives.
+    pub fn of(caller: &'a common::auth::Caller) -> Self {
+        Self { merchant_id: &caller.merchant_id, livemode: caller.livemode }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {
     pub id: String,

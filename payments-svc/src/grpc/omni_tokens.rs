@@ -21,7 +21,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::omni_tokens_server::OmniTokens 
     ) -> Result<Response<pb::OmniToken>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
         let ctx = self.0.context(request.metadata());
-        let scope = Scope { merchant_id: &caller.merchant_id, livemode: caller.livemode };
+        let scope = Scope::of(&caller);
         let payments = &self.0.payments;
         let r = request.get_ref();
         let response = idempotent::run(payments, &caller, "CreateOmniToken", request.metadata(), r, |id| async move {
@@ -40,7 +40,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::omni_tokens_server::OmniTokens 
     ) -> Result<Response<pb::DeleteOmniTokenResponse>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
         let ctx = self.0.context(request.metadata());
-        let scope = Scope { merchant_id: &caller.merchant_id, livemode: caller.livemode };
+        let scope = Scope::of(&caller);
         let payments = &self.0.payments;
         let r = request.get_ref();
         let response = idempotent::run(payments, &caller, "DeleteOmniToken", request.metadata(), r, |_| async move {

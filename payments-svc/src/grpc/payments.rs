@@ -25,7 +25,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
     ) -> Result<Response<pb::Payment>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
         let ctx = self.0.context(request.metadata());
-        let scope = Scope { merchant_id: &caller.merchant_id, livemode: caller.livemode };
+        let scope = Scope::of(&caller);
         let payments = &self.0.payments;
         let r = request.get_ref();
         let merchant_id = caller.merchant_id.as_str();
@@ -59,7 +59,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
         request: Request<pb::CapturePaymentRequest>,
     ) -> Result<Response<pb::Payment>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
-        let scope = Scope { merchant_id: &caller.merchant_id, livemode: caller.livemode };
+        let scope = Scope::of(&caller);
         let payments = &self.0.payments;
         let r = request.get_ref();
         let response = idempotent::run(payments, &caller, "CapturePayment", request.metadata(), r, |id| async move {
@@ -75,7 +75,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
         request: Request<pb::ReversePaymentRequest>,
     ) -> Result<Response<pb::Payment>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
-        let scope = Scope { merchant_id: &caller.merchant_id, livemode: caller.livemode };
+        let scope = Scope::of(&caller);
         let payments = &self.0.payments;
         let r = request.get_ref();
         let response = idempotent::run(payments, &caller, "ReversePayment", request.metadata(), r, |id| async move {
@@ -90,7 +90,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
         request: Request<pb::RefundPaymentRequest>,
     ) -> Result<Response<pb::Payment>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
-        let scope = Scope { merchant_id: &caller.merchant_id, livemode: caller.livemode };
+        let scope = Scope::of(&caller);
         let payments = &self.0.payments;
         let r = request.get_ref();
         let response = idempotent::run(payments, &caller, "RefundPayment", request.metadata(), r, |id| async move {
@@ -102,7 +102,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
 
     async fn get_payment(&self, request: Request<pb::GetPaymentRequest>) -> Result<Response<pb::Payment>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
-        let scope = Scope { merchant_id: &caller.merchant_id, livemode: caller.livemode };
+        let scope = Scope::of(&caller);
         let payment = self.0.payments.get(scope, &request.get_ref().id).await?;
         Ok(Response::new(convert::payment(&payment)))
     }
@@ -112,7 +112,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
         request: Request<pb::ListTransactionsRequest>,
     ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
-        let scope = Scope { merchant_id: &caller.merchant_id, livemode: caller.livemode };
+        let scope = Scope::of(&caller);
         let r = request.get_ref();
         let query = match (r.payment_id.is_empty(), r.token.is_empty()) {
             (false, _) => LedgerQuery::Payment(&r.payment_id),

@@ -24,7 +24,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
     ) -> Result<Response<pb::Registration>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
         let ctx = self.0.context(request.metadata());
-        let scope = Scope { merchant_id: &caller.merchant_id, livemode: caller.livemode };
+        let scope = Scope::of(&caller);
         let payments = &self.0.payments;
         let r = request.get_ref();
         let response =
@@ -51,7 +51,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
     ) -> Result<Response<pb::ListRegistrationsResponse>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
         let ctx = self.0.context(request.metadata());
-        let scope = Scope { merchant_id: &caller.merchant_id, livemode: caller.livemode };
+        let scope = Scope::of(&caller);
         let r = request.get_ref();
         let (tokens, next_page_token) =
             self.0.payments.list_registrations(scope, &r.customer_id, r.page_size, &r.page_token, &ctx).await?;
@@ -74,7 +74,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
     ) -> Result<Response<pb::DeleteRegistrationResponse>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
         let ctx = self.0.context(request.metadata());
-        let scope = Scope { merchant_id: &caller.merchant_id, livemode: caller.livemode };
+        let scope = Scope::of(&caller);
         let payments = &self.0.payments;
         let r = request.get_ref();
         let response =
@@ -92,7 +92,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
     ) -> Result<Response<pb::Registration>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
         let ctx = self.0.context(request.metadata());
-        let scope = Scope { merchant_id: &caller.merchant_id, livemode: caller.livemode };
+        let scope = Scope::of(&caller);
         let payments = &self.0.payments;
         let r = request.get_ref();
         let response =

@@ -2,7 +2,6 @@
 //! reason; server-side causes are logged here, once. Messages never echo input.
 use tonic::{Code, Status};
 
-use common::auth::AuthError;
 use common::grpc::error_status;
 
 use crate::domain::PaymentError;
@@ -38,12 +37,4 @@ impl From<PaymentError> for Status {
         }
         error_status(code, reason, e.to_string())
     }
-}
-
-pub fn auth_status(e: AuthError) -> Status {
-    let code = match e {
-        AuthError::Unauthenticated => Code::Unauthenticated,
-        AuthError::PermissionDenied => Code::PermissionDenied,
-    };
-    error_status(code, e.reason(), e.to_string())
 }

@@ -24,9 +24,7 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-fn secs(ms: Millis) -> i64 {
-    ms.div_euclid(1000)
-}
+use common::database::{from_secs, to_secs as secs};
 
 const COLUMNS: &str = "id, merchant_id, livemode, payment_type, reference_id, amount, currency, status, result_code, \
     result_description, token, registration_id, omni_token, card_brand, card_bin, card_last4, card_exp_month, \
@@ -85,7 +83,7 @@ fn payment(row: &AnyRow) -> Result<Payment, StoreError> {
         customer_id: get(row, "customer_id")?,
         merchant_transaction_id: get(row, "merchant_transaction_id")?,
         description: get(row, "description")?,
-        created_at: get::<i64>(row, "created_at")? * 1000,
+        created_at: from_secs(get::<i64>(row, "created_at")?),
     })
 }
 
@@ -110,7 +108,7 @@ fn ledger_record(row: &AnyRow) -> Result<LedgerRecord, StoreError> {
                 last4: get(row, "card_last4")?,
                 ..MaskedCard::default()
             },
-            created_at: get::<i64>(row, "created_at")? * 1000,
+            created_at: from_secs(get::<i64>(row, "created_at")?),
         },
         transaction_type,
     })

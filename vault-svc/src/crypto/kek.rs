@@ -100,7 +100,7 @@ impl KekSet {
 }
 
 /// Where the KEK comes from. Implementations: `FileKeyProvider` (file or
-/// environment variable); a custodian-share provider follows with key management.
+/// environment variable) and `custodian::CustodianKeyProvider` (split knowledge).
 pub trait KeyProvider: Send + Sync {
     fn load(&self) -> Result<KekSet, KeyError>;
 }

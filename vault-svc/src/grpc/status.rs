@@ -3,7 +3,6 @@
 //! fixed texts and never echo a card number, security code or key.
 use tonic::{Code, Status};
 
-use common::auth::AuthError;
 use common::grpc::error_status;
 
 use crate::domain::VaultError;
@@ -27,14 +26,6 @@ impl From<VaultError> for Status {
         }
         error_status(code, reason, e.to_string())
     }
-}
-
-pub fn auth_status(e: AuthError) -> Status {
-    let code = match e {
-        AuthError::Unauthenticated => Code::Unauthenticated,
-        AuthError::PermissionDenied => Code::PermissionDenied,
-    };
-    error_status(code, e.reason(), e.to_string())
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use tonic::{Request, Response, Status};
 use common::auth::{DirectoryHandle, KeyKind};
 use proto::vault::v1 as pb;
 
-use super::status::auth_status;
 use super::{convert, within_deadline};
 use crate::domain::single_use::SingleUseTokens;
 use crate::storage::TokenStore;
@@ -30,7 +29,7 @@ const KEYS: &[KeyKind] = &[KeyKind::Public, KeyKind::Secret];
 #[tonic::async_trait]
 impl<S: TokenStore> pb::tokens_server::Tokens for TokensService<S> {
     async fn create_token(&self, request: Request<pb::CreateTokenRequest>) -> Result<Response<pb::Token>, Status> {
-        let caller = self.directory.authenticate(request.metadata(), KEYS).map_err(auth_status)?;
+        let caller = self.directory.authenticate(request.metadata(), KEYS).map_err(Status::from)?;
         let (metadata, _, mut message) = request.into_parts();
         let input = convert::card_input(message.card.get_or_insert_default());
         let created = within_deadline(
@@ -47,7 +46,7 @@ impl<S: TokenStore> pb::tokens_server::Tokens for TokensService<S> {
     }
 
     async fn get_token(&self, request: Request<pb::GetTokenRequest>) -> Result<Response<pb::Token>, Status> {
-        let caller = self.directory.authenticate(request.metadata(), KEYS).map_err(auth_status)?;
+        let caller = self.directory.authenticate(request.metadata(), KEYS).map_err(Status::from)?;
         let token = within_deadline(
             request.metadata(),
             self.max_deadline,

@@ -1,7 +1,7 @@
 //! The durable store's contract: card tokens (registration and omni), the
 //! merchants' wrapped data keys, and the append-only audit trail. Each method
-//! is one statement (or, on SQLite, one local transaction); a write and its
-//! audit event commit together.
+//! is one primitive; a write and its audit event commit together. The hot
+//! paths (`insert`, `use_token`) are a single statement on PostgreSQL.
 use std::future::Future;
 
 use common::clock::Millis;

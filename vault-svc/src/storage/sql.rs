@@ -31,14 +31,7 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// Instants are stored as Unix seconds (see the migrations).
-fn secs(ms: Millis) -> i64 {
-    ms.div_euclid(1000)
-}
-
-fn ms(secs: i64) -> Millis {
-    secs * 1000
-}
+use common::database::{from_secs as ms, to_secs as secs};
 
 const COLUMNS: &str = "id, merchant_id, livemode, kind, customer_id, fingerprint, meta, card, dek_version, \
                        created_at, last_used_at, retain_until, extended";
@@ -84,8 +77,10 @@ fn wrapped_key(row: &AnyRow) -> Result<WrappedKey, StoreError> {
     })
 }
 
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
 /// Binds an audit entry to `INSERT_AUDIT`.
-fn audit_insert(a: &AuditEntry) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+fn audit_insert(a: &AuditEntry) -> Query<'_> {
     sqlx::query(INSERT_AUDIT)
         .bind(secs(a.at))
         .bind(a.event_type)
@@ -127,11 +122,23 @@ impl SqlStore {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(unavailable)
     }
 
+    /// Runs `statement` and, if it changed a row, the audit insert, in one
+    /// transaction; says whether it changed one.
+    async fn changed_with_audit(&self, statement: Query<'_>, audit: &AuditEntry) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        if statement.execute(&mut *tx).await.map_err(unavailable)?.rows_affected() == 0 {
+            return Ok(false);
+        }
+        audit_insert(audit).execute(&mut *tx).await.map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
     /// Runs `statement` (which must return the token's columns) and, if it
     /// returned a row, the audit insert, in one transaction.
     async fn returning_with_audit<'q>(
         &self,
-        statement: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        statement: Query<'q>,
         audit: &AuditEntry,
     ) -> Result<Option<CardRow>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
@@ -185,16 +192,7 @@ impl CardStore for SqlStore {
                     .map_err(unavailable)?;
                 Ok(inserted.is_some())
             }
-            Dialect::Sqlite => {
-                let mut tx = self.pool.begin().await.map_err(unavailable)?;
-                let done = bind(INSERT).execute(&mut *tx).await.map_err(unavailable)?;
-                if done.rows_affected() == 0 {
-                    return Ok(false);
-                }
-                audit_insert(audit).execute(&mut *tx).await.map_err(unavailable)?;
-                tx.commit().await.map_err(unavailable)?;
-                Ok(true)
-            }
+            Dialect::Sqlite => self.changed_with_audit(bind(INSERT), audit).await,
         }
     }
 
@@ -353,24 +351,17 @@ impl CardStore for SqlStore {
         now: Millis,
         audit: &AuditEntry,
     ) -> Result<Lookup<()>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let done = sqlx::query(
+        let statement = sqlx::query(
             "UPDATE card_tokens SET meta = NULL, card = NULL, deleted_at = $4 \
              WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL",
         )
         .bind(id)
         .bind(scope.merchant_id)
         .bind(i64::from(scope.livemode))
-        .bind(secs(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        if done.rows_affected() == 1 {
-            audit_insert(audit).execute(&mut *tx).await.map_err(unavailable)?;
-            tx.commit().await.map_err(unavailable)?;
+        .bind(secs(now));
+        if self.changed_with_audit(statement, audit).await? {
             return Ok(Lookup::Found(()));
         }
-        drop(tx);
         Ok(match self.get(scope, id).await? {
             Lookup::NotFound => Lookup::NotFound,
             _ => Lookup::Deleted,
@@ -508,8 +499,7 @@ impl KeyStore for SqlStore {
         audit: &'a AuditEntry,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         async move {
-            let mut tx = self.pool.begin().await.map_err(unavailable)?;
-            let done = sqlx::query(
+            let statement = sqlx::query(
                 "INSERT INTO data_keys (merchant_id, purpose, version, kek_version, wrapped, created_at, rotation_id) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (merchant_id, purpose, version) DO NOTHING",
             )
@@ -519,16 +509,8 @@ impl KeyStore for SqlStore {
             .bind(i64::from(k.kek_version))
             .bind(k.wrapped.as_slice())
             .bind(secs(k.created_at))
-            .bind(k.rotation_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            if done.rows_affected() == 0 {
-                return Ok(false);
-            }
-            audit_insert(audit).execute(&mut *tx).await.map_err(unavailable)?;
-            tx.commit().await.map_err(unavailable)?;
-            Ok(true)
+            .bind(k.rotation_id);
+            self.changed_with_audit(statement, audit).await
         }
         .boxed()
     }
@@ -549,8 +531,7 @@ impl KeyStore for SqlStore {
         audit: &'a AuditEntry,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         async move {
-            let mut tx = self.pool.begin().await.map_err(unavailable)?;
-            let done = sqlx::query(
+            let statement = sqlx::query(
                 "UPDATE data_keys SET kek_version = $4, wrapped = $5 \
                  WHERE merchant_id = $1 AND purpose = $2 AND version = $3 AND kek_version = $6",
             )
@@ -559,16 +540,8 @@ impl KeyStore for SqlStore {
             .bind(i64::from(k.version))
             .bind(i64::from(k.kek_version))
             .bind(k.wrapped.as_slice())
-            .bind(i64::from(from_kek))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            if done.rows_affected() == 0 {
-                return Ok(false);
-            }
-            audit_insert(audit).execute(&mut *tx).await.map_err(unavailable)?;
-            tx.commit().await.map_err(unavailable)?;
-            Ok(true)
+            .bind(i64::from(from_kek));
+            self.changed_with_audit(statement, audit).await
         }
         .boxed()
     }
