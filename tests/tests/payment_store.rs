@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use e2e::{Db, database_url};
 use payments_svc::domain::payment::{
-    LedgerEntry, MaskedCard, Outcome, Payment, PaymentType, Scope, SiMode, SiSource, SiType, StandingInstruction,
-    Status,
+    LedgerEntry, LedgerKind, MaskedCard, Outcome, Payment, PaymentType, Scope, SiMode, SiSource, SiType,
+    StandingInstruction, Status,
 };
 use payments_svc::storage::sql::SqlStore;
 use payments_svc::storage::{KeyState, LedgerQuery, PaymentStore};
@@ -64,7 +64,7 @@ fn entry(p: &Payment, kind: &'static str) -> LedgerEntry {
         id: format!("{}-{kind}", p.id),
         merchant_id: p.merchant_id.clone(),
         livemode: false,
-        transaction_type: kind,
+        transaction_type: LedgerKind::parse(kind).expect("a ledger kind"),
         payment_id: p.id.clone(),
         reference_id: p.reference_id.clone().unwrap_or_default(),
         amount: p.amount,
@@ -161,7 +161,7 @@ async fn ledger_by_payment_token_and_time(s: SqlStore) {
     let rg = LedgerEntry { token: "reg_9".into(), ..entry(&pa, "RG") };
     s.record(&LedgerEntry { id: "rg".into(), payment_id: String::new(), ..rg }).await.unwrap();
     let types = |records: Vec<payments_svc::domain::payment::LedgerRecord>| {
-        records.into_iter().map(|r| r.transaction_type).collect::<Vec<_>>()
+        records.into_iter().map(|r| r.entry.transaction_type.as_str()).collect::<Vec<_>>()
     };
     assert_eq!(types(s.ledger(M, LedgerQuery::Payment("pa1"), 0, 10).await.unwrap()), ["PA", "CP"]);
     assert_eq!(types(s.ledger(M, LedgerQuery::Token("reg_9"), 0, 10).await.unwrap()), ["RG"]);

@@ -150,7 +150,7 @@ pub fn transaction(r: &LedgerRecord) -> pb::Transaction {
     let e = &r.entry;
     pb::Transaction {
         id: e.id.clone(),
-        transaction_type: r.transaction_type.clone(),
+        transaction_type: r.entry.transaction_type.as_str().into(),
         payment_id: e.payment_id.clone(),
         reference_id: e.reference_id.clone(),
         amount: e.amount,

@@ -11,7 +11,8 @@ use common::database::Dialect;
 
 use super::{KeyState, LedgerQuery, PaymentStore, StoreError};
 use crate::domain::payment::{
-    LedgerEntry, LedgerRecord, MaskedCard, Outcome, Payment, PaymentType, Scope, StandingInstruction, Status,
+    LedgerEntry, LedgerKind, LedgerRecord, MaskedCard, Outcome, Payment, PaymentType, Scope, StandingInstruction,
+    Status,
 };
 
 #[derive(Debug, Clone)]
@@ -88,14 +89,16 @@ fn payment(row: &AnyRow) -> Result<Payment, StoreError> {
 }
 
 fn ledger_record(row: &AnyRow) -> Result<LedgerRecord, StoreError> {
-    let transaction_type: String = get(row, "transaction_type")?;
+    let kind: String = get(row, "transaction_type")?;
+    let transaction_type =
+        LedgerKind::parse(&kind).ok_or_else(|| StoreError::Unavailable("unknown ledger kind".into()))?;
     Ok(LedgerRecord {
         seq: get(row, "seq")?,
         entry: LedgerEntry {
             id: get(row, "id")?,
             merchant_id: get(row, "merchant_id")?,
             livemode: get::<i64>(row, "livemode")? != 0,
-            transaction_type: "",
+            transaction_type,
             payment_id: get(row, "payment_id")?,
             reference_id: get(row, "reference_id")?,
             amount: get(row, "amount")?,
@@ -110,7 +113,6 @@ fn ledger_record(row: &AnyRow) -> Result<LedgerRecord, StoreError> {
             },
             created_at: from_secs(get::<i64>(row, "created_at")?),
         },
-        transaction_type,
     })
 }
 
@@ -134,7 +136,7 @@ fn bind_ledger<'q>(query: Query<'q>, e: &'q LedgerEntry) -> Query<'q> {
         .bind(e.id.as_str())
         .bind(e.merchant_id.as_str())
         .bind(i64::from(e.livemode))
-        .bind(e.transaction_type)
+        .bind(e.transaction_type.as_str())
         .bind(e.payment_id.as_str())
         .bind(e.reference_id.as_str())
         .bind(e.amount)

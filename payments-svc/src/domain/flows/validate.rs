@@ -1,0 +1,221 @@
+//! The pure first phase of an initial payment: everything a request can be
+//! refused for without asking a store, the vault or the acquirer, checked
+//! here, so a refused request has no side effect (no token consumed, nothing
+//! written). What comes out is a `ValidPayment` the later phases trust.
+use common::card::{Card, CardInput, contains_pan};
+use common::clock::Millis;
+use common::money::{Currency, Money};
+
+use crate::domain::error::PaymentError;
+use crate::domain::payment::{PaymentType, SiMode, SiSource, StandingInstruction};
+use crate::vault::TokenKind;
+
+/// Where the card of a payment comes from, as the request names it.
+pub enum Source {
+    Card(Box<CardInput>),
+    /// A single-use token.
+    Token(String),
+    Registration(String),
+    Omni(String),
+}
+
+/// An initial payment (PA or DB) as requested.
+pub struct NewPayment {
+    pub payment_type: PaymentType,
+    pub amount: i64,
+    pub currency: String,
+    pub source: Source,
+    pub create_registration: bool,
+    pub create_omni_token: bool,
+    pub customer_id: String,
+    pub merchant_transaction_id: String,
+    pub description: String,
+    pub standing_instruction: Option<StandingInstruction>,
+}
+
+/// A source that passed validation: a raw card is parsed, a stored token's id
+/// has its kind's shape.
+pub enum ValidSource {
+    Card(Box<Card>),
+    SingleUse(String),
+    Stored(TokenKind, String),
+}
+
+impl ValidSource {
+    /// The token the payment is made over, if any.
+    pub fn token(&self) -> Option<&str> {
+        match self {
+            Self::Card(_) => None,
+            Self::SingleUse(t) | Self::Stored(_, t) => Some(t),
+        }
+    }
+}
+
+/// An initial payment that may go ahead.
+pub struct ValidPayment {
+    pub payment_type: PaymentType,
+    pub money: Money,
+    pub source: ValidSource,
+    /// The durable token to create once the payment is approved.
+    pub tokenize: Option<TokenKind>,
+    pub merchant_initiated: bool,
+    pub customer_id: String,
+    pub merchant_transaction_id: String,
+    pub description: String,
+    pub standing_instruction: Option<StandingInstruction>,
+}
+
+const MAX_TEXT: usize = 255;
+
+/// Caller-supplied text: bounded, and never a card number.
+pub fn check_text(value: &str, what: &'static str) -> Result<(), PaymentError> {
+    if value.chars().count() > MAX_TEXT || contains_pan(value) {
+        return Err(PaymentError::InvalidArgument(what));
+    }
+    Ok(())
+}
+
+fn is_registration_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn is_omni_token(id: &str) -> bool {
+    id.starts_with("omni_")
+}
+
+/// A durable token id of `kind`, or `NotFound` (an id of the wrong shape names nothing).
+pub fn stored_token(kind: TokenKind, id: &str) -> Result<(), PaymentError> {
+    let shaped = match kind {
+        TokenKind::Registration => is_registration_id(id),
+        TokenKind::Omni => is_omni_token(id),
+    };
+    shaped.then_some(()).ok_or(PaymentError::Vault(crate::vault::VaultError::NotFound))
+}
+
+/// Validates an initial payment at `now`.
+pub fn payment(req: NewPayment, now: Millis) -> Result<ValidPayment, PaymentError> {
+    if !matches!(req.payment_type, PaymentType::PA | PaymentType::DB) {
+        return Err(PaymentError::InvalidArgument("payment_type must be PAYMENT_TYPE_PA or PAYMENT_TYPE_DB"));
+    }
+    let money = Money::new(req.amount, Currency::parse(&req.currency)?, false)?;
+    check_text(&req.customer_id, "customer_id must be at most 255 characters")?;
+    check_text(&req.merchant_transaction_id, "merchant_transaction_id must be at most 255 characters")?;
+    check_text(&req.description, "description must be at most 255 characters")?;
+    let tokenize = match (req.create_registration, req.create_omni_token) {
+        (true, true) => return Err(PaymentError::InvalidArgument("ask for a registration or an omni token, not both")),
+        (true, false) => Some(TokenKind::Registration),
+        (false, true) => Some(TokenKind::Omni),
+        (false, false) => None,
+    };
+    let stored = matches!(req.source, Source::Registration(_) | Source::Omni(_));
+    if tokenize.is_some() && stored {
+        return Err(PaymentError::InvalidArgument("tokenizing needs a card or a single-use token as the source"));
+    }
+    let merchant_initiated = req.standing_instruction.as_ref().is_some_and(|si| si.source == SiSource::Mit);
+    if let Some(si) = &req.standing_instruction {
+        if si.mode == SiMode::Initial && si.source == SiSource::Mit {
+            return Err(PaymentError::InvalidArgument("an INITIAL standing instruction is cardholder-initiated"));
+        }
+        if si.source == SiSource::Mit && !stored {
+            return Err(PaymentError::InvalidArgument("a merchant-initiated payment needs a stored token"));
+        }
+    }
+    let source = match req.source {
+        Source::Card(input) => ValidSource::Card(Box::new(Card::validate(&input, now)?)),
+        Source::Token(t) => ValidSource::SingleUse(t),
+        Source::Registration(id) => {
+            stored_token(TokenKind::Registration, &id)?;
+            ValidSource::Stored(TokenKind::Registration, id)
+        }
+        Source::Omni(id) => {
+            stored_token(TokenKind::Omni, &id)?;
+            ValidSource::Stored(TokenKind::Omni, id)
+        }
+    };
+    Ok(ValidPayment {
+        payment_type: req.payment_type,
+        money,
+        source,
+        tokenize,
+        merchant_initiated,
+        customer_id: req.customer_id,
+        merchant_transaction_id: req.merchant_transaction_id,
+        description: req.description,
+        standing_instruction: req.standing_instruction,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::payment::SiType;
+
+    fn request(source: Source) -> NewPayment {
+        NewPayment {
+            payment_type: PaymentType::DB,
+            amount: 1000,
+            currency: "EUR".into(),
+            source,
+            create_registration: false,
+            create_omni_token: false,
+            customer_id: String::new(),
+            merchant_transaction_id: String::new(),
+            description: String::new(),
+            standing_instruction: None,
+        }
+    }
+
+    fn refused(req: NewPayment) -> PaymentError {
+        match payment(req, 0) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn refuses_before_any_side_effect() {
+        let token = || Source::Token("tokn_test_abcdefghijklmnopqrstuvwx".into());
+        assert!(matches!(
+            refused(NewPayment { payment_type: PaymentType::CP, ..request(token()) }),
+            PaymentError::InvalidArgument(_)
+        ));
+        assert!(matches!(refused(NewPayment { amount: 0, ..request(token()) }), PaymentError::InvalidMoney(_)));
+        assert!(matches!(
+            refused(NewPayment { description: "4242424242424242".into(), ..request(token()) }),
+            PaymentError::InvalidArgument(_)
+        ));
+        assert!(matches!(
+            refused(NewPayment { create_registration: true, create_omni_token: true, ..request(token()) }),
+            PaymentError::InvalidArgument(_)
+        ));
+        let mit = StandingInstruction {
+            mode: SiMode::Repeated,
+            kind: SiType::Recurring,
+            source: SiSource::Mit,
+            initial_transaction_id: String::new(),
+        };
+        assert!(matches!(
+            refused(NewPayment { standing_instruction: Some(mit), ..request(token()) }),
+            PaymentError::InvalidArgument(_)
+        ));
+        assert!(matches!(
+            refused(request(Source::Registration("not-a-registration".into()))),
+            PaymentError::Vault(crate::vault::VaultError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn a_valid_request_names_what_to_tokenize() {
+        let valid = payment(
+            NewPayment {
+                create_omni_token: true,
+                ..request(Source::Token("tokn_test_abcdefghijklmnopqrstuvwx".into()))
+            },
+            0,
+        )
+        .unwrap_or_else(|_| panic!("refused"));
+        assert_eq!(valid.tokenize, Some(TokenKind::Omni));
+        assert_eq!(valid.source.token(), Some("tokn_test_abcdefghijklmnopqrstuvwx"));
+        assert_eq!(valid.money.amount, 1000);
+    }
+}
