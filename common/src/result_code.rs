@@ -54,6 +54,11 @@ pub const REJECTED_BY_ISSUER: ResultCode = rc("800.100.152", "transaction declin
 
 /// The acquirer did not answer in time: the outcome is unknown (never a success).
 pub const ACQUIRER_TIMEOUT: ResultCode = rc("900.100.300", "timeout, uncertain result");
+/// In progress, or awaiting the acquirer's outcome (status PENDING).
+pub const PENDING: ResultCode = rc("000.200.000", "transaction pending");
+/// The acquirer's answer was lost and an inquiry found it never processed the
+/// request (status FAILED): nothing was charged.
+pub const NOT_PROCESSED: ResultCode = rc("900.100.400", "timeout at connectors/acquirer side");
 
 /// A capture above what remains of the authorized amount.
 pub const CAPTURE_EXCEEDS_AUTHORIZED: ResultCode =
@@ -101,6 +106,8 @@ pub const ALL: &[ResultCode] = &[
     LOST_OR_STOLEN,
     REJECTED_BY_ISSUER,
     ACQUIRER_TIMEOUT,
+    PENDING,
+    NOT_PROCESSED,
     CAPTURE_EXCEEDS_AUTHORIZED,
     REFUND_EXCEEDS_CAPTURED,
     REVERSAL_NOT_ALLOWED,

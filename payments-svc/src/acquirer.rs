@@ -1,11 +1,18 @@
 //! The acquirer port: what payments asks of a card acquirer, in payments' own
 //! types. `test_acquirer` is the built-in deterministic acquirer for test-mode
 //! merchants; real connectors implement the same trait.
+//!
+//! `execute` may end without an answer (`TimedOut`): the acquirer may or may
+//! not have done it. `inquire` asks, by the request's reference (the payment
+//! id), what became of a request whose answer was lost; the reconciler and a
+//! retry after a crash use it instead of executing twice.
 use std::future::Future;
 
 use common::card::Card;
 use common::money::Money;
 use common::result_code::ResultCode;
+
+use crate::domain::payment::MaskedCard;
 
 pub mod test_acquirer;
 
@@ -48,8 +55,27 @@ pub enum AcquirerOutcome {
     },
     /// No answer in time: the outcome is unknown and never reported as approved.
     TimedOut,
+    /// The acquirer has no such request: nothing happened (only an inquiry says so).
+    NotProcessed,
+}
+
+/// An inquiry about an earlier request, by its reference: what the payment
+/// record holds, never the card number.
+#[derive(Debug)]
+pub struct Inquiry<'a> {
+    pub payment_id: &'a str,
+    pub operation: Operation,
+    pub money: Money,
+    /// What is known of the card, for Authorize, Debit and AccountVerification.
+    pub card: Option<&'a MaskedCard>,
+    pub original_reference: Option<&'a str>,
 }
 
 pub trait Acquirer: Send + Sync + 'static {
     fn execute(&self, request: AcquirerRequest<'_>) -> impl Future<Output = AcquirerOutcome> + Send;
+
+    /// What became of the request `inquiry` names: `Approved`/`Declined` if it
+    /// was processed, `NotProcessed` if it never was, `TimedOut` if the
+    /// acquirer cannot say now (ask again later).
+    fn inquire(&self, inquiry: Inquiry<'_>) -> impl Future<Output = AcquirerOutcome> + Send;
 }

@@ -1,20 +1,24 @@
 //! The built-in acquirer for test-mode merchants: deterministic by card number and
-//! amount (DESIGN §3), so every outcome, including an acquirer timeout, can be
-//! produced on demand.
+//! amount (DESIGN §3), so every outcome, including both kinds of acquirer timeout,
+//! can be produced on demand, and an inquiry answers what execution decided
+//! without remembering anything (so it holds across restarts and replicas).
 //!
-//! - Amount whose minor units end in `99` (`amount % 100 == 99`): never answers, for
-//!   every operation. The payments service's own timeout turns it into `TimedOut`, so
-//!   the real timeout path runs.
+//! - Amount whose minor units end in `99`: processed, but the answer never comes
+//!   (`execute` never returns; the payments service's timeout turns that into
+//!   `TimedOut`). An inquiry answers what was decided (approved, or the card's decline).
+//! - Amount ending in `98`: never answers and never processed. An inquiry answers
+//!   `NotProcessed`.
 //! - Cards (Authorize, Debit, AccountVerification): `4000000000000002` generic decline,
 //!   `4111111111140011` insufficient funds, `4111111111130012` lost or stolen,
 //!   `4111111111110014` rejected by the issuer; every other valid card approves
 //!   (e.g. 4242424242424242, 4111111111111111, 5555555555554444, 4012888888881881).
+//!   An inquiry knows the card by its BIN and last four, which tell these apart.
 //! - Capture, Reverse, Refund: approve when they carry the original reference.
 //!
 //! Approvals carry `success(false)` (test-mode success) and the reference `ref_<payment id>`.
 use common::result_code::{self, ResultCode};
 
-use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Operation};
+use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Inquiry, Operation};
 
 /// Test card numbers that decline, and how.
 const DECLINING_CARDS: [(&str, ResultCode); 4] = [
@@ -24,44 +28,67 @@ const DECLINING_CARDS: [(&str, ResultCode); 4] = [
     ("4111111111110014", result_code::REJECTED_BY_ISSUER),
 ];
 
-/// The minor-unit ending that makes the acquirer never answer.
-const TIMEOUT_CENTS: i64 = 99;
+/// The minor-unit ending of a request processed whose answer is lost.
+const TIMEOUT_PROCESSED_CENTS: i64 = 99;
+/// The minor-unit ending of a request lost before the acquirer processed it.
+const TIMEOUT_NOT_PROCESSED_CENTS: i64 = 98;
 
 #[derive(Debug, Default, Clone)]
 pub struct TestAcquirer;
 
+/// What a request carries that the decision depends on.
+enum CardKnown<'a> {
+    Number(&'a str),
+    Masked { bin: &'a str, last4: &'a str },
+    Missing,
+}
+
 impl TestAcquirer {
-    fn decide(request: &AcquirerRequest<'_>) -> AcquirerOutcome {
-        let refusal = match request.operation {
-            Operation::Authorize | Operation::Debit | Operation::AccountVerification => match request.card {
-                Some(card) => {
-                    let number = card.number.expose();
+    fn decide(
+        operation: Operation,
+        card: CardKnown<'_>,
+        original_reference: Option<&str>,
+        id: &str,
+    ) -> AcquirerOutcome {
+        let refusal = match operation {
+            Operation::Authorize | Operation::Debit | Operation::AccountVerification => match card {
+                CardKnown::Number(number) => {
                     DECLINING_CARDS.iter().find(|(n, _)| *n == number).map(|(_, result)| *result)
                 }
+                CardKnown::Masked { bin, last4 } => DECLINING_CARDS
+                    .iter()
+                    .find(|(n, _)| n.starts_with(bin) && n.ends_with(last4))
+                    .map(|(_, result)| *result),
                 // The service always sends the card for these operations.
-                None => Some(result_code::INVALID_CARD),
+                CardKnown::Missing => Some(result_code::INVALID_CARD),
             },
-            Operation::Capture | Operation::Reverse | Operation::Refund => match request.original_reference {
+            Operation::Capture | Operation::Reverse | Operation::Refund => match original_reference {
                 Some(_) => None,
                 None => Some(result_code::REFERENCE_NOT_FOUND),
             },
         };
         match refusal {
             Some(result) => AcquirerOutcome::Declined { result },
-            None => AcquirerOutcome::Approved {
-                result: result_code::success(false),
-                reference: format!("ref_{}", request.payment_id),
-            },
+            None => AcquirerOutcome::Approved { result: result_code::success(false), reference: format!("ref_{id}") },
         }
     }
 }
 
 impl Acquirer for TestAcquirer {
     async fn execute(&self, request: AcquirerRequest<'_>) -> AcquirerOutcome {
-        if request.money.amount % 100 == TIMEOUT_CENTS {
+        if matches!(request.money.amount % 100, TIMEOUT_PROCESSED_CENTS | TIMEOUT_NOT_PROCESSED_CENTS) {
             return std::future::pending().await;
         }
-        Self::decide(&request)
+        let card = request.card.map_or(CardKnown::Missing, |c| CardKnown::Number(c.number.expose()));
+        Self::decide(request.operation, card, request.original_reference, request.payment_id)
+    }
+
+    async fn inquire(&self, inquiry: Inquiry<'_>) -> AcquirerOutcome {
+        if inquiry.money.amount % 100 == TIMEOUT_NOT_PROCESSED_CENTS {
+            return AcquirerOutcome::NotProcessed;
+        }
+        let card = inquiry.card.map_or(CardKnown::Missing, |c| CardKnown::Masked { bin: &c.bin, last4: &c.last4 });
+        Self::decide(inquiry.operation, card, inquiry.original_reference, inquiry.payment_id)
     }
 }
 
@@ -73,6 +100,7 @@ mod tests {
     use common::money::{Currency, Money};
 
     use super::*;
+    use crate::domain::payment::MaskedCard;
 
     const APPROVING_CARDS: [&str; 5] =
         ["4242424242424242", "4111111111111111", "5555555555554444", "4012888888881881", "378282246310005"];
@@ -169,7 +197,7 @@ mod tests {
 
     // Paused time: the 50 ms timeouts elapse instantly once the runtime is idle.
     #[tokio::test(start_paused = true)]
-    async fn amount_ending_in_99_never_answers() {
+    async fn amounts_ending_in_99_or_98_never_answer() {
         let ok = card("4242424242424242");
         let declining = card("4000000000000002");
         for amount in [99, 1099, 123_499] {
@@ -183,8 +211,9 @@ mod tests {
         }
         // The rule is on the minor unit, whatever the exponent.
         assert_eq!(run(card_request(Operation::Debit, &ok, money(199, "JPY"))).await, None);
-        // Amounts near it answer.
-        for amount in [98, 100, 990, 9900] {
+        assert_eq!(run(card_request(Operation::Debit, &ok, money(98, "EUR"))).await, None);
+        // Amounts near them answer.
+        for amount in [97, 100, 990, 9900] {
             assert_eq!(run(card_request(Operation::Debit, &ok, money(amount, "EUR"))).await, Some(approved("pay_1")));
         }
     }
@@ -219,5 +248,34 @@ mod tests {
             run(no_reference).await,
             Some(AcquirerOutcome::Declined { result: result_code::REFERENCE_NOT_FOUND })
         );
+    }
+
+    fn inquiry<'a>(operation: Operation, card: Option<&'a MaskedCard>, amount: i64) -> Inquiry<'a> {
+        Inquiry {
+            payment_id: "pay_1",
+            operation,
+            money: money(amount, "EUR"),
+            card,
+            original_reference: card.is_none().then_some("ref_pay_0"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_inquiry_answers_what_execution_decided() {
+        for number in APPROVING_CARDS.iter().chain(DECLINING_CARDS.iter().map(|(n, _)| n)) {
+            let card = card(number);
+            let masked = MaskedCard::of(&card);
+            for amount in [1000, 1099] {
+                let executed = run(card_request(Operation::Debit, &card, money(1000, "EUR"))).await;
+                let inquired = TestAcquirer.inquire(inquiry(Operation::Debit, Some(&masked), amount)).await;
+                assert_eq!(Some(inquired), executed, "{amount}");
+            }
+            let never = TestAcquirer.inquire(inquiry(Operation::Debit, Some(&masked), 1098)).await;
+            assert_eq!(never, AcquirerOutcome::NotProcessed);
+        }
+        for op in [Operation::Capture, Operation::Reverse, Operation::Refund] {
+            assert_eq!(TestAcquirer.inquire(inquiry(op, None, 199)).await, approved("pay_1"), "{op:?}");
+            assert_eq!(TestAcquirer.inquire(inquiry(op, None, 198)).await, AcquirerOutcome::NotProcessed, "{op:?}");
+        }
     }
 }

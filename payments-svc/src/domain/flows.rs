@@ -125,7 +125,8 @@ impl<P: PaymentStore, V, A: Acquirer> Payments<P, V, A> {
         match outcome {
             AcquirerOutcome::Approved { result, reference } => (Status::Approved, result, Some(reference)),
             AcquirerOutcome::Declined { result } => (Status::Declined, result, None),
-            AcquirerOutcome::TimedOut => (Status::TimedOut, result_code::ACQUIRER_TIMEOUT, None),
+            AcquirerOutcome::TimedOut => (Status::Pending, result_code::PENDING, None),
+            AcquirerOutcome::NotProcessed => (Status::Failed, result_code::NOT_PROCESSED, None),
         }
     }
 

@@ -35,28 +35,35 @@ impl PaymentType {
     }
 }
 
+/// Where a payment or follow-up stands. `Pending` means its outcome is not
+/// known yet (in progress, or the acquirer did not answer): never approved,
+/// never declined, and a pending CP or RF keeps its amount reserved until the
+/// reconciler or a retry resolves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    Pending,
     Approved,
     Declined,
-    /// The acquirer did not answer in time: never reported as approved.
-    TimedOut,
+    /// It did not happen: the acquirer never processed it.
+    Failed,
 }
 
 impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Pending => "pending",
             Self::Approved => "approved",
             Self::Declined => "declined",
-            Self::TimedOut => "timed_out",
+            Self::Failed => "failed",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
+            "pending" => Self::Pending,
             "approved" => Self::Approved,
             "declined" => Self::Declined,
-            "timed_out" => Self::TimedOut,
+            "failed" => Self::Failed,
             _ => return None,
         })
     }

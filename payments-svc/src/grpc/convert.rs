@@ -8,7 +8,7 @@ use proto::payments::v1 as pb;
 use crate::domain::PaymentError;
 use crate::domain::flows::Source;
 use crate::domain::payment::{
-    LedgerRecord, MaskedCard, Outcome, Payment, PaymentType, SiMode, SiSource, SiType, StandingInstruction,
+    LedgerRecord, MaskedCard, Outcome, Payment, PaymentType, SiMode, SiSource, SiType, StandingInstruction, Status,
 };
 use crate::vault::StoredToken;
 
@@ -143,6 +143,16 @@ pub fn payment(p: &Payment) -> pb::Payment {
         customer_id: p.customer_id.clone(),
         description: p.description.clone(),
         reversed: p.reversed,
+        status: pb_status(p.status) as i32,
+    }
+}
+
+fn pb_status(status: Status) -> pb::PaymentStatus {
+    match status {
+        Status::Pending => pb::PaymentStatus::Pending,
+        Status::Approved => pb::PaymentStatus::Approved,
+        Status::Declined => pb::PaymentStatus::Declined,
+        Status::Failed => pb::PaymentStatus::Failed,
     }
 }
 

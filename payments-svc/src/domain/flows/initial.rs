@@ -127,8 +127,8 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
     fn report_charge(&self, scope: Scope<'_>, token: &str, payment_id: &str, status: Status, ctx: &CallContext) {
         let charge = match status {
             Status::Approved => "successful",
-            Status::Declined => "failed",
-            Status::TimedOut => "pending",
+            Status::Declined | Status::Failed => "failed",
+            Status::Pending => "pending",
         };
         let (vault, ctx) = (self.vault.clone(), ctx.clone());
         let (merchant_id, livemode) = (scope.merchant_id.to_owned(), scope.livemode);
