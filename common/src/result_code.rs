@@ -222,6 +222,8 @@ mod tests {
             (LOST_OR_STOLEN, Class::Declined),
             (REJECTED_BY_ISSUER, Class::Declined),
             (ACQUIRER_TIMEOUT, Class::Rejected),
+            (PENDING, Class::Pending),
+            (NOT_PROCESSED, Class::Rejected),
             (CAPTURE_EXCEEDS_AUTHORIZED, Class::Rejected),
             (REFUND_EXCEEDS_CAPTURED, Class::Rejected),
             (REVERSAL_NOT_ALLOWED, Class::Rejected),
