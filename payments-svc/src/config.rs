@@ -21,7 +21,39 @@ pub struct PaymentsConfig {
     /// Upper bound on any request's time, whatever the caller's deadline.
     pub request_timeout_ms: u64,
     pub shutdown_drain_secs: u64,
+    pub idempotency: IdempotencyConfig,
+    pub reconcile: ReconcileConfig,
     pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct IdempotencyConfig {
+    /// How long a worker owns an in-flight key and its payment before another may take it over.
+    pub lease_ms: u64,
+    /// Idempotency records are purged this long after their creation.
+    pub retention_secs: u64,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        Self { lease_ms: 30_000, retention_secs: 24 * 3600 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ReconcileConfig {
+    /// The in-process reconciler runs this often; 0 = only as `payments-svc reconcile`.
+    pub interval_ms: u64,
+    /// Payments taken over per pass, at most.
+    pub batch: u32,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        Self { interval_ms: 10_000, batch: 100 }
+    }
 }
 
 impl Default for PaymentsConfig {
@@ -36,6 +68,8 @@ impl Default for PaymentsConfig {
             acquirer_timeout_ms: 2_000,
             request_timeout_ms: 10_000,
             shutdown_drain_secs: 20,
+            idempotency: IdempotencyConfig::default(),
+            reconcile: ReconcileConfig::default(),
             telemetry: TelemetryConfig::default(),
         }
     }

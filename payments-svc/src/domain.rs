@@ -5,6 +5,8 @@
 pub mod error;
 pub mod flows;
 pub mod idempotency;
+pub mod ledger;
 pub mod payment;
+pub mod reconcile;
 
 pub use error::PaymentError;

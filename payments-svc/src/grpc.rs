@@ -26,6 +26,8 @@ pub struct Shared<P, V, A> {
     pub payments: Arc<Payments<P, V, A>>,
     pub directory: DirectoryHandle,
     pub max_deadline: Duration,
+    /// The detached work of every call, so the drain can wait for it.
+    pub tracker: tokio_util::task::TaskTracker,
 }
 
 impl<P, V, A> Shared<P, V, A> {

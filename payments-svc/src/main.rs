@@ -1,4 +1,5 @@
-//! The payments-svc binary: `serve` (default).
+//! The payments-svc binary: `serve` (default) and `reconcile` (one pass of the
+//! reconciler, for the Kubernetes CronJob).
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Serve the Payments, Registrations and OmniTokens services.
     Serve,
+    /// Resolve payments whose owner is gone (one pass) and purge old idempotency records.
+    Reconcile,
 }
 
 #[tokio::main]
@@ -42,6 +45,15 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             let app = Application::bind(&cfg.addr, deps).await?;
             app.run_until(shutdown_signal()).await?;
             tracing::info!("payments-svc stopped");
+            Ok(())
+        }
+        Command::Reconcile => {
+            let _telemetry = common::telemetry::init("payments-svc", &cfg.telemetry);
+            let pass = payments_svc::startup::reconcile_once(&cfg).await?;
+            println!(
+                "reconcile: {} resolved, {} still pending, {} errors, {} keys released, {} keys purged",
+                pass.resolved, pass.still_pending, pass.errors, pass.keys_released, pass.keys_purged
+            );
             Ok(())
         }
     }

@@ -20,6 +20,7 @@ use proto::payments::v1::registrations_server::RegistrationsServer;
 use crate::acquirer::test_acquirer::TestAcquirer;
 use crate::config::PaymentsConfig;
 use crate::domain::flows::Payments;
+use crate::domain::reconcile::{self, Schedule};
 use crate::grpc::Shared;
 use crate::grpc::omni_tokens::OmniTokensService;
 use crate::grpc::payments::PaymentsService;
@@ -41,6 +42,10 @@ pub struct Dependencies {
     pub acquirer_timeout: Duration,
     pub request_timeout: Duration,
     pub shutdown_drain: Duration,
+    pub lease: Duration,
+    /// The in-process reconciler's interval (`None`: only the CronJob runs it).
+    pub reconcile_every: Option<Duration>,
+    pub reconcile: Schedule,
 }
 
 impl Dependencies {
@@ -65,8 +70,30 @@ impl Dependencies {
             acquirer_timeout: Duration::from_millis(cfg.acquirer_timeout_ms),
             request_timeout: Duration::from_millis(cfg.request_timeout_ms),
             shutdown_drain: Duration::from_secs(cfg.shutdown_drain_secs),
+            lease: Duration::from_millis(cfg.idempotency.lease_ms.max(1)),
+            reconcile_every: (cfg.reconcile.interval_ms > 0).then(|| Duration::from_millis(cfg.reconcile.interval_ms)),
+            reconcile: schedule(cfg),
         })
     }
+}
+
+/// How the reconciler runs, from configuration.
+pub fn schedule(cfg: &PaymentsConfig) -> Schedule {
+    Schedule { batch: cfg.reconcile.batch.max(1), key_retention: Duration::from_secs(cfg.idempotency.retention_secs) }
+}
+
+/// One reconciler pass over the configured stores (`payments-svc reconcile`).
+pub async fn reconcile_once(cfg: &PaymentsConfig) -> Result<crate::domain::reconcile::Pass, BoxError> {
+    let deps = Dependencies::from_config(cfg).await?;
+    let payments = Payments::new(
+        Arc::new(deps.store),
+        Arc::new(deps.vault),
+        Arc::new(TestAcquirer),
+        deps.clock,
+        deps.acquirer_timeout,
+    )
+    .with_lease(deps.lease);
+    Ok(payments.reconcile(deps.reconcile).await?)
 }
 
 pub struct Application {
@@ -87,14 +114,26 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), BoxError> {
         let Self { listener, deps } = self;
         let store = Arc::new(deps.store);
-        let payments = Arc::new(Payments::new(
-            store.clone(),
-            Arc::new(deps.vault),
-            Arc::new(TestAcquirer),
-            deps.clock,
-            deps.acquirer_timeout,
-        ));
-        let shared = Arc::new(Shared { payments, directory: deps.directory, max_deadline: deps.request_timeout });
+        let payments = Arc::new(
+            Payments::new(
+                store.clone(),
+                Arc::new(deps.vault),
+                Arc::new(TestAcquirer),
+                deps.clock,
+                deps.acquirer_timeout,
+            )
+            .with_lease(deps.lease),
+        );
+        let reconciler = deps
+            .reconcile_every
+            .map(|every| tokio::spawn(reconcile::run_every(payments.clone(), every, deps.reconcile)));
+        let tracker = tokio_util::task::TaskTracker::new();
+        let shared = Arc::new(Shared {
+            payments,
+            directory: deps.directory,
+            max_deadline: deps.request_timeout,
+            tracker: tracker.clone(),
+        });
         let (health, health_service) = tonic_health::server::health_reporter();
         let monitor = {
             let health = health.clone();
@@ -136,6 +175,15 @@ impl Application {
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 let _ = stop_rx.wait_for(|stop| *stop).await;
             });
+        // Serving ends when the listener has stopped and in-flight calls have
+        // answered; the work they detached is waited for as well, within the
+        // same drain limit. Work the limit cuts stays pending under its lease.
+        let server = async {
+            server.await?;
+            tracker.close();
+            tracker.wait().await;
+            Ok::<(), tonic::transport::Error>(())
+        };
         let on_stop = async {
             monitor.abort();
             for service in SERVICES {
@@ -143,6 +191,10 @@ impl Application {
             }
             let _ = stop_tx.send(true);
         };
-        common::lifecycle::serve_until(server, shutdown, on_stop, deps.shutdown_drain).await.map_err(BoxError::from)
+        let served = common::lifecycle::serve_until(server, shutdown, on_stop, deps.shutdown_drain).await;
+        if let Some(reconciler) = reconciler {
+            reconciler.abort();
+        }
+        served.map_err(BoxError::from)
     }
 }

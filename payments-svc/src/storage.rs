@@ -7,7 +7,7 @@ use std::future::Future;
 
 use common::clock::Millis;
 
-use crate::domain::payment::{LedgerEntry, LedgerRecord, Payment, Scope};
+use crate::domain::payment::{LedgerEntry, LedgerRecord, Payment, RecoveryPoint, Reservation, Scope};
 
 pub mod sql;
 
@@ -40,41 +40,53 @@ pub enum KeyState {
     },
 }
 
+/// What `begin` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begun {
+    /// The payment is recorded now (with its reservation, for a follow-up).
+    New,
+    /// A payment with this id was recorded before (a retry, or work taken over).
+    Existing(Box<Payment>),
+    /// The follow-up's reservation does not fit its original: nothing written.
+    Refused,
+}
+
 pub trait PaymentStore: Send + Sync + 'static {
-    /// Stores a payment with its ledger entries in one commit.
-    fn insert(&self, payment: &Payment, ledger: &[LedgerEntry]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records a payment `pending` at its first recovery point, holding a
+    /// lease until `lease_until`; a follow-up's `reservation` on its original
+    /// (`reference_id`) is taken in the same commit, or nothing is written.
+    fn begin(
+        &self,
+        payment: &Payment,
+        reservation: Option<Reservation>,
+        lease_until: Millis,
+    ) -> impl Future<Output = Result<Begun, StoreError>> + Send;
+
+    /// Moves a payment on from recovery point `from` to `next`'s state, with
+    /// its ledger lines and the release of a follow-up's reservation, in one
+    /// commit; `false` (nothing written) if it is no longer at `from`. The
+    /// captured amount is written only while the payment is pending (later
+    /// captures move a PA's captured amount on their own).
+    fn advance(
+        &self,
+        next: &Payment,
+        from: RecoveryPoint,
+        ledger: &[LedgerEntry],
+        release: Option<Reservation>,
+        lease_until: Millis,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Unfinished payments whose lease ran out before `now`, oldest lease first.
+    fn unfinished(&self, now: Millis, limit: u32) -> impl Future<Output = Result<Vec<Payment>, StoreError>> + Send;
+
+    /// Takes the lease of an unfinished payment whose lease ran out; `false` if another worker holds it.
+    fn take_lease(&self, id: &str, now: Millis, until: Millis)
+    -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Extends the lease of an unfinished payment (its owner is still working).
+    fn renew_lease(&self, id: &str, until: Millis) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn get(&self, scope: Scope<'_>, id: &str) -> impl Future<Output = Result<Option<Payment>, StoreError>> + Send;
-
-    /// Adds `amount` to an approved, unreversed PA's captured amount if it
-    /// stays within the authorized amount; `false` (nothing changed) otherwise.
-    fn reserve_capture(
-        &self,
-        scope: Scope<'_>,
-        id: &str,
-        amount: i64,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Marks an approved PA with nothing captured as reversed; `false` otherwise.
-    fn reserve_reversal(&self, scope: Scope<'_>, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Adds `amount` to an approved DB's or CP's refunded amount if it stays
-    /// within its captured amount; `false` otherwise.
-    fn reserve_refund(
-        &self,
-        scope: Scope<'_>,
-        id: &str,
-        amount: i64,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Undoes a reservation whose acquirer call did not succeed.
-    fn release(
-        &self,
-        id: &str,
-        captured: i64,
-        refunded: i64,
-        reversed: bool,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Whether `token` has an approved INITIAL CIT payment on record.
     fn has_initial_cit(&self, scope: Scope<'_>, token: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
@@ -89,7 +101,9 @@ pub trait PaymentStore: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<LedgerRecord>, StoreError>> + Send;
 
-    /// Claims `key` for a request, or says who has it.
+    /// Claims `key` for a request until `lease_until`, or says who has it. A
+    /// key released, or in flight past its lease, is taken over by the same
+    /// request (same method and hash).
     fn acquire_key(
         &self,
         merchant_id: &str,
@@ -97,7 +111,24 @@ pub trait PaymentStore: Send + Sync + 'static {
         method: &str,
         request_hash: &str,
         now: Millis,
+        lease_until: Millis,
     ) -> impl Future<Output = Result<KeyState, StoreError>> + Send;
+
+    /// Extends the lease of a key in flight (its owner is still working).
+    fn renew_key(
+        &self,
+        merchant_id: &str,
+        key: &str,
+        lease_until: Millis,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Releases keys in flight past their lease and deletes records created
+    /// before `purge_before`: (released, purged).
+    fn sweep_keys(
+        &self,
+        now: Millis,
+        purge_before: Millis,
+    ) -> impl Future<Output = Result<(u64, u64), StoreError>> + Send;
 
     /// Stores the response of the request that holds `key`.
     fn complete_key(
@@ -107,7 +138,9 @@ pub trait PaymentStore: Send + Sync + 'static {
         response: &[u8],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Lets `key` go after a failure that a retry may fix.
+    /// Lets `key` go after a failure that a retry may fix, or while its work
+    /// waits for an answer: the request hash stays, so only the same request
+    /// takes it again.
     fn release_key(&self, merchant_id: &str, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -38,6 +38,23 @@ pub enum TokenKind {
     Omni,
 }
 
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registration => "registration",
+            Self::Omni => "omni",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "registration" => Some(Self::Registration),
+            "omni" => Some(Self::Omni),
+            _ => None,
+        }
+    }
+}
+
 pub enum TokenSource<'a> {
     Card(&'a Card),
     SingleUse(&'a str),

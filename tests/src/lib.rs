@@ -422,6 +422,11 @@ impl TestPlatform {
             acquirer_timeout: Duration::from_millis(300),
             request_timeout: Duration::from_secs(5),
             shutdown_drain: Duration::from_secs(2),
+            lease: payments_svc::domain::flows::DEFAULT_LEASE,
+            // Leases run on the test's manual clock: work is reconciled once a
+            // test moves the clock past them.
+            reconcile_every: Some(Duration::from_millis(100)),
+            reconcile: payments_svc::domain::reconcile::Schedule::default(),
         };
         let app = Application::bind("127.0.0.1:0", deps).await.unwrap();
         let addr = app.addr();

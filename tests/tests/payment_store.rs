@@ -1,17 +1,18 @@
 //! The `PaymentStore` conformance suite, on a real PostgreSQL (a schema per
-//! test) and on SQLite (a file per test): payments and their guards, the
-//! ledger, idempotency keys.
+//! test) and on SQLite (a file per test): payments written ahead and moved
+//! through their recovery points, the guards of follow-up reservations, the
+//! ledger, leases, idempotency keys and their leases.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 
 use e2e::{Db, database_url};
 use payments_svc::domain::payment::{
-    LedgerEntry, LedgerKind, MaskedCard, Outcome, Payment, PaymentType, Scope, SiMode, SiSource, SiType,
-    StandingInstruction, Status,
+    LedgerEntry, LedgerKind, MaskedCard, Outcome, Payment, PaymentType, RecoveryPoint, Reservation, Scope, SiMode,
+    SiSource, SiType, SourceKind, StandingInstruction, Status,
 };
 use payments_svc::storage::sql::SqlStore;
-use payments_svc::storage::{KeyState, LedgerQuery, PaymentStore};
+use payments_svc::storage::{Begun, KeyState, LedgerQuery, PaymentStore};
 
 const T0: i64 = 1_795_392_000_000;
 const M: Scope<'static> = Scope { merchant_id: "mrch_1", livemode: false };
@@ -56,7 +57,49 @@ fn payment(id: &str, kind: PaymentType, amount: i64, status: Status) -> Payment 
         merchant_transaction_id: "order-1".into(),
         description: "".into(),
         created_at: T0,
+        recovery: RecoveryPoint::Finished,
+        source_kind: Some(SourceKind::Registration),
+        tokenize: None,
     }
+}
+
+/// A finished payment with its ledger lines.
+async fn insert(s: &SqlStore, p: &Payment, ledger: &[LedgerEntry]) {
+    assert_eq!(s.begin(p, None, 0).await.unwrap(), Begun::New);
+    for e in ledger {
+        s.record(e).await.unwrap();
+    }
+}
+
+/// A pending follow-up of `original` holding `reservation`.
+fn follow_up(id: &str, original: &str, reservation: Reservation) -> Payment {
+    let (kind, amount) = match reservation {
+        Reservation::Capture(a) => (PaymentType::CP, a),
+        Reservation::Reversal => (PaymentType::RV, 0),
+        Reservation::Refund(a) => (PaymentType::RF, a),
+    };
+    Payment {
+        reference_id: Some(original.into()),
+        recovery: RecoveryPoint::Started,
+        source_kind: None,
+        ..payment(id, kind, amount, Status::Pending)
+    }
+}
+
+/// Whether `reservation` on `original` fits (a follow-up recorded with it).
+async fn reserve(s: &SqlStore, id: &str, original: &str, reservation: Reservation) -> bool {
+    match s.begin(&follow_up(id, original, reservation), Some(reservation), T0 + 30_000).await.unwrap() {
+        Begun::New => true,
+        Begun::Refused => false,
+        Begun::Existing(_) => panic!("{id} exists"),
+    }
+}
+
+/// The follow-up `id` failed: its reservation is released with it.
+async fn release(s: &SqlStore, id: &str, original: &str, reservation: Reservation) {
+    let failed = Payment { status: Status::Failed, ..follow_up(id, original, reservation) };
+    let failed = Payment { recovery: RecoveryPoint::Finished, ..failed };
+    assert!(s.advance(&failed, RecoveryPoint::Started, &[], Some(reservation), 0).await.unwrap());
 }
 
 fn entry(p: &Payment, kind: &'static str) -> LedgerEntry {
@@ -78,7 +121,7 @@ fn entry(p: &Payment, kind: &'static str) -> LedgerEntry {
 
 async fn insert_then_get(s: SqlStore) {
     let pa = payment("pa1", PaymentType::PA, 1000, Status::Approved);
-    s.insert(&pa, &[entry(&pa, "PA")]).await.unwrap();
+    insert(&s, &pa, &[entry(&pa, "PA")]).await;
     assert_eq!(s.get(M, "pa1").await.unwrap(), Some(pa.clone()));
     assert_eq!(s.get(Scope { merchant_id: "mrch_2", livemode: false }, "pa1").await.unwrap(), None);
     assert_eq!(s.get(Scope { merchant_id: "mrch_1", livemode: true }, "pa1").await.unwrap(), None);
@@ -87,29 +130,39 @@ async fn insert_then_get(s: SqlStore) {
     let declined = Payment {
         standing_instruction: pa.standing_instruction.clone(),
         token: Some("reg_3".into()),
+        registration_id: Some("reg_3".into()),
         ..payment("pa2", PaymentType::PA, 10, Status::Declined)
     };
-    s.insert(&declined, &[]).await.unwrap();
+    insert(&s, &declined, &[]).await;
     assert!(!s.has_initial_cit(M, "reg_3").await.unwrap(), "only an approved CIT counts");
+    // A CIT that created its registration counts for it.
+    let created = Payment {
+        token: Some("tokn_test_1".into()),
+        registration_id: Some("reg_4".into()),
+        ..payment("pa3", PaymentType::PA, 10, Status::Approved)
+    };
+    insert(&s, &created, &[]).await;
+    assert!(s.has_initial_cit(M, "reg_4").await.unwrap());
 }
 
 async fn captures_stay_within_the_authorization(s: SqlStore) {
     let pa = payment("pa1", PaymentType::PA, 1000, Status::Approved);
-    s.insert(&pa, &[]).await.unwrap();
-    assert!(s.reserve_capture(M, "pa1", 600).await.unwrap());
-    assert!(!s.reserve_capture(M, "pa1", 500).await.unwrap());
-    assert!(s.reserve_capture(M, "pa1", 400).await.unwrap());
-    assert!(!s.reserve_capture(M, "pa1", 1).await.unwrap());
-    s.release("pa1", 400, 0, false).await.unwrap();
-    assert!(s.reserve_capture(M, "pa1", 400).await.unwrap());
-    assert!(!s.reserve_reversal(M, "pa1").await.unwrap(), "captured: no reversal");
+    insert(&s, &pa, &[]).await;
+    assert!(reserve(&s, "cp1", "pa1", Reservation::Capture(600)).await);
+    assert!(!reserve(&s, "cp2", "pa1", Reservation::Capture(500)).await);
+    assert!(reserve(&s, "cp3", "pa1", Reservation::Capture(400)).await);
+    assert!(!reserve(&s, "cp4", "pa1", Reservation::Capture(1)).await);
+    release(&s, "cp3", "pa1", Reservation::Capture(400)).await;
+    assert!(reserve(&s, "cp5", "pa1", Reservation::Capture(400)).await);
+    assert!(!reserve(&s, "rv1", "pa1", Reservation::Reversal).await, "captured: no reversal");
     assert_eq!(s.get(M, "pa1").await.unwrap().unwrap().captured_amount, 1000);
+    assert_eq!(s.get(M, "cp2").await.unwrap(), None, "a refused follow-up is not recorded");
     let declined = payment("pa2", PaymentType::PA, 1000, Status::Declined);
-    s.insert(&declined, &[]).await.unwrap();
-    assert!(!s.reserve_capture(M, "pa2", 1).await.unwrap(), "a declined PA cannot be captured");
+    insert(&s, &declined, &[]).await;
+    assert!(!reserve(&s, "cp6", "pa2", Reservation::Capture(1)).await, "a declined PA cannot be captured");
     let db = payment("db1", PaymentType::DB, 1000, Status::Approved);
-    s.insert(&db, &[]).await.unwrap();
-    assert!(!s.reserve_capture(M, "db1", 1).await.unwrap(), "only a PA is captured");
+    insert(&s, &db, &[]).await;
+    assert!(!reserve(&s, "cp7", "db1", Reservation::Capture(1)).await, "only a PA is captured");
     // The schema itself refuses a capture beyond the authorization.
     assert!(
         sqlx::query("UPDATE payments SET captured_amount = 2000 WHERE id = 'pa1'").execute(s.pool()).await.is_err()
@@ -117,22 +170,22 @@ async fn captures_stay_within_the_authorization(s: SqlStore) {
 }
 
 async fn reversal_only_before_capture(s: SqlStore) {
-    s.insert(&payment("pa1", PaymentType::PA, 1000, Status::Approved), &[]).await.unwrap();
-    assert!(s.reserve_reversal(M, "pa1").await.unwrap());
-    assert!(!s.reserve_reversal(M, "pa1").await.unwrap(), "once");
-    assert!(!s.reserve_capture(M, "pa1", 1).await.unwrap(), "reversed: no capture");
-    s.release("pa1", 0, 0, true).await.unwrap();
-    assert!(s.reserve_capture(M, "pa1", 1).await.unwrap());
+    insert(&s, &payment("pa1", PaymentType::PA, 1000, Status::Approved), &[]).await;
+    assert!(reserve(&s, "rv1", "pa1", Reservation::Reversal).await);
+    assert!(!reserve(&s, "rv2", "pa1", Reservation::Reversal).await, "once");
+    assert!(!reserve(&s, "cp1", "pa1", Reservation::Capture(1)).await, "reversed: no capture");
+    release(&s, "rv1", "pa1", Reservation::Reversal).await;
+    assert!(reserve(&s, "cp2", "pa1", Reservation::Capture(1)).await);
 }
 
 async fn refunds_stay_within_the_capture(s: SqlStore) {
-    s.insert(&payment("db1", PaymentType::DB, 1000, Status::Approved), &[]).await.unwrap();
-    assert!(s.reserve_refund(M, "db1", 700).await.unwrap());
-    assert!(!s.reserve_refund(M, "db1", 400).await.unwrap());
-    assert!(s.reserve_refund(M, "db1", 300).await.unwrap());
-    assert!(!s.reserve_refund(M, "db1", 1).await.unwrap());
-    s.insert(&payment("pa1", PaymentType::PA, 1000, Status::Approved), &[]).await.unwrap();
-    assert!(!s.reserve_refund(M, "pa1", 1).await.unwrap(), "a PA is not refunded");
+    insert(&s, &payment("db1", PaymentType::DB, 1000, Status::Approved), &[]).await;
+    assert!(reserve(&s, "rf1", "db1", Reservation::Refund(700)).await);
+    assert!(!reserve(&s, "rf2", "db1", Reservation::Refund(400)).await);
+    assert!(reserve(&s, "rf3", "db1", Reservation::Refund(300)).await);
+    assert!(!reserve(&s, "rf4", "db1", Reservation::Refund(1)).await);
+    insert(&s, &payment("pa1", PaymentType::PA, 1000, Status::Approved), &[]).await;
+    assert!(!reserve(&s, "rf5", "pa1", Reservation::Refund(1)).await, "a PA is not refunded");
     assert!(
         sqlx::query("UPDATE payments SET refunded_amount = 1001 WHERE id = 'db1'").execute(s.pool()).await.is_err()
     );
@@ -142,12 +195,12 @@ async fn capture_and_reversal_race_has_one_winner(s: SqlStore) {
     let s = Arc::new(s);
     for i in 0..10 {
         let id = format!("pa{i}");
-        s.insert(&payment(&id, PaymentType::PA, 1000, Status::Approved), &[]).await.unwrap();
+        insert(&s, &payment(&id, PaymentType::PA, 1000, Status::Approved), &[]).await;
         let (a, b) = (s.clone(), s.clone());
         let (ida, idb) = (id.clone(), id.clone());
         let (captured, reversed) = tokio::join!(
-            tokio::spawn(async move { a.reserve_capture(M, &ida, 1000).await.unwrap() }),
-            tokio::spawn(async move { b.reserve_reversal(M, &idb).await.unwrap() }),
+            tokio::spawn(async move { reserve(&a, &format!("cp{ida}"), &ida, Reservation::Capture(1000)).await }),
+            tokio::spawn(async move { reserve(&b, &format!("rv{idb}"), &idb, Reservation::Reversal).await }),
         );
         assert!(captured.unwrap() != reversed.unwrap(), "exactly one of capture and reversal");
     }
@@ -156,8 +209,8 @@ async fn capture_and_reversal_race_has_one_winner(s: SqlStore) {
 async fn ledger_by_payment_token_and_time(s: SqlStore) {
     let pa = payment("pa1", PaymentType::PA, 1000, Status::Approved);
     let cp = Payment { reference_id: Some("pa1".into()), ..payment("cp1", PaymentType::CP, 400, Status::Approved) };
-    s.insert(&pa, &[entry(&pa, "PA")]).await.unwrap();
-    s.insert(&cp, &[entry(&cp, "CP")]).await.unwrap();
+    insert(&s, &pa, &[entry(&pa, "PA")]).await;
+    insert(&s, &cp, &[entry(&cp, "CP")]).await;
     let rg = LedgerEntry { token: "reg_9".into(), ..entry(&pa, "RG") };
     s.record(&LedgerEntry { id: "rg".into(), payment_id: String::new(), ..rg }).await.unwrap();
     let types = |records: Vec<payments_svc::domain::payment::LedgerRecord>| {
@@ -174,34 +227,141 @@ async fn ledger_by_payment_token_and_time(s: SqlStore) {
     assert!(s.ledger(other, LedgerQuery::Payment("pa1"), 0, 10).await.unwrap().is_empty());
 }
 
-async fn idempotency_keys_hold_one_request(s: SqlStore) {
-    assert_eq!(s.acquire_key("m", "k", "Create", "h1", T0).await.unwrap(), KeyState::Acquired);
+async fn a_payment_moves_through_its_recovery_points_once(s: SqlStore) {
+    let started = Payment {
+        recovery: RecoveryPoint::Started,
+        status: Status::Pending,
+        card: None,
+        source_kind: Some(SourceKind::SingleUse),
+        captured_amount: 0,
+        ..payment("db1", PaymentType::DB, 1000, Status::Pending)
+    };
+    let lease = T0 + 30_000;
+    assert_eq!(s.begin(&started, None, lease).await.unwrap(), Begun::New);
     assert_eq!(
-        s.acquire_key("m", "k", "Create", "h1", T0).await.unwrap(),
+        s.begin(&started, None, lease).await.unwrap(),
+        Begun::Existing(Box::new(started.clone())),
+        "a retry finds it"
+    );
+    let obtained =
+        Payment { recovery: RecoveryPoint::CardObtained, ..payment("db1", PaymentType::DB, 1000, Status::Pending) };
+    let obtained = Payment { captured_amount: 0, source_kind: Some(SourceKind::SingleUse), ..obtained };
+    assert!(!s.advance(&obtained, RecoveryPoint::CardObtained, &[], None, lease).await.unwrap(), "not there yet");
+    assert!(s.advance(&obtained, RecoveryPoint::Started, &[], None, lease).await.unwrap());
+    assert!(!s.advance(&obtained, RecoveryPoint::Started, &[], None, lease).await.unwrap(), "only once");
+    let answered = Payment {
+        status: Status::Approved,
+        captured_amount: 1000,
+        recovery: RecoveryPoint::AcquirerAnswered,
+        ..obtained.clone()
+    };
+    assert!(s.advance(&answered, RecoveryPoint::CardObtained, &[entry(&answered, "DB")], None, lease).await.unwrap());
+    assert_eq!(s.get(M, "db1").await.unwrap(), Some(answered.clone()));
+    assert_eq!(s.ledger(M, LedgerQuery::Payment("db1"), 0, 10).await.unwrap().len(), 1);
+    // While it is unfinished, its lease decides who works on it.
+    assert!(s.unfinished(lease - 1000, 10).await.unwrap().is_empty(), "its owner still holds it");
+    assert_eq!(s.unfinished(lease + 1000, 10).await.unwrap().len(), 1);
+    assert!(!s.take_lease("db1", lease - 1000, lease + 30_000).await.unwrap());
+    assert!(s.take_lease("db1", lease + 1000, lease + 30_000).await.unwrap());
+    assert!(!s.take_lease("db1", lease + 1000, lease + 30_000).await.unwrap(), "taken once");
+    let finished = Payment { recovery: RecoveryPoint::Finished, ..answered };
+    assert!(s.advance(&finished, RecoveryPoint::AcquirerAnswered, &[], None, 0).await.unwrap());
+    assert!(s.unfinished(lease + 100_000, 10).await.unwrap().is_empty(), "finished work is nobody's");
+}
+
+async fn a_pending_follow_up_keeps_its_reservation(s: SqlStore) {
+    insert(&s, &payment("pa1", PaymentType::PA, 1000, Status::Approved), &[]).await;
+    assert!(reserve(&s, "cp1", "pa1", Reservation::Capture(199)).await);
+    // Its acquirer did not answer: it stays pending, the amount stays reserved.
+    assert_eq!(s.get(M, "pa1").await.unwrap().unwrap().captured_amount, 199);
+    assert!(!reserve(&s, "cp2", "pa1", Reservation::Capture(802)).await);
+    // The inquiry found it approved: the reservation stands, with one ledger line.
+    let approved = Payment {
+        status: Status::Approved,
+        captured_amount: 199,
+        recovery: RecoveryPoint::AcquirerAnswered,
+        ..follow_up("cp1", "pa1", Reservation::Capture(199))
+    };
+    assert!(s.advance(&approved, RecoveryPoint::Started, &[entry(&approved, "CP")], None, 0).await.unwrap());
+    let pa = s.get(M, "pa1").await.unwrap().unwrap();
+    assert_eq!((pa.captured_amount, s.get(M, "cp1").await.unwrap().unwrap().captured_amount), (199, 199));
+    // A retry of the same follow-up finds it and reserves nothing twice.
+    let again = s.begin(&follow_up("cp1", "pa1", Reservation::Capture(199)), Some(Reservation::Capture(199)), 0).await;
+    assert!(matches!(again.unwrap(), Begun::Existing(_)));
+    assert_eq!(s.get(M, "pa1").await.unwrap().unwrap().captured_amount, 199);
+}
+
+async fn idempotency_keys_hold_one_request(s: SqlStore) {
+    let lease = T0 + 30_000;
+    assert_eq!(s.acquire_key("m", "k", "Create", "h1", T0, lease).await.unwrap(), KeyState::Acquired);
+    assert_eq!(
+        s.acquire_key("m", "k", "Create", "h1", T0, lease).await.unwrap(),
         KeyState::InFlight { request_hash: "h1".into() }
     );
     s.complete_key("m", "k", b"response").await.unwrap();
     assert_eq!(
-        s.acquire_key("m", "k", "Create", "h1", T0).await.unwrap(),
+        s.acquire_key("m", "k", "Create", "h1", T0, lease).await.unwrap(),
         KeyState::Done { request_hash: "h1".into(), response: b"response".to_vec() }
     );
     s.release_key("m", "k").await.unwrap();
     assert!(
-        matches!(s.acquire_key("m", "k", "Create", "h1", T0).await.unwrap(), KeyState::Done { .. }),
+        matches!(s.acquire_key("m", "k", "Create", "h1", T0, lease).await.unwrap(), KeyState::Done { .. }),
         "a done key stays"
     );
-    assert_eq!(s.acquire_key("m", "k2", "Create", "h", T0).await.unwrap(), KeyState::Acquired);
+    assert_eq!(s.acquire_key("m", "k2", "Create", "h", T0, lease).await.unwrap(), KeyState::Acquired);
     s.release_key("m", "k2").await.unwrap();
     assert_eq!(
-        s.acquire_key("m", "k2", "Create", "h", T0).await.unwrap(),
+        s.acquire_key("m", "k2", "Create", "h", T0, lease).await.unwrap(),
         KeyState::Acquired,
         "a released key is free"
     );
     assert_eq!(
-        s.acquire_key("other", "k", "Create", "h1", T0).await.unwrap(),
+        s.acquire_key("other", "k", "Create", "h1", T0, lease).await.unwrap(),
         KeyState::Acquired,
         "keys are per owner"
     );
+}
+
+async fn key_leases_expire_and_are_taken_over(s: SqlStore) {
+    let lease = T0 + 30_000;
+    assert_eq!(s.acquire_key("m", "k", "Create", "h1", T0, lease).await.unwrap(), KeyState::Acquired);
+    // While its owner's lease runs, a duplicate is told it is in flight.
+    assert!(matches!(
+        s.acquire_key("m", "k", "Create", "h1", lease - 1000, lease).await.unwrap(),
+        KeyState::InFlight { .. }
+    ));
+    // After it, the same request takes the work over; another request is still refused.
+    assert_eq!(
+        s.acquire_key("m", "k", "Create", "h2", lease + 1000, lease + 30_000).await.unwrap(),
+        KeyState::InFlight { request_hash: "h1".into() }
+    );
+    assert_eq!(
+        s.acquire_key("m", "k", "Create", "h1", lease + 1000, lease + 30_000).await.unwrap(),
+        KeyState::Acquired
+    );
+    s.renew_key("m", "k", lease + 90_000).await.unwrap();
+    assert!(
+        matches!(
+            s.acquire_key("m", "k", "Create", "h1", lease + 60_000, lease).await.unwrap(),
+            KeyState::InFlight { .. }
+        ),
+        "renewed"
+    );
+    // A released key keeps its request: only that request takes it again.
+    s.release_key("m", "k").await.unwrap();
+    assert_eq!(
+        s.acquire_key("m", "k", "Create", "h2", T0, lease).await.unwrap(),
+        KeyState::InFlight { request_hash: "h1".into() }
+    );
+    // The sweep releases keys in flight past their lease and purges old records.
+    assert_eq!(s.acquire_key("m", "k3", "Create", "h", T0, lease).await.unwrap(), KeyState::Acquired);
+    assert_eq!(s.sweep_keys(lease + 1000, T0 - 1000).await.unwrap(), (1, 0));
+    assert_eq!(
+        s.acquire_key("m", "k3", "Create", "h", lease + 2000, lease + 30_000).await.unwrap(),
+        KeyState::Acquired
+    );
+    assert_eq!(s.sweep_keys(lease + 2000, T0 + 1000).await.unwrap().1, 2, "both records are past retention");
+    assert_eq!(s.acquire_key("m", "k", "Create", "h2", T0, lease).await.unwrap(), KeyState::Acquired, "purged");
 }
 
 macro_rules! conformance {
@@ -222,5 +382,8 @@ conformance!(
     refunds_stay_within_the_capture,
     capture_and_reversal_race_has_one_winner,
     ledger_by_payment_token_and_time,
+    a_payment_moves_through_its_recovery_points_once,
+    a_pending_follow_up_keeps_its_reservation,
     idempotency_keys_hold_one_request,
+    key_leases_expire_and_are_taken_over,
 );

@@ -507,12 +507,19 @@ async fn a_duplicate_that_cannot_wait_for_the_first_is_told_the_key_is_in_use() 
         b.create_payment(r).await
     };
     let (first, duplicate) = tokio::join!(first, duplicate);
-    assert_eq!(first.unwrap().into_inner().result.unwrap().code, "000.200.000", "pending, not approved");
+    let first = first.unwrap().into_inner();
+    assert_eq!(first.result.unwrap().code, "000.200.000", "pending, not approved");
+    assert_eq!(first.status, pb::PaymentStatus::Pending as i32);
     let err = duplicate.unwrap_err();
     assert_eq!((err.code(), reason(&err).as_str()), (Code::Aborted, "idempotency_key_in_use"));
-    // Once the first has finished, the same request gets its stored answer.
+    // Once the first has given its answer, a retry with the key resumes the
+    // same payment: the acquirer, asked what became of it, says it was
+    // processed (an amount ending in 99), and that is the final answer.
+    let retry = p.payments().create_payment(request()).await.unwrap().into_inner();
+    assert_eq!((retry.id.as_str(), retry.status), (first.id.as_str(), pb::PaymentStatus::Approved as i32));
+    assert_eq!(retry.result.unwrap().code, "000.100.110");
     let replay = p.payments().create_payment(request()).await.unwrap().into_inner();
-    assert_eq!(replay.result.unwrap().code, "000.200.000");
+    assert_eq!((replay.id, replay.status), (first.id, pb::PaymentStatus::Approved as i32), "then replayed");
     p.stop().await;
 }
 

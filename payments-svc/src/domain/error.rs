@@ -30,8 +30,10 @@ pub enum PaymentError {
     Vault(#[from] VaultError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the request did not finish before the deadline")]
+    #[error("the request did not finish before the deadline; its work goes on, retry with the same idempotency-key")]
     DeadlineExceeded,
+    #[error("the request failed")]
+    Internal,
     #[error("this idempotency key was used with a different request")]
     IdempotencyKeyReused,
     #[error("a request with this idempotency key is still in progress")]

@@ -12,7 +12,9 @@ use common::clock::SharedClock;
 use common::result_code::{self, ResultCode};
 
 use super::error::PaymentError;
-use super::payment::{LedgerEntry, LedgerKind, LedgerRecord, MaskedCard, Payment, Scope, Status};
+use super::payment::{
+    LedgerEntry, LedgerKind, LedgerRecord, MaskedCard, Payment, RecoveryPoint, Reservation, Scope, Status,
+};
 use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest};
 use crate::storage::{LedgerQuery, PaymentStore};
 use crate::vault::TokenKind;
@@ -53,13 +55,48 @@ pub struct Payments<P, V, A> {
     acquirer: Arc<A>,
     clock: SharedClock,
     acquirer_timeout: Duration,
+    /// How long a worker owns a payment before another may take it over.
+    lease: Duration,
     /// Whether a live acquirer connector is configured (none is, yet).
     live_connector: bool,
 }
 
+/// How long a worker owns work unless configured otherwise.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
 impl<P: PaymentStore, V, A: Acquirer> Payments<P, V, A> {
     pub fn new(store: Arc<P>, vault: Arc<V>, acquirer: Arc<A>, clock: SharedClock, acquirer_timeout: Duration) -> Self {
-        Self { store, vault, acquirer, clock, acquirer_timeout, live_connector: false }
+        Self { store, vault, acquirer, clock, acquirer_timeout, lease: DEFAULT_LEASE, live_connector: false }
+    }
+
+    pub fn with_lease(self, lease: Duration) -> Self {
+        Self { lease, ..self }
+    }
+
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// The end of a lease taken now.
+    fn lease_until(&self) -> common::clock::Millis {
+        self.clock.now_ms() + self.lease.as_millis() as i64
+    }
+
+    /// Writes `next` (a payment moved on from recovery point `from`) with its
+    /// ledger lines and the release of its reservation, in one commit. If
+    /// another worker moved it first, the payment as that one left it.
+    async fn advance(
+        &self,
+        next: Payment,
+        from: RecoveryPoint,
+        ledger: &[LedgerEntry],
+        release: Option<Reservation>,
+    ) -> Result<Payment, PaymentError> {
+        if self.store.advance(&next, from, ledger, release, self.lease_until()).await? {
+            return Ok(next);
+        }
+        let scope = Scope { merchant_id: &next.merchant_id, livemode: next.livemode };
+        self.original(scope, &next.id).await
     }
 
     pub fn store(&self) -> &P {

@@ -51,19 +51,31 @@ pub fn check_key(key: &str) -> Result<(), PaymentError> {
     Ok(())
 }
 
+/// A request's claim on an idempotency key.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    /// Whose keys (merchant and mode).
+    pub owner: &'a str,
+    pub key: &'a str,
+    pub method: &'a str,
+    pub hash: &'a str,
+}
+
+/// Claims the key for `claim`'s request (holding it for `lease`), or says
+/// what to answer instead; an in-flight duplicate waits at most `wait`.
 pub async fn begin<P: PaymentStore>(
     store: &P,
     clock: &SharedClock,
-    merchant_id: &str,
-    key: &str,
-    method: &str,
-    hash: &str,
+    claim: &Claim<'_>,
     wait: Duration,
+    lease: Duration,
 ) -> Result<Begin, PaymentError> {
+    let Claim { owner: merchant_id, key, method, hash } = *claim;
     check_key(key)?;
     let started = tokio::time::Instant::now();
     loop {
-        match store.acquire_key(merchant_id, key, method, hash, clock.now_ms()).await? {
+        let now = clock.now_ms();
+        match store.acquire_key(merchant_id, key, method, hash, now, now + lease.as_millis() as i64).await? {
             KeyState::Acquired => return Ok(Begin::Proceed),
             KeyState::Done { request_hash, response } if request_hash == hash => return Ok(Begin::Replay(response)),
             KeyState::Done { .. } => return Err(PaymentError::IdempotencyKeyReused),

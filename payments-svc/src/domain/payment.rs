@@ -3,6 +3,8 @@
 //! (captured, refunded, reversed), which the store also guards.
 use common::clock::Millis;
 
+pub use super::ledger::{LedgerEntry, LedgerKind, LedgerRecord};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PaymentType {
     PA,
@@ -64,6 +66,79 @@ impl Status {
             "approved" => Self::Approved,
             "declined" => Self::Declined,
             "failed" => Self::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// The last step of a payment's work that is done, written atomically with
+/// its effect (docs/PAYMENTS.md). A resumed payment goes on from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RecoveryPoint {
+    /// Recorded pending, before the vault or the acquirer is asked.
+    Started,
+    /// The card is known (its masked form recorded) and the acquirer may have
+    /// been asked: from here on, a lost answer is learnt by inquiry.
+    CardObtained,
+    /// The acquirer's definitive answer is recorded with its ledger lines.
+    AcquirerAnswered,
+    /// The durable token asked for is created (or could not be).
+    Tokenized,
+    /// The vault knows the charge status of the single-use token used.
+    ChargeReported,
+    Finished,
+}
+
+impl RecoveryPoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Started => "started",
+            Self::CardObtained => "card_obtained",
+            Self::AcquirerAnswered => "acquirer_answered",
+            Self::Tokenized => "tokenized",
+            Self::ChargeReported => "charge_reported",
+            Self::Finished => "finished",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "started" => Self::Started,
+            "card_obtained" => Self::CardObtained,
+            "acquirer_answered" => Self::AcquirerAnswered,
+            "tokenized" => Self::Tokenized,
+            "charge_reported" => Self::ChargeReported,
+            "finished" => Self::Finished,
+            _ => return None,
+        })
+    }
+}
+
+/// What an initial payment was made over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Card,
+    SingleUse,
+    Registration,
+    Omni,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Card => "card",
+            Self::SingleUse => "single_use",
+            Self::Registration => "registration",
+            Self::Omni => "omni",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "card" => Self::Card,
+            "single_use" => Self::SingleUse,
+            "registration" => Self::Registration,
+            "omni" => Self::Omni,
             _ => return None,
         })
     }
@@ -198,9 +273,11 @@ pub struct Payment {
     pub currency: String,
     pub status: Status,
     pub result: Outcome,
-    /// The token the payment used or created (single-use, registration or omni).
+    /// The token the payment was made over (single-use, registration or omni).
     pub token: Option<String>,
+    /// The registration it was made over or created.
     pub registration_id: Option<String>,
+    /// The omni token it was made over or created.
     pub omni_token: Option<String>,
     pub card: Option<MaskedCard>,
     pub standing_instruction: Option<StandingInstruction>,
@@ -212,88 +289,27 @@ pub struct Payment {
     pub merchant_transaction_id: String,
     pub description: String,
     pub created_at: Millis,
+    pub recovery: RecoveryPoint,
+    /// Of an initial payment: what it was made over.
+    pub source_kind: Option<SourceKind>,
+    /// Of an initial payment: the durable token to create once approved.
+    pub tokenize: Option<crate::vault::TokenKind>,
 }
 
-/// What a ledger line records: a payment operation, or an event in a card
-/// token's life (OPP's RG/DR for registrations, Till's TK/DT/DL for omni tokens).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LedgerKind {
-    PA,
-    DB,
-    CP,
-    RV,
-    RF,
-    /// A registration created.
-    RG,
-    /// A registration deleted (deregistered).
-    DR,
-    /// An omni token created.
-    TK,
-    /// An omni token detokenized for a payment.
-    DT,
-    /// An omni token deleted.
-    DL,
-}
-
-impl LedgerKind {
-    pub const ALL: [Self; 10] =
-        [Self::PA, Self::DB, Self::CP, Self::RV, Self::RF, Self::RG, Self::DR, Self::TK, Self::DT, Self::DL];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::PA => "PA",
-            Self::DB => "DB",
-            Self::CP => "CP",
-            Self::RV => "RV",
-            Self::RF => "RF",
-            Self::RG => "RG",
-            Self::DR => "DR",
-            Self::TK => "TK",
-            Self::DT => "DT",
-            Self::DL => "DL",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
-    /// The line of a payment operation shares the payment's id.
-    pub fn of_payment(payment_type: PaymentType) -> Self {
-        match payment_type {
-            PaymentType::PA => Self::PA,
-            PaymentType::DB => Self::DB,
-            PaymentType::CP => Self::CP,
-            PaymentType::RV => Self::RV,
-            PaymentType::RF => Self::RF,
-        }
-    }
-
-    pub fn is_payment(self) -> bool {
-        matches!(self, Self::PA | Self::DB | Self::CP | Self::RV | Self::RF)
+impl Payment {
+    /// Whether this payment is merchant-initiated (a MIT standing instruction).
+    pub fn merchant_initiated(&self) -> bool {
+        self.standing_instruction.as_ref().is_some_and(|si| si.source == SiSource::Mit)
     }
 }
 
-/// One line of the transaction ledger.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LedgerEntry {
-    pub id: String,
-    pub merchant_id: String,
-    pub livemode: bool,
-    pub transaction_type: LedgerKind,
-    pub payment_id: String,
-    pub reference_id: String,
-    pub amount: i64,
-    pub currency: String,
-    pub result: Outcome,
-    pub token: String,
-    pub card: MaskedCard,
-    pub created_at: Millis,
-}
-
-/// A ledger entry as read back, with its position in the ledger.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LedgerRecord {
-    pub seq: i64,
-    pub entry: LedgerEntry,
+/// What a follow-up holds on its original while it is pending: the amount
+/// added to the PA's captured amount (CP) or to the DB's or CP's refunded
+/// amount (RF), or the PA marked reversed (RV). Taken in the same commit that
+/// records the follow-up, released in the commit that records its failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    Capture(i64),
+    Reversal,
+    Refund(i64),
 }

@@ -6,7 +6,7 @@ use common::clock::Millis;
 use proto::payments::v1 as pb;
 
 use crate::domain::PaymentError;
-use crate::domain::flows::Source;
+use crate::domain::flows::{NewPayment, Source};
 use crate::domain::payment::{
     LedgerRecord, MaskedCard, Outcome, Payment, PaymentType, SiMode, SiSource, SiType, StandingInstruction, Status,
 };
@@ -91,6 +91,22 @@ fn pb_standing_instruction(si: &StandingInstruction) -> pb::StandingInstruction 
         } as i32,
         initial_transaction_id: si.initial_transaction_id.clone(),
     }
+}
+
+/// An initial payment as requested.
+pub fn new_payment(r: pb::CreatePaymentRequest) -> Result<NewPayment, PaymentError> {
+    Ok(NewPayment {
+        payment_type: payment_type(r.payment_type)?,
+        amount: r.amount,
+        currency: r.currency,
+        standing_instruction: standing_instruction(r.standing_instruction.as_ref())?,
+        source: source(r.source)?,
+        create_registration: r.create_registration,
+        create_omni_token: r.create_omni_token,
+        customer_id: r.customer_id,
+        merchant_transaction_id: r.merchant_transaction_id,
+        description: r.description,
+    })
 }
 
 pub fn source(source: Option<pb::create_payment_request::Source>) -> Result<Source, PaymentError> {

@@ -1,9 +1,18 @@
-//! The idempotency-key protocol around a mutating call: no key, the call just
-//! runs; with a key, the first request runs under the id the key stands for
-//! and its response (or its deterministic error) is stored, retries get the
-//! stored answer, mismatches and in-flight duplicates are refused (see
-//! `domain::idempotency`). Failures a retry may fix release the key.
+//! The idempotency-key protocol around a mutating call, and the detachment of
+//! its work from the request (docs/PAYMENTS.md). Once a call has passed
+//! authentication, its work runs in a task of its own: a client that leaves,
+//! a deadline or a dropped connection never leaves it half done. The handler
+//! waits for it until the caller's deadline less a margin, then answers
+//! `DEADLINE_EXCEEDED` / `deadline_exceeded` while the work goes on.
+//!
+//! With a key, the first request runs under the id the key stands for, holding
+//! the key's lease (renewed while it works, with the payment's lease); its
+//! response, or its deterministic error, is stored and replayed to retries;
+//! mismatches and in-flight duplicates are refused (`domain::idempotency`).
+//! Failures a retry may fix, and payments still pending at the acquirer,
+//! release the key so the next retry resumes the work.
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
@@ -11,18 +20,40 @@ use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
 use common::auth::Caller;
+use proto::payments::v1 as pb;
 
+use super::Shared;
 use crate::acquirer::Acquirer;
 use crate::domain::PaymentError;
 use crate::domain::flows::{Payments, new_id};
-use crate::domain::idempotency::{Begin, begin, derived_id, request_hash};
+use crate::domain::idempotency::{Begin, Claim, begin, derived_id, request_hash};
 use crate::storage::PaymentStore;
 use crate::vault::Vault;
 
 /// How long an in-flight duplicate waits for the first request's answer, at
 /// most: never past its own deadline (less a margin to answer in time).
 const DUPLICATE_WAIT: Duration = Duration::from_secs(5);
+/// Time kept back from the caller's deadline to answer before it.
 const ANSWER_MARGIN: Duration = Duration::from_millis(50);
+
+/// A response the protocol stores; `is_final` is false while its work waits
+/// for an outcome (a payment pending at the acquirer), so its key is released
+/// rather than completed and a retry resumes the work.
+pub trait Reply: Message + Default + Send + 'static {
+    fn is_final(&self) -> bool {
+        true
+    }
+}
+
+impl Reply for pb::Payment {
+    fn is_final(&self) -> bool {
+        self.status != pb::PaymentStatus::Pending as i32
+    }
+}
+impl Reply for pb::Registration {}
+impl Reply for pb::DeleteRegistrationResponse {}
+impl Reply for pb::OmniToken {}
+impl Reply for pb::DeleteOmniTokenResponse {}
 
 fn encode_ok<R: Message>(response: &R) -> Vec<u8> {
     let mut out = vec![0u8];
@@ -59,13 +90,16 @@ fn decode<R: Message + Default>(stored: &[u8]) -> Result<R, Status> {
     }
 }
 
-/// Whether a failure is worth retrying with the same key (the key is released).
+/// Whether a failure is worth retrying with the same key (the key is
+/// released): an outage or a deadline, never a refusal or a corrupt row.
 fn retryable(code: Code) -> bool {
-    matches!(code, Code::Unavailable | Code::Internal | Code::Aborted | Code::DeadlineExceeded)
+    matches!(code, Code::Unavailable | Code::DeadlineExceeded | Code::Aborted)
 }
 
+/// Runs `call` (given the id the request stands for) detached from the
+/// request, under the idempotency-key protocol when the request has a key.
 pub async fn run<P, V, A, Req, Res, F, Fut>(
-    payments: &Payments<P, V, A>,
+    shared: &Shared<P, V, A>,
     caller: &Caller,
     method: &'static str,
     metadata: &MetadataMap,
@@ -77,27 +111,70 @@ where
     V: Vault,
     A: Acquirer,
     Req: Message,
-    Res: Message + Default,
-    F: FnOnce(String) -> Fut,
-    Fut: Future<Output = Result<Res, PaymentError>>,
+    Res: Reply,
+    F: FnOnce(String) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Res, PaymentError>> + Send + 'static,
 {
-    let Some(key) = metadata.get("idempotency-key") else {
-        return call(new_id()).await.map_err(Status::from);
+    let time_left = common::grpc::deadline(metadata, shared.max_deadline).saturating_sub(ANSWER_MARGIN);
+    let key = match metadata.get("idempotency-key") {
+        None => None,
+        Some(key) => Some(
+            key.to_str()
+                .map_err(|_| Status::from(PaymentError::InvalidArgument("idempotency-key must be ASCII")))?
+                .to_owned(),
+        ),
     };
-    let key = key.to_str().map_err(|_| Status::from(PaymentError::InvalidArgument("idempotency-key must be ASCII")))?;
     // Keys are per merchant and mode.
     let owner = format!("{}:{}", caller.merchant_id, if caller.livemode { "live" } else { "test" });
     let hash = request_hash(method, &request.encode_to_vec());
+    let request = KeyedRequest { owner, key, method, hash };
+    // A duplicate gives up waiting for the first request before this handler
+    // gives up waiting for it, so it is told the key is in use.
+    let wait = time_left.saturating_sub(ANSWER_MARGIN).min(DUPLICATE_WAIT);
+    let handle = shared.tracker.spawn(keyed(shared.payments.clone(), request, wait, call));
+    match tokio::time::timeout(time_left, handle).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(panicked)) => {
+            tracing::error!(error = %panicked, method, "request work failed");
+            Err(Status::from(PaymentError::Internal))
+        }
+        Err(_) => Err(Status::from(PaymentError::DeadlineExceeded)),
+    }
+}
+
+/// The detached work: the key protocol (if any) around `call`, with the
+/// leases renewed while it runs.
+async fn keyed<P, V, A, Res, F, Fut>(
+    payments: Arc<Payments<P, V, A>>,
+    request: KeyedRequest,
+    wait: Duration,
+    call: F,
+) -> Result<Res, Status>
+where
+    P: PaymentStore,
+    V: Vault,
+    A: Acquirer,
+    Res: Reply,
+    F: FnOnce(String) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Res, PaymentError>> + Send + 'static,
+{
+    let KeyedRequest { owner, key, method, hash } = request;
+    let Some(key) = key else {
+        let id = new_id();
+        return renewing(&payments, None, &id, call(id.clone())).await.map_err(Status::from);
+    };
     let store = payments.store();
-    let wait = common::grpc::deadline(metadata, DUPLICATE_WAIT).saturating_sub(ANSWER_MARGIN);
-    match begin(store, payments.clock(), &owner, key, method, &hash, wait).await.map_err(Status::from)? {
+    let claim = Claim { owner: &owner, key: &key, method, hash: &hash };
+    match begin(store, payments.clock(), &claim, wait, payments.lease()).await.map_err(Status::from)? {
         Begin::Replay(stored) => decode(&stored),
         Begin::Proceed => {
-            let result = call(derived_id(&owner, key, method)).await.map_err(Status::from);
+            let id = derived_id(&owner, &key, method);
+            let result = renewing(&payments, Some((&owner, &key)), &id, call(id.clone())).await.map_err(Status::from);
             let recorded = match &result {
-                Ok(response) => store.complete_key(&owner, key, &encode_ok(response)).await,
-                Err(status) if retryable(status.code()) => store.release_key(&owner, key).await,
-                Err(status) => store.complete_key(&owner, key, &encode_err(status)).await,
+                Ok(response) if response.is_final() => store.complete_key(&owner, &key, &encode_ok(response)).await,
+                Ok(_) => store.release_key(&owner, &key).await,
+                Err(status) if retryable(status.code()) => store.release_key(&owner, &key).await,
+                Err(status) => store.complete_key(&owner, &key, &encode_err(status)).await,
             };
             if let Err(error) = recorded {
                 tracing::error!(%error, "idempotency record not written");
@@ -105,4 +182,45 @@ where
             result
         }
     }
+}
+
+/// Runs `work`, renewing the key's and the payment's leases every third of a
+/// lease while it runs.
+async fn renewing<P: PaymentStore, V, A: Acquirer, T>(
+    payments: &Payments<P, V, A>,
+    key: Option<(&str, &str)>,
+    payment_id: &str,
+    work: impl Future<Output = T>,
+) -> T {
+    let lease = payments.lease();
+    let renew = async {
+        let mut tick = tokio::time::interval(lease / 3);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let until = payments.clock().now_ms() + lease.as_millis() as i64;
+            if let Some((owner, key)) = key
+                && let Err(error) = payments.store().renew_key(owner, key, until).await
+            {
+                tracing::warn!(%error, "idempotency key lease not renewed");
+            }
+            if let Err(error) = payments.store().renew_lease(payment_id, until).await {
+                tracing::warn!(%error, "payment lease not renewed");
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        result = work => result,
+        () = renew => unreachable!("lease renewal never ends"),
+    }
+}
+
+/// A request's idempotency key (if any), as the protocol needs it.
+struct KeyedRequest {
+    /// Whose keys: merchant and mode.
+    owner: String,
+    key: Option<String>,
+    method: &'static str,
+    hash: String,
 }

@@ -21,13 +21,12 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::omni_tokens_server::OmniTokens 
     ) -> Result<Response<pb::OmniToken>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
         let ctx = self.0.context(request.metadata());
-        let scope = Scope::of(&caller);
-        let payments = &self.0.payments;
-        let r = request.get_ref();
-        let response = idempotent::run(payments, &caller, "CreateOmniToken", request.metadata(), r, |id| async move {
-            let mut card = r.card.clone().unwrap_or_default();
-            let token =
-                payments.create_omni_token(scope, id, convert::card_input(&mut card), &r.customer_id, &ctx).await?;
+        let (metadata, _, r) = request.into_parts();
+        let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
+        let response = idempotent::run(&self.0, &caller, "CreateOmniToken", &metadata, &r, move |id| async move {
+            let mut card = req.card.unwrap_or_default();
+            let input = convert::card_input(&mut card);
+            let token = payments.create_omni_token(Scope::of(&owner), id, input, &req.customer_id, &ctx).await?;
             Ok(convert::omni_token(&token))
         })
         .await?;
@@ -40,12 +39,11 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::omni_tokens_server::OmniTokens 
     ) -> Result<Response<pb::DeleteOmniTokenResponse>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
         let ctx = self.0.context(request.metadata());
-        let scope = Scope::of(&caller);
-        let payments = &self.0.payments;
-        let r = request.get_ref();
-        let response = idempotent::run(payments, &caller, "DeleteOmniToken", request.metadata(), r, |_| async move {
-            let deleted = payments.delete_token(scope, TokenKind::Omni, &r.id, &ctx).await?;
-            Ok(pb::DeleteOmniTokenResponse { id: r.id.clone(), deleted })
+        let (metadata, _, r) = request.into_parts();
+        let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
+        let response = idempotent::run(&self.0, &caller, "DeleteOmniToken", &metadata, &r, move |_| async move {
+            let deleted = payments.delete_token(Scope::of(&owner), TokenKind::Omni, &req.id, &ctx).await?;
+            Ok(pb::DeleteOmniTokenResponse { id: req.id, deleted })
         })
         .await?;
         Ok(Response::new(response))

@@ -1,5 +1,5 @@
 //! The `Payments` service: initial payments and their follow-ups, reads, and
-//! the ledger. Mutating calls go through the idempotency protocol.
+//! the ledger. Mutating calls run detached under the idempotency protocol.
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
@@ -9,8 +9,6 @@ use proto::payments::v1 as pb;
 
 use super::{Shared, convert, idempotent};
 use crate::acquirer::Acquirer;
-use crate::domain::PaymentError;
-use crate::domain::flows::NewPayment;
 use crate::domain::payment::Scope;
 use crate::storage::{LedgerQuery, PaymentStore};
 use crate::vault::Vault;
@@ -25,30 +23,16 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
     ) -> Result<Response<pb::Payment>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
         let ctx = self.0.context(request.metadata());
-        let scope = Scope::of(&caller);
-        let payments = &self.0.payments;
-        let r = request.get_ref();
-        let merchant_id = caller.merchant_id.as_str();
-        let response = idempotent::run(payments, &caller, "CreatePayment", request.metadata(), r, |id| async move {
-            let r = r.clone();
-            let new = NewPayment {
-                payment_type: convert::payment_type(r.payment_type)?,
-                amount: r.amount,
-                currency: r.currency,
-                source: convert::source(r.source)?,
-                create_registration: r.create_registration,
-                create_omni_token: r.create_omni_token,
-                customer_id: r.customer_id,
-                merchant_transaction_id: r.merchant_transaction_id,
-                description: r.description,
-                standing_instruction: convert::standing_instruction(r.standing_instruction.as_ref())?,
-            };
-            let payment = payments.create_payment(scope, id, new, &ctx).await?;
+        let (metadata, _, r) = request.into_parts();
+        let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
+        let response = idempotent::run(&self.0, &caller, "CreatePayment", &metadata, &r, move |id| async move {
+            let scope = Scope::of(&owner);
+            let payment = payments.create_payment(scope, id, convert::new_payment(req)?, &ctx).await?;
             tracing::info!(
-                merchant_id, payment_id = %payment.id, payment_type = payment.payment_type.as_str(),
-                result = %payment.result.code, "payment"
+                merchant_id = %owner.merchant_id, payment_id = %payment.id, payment_type = payment.payment_type.as_str(),
+                status = payment.status.as_str(), result = %payment.result.code, "payment"
             );
-            Ok::<_, PaymentError>(convert::payment(&payment))
+            Ok(convert::payment(&payment))
         })
         .await?;
         Ok(Response::new(response))
@@ -59,11 +43,10 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
         request: Request<pb::CapturePaymentRequest>,
     ) -> Result<Response<pb::Payment>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
-        let scope = Scope::of(&caller);
-        let payments = &self.0.payments;
-        let r = request.get_ref();
-        let response = idempotent::run(payments, &caller, "CapturePayment", request.metadata(), r, |id| async move {
-            Ok(convert::payment(&payments.capture(scope, &r.id, r.amount, id).await?))
+        let (metadata, _, r) = request.into_parts();
+        let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
+        let response = idempotent::run(&self.0, &caller, "CapturePayment", &metadata, &r, move |id| async move {
+            Ok(convert::payment(&payments.capture(Scope::of(&owner), &req.id, req.amount, id).await?))
         })
         .await?;
         tracing::info!(merchant_id = %caller.merchant_id, payment_id = loggable(&r.id), "capture");
@@ -75,11 +58,10 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
         request: Request<pb::ReversePaymentRequest>,
     ) -> Result<Response<pb::Payment>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
-        let scope = Scope::of(&caller);
-        let payments = &self.0.payments;
-        let r = request.get_ref();
-        let response = idempotent::run(payments, &caller, "ReversePayment", request.metadata(), r, |id| async move {
-            Ok(convert::payment(&payments.reverse(scope, &r.id, id).await?))
+        let (metadata, _, r) = request.into_parts();
+        let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
+        let response = idempotent::run(&self.0, &caller, "ReversePayment", &metadata, &r, move |id| async move {
+            Ok(convert::payment(&payments.reverse(Scope::of(&owner), &req.id, id).await?))
         })
         .await?;
         Ok(Response::new(response))
@@ -90,11 +72,10 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
         request: Request<pb::RefundPaymentRequest>,
     ) -> Result<Response<pb::Payment>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
-        let scope = Scope::of(&caller);
-        let payments = &self.0.payments;
-        let r = request.get_ref();
-        let response = idempotent::run(payments, &caller, "RefundPayment", request.metadata(), r, |id| async move {
-            Ok(convert::payment(&payments.refund(scope, &r.id, r.amount, id).await?))
+        let (metadata, _, r) = request.into_parts();
+        let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
+        let response = idempotent::run(&self.0, &caller, "RefundPayment", &metadata, &r, move |id| async move {
+            Ok(convert::payment(&payments.refund(Scope::of(&owner), &req.id, req.amount, id).await?))
         })
         .await?;
         Ok(Response::new(response))

@@ -24,24 +24,23 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
     ) -> Result<Response<pb::Registration>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
         let ctx = self.0.context(request.metadata());
-        let scope = Scope::of(&caller);
-        let payments = &self.0.payments;
-        let r = request.get_ref();
-        let response =
-            idempotent::run(payments, &caller, "CreateRegistration", request.metadata(), r, |id| async move {
-                use pb::create_registration_request::Source as S;
-                let source = match r.source.clone() {
-                    Some(S::Card(mut c)) => Source::Card(Box::new(convert::card_input(&mut c))),
-                    Some(S::Token(t)) => Source::Token(t),
-                    None => return Err(PaymentError::InvalidArgument("a card or a single-use token is required")),
-                };
-                let outcome = payments.create_registration(scope, id, source, &r.customer_id, r.verify, &ctx).await?;
-                Ok(match outcome.token {
-                    Some(token) => convert::registration(&token, &outcome.result),
-                    None => pb::Registration { result: Some(convert::result(&outcome.result)), ..Default::default() },
-                })
+        let (metadata, _, r) = request.into_parts();
+        let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
+        let response = idempotent::run(&self.0, &caller, "CreateRegistration", &metadata, &r, move |id| async move {
+            use pb::create_registration_request::Source as S;
+            let scope = Scope::of(&owner);
+            let source = match req.source {
+                Some(S::Card(mut c)) => Source::Card(Box::new(convert::card_input(&mut c))),
+                Some(S::Token(t)) => Source::Token(t),
+                None => return Err(PaymentError::InvalidArgument("a card or a single-use token is required")),
+            };
+            let outcome = payments.create_registration(scope, id, source, &req.customer_id, req.verify, &ctx).await?;
+            Ok(match outcome.token {
+                Some(token) => convert::registration(&token, &outcome.result),
+                None => pb::Registration { result: Some(convert::result(&outcome.result)), ..Default::default() },
             })
-            .await?;
+        })
+        .await?;
         Ok(Response::new(response))
     }
 
@@ -74,15 +73,13 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
     ) -> Result<Response<pb::DeleteRegistrationResponse>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
         let ctx = self.0.context(request.metadata());
-        let scope = Scope::of(&caller);
-        let payments = &self.0.payments;
-        let r = request.get_ref();
-        let response =
-            idempotent::run(payments, &caller, "DeleteRegistration", request.metadata(), r, |_| async move {
-                let deleted = payments.delete_token(scope, TokenKind::Registration, &r.id, &ctx).await?;
-                Ok(pb::DeleteRegistrationResponse { id: r.id.clone(), deleted })
-            })
-            .await?;
+        let (metadata, _, r) = request.into_parts();
+        let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
+        let response = idempotent::run(&self.0, &caller, "DeleteRegistration", &metadata, &r, move |_| async move {
+            let deleted = payments.delete_token(Scope::of(&owner), TokenKind::Registration, &req.id, &ctx).await?;
+            Ok(pb::DeleteRegistrationResponse { id: req.id, deleted })
+        })
+        .await?;
         Ok(Response::new(response))
     }
 
@@ -92,16 +89,15 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
     ) -> Result<Response<pb::Registration>, Status> {
         let caller = self.0.authenticate(request.metadata())?;
         let ctx = self.0.context(request.metadata());
-        let scope = Scope::of(&caller);
-        let payments = &self.0.payments;
-        let r = request.get_ref();
-        let response =
-            idempotent::run(payments, &caller, "ExtendRegistration", request.metadata(), r, |_| async move {
-                let token = payments.extend_registration(scope, &r.id, &ctx).await?;
-                let success: Outcome = common::result_code::success(scope.livemode).into();
-                Ok(convert::registration(&token, &success))
-            })
-            .await?;
+        let (metadata, _, r) = request.into_parts();
+        let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
+        let response = idempotent::run(&self.0, &caller, "ExtendRegistration", &metadata, &r, move |_| async move {
+            let scope = Scope::of(&owner);
+            let token = payments.extend_registration(scope, &req.id, &ctx).await?;
+            let success: Outcome = common::result_code::success(scope.livemode).into();
+            Ok(convert::registration(&token, &success))
+        })
+        .await?;
         Ok(Response::new(response))
     }
 }

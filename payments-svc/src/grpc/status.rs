@@ -28,7 +28,9 @@ impl From<PaymentError> for Status {
                 VaultError::Unavailable => (Code::Unavailable, "vault_unavailable"),
                 VaultError::Internal => (Code::Internal, "internal"),
             },
-            PaymentError::Store(_) | PaymentError::DeadlineExceeded => (Code::Unavailable, "store_unavailable"),
+            PaymentError::Store(_) => (Code::Unavailable, "store_unavailable"),
+            PaymentError::DeadlineExceeded => (Code::DeadlineExceeded, "deadline_exceeded"),
+            PaymentError::Internal => (Code::Internal, "internal"),
             PaymentError::IdempotencyKeyReused => (Code::InvalidArgument, "idempotency_key_reused"),
             PaymentError::IdempotencyKeyInUse => (Code::Aborted, "idempotency_key_in_use"),
         };

@@ -7,18 +7,18 @@ use sqlx::{AnyPool, Row};
 
 use common::clock::Millis;
 
-use common::database::Dialect;
-
-use super::{KeyState, LedgerQuery, PaymentStore, StoreError};
+use super::{Begun, KeyState, LedgerQuery, PaymentStore, StoreError};
 use crate::domain::payment::{
-    LedgerEntry, LedgerKind, LedgerRecord, MaskedCard, Outcome, Payment, PaymentType, Scope, StandingInstruction,
-    Status,
+    LedgerEntry, LedgerKind, LedgerRecord, MaskedCard, Outcome, Payment, PaymentType, RecoveryPoint, Reservation,
+    Scope, SourceKind, StandingInstruction, Status,
 };
+use crate::vault::TokenKind;
+
+mod write_ahead;
 
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
-    dialect: Dialect,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -30,7 +30,8 @@ use common::database::{from_secs, to_secs as secs};
 const COLUMNS: &str = "id, merchant_id, livemode, payment_type, reference_id, amount, currency, status, result_code, \
     result_description, token, registration_id, omni_token, card_brand, card_bin, card_last4, card_exp_month, \
     card_exp_year, card_name, si_mode, si_type, si_source, si_initial_id, captured_amount, refunded_amount, \
-    reversed, acquirer_reference, customer_id, merchant_transaction_id, description, created_at";
+    reversed, acquirer_reference, customer_id, merchant_transaction_id, description, created_at, recovery_point, \
+    source_kind, tokenize, lease_until";
 
 fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
     row: &'r AnyRow,
@@ -85,7 +86,15 @@ fn payment(row: &AnyRow) -> Result<Payment, StoreError> {
         merchant_transaction_id: get(row, "merchant_transaction_id")?,
         description: get(row, "description")?,
         created_at: from_secs(get::<i64>(row, "created_at")?),
+        recovery: RecoveryPoint::parse(&get::<String>(row, "recovery_point")?).ok_or_else(bad)?,
+        source_kind: optional(&get::<String>(row, "source_kind")?, SourceKind::parse).ok_or_else(bad)?,
+        tokenize: optional(&get::<String>(row, "tokenize")?, TokenKind::parse).ok_or_else(bad)?,
     })
+}
+
+/// An optional enum stored as text, empty for none; `None` if the text is unknown.
+fn optional<T>(text: &str, parse: impl Fn(&str) -> Option<T>) -> Option<Option<T>> {
+    if text.is_empty() { Some(None) } else { parse(text).map(Some) }
 }
 
 fn ledger_record(row: &AnyRow) -> Result<LedgerRecord, StoreError> {
@@ -119,15 +128,16 @@ fn ledger_record(row: &AnyRow) -> Result<LedgerRecord, StoreError> {
 const LEDGER_INSERT_HEAD: &str = "INSERT INTO transactions (id, merchant_id, livemode, transaction_type, payment_id, \
     reference_id, amount, currency, result_code, result_description, token, card_brand, card_bin, card_last4, \
     created_at) VALUES";
-const LEDGER_FIELDS: usize = 15;
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
+/// The insert of one ledger line.
+static LEDGER_INSERT_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("{LEDGER_INSERT_HEAD} ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
+});
+
 fn ledger_insert(e: &LedgerEntry) -> Query<'_> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!("{LEDGER_INSERT_HEAD} ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
-    });
-    bind_ledger(sqlx::query(SQL.as_str()), e)
+    bind_ledger(sqlx::query(LEDGER_INSERT_ONE.as_str()), e)
 }
 
 /// Binds one ledger line's 15 values, in column order.
@@ -159,92 +169,45 @@ impl SqlStore {
             common::database::Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
         migrator.run(&pool).await.map_err(unavailable)?;
-        Ok(Self { pool, dialect })
+        Ok(Self { pool })
     }
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
-
-    async fn conditional(&self, sql: &str, scope: Scope<'_>, id: &str, amount: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(sql)
-            .bind(id)
-            .bind(scope.merchant_id)
-            .bind(i64::from(scope.livemode))
-            .bind(amount)
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(done.rows_affected() == 1)
-    }
 }
 
 impl PaymentStore for SqlStore {
-    async fn insert(&self, p: &Payment, ledger: &[LedgerEntry]) -> Result<(), StoreError> {
-        const FIELDS: usize = 31;
-        let placeholders =
-            |from: usize, n: usize| (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-        let insert_payment = format!("INSERT INTO payments ({COLUMNS}) VALUES ({})", placeholders(1, FIELDS));
-        let card = p.card.clone().unwrap_or_default();
-        let has_card = p.card.is_some();
-        let si = p.standing_instruction.as_ref().map(|s| (s.codes(), s.initial_transaction_id.clone()));
-        let bind_payment = |sql| {
-            sqlx::query(sql)
-                .bind(p.id.as_str())
-                .bind(p.merchant_id.as_str())
-                .bind(i64::from(p.livemode))
-                .bind(p.payment_type.as_str())
-                .bind(p.reference_id.as_deref())
-                .bind(p.amount)
-                .bind(p.currency.as_str())
-                .bind(p.status.as_str())
-                .bind(p.result.code.as_str())
-                .bind(p.result.description.as_str())
-                .bind(p.token.as_deref())
-                .bind(p.registration_id.as_deref())
-                .bind(p.omni_token.as_deref())
-                .bind(has_card.then(|| card.brand.clone()))
-                .bind(has_card.then(|| card.bin.clone()))
-                .bind(has_card.then(|| card.last4.clone()))
-                .bind(has_card.then_some(i64::from(card.exp_month)))
-                .bind(has_card.then_some(i64::from(card.exp_year)))
-                .bind(has_card.then(|| card.name.clone()))
-                .bind(si.as_ref().map(|s| s.0.0))
-                .bind(si.as_ref().map(|s| s.0.1))
-                .bind(si.as_ref().map(|s| s.0.2))
-                .bind(si.as_ref().map(|s| s.1.clone()))
-                .bind(p.captured_amount)
-                .bind(p.refunded_amount)
-                .bind(i64::from(p.reversed))
-                .bind(p.acquirer_reference.as_deref())
-                .bind(p.customer_id.as_str())
-                .bind(p.merchant_transaction_id.as_str())
-                .bind(p.description.as_str())
-                .bind(secs(p.created_at))
-        };
-        match self.dialect {
-            // One statement, one round trip, one commit: the payment and its
-            // ledger lines (a data-modifying CTE always runs to completion).
-            Dialect::Postgres if !ledger.is_empty() => {
-                let rows: Vec<String> = (0..ledger.len())
-                    .map(|i| format!("({})", placeholders(FIELDS + 1 + i * LEDGER_FIELDS, LEDGER_FIELDS)))
-                    .collect();
-                let sql = format!("WITH p AS ({insert_payment}) {LEDGER_INSERT_HEAD} {}", rows.join(", "));
-                let mut query = bind_payment(&sql);
-                for e in ledger {
-                    query = bind_ledger(query, e);
-                }
-                query.execute(&self.pool).await.map(|_| ()).map_err(unavailable)
-            }
-            _ => {
-                let mut tx = self.pool.begin().await.map_err(unavailable)?;
-                bind_payment(&insert_payment).execute(&mut *tx).await.map_err(unavailable)?;
-                for entry in ledger {
-                    ledger_insert(entry).execute(&mut *tx).await.map_err(unavailable)?;
-                }
-                tx.commit().await.map_err(unavailable)
-            }
-        }
+    async fn begin(
+        &self,
+        payment: &Payment,
+        reservation: Option<Reservation>,
+        lease_until: Millis,
+    ) -> Result<Begun, StoreError> {
+        self.begin_work(payment, reservation, lease_until).await
+    }
+
+    async fn advance(
+        &self,
+        next: &Payment,
+        from: RecoveryPoint,
+        ledger: &[LedgerEntry],
+        release: Option<Reservation>,
+        lease_until: Millis,
+    ) -> Result<bool, StoreError> {
+        self.advance_work(next, from, ledger, release, lease_until).await
+    }
+
+    async fn unfinished(&self, now: Millis, limit: u32) -> Result<Vec<Payment>, StoreError> {
+        self.unfinished_work(now, limit).await
+    }
+
+    async fn take_lease(&self, id: &str, now: Millis, until: Millis) -> Result<bool, StoreError> {
+        self.take_work_lease(id, now, until).await
+    }
+
+    async fn renew_lease(&self, id: &str, until: Millis) -> Result<(), StoreError> {
+        self.renew_work_lease(id, until).await
     }
 
     async fn get(&self, scope: Scope<'_>, id: &str) -> Result<Option<Payment>, StoreError> {
@@ -259,59 +222,10 @@ impl PaymentStore for SqlStore {
         row.as_ref().map(payment).transpose()
     }
 
-    async fn reserve_capture(&self, scope: Scope<'_>, id: &str, amount: i64) -> Result<bool, StoreError> {
-        self.conditional(
-            "UPDATE payments SET captured_amount = captured_amount + $4 WHERE id = $1 AND merchant_id = $2 \
-             AND livemode = $3 AND payment_type = 'PA' AND status = 'approved' AND reversed = 0 \
-             AND captured_amount + $4 <= amount",
-            scope,
-            id,
-            amount,
-        )
-        .await
-    }
-
-    async fn reserve_reversal(&self, scope: Scope<'_>, id: &str) -> Result<bool, StoreError> {
-        self.conditional(
-            "UPDATE payments SET reversed = 1 WHERE id = $1 AND merchant_id = $2 AND livemode = $3 \
-             AND payment_type = 'PA' AND status = 'approved' AND reversed = 0 AND captured_amount = 0 AND $4 = 0",
-            scope,
-            id,
-            0,
-        )
-        .await
-    }
-
-    async fn reserve_refund(&self, scope: Scope<'_>, id: &str, amount: i64) -> Result<bool, StoreError> {
-        self.conditional(
-            "UPDATE payments SET refunded_amount = refunded_amount + $4 WHERE id = $1 AND merchant_id = $2 \
-             AND livemode = $3 AND payment_type IN ('DB', 'CP') AND status = 'approved' \
-             AND refunded_amount + $4 <= captured_amount",
-            scope,
-            id,
-            amount,
-        )
-        .await
-    }
-
-    async fn release(&self, id: &str, captured: i64, refunded: i64, reversed: bool) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE payments SET captured_amount = captured_amount - $2, refunded_amount = refunded_amount - $3, \
-             reversed = CASE WHEN $4 = 1 THEN 0 ELSE reversed END WHERE id = $1",
-        )
-        .bind(id)
-        .bind(captured)
-        .bind(refunded)
-        .bind(i64::from(reversed))
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-        .map_err(unavailable)
-    }
-
     async fn has_initial_cit(&self, scope: Scope<'_>, token: &str) -> Result<bool, StoreError> {
         let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM payments WHERE merchant_id = $1 AND livemode = $2 AND token = $3 AND status = 'approved' \
+            "SELECT 1 FROM payments WHERE merchant_id = $1 AND livemode = $2 \
+             AND (token = $3 OR registration_id = $3 OR omni_token = $3) AND status = 'approved' \
              AND si_mode = 'INITIAL' AND si_source = 'CIT' LIMIT 1",
         )
         .bind(scope.merchant_id)
@@ -360,42 +274,17 @@ impl PaymentStore for SqlStore {
         method: &str,
         request_hash: &str,
         now: Millis,
+        lease_until: Millis,
     ) -> Result<KeyState, StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (merchant_id, key, method, request_hash, state, created_at) \
-             VALUES ($1, $2, $3, $4, 'in_flight', $5) ON CONFLICT (merchant_id, key) DO NOTHING",
-        )
-        .bind(merchant_id)
-        .bind(key)
-        .bind(method)
-        .bind(request_hash)
-        .bind(secs(now))
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        if inserted.rows_affected() == 1 {
-            return Ok(KeyState::Acquired);
-        }
-        let row = sqlx::query(
-            "SELECT method, request_hash, state, response FROM idempotency_keys WHERE merchant_id = $1 AND key = $2",
-        )
-        .bind(merchant_id)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        let Some(row) = row else { return Ok(KeyState::InFlight { request_hash: String::new() }) };
-        let stored_method: String = get(&row, "method")?;
-        let hash: String = get(&row, "request_hash")?;
-        // The same key on another method is another request.
-        let hash = if stored_method == method { hash } else { format!("{stored_method}:{hash}") };
-        Ok(match get::<String>(&row, "state")?.as_str() {
-            "done" => KeyState::Done {
-                request_hash: hash,
-                response: get::<Option<Vec<u8>>>(&row, "response")?.unwrap_or_default(),
-            },
-            _ => KeyState::InFlight { request_hash: hash },
-        })
+        self.acquire_key_leased(merchant_id, key, method, request_hash, now, lease_until).await
+    }
+
+    async fn renew_key(&self, merchant_id: &str, key: &str, lease_until: Millis) -> Result<(), StoreError> {
+        self.renew_key_lease(merchant_id, key, lease_until).await
+    }
+
+    async fn sweep_keys(&self, now: Millis, purge_before: Millis) -> Result<(u64, u64), StoreError> {
+        self.sweep_idempotency_keys(now, purge_before).await
     }
 
     async fn complete_key(&self, merchant_id: &str, key: &str, response: &[u8]) -> Result<(), StoreError> {
@@ -410,13 +299,7 @@ impl PaymentStore for SqlStore {
     }
 
     async fn release_key(&self, merchant_id: &str, key: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND state = 'in_flight'")
-            .bind(merchant_id)
-            .bind(key)
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
+        self.release_key_leased(merchant_id, key).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

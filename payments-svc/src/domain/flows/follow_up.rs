@@ -1,25 +1,22 @@
 //! Follow-ups on an earlier payment: CP (capture a PA, partial and repeated up
 //! to the authorized amount), RV (reverse a PA before capture), RF (refund a
-//! DB or CP up to its captured amount). Each reserves its effect on the
-//! original with a conditional update before the acquirer is called, so two
-//! racing follow-ups can never pass the limits, and releases it if the
-//! acquirer did not approve.
+//! DB or CP up to its captured amount). Each is recorded `pending` in the same
+//! commit that reserves its effect on the original (a conditional update, so
+//! racing follow-ups never pass the limits), then the acquirer is asked. An
+//! approval keeps the reservation; a decline, or an inquiry that finds the
+//! request never processed, releases it in the commit that records it; no
+//! answer keeps the follow-up pending and its amount reserved (docs/PAYMENTS.md).
 use common::money::{Currency, Money};
 
 use super::Payments;
+use super::initial::money_of;
 use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Operation};
 use crate::domain::error::PaymentError;
-use crate::domain::payment::{LedgerKind, Payment, PaymentType, Scope, Status};
-use crate::storage::PaymentStore;
+use crate::domain::payment::{LedgerKind, Payment, PaymentType, RecoveryPoint, Reservation, Scope, Status};
+use crate::storage::{Begun, PaymentStore};
+use crate::vault::Vault;
 
-/// What a follow-up would undo on its original if the acquirer does not approve.
-struct Reservation {
-    captured: i64,
-    refunded: i64,
-    reversed: bool,
-}
-
-impl<P: PaymentStore, V, A: Acquirer> Payments<P, V, A> {
+impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
     pub async fn capture(
         &self,
         scope: Scope<'_>,
@@ -32,18 +29,14 @@ impl<P: PaymentStore, V, A: Acquirer> Payments<P, V, A> {
             return Err(PaymentError::InvalidStateTransition("only a pre-authorization (PA) can be captured"));
         }
         let money = Money::new(amount, Currency::parse(&pa.currency)?, false)?;
-        if !self.store.reserve_capture(scope, pa_id, amount).await? {
-            let pa = self.original(scope, pa_id).await?;
-            return Err(match () {
-                _ if pa.status != Status::Approved => {
-                    PaymentError::InvalidStateTransition("only an approved pre-authorization can be captured")
-                }
-                _ if pa.reversed => PaymentError::InvalidStateTransition("the pre-authorization was reversed"),
-                _ => PaymentError::AmountExceeds,
-            });
-        }
-        let reservation = Reservation { captured: amount, refunded: 0, reversed: false };
-        self.settle_follow_up(scope, id, PaymentType::CP, &pa, money, reservation).await
+        let refused = |pa: Payment| match () {
+            _ if pa.status != Status::Approved => {
+                PaymentError::InvalidStateTransition("only an approved pre-authorization can be captured")
+            }
+            _ if pa.reversed => PaymentError::InvalidStateTransition("the pre-authorization was reversed"),
+            _ => PaymentError::AmountExceeds,
+        };
+        self.begin_follow_up(scope, id, PaymentType::CP, &pa, money, Reservation::Capture(amount), refused).await
     }
 
     pub async fn reverse(&self, scope: Scope<'_>, pa_id: &str, id: String) -> Result<Payment, PaymentError> {
@@ -52,16 +45,14 @@ impl<P: PaymentStore, V, A: Acquirer> Payments<P, V, A> {
             return Err(PaymentError::InvalidStateTransition("only a pre-authorization (PA) can be reversed"));
         }
         let money = Money::new(pa.amount, Currency::parse(&pa.currency)?, false)?;
-        if !self.store.reserve_reversal(scope, pa_id).await? {
-            let pa = self.original(scope, pa_id).await?;
-            return Err(PaymentError::InvalidStateTransition(match () {
+        let refused = |pa: Payment| {
+            PaymentError::InvalidStateTransition(match () {
                 _ if pa.status != Status::Approved => "only an approved pre-authorization can be reversed",
                 _ if pa.reversed => "the pre-authorization was already reversed",
                 _ => "a captured pre-authorization cannot be reversed; refund the capture instead",
-            }));
-        }
-        let reservation = Reservation { captured: 0, refunded: 0, reversed: true };
-        self.settle_follow_up(scope, id, PaymentType::RV, &pa, money, reservation).await
+            })
+        };
+        self.begin_follow_up(scope, id, PaymentType::RV, &pa, money, Reservation::Reversal, refused).await
     }
 
     pub async fn refund(
@@ -76,21 +67,20 @@ impl<P: PaymentStore, V, A: Acquirer> Payments<P, V, A> {
             return Err(PaymentError::InvalidStateTransition("only a debit (DB) or a capture (CP) can be refunded"));
         }
         let money = Money::new(amount, Currency::parse(&target.currency)?, false)?;
-        if !self.store.reserve_refund(scope, target_id, amount).await? {
-            let target = self.original(scope, target_id).await?;
-            return Err(if target.status != Status::Approved {
+        let refused = |target: Payment| {
+            if target.status != Status::Approved {
                 PaymentError::InvalidStateTransition("only an approved payment can be refunded")
             } else {
                 PaymentError::AmountExceeds
-            });
-        }
-        let reservation = Reservation { captured: 0, refunded: amount, reversed: false };
-        self.settle_follow_up(scope, id, PaymentType::RF, &target, money, reservation).await
+            }
+        };
+        self.begin_follow_up(scope, id, PaymentType::RF, &target, money, Reservation::Refund(amount), refused).await
     }
 
-    /// Asks the acquirer for a reserved follow-up, releases the reservation if
-    /// it was not approved, and records the follow-up with its ledger line.
-    async fn settle_follow_up(
+    /// Records the follow-up pending with its reservation (or finds it from an
+    /// earlier run of the same key) and drives it.
+    #[allow(clippy::too_many_arguments)]
+    async fn begin_follow_up(
         &self,
         scope: Scope<'_>,
         id: String,
@@ -98,28 +88,30 @@ impl<P: PaymentStore, V, A: Acquirer> Payments<P, V, A> {
         original: &Payment,
         money: Money,
         reservation: Reservation,
+        refused: impl FnOnce(Payment) -> PaymentError,
     ) -> Result<Payment, PaymentError> {
-        let operation = match kind {
-            PaymentType::CP => Operation::Capture,
-            PaymentType::RV => Operation::Reverse,
-            _ => Operation::Refund,
-        };
-        let outcome = self
-            .call_acquirer(AcquirerRequest {
-                payment_id: &id,
-                operation,
-                money,
-                card: None,
-                original_reference: original.acquirer_reference.as_deref(),
-                merchant_initiated: false,
-            })
-            .await;
-        if !matches!(outcome, AcquirerOutcome::Approved { .. }) {
-            let Reservation { captured, refunded, reversed } = reservation;
-            self.store.release(&original.id, captured, refunded, reversed).await?;
+        let pending = self.pending_follow_up(scope, id, kind, original, money);
+        match self.store.begin(&pending, Some(reservation), self.lease_until()).await? {
+            Begun::New => self.drive_follow_up(scope, pending, true).await,
+            Begun::Existing(existing)
+                if existing.payment_type == kind && existing.reference_id.as_deref() == Some(&original.id) =>
+            {
+                self.drive_follow_up(scope, *existing, false).await
+            }
+            Begun::Existing(_) => Err(PaymentError::IdempotencyKeyReused),
+            Begun::Refused => Err(refused(self.original(scope, &original.id).await?)),
         }
-        let (status, result, acquirer_reference) = Self::settle(outcome);
-        let payment = Payment {
+    }
+
+    fn pending_follow_up(
+        &self,
+        scope: Scope<'_>,
+        id: String,
+        kind: PaymentType,
+        original: &Payment,
+        money: Money,
+    ) -> Payment {
+        Payment {
             id,
             merchant_id: scope.merchant_id.into(),
             livemode: scope.livemode,
@@ -127,26 +119,111 @@ impl<P: PaymentStore, V, A: Acquirer> Payments<P, V, A> {
             reference_id: Some(original.id.clone()),
             amount: money.amount,
             currency: money.currency.code().into(),
-            status,
-            result: result.into(),
+            status: Status::Pending,
+            result: common::result_code::PENDING.into(),
             token: original.token.clone(),
             registration_id: original.registration_id.clone(),
             omni_token: original.omni_token.clone(),
             card: original.card.clone(),
             standing_instruction: None,
-            captured_amount: if status == Status::Approved && kind == PaymentType::CP { money.amount } else { 0 },
+            captured_amount: 0,
             refunded_amount: 0,
             reversed: false,
-            acquirer_reference,
+            acquirer_reference: None,
             customer_id: original.customer_id.clone(),
             merchant_transaction_id: original.merchant_transaction_id.clone(),
             description: original.description.clone(),
             created_at: self.clock.now_ms(),
+            recovery: RecoveryPoint::Started,
+            source_kind: None,
+            tokenize: None,
+        }
+    }
+
+    /// Asks the acquirer (or, if it may have been asked before, inquires) and
+    /// records the answer; a follow-up whose answer is still unknown is
+    /// returned pending. `fresh`: this run recorded it.
+    pub(crate) async fn drive_follow_up(
+        &self,
+        scope: Scope<'_>,
+        payment: Payment,
+        fresh: bool,
+    ) -> Result<Payment, PaymentError> {
+        if payment.recovery != RecoveryPoint::Started || payment.status != Status::Pending {
+            return self.finish(payment).await;
+        }
+        let original_id = payment.reference_id.clone().unwrap_or_default();
+        let original = self.original(scope, &original_id).await?;
+        let reference = original.acquirer_reference.as_deref();
+        let outcome = if fresh {
+            let operation = match payment.payment_type {
+                PaymentType::CP => Operation::Capture,
+                PaymentType::RV => Operation::Reverse,
+                _ => Operation::Refund,
+            };
+            self.call_acquirer(AcquirerRequest {
+                payment_id: &payment.id,
+                operation,
+                money: money_of(&payment)?,
+                card: None,
+                original_reference: reference,
+                merchant_initiated: false,
+            })
+            .await
+        } else {
+            self.inquire(&payment, reference).await?
         };
-        let card = original.card.clone().unwrap_or_default();
-        let token = original.token.as_deref().unwrap_or_default();
-        let entry = self.entry(scope, LedgerKind::of_payment(kind), Some(&payment), token, &card);
-        self.store.insert(&payment, &[entry]).await?;
-        Ok(payment)
+        if outcome == AcquirerOutcome::TimedOut {
+            return Ok(payment);
+        }
+        let answered = self.answer_follow_up(scope, payment, outcome).await?;
+        self.finish(answered).await
+    }
+
+    async fn answer_follow_up(
+        &self,
+        scope: Scope<'_>,
+        payment: Payment,
+        outcome: AcquirerOutcome,
+    ) -> Result<Payment, PaymentError> {
+        let (status, result, acquirer_reference) = Self::settle(outcome);
+        let mut next = payment;
+        next.status = status;
+        next.result = result.into();
+        next.acquirer_reference = acquirer_reference;
+        next.captured_amount =
+            if status == Status::Approved && next.payment_type == PaymentType::CP { next.amount } else { 0 };
+        next.recovery = RecoveryPoint::AcquirerAnswered;
+        let release = (status != Status::Approved).then(|| next.reservation()).flatten();
+        let mut ledger = Vec::new();
+        if status != Status::Failed {
+            let card = next.card.clone().unwrap_or_default();
+            let token = next.token.clone().unwrap_or_default();
+            ledger.push(self.entry(scope, LedgerKind::of_payment(next.payment_type), Some(&next), &token, &card));
+        }
+        self.advance(next, RecoveryPoint::Started, &ledger, release).await
+    }
+
+    /// A follow-up has no steps after the acquirer's answer.
+    async fn finish(&self, payment: Payment) -> Result<Payment, PaymentError> {
+        if payment.recovery == RecoveryPoint::Finished || payment.status == Status::Pending {
+            return Ok(payment);
+        }
+        let from = payment.recovery;
+        let mut next = payment;
+        next.recovery = RecoveryPoint::Finished;
+        self.advance(next, from, &[], None).await
+    }
+}
+
+impl Payment {
+    /// What a follow-up holds on its original.
+    pub fn reservation(&self) -> Option<Reservation> {
+        match self.payment_type {
+            PaymentType::CP => Some(Reservation::Capture(self.amount)),
+            PaymentType::RV => Some(Reservation::Reversal),
+            PaymentType::RF => Some(Reservation::Refund(self.amount)),
+            PaymentType::PA | PaymentType::DB => None,
+        }
     }
 }

@@ -1,18 +1,22 @@
-//! An initial payment (PA or DB): validated first (`validate`), then the MIT
-//! rule against the store, the card from the request or the vault (a
-//! single-use token is consumed here), the acquirer within its timeout, a
-//! durable token when asked and the payment was approved, and the payment with
-//! its ledger lines in one commit.
+//! An initial payment (PA or DB), written ahead and driven through its
+//! recovery points (docs/PAYMENTS.md): validated first (`validate`, nothing
+//! consumed by a refusal), recorded `pending` before the vault is asked, the
+//! masked card recorded before the acquirer is asked, the answer recorded with
+//! the ledger lines, then the durable token asked for and the charge status.
+//! `drive` resumes a payment from wherever it stopped: the retry of a client
+//! (which brings its request, so the card can be had again) or the reconciler
+//! (which does not, so a payment that never reached the acquirer fails).
 use common::card::Card;
-use common::money::Money;
+use common::money::{Currency, Money};
+use common::result_code;
 
 use super::validate::{self, NewPayment, ValidPayment, ValidSource};
 use super::{Payments, ledger_kind_created};
-use crate::acquirer::{Acquirer, AcquirerRequest, Operation};
+use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Inquiry, Operation};
 use crate::domain::error::PaymentError;
-use crate::domain::payment::{LedgerKind, MaskedCard, Payment, PaymentType, Scope, Status};
-use crate::storage::PaymentStore;
-use crate::vault::{CallContext, StoredToken, TokenKind, TokenSource, Vault};
+use crate::domain::payment::{LedgerKind, MaskedCard, Payment, PaymentType, RecoveryPoint, Scope, SourceKind, Status};
+use crate::storage::{Begun, PaymentStore};
+use crate::vault::{CallContext, TokenKind, TokenSource, Vault, VaultError};
 
 impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
     pub async fn create_payment(
@@ -30,27 +34,27 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                 return Err(PaymentError::MitWithoutCit);
             }
         }
-        let card = self.card(scope, &req.source, &id, ctx).await?;
-        let operation = if req.payment_type == PaymentType::PA { Operation::Authorize } else { Operation::Debit };
-        let outcome = self
-            .call_acquirer(AcquirerRequest {
-                payment_id: &id,
-                operation,
-                money: req.money,
-                card: Some(&card),
-                original_reference: None,
-                merchant_initiated: req.merchant_initiated,
-            })
-            .await;
-        let (status, result, acquirer_reference) = Self::settle(outcome);
-        if let ValidSource::SingleUse(t) = &req.source {
-            self.report_charge(scope, t, &id, status, ctx);
-        }
-        let created = match req.tokenize {
-            Some(kind) if status == Status::Approved => self.tokenize_paid(scope, kind, &card, &req, &id, ctx).await,
+        let pending = self.pending_initial(scope, id, &req);
+        let (payment, fresh) = match self.store.begin(&pending, None, self.lease_until()).await? {
+            Begun::New => (pending, true),
+            Begun::Existing(existing) if existing.payment_type == pending.payment_type => (*existing, false),
+            Begun::Existing(_) | Begun::Refused => return Err(PaymentError::IdempotencyKeyReused),
+        };
+        self.drive_initial(scope, payment, Some(&req), fresh, ctx).await
+    }
+
+    fn pending_initial(&self, scope: Scope<'_>, id: String, req: &ValidPayment) -> Payment {
+        let (source_kind, card) = match &req.source {
+            ValidSource::Card(card) => (SourceKind::Card, Some(MaskedCard::of(card))),
+            ValidSource::SingleUse(_) => (SourceKind::SingleUse, None),
+            ValidSource::Stored(TokenKind::Registration, _) => (SourceKind::Registration, None),
+            ValidSource::Stored(TokenKind::Omni, _) => (SourceKind::Omni, None),
+        };
+        let stored = |kind| match &req.source {
+            ValidSource::Stored(k, t) if *k == kind => Some(t.clone()),
             _ => None,
         };
-        let payment = Payment {
+        Payment {
             id,
             merchant_id: scope.merchant_id.into(),
             livemode: scope.livemode,
@@ -58,100 +62,267 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             reference_id: None,
             amount: req.money.amount,
             currency: req.money.currency.code().into(),
-            status,
-            result: result.into(),
-            token: created.as_ref().map(|(_, t)| t.id.clone()).or(req.source.token().map(str::to_owned)),
-            registration_id: token_of(TokenKind::Registration, created.as_ref(), &req.source),
-            omni_token: token_of(TokenKind::Omni, created.as_ref(), &req.source),
-            card: Some(MaskedCard::of(&card)),
-            captured_amount: captured(status, req.payment_type, req.money),
+            status: Status::Pending,
+            result: result_code::PENDING.into(),
+            token: req.source.token().map(str::to_owned),
+            registration_id: stored(TokenKind::Registration),
+            omni_token: stored(TokenKind::Omni),
+            recovery: if card.is_some() { RecoveryPoint::CardObtained } else { RecoveryPoint::Started },
+            card,
+            standing_instruction: req.standing_instruction.clone(),
+            captured_amount: 0,
             refunded_amount: 0,
             reversed: false,
-            acquirer_reference,
-            standing_instruction: req.standing_instruction,
-            customer_id: req.customer_id,
-            merchant_transaction_id: req.merchant_transaction_id,
-            description: req.description,
+            acquirer_reference: None,
+            customer_id: req.customer_id.clone(),
+            merchant_transaction_id: req.merchant_transaction_id.clone(),
+            description: req.description.clone(),
             created_at: self.clock.now_ms(),
-        };
-        let masked = MaskedCard::of(&card);
-        let mut ledger = Vec::new();
-        if let ValidSource::Stored(TokenKind::Omni, o) = &req.source {
-            ledger.push(self.entry(scope, LedgerKind::DT, Some(&payment), o, &masked));
+            source_kind: Some(source_kind),
+            tokenize: req.tokenize,
         }
-        let used = req.source.token().unwrap_or_default();
-        ledger.push(self.entry(scope, LedgerKind::of_payment(payment.payment_type), Some(&payment), used, &masked));
-        if let Some((kind, t)) = &created {
-            ledger.push(self.entry(scope, ledger_kind_created(*kind), Some(&payment), &t.id, &masked));
-        }
-        self.store.insert(&payment, &ledger).await?;
-        Ok(payment)
     }
 
-    /// The card, from the request or from the vault.
-    async fn card(
+    /// Runs the recovery points that remain. `req` is the client's request
+    /// when a client drives it (first run or retry); `None` for the reconciler.
+    /// `fresh`: this run wrote the payment, so the acquirer has not been asked.
+    /// Returns the payment as it stands: finished, or pending when the
+    /// acquirer's answer is still unknown.
+    pub(crate) async fn drive_initial(
         &self,
         scope: Scope<'_>,
-        source: &ValidSource,
-        id: &str,
+        mut payment: Payment,
+        req: Option<&ValidPayment>,
+        fresh: bool,
         ctx: &CallContext,
-    ) -> Result<Card, PaymentError> {
-        Ok(match source {
-            ValidSource::Card(card) => (**card).clone(),
-            ValidSource::SingleUse(t) | ValidSource::Stored(_, t) => self.vault.detokenize(scope, t, id, ctx).await?,
-        })
+    ) -> Result<Payment, PaymentError> {
+        let mut card: Option<Card> = match req.map(|r| &r.source) {
+            Some(ValidSource::Card(card)) => Some((**card).clone()),
+            _ => None,
+        };
+        let mut acquirer_asked = !fresh;
+        loop {
+            payment = match payment.recovery {
+                RecoveryPoint::Started => match self.obtain_card(scope, &payment, req.is_some(), fresh, ctx).await {
+                    Ok(Some(obtained)) => {
+                        let mut next = payment.clone();
+                        next.card = Some(MaskedCard::of(&obtained));
+                        next.recovery = RecoveryPoint::CardObtained;
+                        card = Some(obtained);
+                        acquirer_asked = false;
+                        self.advance(next, RecoveryPoint::Started, &[], None).await?
+                    }
+                    Ok(None) => self.answer_initial(scope, payment, AcquirerOutcome::NotProcessed).await?,
+                    // The vault refused the token (used, expired, unknown): the
+                    // payment did not happen, and the caller is told why.
+                    Err(PaymentError::Vault(refusal)) if refusal != VaultError::Unavailable => {
+                        let mut failed = payment.clone();
+                        failed.status = Status::Failed;
+                        failed.result = result_code::NOT_PROCESSED.into();
+                        failed.recovery = RecoveryPoint::Finished;
+                        self.advance(failed, RecoveryPoint::Started, &[], None).await?;
+                        return Err(PaymentError::Vault(refusal));
+                    }
+                    Err(error) => return Err(error),
+                },
+                RecoveryPoint::CardObtained if payment.status == Status::Pending => {
+                    let outcome = match &card {
+                        Some(card) if !acquirer_asked => self.execute_initial(&payment, card).await?,
+                        _ => self.inquire(&payment, None).await?,
+                    };
+                    acquirer_asked = true;
+                    if outcome == AcquirerOutcome::TimedOut {
+                        self.report_charge_status(scope, &payment, ctx).await;
+                        return Ok(payment);
+                    }
+                    self.answer_initial(scope, payment, outcome).await?
+                }
+                RecoveryPoint::CardObtained | RecoveryPoint::AcquirerAnswered => {
+                    self.tokenize_paid(scope, payment, card.as_ref(), ctx).await?
+                }
+                RecoveryPoint::Tokenized => {
+                    self.report_charge_status(scope, &payment, ctx).await;
+                    let mut next = payment.clone();
+                    next.recovery = RecoveryPoint::ChargeReported;
+                    self.advance(next, RecoveryPoint::Tokenized, &[], None).await?
+                }
+                RecoveryPoint::ChargeReported => {
+                    let mut next = payment.clone();
+                    next.recovery = RecoveryPoint::Finished;
+                    self.advance(next, RecoveryPoint::ChargeReported, &[], None).await?
+                }
+                RecoveryPoint::Finished => return Ok(payment),
+            };
+        }
     }
 
-    /// Tokenizes the card of an approved payment; a failure is logged and the
-    /// payment stands without the token.
+    /// The card of a payment at `Started`: from the vault (the same
+    /// `consumer_ref` gets a consumed single-use token's card again within
+    /// the vault's replay window). `None` when the payment cannot go on: the
+    /// reconciler never asks the acquirer on nobody's behalf, and a token
+    /// whose replay window has passed has no card to give.
+    async fn obtain_card(
+        &self,
+        scope: Scope<'_>,
+        payment: &Payment,
+        client_present: bool,
+        fresh: bool,
+        ctx: &CallContext,
+    ) -> Result<Option<Card>, PaymentError> {
+        let Some(token) = payment.token.as_deref().filter(|_| client_present) else { return Ok(None) };
+        match self.vault.detokenize(scope, token, &payment.id, ctx).await {
+            Ok(card) => Ok(Some(card)),
+            // Consumed by this payment in an earlier run, past the replay window.
+            Err(VaultError::UsedToken) if !fresh && payment.source_kind == Some(SourceKind::SingleUse) => {
+                tracing::warn!(payment_id = %payment.id, "resumed payment's card is no longer available");
+                Ok(None)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn execute_initial(&self, payment: &Payment, card: &Card) -> Result<AcquirerOutcome, PaymentError> {
+        let operation = if payment.payment_type == PaymentType::PA { Operation::Authorize } else { Operation::Debit };
+        Ok(self
+            .call_acquirer(AcquirerRequest {
+                payment_id: &payment.id,
+                operation,
+                money: money_of(payment)?,
+                card: Some(card),
+                original_reference: None,
+                merchant_initiated: payment.merchant_initiated(),
+            })
+            .await)
+    }
+
+    /// Asks the acquirer what became of a request whose answer was lost
+    /// (`original_reference`: the acquirer's reference of a follow-up's original).
+    pub(super) async fn inquire(
+        &self,
+        payment: &Payment,
+        original_reference: Option<&str>,
+    ) -> Result<AcquirerOutcome, PaymentError> {
+        let operation = match payment.payment_type {
+            PaymentType::PA => Operation::Authorize,
+            PaymentType::DB => Operation::Debit,
+            PaymentType::CP => Operation::Capture,
+            PaymentType::RV => Operation::Reverse,
+            PaymentType::RF => Operation::Refund,
+        };
+        let inquiry = Inquiry {
+            payment_id: &payment.id,
+            operation,
+            money: money_of(payment)?,
+            card: payment.card.as_ref().filter(|_| payment.reference_id.is_none()),
+            original_reference,
+        };
+        Ok(tokio::time::timeout(self.acquirer_timeout, self.acquirer.inquire(inquiry))
+            .await
+            .unwrap_or(AcquirerOutcome::TimedOut))
+    }
+
+    /// Records a definitive answer with the payment's ledger lines.
+    async fn answer_initial(
+        &self,
+        scope: Scope<'_>,
+        payment: Payment,
+        outcome: AcquirerOutcome,
+    ) -> Result<Payment, PaymentError> {
+        let from = payment.recovery;
+        let (status, result, acquirer_reference) = Self::settle(outcome);
+        let mut next = payment;
+        next.status = status;
+        next.result = result.into();
+        next.acquirer_reference = acquirer_reference;
+        next.captured_amount =
+            if status == Status::Approved && next.payment_type == PaymentType::DB { next.amount } else { 0 };
+        next.recovery = RecoveryPoint::AcquirerAnswered;
+        let masked = next.card.clone().unwrap_or_default();
+        let used = next.token.clone().unwrap_or_default();
+        let mut ledger = Vec::new();
+        if status != Status::Failed {
+            if let Some(omni) = next.omni_token.as_deref().filter(|_| next.source_kind == Some(SourceKind::Omni)) {
+                ledger.push(self.entry(scope, LedgerKind::DT, Some(&next), omni, &masked));
+            }
+            ledger.push(self.entry(scope, LedgerKind::of_payment(next.payment_type), Some(&next), &used, &masked));
+        }
+        self.advance(next, from, &ledger, None).await
+    }
+
+    /// Creates the durable token an approved payment asked for. Without the
+    /// card in memory (a resumed payment), the vault is asked for it again
+    /// under the same `consumer_ref`; if it cannot give it, the payment stands
+    /// without the token (logged), as when tokenizing fails.
     async fn tokenize_paid(
         &self,
         scope: Scope<'_>,
-        kind: TokenKind,
-        card: &Card,
-        req: &ValidPayment,
-        id: &str,
+        payment: Payment,
+        card: Option<&Card>,
         ctx: &CallContext,
-    ) -> Option<(TokenKind, StoredToken)> {
-        match self.vault.tokenize(scope, kind, TokenSource::Card(card), &req.customer_id, id, ctx).await {
-            Ok(token) => Some((kind, token)),
-            Err(error) => {
-                tracing::error!(%error, payment_id = %id, "payment approved but the card was not tokenized");
-                None
-            }
+    ) -> Result<Payment, PaymentError> {
+        let from = payment.recovery;
+        let mut next = payment;
+        next.recovery = RecoveryPoint::Tokenized;
+        let kind = match next.tokenize {
+            Some(kind) if next.status == Status::Approved => kind,
+            _ => return self.advance(next, from, &[], None).await,
+        };
+        let again;
+        let card = match card {
+            Some(card) => card,
+            None => match next.token.as_deref() {
+                Some(token) => match self.vault.detokenize(scope, token, &next.id, ctx).await {
+                    Ok(card) => {
+                        again = card;
+                        &again
+                    }
+                    Err(VaultError::Unavailable) => return Err(VaultError::Unavailable.into()),
+                    Err(error) => {
+                        tracing::error!(%error, payment_id = %next.id, "approved payment's card is gone: not tokenized");
+                        return self.advance(next, from, &[], None).await;
+                    }
+                },
+                None => return self.advance(next, from, &[], None).await,
+            },
+        };
+        let token =
+            match self.vault.tokenize(scope, kind, TokenSource::Card(card), &next.customer_id, &next.id, ctx).await {
+                Ok(token) => token,
+                Err(VaultError::Unavailable) => return Err(VaultError::Unavailable.into()),
+                Err(error) => {
+                    tracing::error!(%error, payment_id = %next.id, "payment approved but the card was not tokenized");
+                    return self.advance(next, from, &[], None).await;
+                }
+            };
+        match kind {
+            TokenKind::Registration => next.registration_id = Some(token.id.clone()),
+            TokenKind::Omni => next.omni_token = Some(token.id.clone()),
         }
+        let masked = next.card.clone().unwrap_or_default();
+        let line = self.entry(scope, ledger_kind_created(kind), Some(&next), &token.id, &masked);
+        self.advance(next, from, &[line], None).await
     }
 
-    /// Tells the vault how the payment over a single-use token ended (its
-    /// `charge_status`), off the response path: a failure is only logged.
-    fn report_charge(&self, scope: Scope<'_>, token: &str, payment_id: &str, status: Status, ctx: &CallContext) {
-        let charge = match status {
+    /// Tells the vault how the payment over a single-use token stands (its
+    /// `charge_status`); a failure is logged, never fails the payment.
+    async fn report_charge_status(&self, scope: Scope<'_>, payment: &Payment, ctx: &CallContext) {
+        if payment.source_kind != Some(SourceKind::SingleUse) {
+            return;
+        }
+        let Some(token) = payment.token.as_deref() else { return };
+        let charge = match payment.status {
             Status::Approved => "successful",
             Status::Declined | Status::Failed => "failed",
             Status::Pending => "pending",
         };
-        let (vault, ctx) = (self.vault.clone(), ctx.clone());
-        let (merchant_id, livemode) = (scope.merchant_id.to_owned(), scope.livemode);
-        let (token, payment_id) = (token.to_owned(), payment_id.to_owned());
-        tokio::spawn(async move {
-            let scope = Scope { merchant_id: &merchant_id, livemode };
-            if let Err(error) = vault.report_charge(scope, &token, &payment_id, charge, &ctx).await {
-                tracing::warn!(%error, %payment_id, "charge status not reported to the vault");
-            }
-        });
+        if let Err(error) = self.vault.report_charge(scope, token, &payment.id, charge, ctx).await {
+            tracing::warn!(%error, payment_id = %payment.id, "charge status not reported to the vault");
+        }
     }
 }
 
-/// The id of the `kind` token a payment is on: the one it created, else the one it used.
-fn token_of(kind: TokenKind, created: Option<&(TokenKind, StoredToken)>, source: &ValidSource) -> Option<String> {
-    match (created, source) {
-        (Some((k, t)), _) if *k == kind => Some(t.id.clone()),
-        (_, ValidSource::Stored(k, t)) if *k == kind => Some(t.clone()),
-        _ => None,
-    }
-}
-
-/// A DB captures what it authorizes when approved; a PA captures later.
-fn captured(status: Status, payment_type: PaymentType, money: Money) -> i64 {
-    if status == Status::Approved && payment_type == PaymentType::DB { money.amount } else { 0 }
+/// A stored payment's amount in its currency.
+pub(super) fn money_of(payment: &Payment) -> Result<Money, PaymentError> {
+    let currency = Currency::parse(&payment.currency)?;
+    Ok(Money::new(payment.amount, currency, payment.amount == 0)?)
 }

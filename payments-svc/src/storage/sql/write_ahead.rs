@@ -1,0 +1,340 @@
+//! Write-ahead work on SQL: a payment recorded pending with its lease (and a
+//! follow-up's reservation in the same commit), moved from recovery point to
+//! recovery point with its ledger lines and releases in one commit each,
+//! leases taken over by the reconciler, and idempotency keys with leases.
+//! Every guard is a condition of the statement itself, so two workers racing
+//! on one payment or key can never both succeed.
+use common::clock::Millis;
+use common::database::to_secs as secs;
+
+use super::{COLUMNS, Query, SqlStore, bind_ledger, get, payment, unavailable};
+use crate::domain::ledger::LedgerEntry;
+use crate::domain::payment::{Payment, RecoveryPoint, Reservation};
+use crate::storage::{Begun, KeyState, StoreError};
+
+/// Binds a payment's columns, in `COLUMNS` order, all but the last (`lease_until`).
+pub(super) fn bind_payment<'q>(query: Query<'q>, p: &'q Payment) -> Query<'q> {
+    let card = p.card.as_ref();
+    let si = p.standing_instruction.as_ref().map(|s| s.codes());
+    query
+        .bind(p.id.as_str())
+        .bind(p.merchant_id.as_str())
+        .bind(i64::from(p.livemode))
+        .bind(p.payment_type.as_str())
+        .bind(p.reference_id.as_deref())
+        .bind(p.amount)
+        .bind(p.currency.as_str())
+        .bind(p.status.as_str())
+        .bind(p.result.code.as_str())
+        .bind(p.result.description.as_str())
+        .bind(p.token.as_deref())
+        .bind(p.registration_id.as_deref())
+        .bind(p.omni_token.as_deref())
+        .bind(card.map(|c| c.brand.as_str()))
+        .bind(card.map(|c| c.bin.as_str()))
+        .bind(card.map(|c| c.last4.as_str()))
+        .bind(card.map(|c| i64::from(c.exp_month)))
+        .bind(card.map(|c| i64::from(c.exp_year)))
+        .bind(card.map(|c| c.name.as_str()))
+        .bind(si.map(|s| s.0))
+        .bind(si.map(|s| s.1))
+        .bind(si.map(|s| s.2))
+        .bind(p.standing_instruction.as_ref().map(|s| s.initial_transaction_id.as_str()))
+        .bind(p.captured_amount)
+        .bind(p.refunded_amount)
+        .bind(i64::from(p.reversed))
+        .bind(p.acquirer_reference.as_deref())
+        .bind(p.customer_id.as_str())
+        .bind(p.merchant_transaction_id.as_str())
+        .bind(p.description.as_str())
+        .bind(secs(p.created_at))
+        .bind(p.recovery.as_str())
+        .bind(p.source_kind.map_or("", |k| k.as_str()))
+        .bind(p.tokenize.map_or("", |k| k.as_str()))
+}
+
+/// The conditional update that takes a reservation on the original (`$1`),
+/// within its limits; the amount is `$2`.
+fn reserve_sql(reservation: Reservation) -> &'static str {
+    match reservation {
+        Reservation::Capture(_) => {
+            "UPDATE payments SET captured_amount = captured_amount + $2 WHERE id = $1 AND payment_type = 'PA' \
+             AND status = 'approved' AND reversed = 0 AND captured_amount + $2 <= amount"
+        }
+        Reservation::Reversal => {
+            "UPDATE payments SET reversed = 1 WHERE id = $1 AND payment_type = 'PA' AND status = 'approved' \
+             AND reversed = 0 AND captured_amount = 0 AND $2 = 0"
+        }
+        Reservation::Refund(_) => {
+            "UPDATE payments SET refunded_amount = refunded_amount + $2 WHERE id = $1 \
+             AND payment_type IN ('DB', 'CP') AND status = 'approved' AND refunded_amount + $2 <= captured_amount"
+        }
+    }
+}
+
+fn release_sql(reservation: Reservation) -> &'static str {
+    match reservation {
+        Reservation::Capture(_) => "UPDATE payments SET captured_amount = captured_amount - $2 WHERE id = $1",
+        Reservation::Reversal => "UPDATE payments SET reversed = 0 WHERE id = $1 AND $2 = 0",
+        Reservation::Refund(_) => "UPDATE payments SET refunded_amount = refunded_amount - $2 WHERE id = $1",
+    }
+}
+
+fn amount(reservation: Reservation) -> i64 {
+    match reservation {
+        Reservation::Capture(amount) | Reservation::Refund(amount) => amount,
+        Reservation::Reversal => 0,
+    }
+}
+
+impl SqlStore {
+    pub(super) async fn begin_work(
+        &self,
+        p: &Payment,
+        reservation: Option<Reservation>,
+        lease_until: Millis,
+    ) -> Result<Begun, StoreError> {
+        static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let values = (1..=35).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            format!("INSERT INTO payments ({COLUMNS}) VALUES ({values}) ON CONFLICT (id) DO NOTHING")
+        });
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let inserted = bind_payment(sqlx::query(INSERT.as_str()), p)
+            .bind(secs(lease_until))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if inserted.rows_affected() == 0 {
+            let sql = format!("SELECT {COLUMNS} FROM payments WHERE id = $1");
+            let row = sqlx::query(&sql).bind(p.id.as_str()).fetch_one(&mut *tx).await.map_err(unavailable)?;
+            let existing = payment(&row)?;
+            tx.commit().await.map_err(unavailable)?;
+            // Another merchant's payment with this id is not this request's.
+            if existing.merchant_id != p.merchant_id || existing.livemode != p.livemode {
+                return Ok(Begun::Refused);
+            }
+            return Ok(Begun::Existing(Box::new(existing)));
+        }
+        if let (Some(reservation), Some(original)) = (reservation, p.reference_id.as_deref()) {
+            let reserved = sqlx::query(reserve_sql(reservation))
+                .bind(original)
+                .bind(amount(reservation))
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            if reserved.rows_affected() != 1 {
+                tx.rollback().await.map_err(unavailable)?;
+                return Ok(Begun::Refused);
+            }
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Begun::New)
+    }
+
+    pub(super) async fn advance_work(
+        &self,
+        next: &Payment,
+        from: RecoveryPoint,
+        ledger: &[LedgerEntry],
+        release: Option<Reservation>,
+        lease_until: Millis,
+    ) -> Result<bool, StoreError> {
+        let card = next.card.as_ref();
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let moved = sqlx::query(
+            "UPDATE payments SET captured_amount = CASE WHEN status = 'pending' THEN $2 ELSE captured_amount END, \
+             status = $3, result_code = $4, result_description = $5, registration_id = $6, omni_token = $7, \
+             card_brand = $8, card_bin = $9, card_last4 = $10, card_exp_month = $11, card_exp_year = $12, \
+             card_name = $13, acquirer_reference = $14, recovery_point = $15, lease_until = $16 \
+             WHERE id = $1 AND recovery_point = $17",
+        )
+        .bind(next.id.as_str())
+        .bind(next.captured_amount)
+        .bind(next.status.as_str())
+        .bind(next.result.code.as_str())
+        .bind(next.result.description.as_str())
+        .bind(next.registration_id.as_deref())
+        .bind(next.omni_token.as_deref())
+        .bind(card.map(|c| c.brand.as_str()))
+        .bind(card.map(|c| c.bin.as_str()))
+        .bind(card.map(|c| c.last4.as_str()))
+        .bind(card.map(|c| i64::from(c.exp_month)))
+        .bind(card.map(|c| i64::from(c.exp_year)))
+        .bind(card.map(|c| c.name.as_str()))
+        .bind(next.acquirer_reference.as_deref())
+        .bind(next.recovery.as_str())
+        .bind(if next.recovery == RecoveryPoint::Finished { 0 } else { secs(lease_until) })
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if moved.rows_affected() != 1 {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(false);
+        }
+        for entry in ledger {
+            bind_ledger(sqlx::query(super::LEDGER_INSERT_ONE.as_str()), entry)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        if let (Some(reservation), Some(original)) = (release, next.reference_id.as_deref()) {
+            sqlx::query(release_sql(reservation))
+                .bind(original)
+                .bind(amount(reservation))
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    pub(super) async fn unfinished_work(&self, now: Millis, limit: u32) -> Result<Vec<Payment>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM payments WHERE recovery_point <> 'finished' AND lease_until < $1 \
+             ORDER BY lease_until LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(secs(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(payment).collect()
+    }
+
+    pub(super) async fn take_work_lease(&self, id: &str, now: Millis, until: Millis) -> Result<bool, StoreError> {
+        let taken = sqlx::query(
+            "UPDATE payments SET lease_until = $3 WHERE id = $1 AND lease_until < $2 AND recovery_point <> 'finished'",
+        )
+        .bind(id)
+        .bind(secs(now))
+        .bind(secs(until))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(taken.rows_affected() == 1)
+    }
+
+    pub(super) async fn renew_work_lease(&self, id: &str, until: Millis) -> Result<(), StoreError> {
+        sqlx::query("UPDATE payments SET lease_until = $2 WHERE id = $1 AND recovery_point <> 'finished'")
+            .bind(id)
+            .bind(secs(until))
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn acquire_key_leased(
+        &self,
+        merchant_id: &str,
+        key: &str,
+        method: &str,
+        request_hash: &str,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<KeyState, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (merchant_id, key, method, request_hash, state, created_at, locked_until) \
+             VALUES ($1, $2, $3, $4, 'in_flight', $5, $6) ON CONFLICT (merchant_id, key) DO NOTHING",
+        )
+        .bind(merchant_id)
+        .bind(key)
+        .bind(method)
+        .bind(request_hash)
+        .bind(secs(now))
+        .bind(secs(lease_until))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        if inserted.rows_affected() == 1 {
+            return Ok(KeyState::Acquired);
+        }
+        // A released key, or one whose owner's lease ran out, goes to the same request.
+        let taken = sqlx::query(
+            "UPDATE idempotency_keys SET state = 'in_flight', locked_until = $5 WHERE merchant_id = $1 AND key = $2 \
+             AND method = $3 AND request_hash = $4 AND (state = 'released' OR (state = 'in_flight' AND locked_until < $6))",
+        )
+        .bind(merchant_id)
+        .bind(key)
+        .bind(method)
+        .bind(request_hash)
+        .bind(secs(lease_until))
+        .bind(secs(now))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        if taken.rows_affected() == 1 {
+            return Ok(KeyState::Acquired);
+        }
+        let row = sqlx::query(
+            "SELECT method, request_hash, state, response FROM idempotency_keys WHERE merchant_id = $1 AND key = $2",
+        )
+        .bind(merchant_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let Some(row) = row else { return Ok(KeyState::InFlight { request_hash: String::new() }) };
+        let stored_method: String = get(&row, "method")?;
+        let hash: String = get(&row, "request_hash")?;
+        // The same key on another method is another request.
+        let hash = if stored_method == method { hash } else { format!("{stored_method}:{hash}") };
+        Ok(match get::<String>(&row, "state")?.as_str() {
+            "done" => KeyState::Done {
+                request_hash: hash,
+                response: get::<Option<Vec<u8>>>(&row, "response")?.unwrap_or_default(),
+            },
+            _ => KeyState::InFlight { request_hash: hash },
+        })
+    }
+
+    pub(super) async fn renew_key_lease(&self, merchant_id: &str, key: &str, until: Millis) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET locked_until = $3 WHERE merchant_id = $1 AND key = $2 AND state = 'in_flight'",
+        )
+        .bind(merchant_id)
+        .bind(key)
+        .bind(secs(until))
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(unavailable)
+    }
+
+    pub(super) async fn release_key_leased(&self, merchant_id: &str, key: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET state = 'released', locked_until = 0 WHERE merchant_id = $1 AND key = $2 \
+             AND state = 'in_flight'",
+        )
+        .bind(merchant_id)
+        .bind(key)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(unavailable)
+    }
+
+    pub(super) async fn sweep_idempotency_keys(
+        &self,
+        now: Millis,
+        purge_before: Millis,
+    ) -> Result<(u64, u64), StoreError> {
+        let released = sqlx::query(
+            "UPDATE idempotency_keys SET state = 'released', locked_until = 0 WHERE state = 'in_flight' \
+             AND locked_until < $1",
+        )
+        .bind(secs(now))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let purged = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(secs(purge_before))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok((released.rows_affected(), purged.rows_affected()))
+    }
+}
