@@ -6,5 +6,6 @@ pub mod error;
 pub mod flows;
 pub mod idempotency;
 pub mod payment;
+pub mod store;
 
 pub use error::PaymentError;

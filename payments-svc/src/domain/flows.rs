@@ -18,8 +18,8 @@ use super::payment::{
     LedgerEntry, LedgerRecord, MaskedCard, Outcome, Payment, PaymentType, Scope, SiMode, SiSource, StandingInstruction,
     Status,
 };
+use super::store::{LedgerQuery, PaymentStore};
 use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Operation};
-use crate::storage::{LedgerQuery, PaymentStore};
 use crate::vault::{CallContext, StoredToken, TokenKind, TokenSource, Vault};
 
 pub enum Source {

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use common::clock::SharedClock;
 
 use super::error::PaymentError;
-use crate::storage::{KeyState, PaymentStore};
+use super::store::{KeyState, PaymentStore};
 
 pub const MAX_KEY_LEN: usize = 255;
 const POLL: Duration = Duration::from_millis(20);

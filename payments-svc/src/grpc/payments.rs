@@ -12,7 +12,7 @@ use crate::acquirer::Acquirer;
 use crate::domain::PaymentError;
 use crate::domain::flows::NewPayment;
 use crate::domain::payment::Scope;
-use crate::storage::{LedgerQuery, PaymentStore};
+use crate::domain::store::{LedgerQuery, PaymentStore};
 use crate::vault::Vault;
 
 pub struct PaymentsService<P, V, A>(pub Arc<Shared<P, V, A>>);
