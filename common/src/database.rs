@@ -1,11 +1,20 @@
 //! The SQL connection both services use: sqlx's Any driver over PostgreSQL
 //! (production) or an SQLite file (the embedded default), and its settings.
-//! Each service runs its own embedded migrations on the pool.
+//! `Database` is the scaffolding both `SqlStore`s share: open the pool, apply
+//! the service's embedded migrations, ping, read columns. Every sqlx failure
+//! becomes a `StoreError` through `classify` (in `database/classify.rs`).
 use std::time::Duration;
 
 use serde::Deserialize;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor, Row};
+
+use crate::store::StoreError;
+
+mod classify;
+
+pub use classify::{classify, classify_migration};
 
 /// Instants are stored as Unix seconds in both services' databases: a 13-digit
 /// millisecond count could pass Luhn and trip the card-number scan of a dump.
@@ -67,4 +76,62 @@ pub async fn connect(
         });
     }
     Ok((pool.connect_with(options).await?, dialect))
+}
+
+/// A migrated pool and its dialect.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+impl Database {
+    /// Connects (creating an SQLite file if needed) and applies the service's
+    /// migrations for the dialect (`sqlx::migrate!` runs in the service crate).
+    pub async fn open(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+        migrations: fn(Dialect) -> Migrator,
+    ) -> Result<Self, StoreError> {
+        let (pool, dialect) = connect(url, max_connections, acquire_timeout).await.map_err(classify)?;
+        migrations(dialect).run(&pool).await.map_err(classify_migration)?;
+        Ok(Self { pool, dialect })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(classify)
+    }
+
+    /// PostgreSQL refuses a NUL byte in a text column (SQLSTATE 22021, which
+    /// `classify` makes `Invalid`); SQLite would store it. So that both
+    /// backends hold one semantics, writes check their text here first on
+    /// SQLite: no round trip, and nothing is written.
+    pub fn check_text<'a>(&self, texts: impl IntoIterator<Item = &'a str>) -> Result<(), StoreError> {
+        if self.dialect == Dialect::Sqlite && texts.into_iter().any(|t| t.contains('\0')) {
+            return Err(StoreError::Invalid("text with a NUL byte".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A column of a row; a value that does not decode is `Corrupt`.
+pub fn column<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
+    row: &'r AnyRow,
+    name: &str,
+) -> Result<T, StoreError> {
+    row.try_get(name).map_err(classify)
+}
+
+/// A 0/1 flag column (the Any driver cannot decode SQLite booleans).
+pub fn flag(row: &AnyRow, name: &str) -> Result<bool, StoreError> {
+    Ok(column::<i64>(row, name)? != 0)
 }

@@ -12,4 +12,5 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod money;
 pub mod result_code;
+pub mod store;
 pub mod telemetry;

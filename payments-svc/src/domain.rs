@@ -8,5 +8,6 @@ pub mod idempotency;
 pub mod ledger;
 pub mod payment;
 pub mod reconcile;
+pub mod store;
 
 pub use error::PaymentError;

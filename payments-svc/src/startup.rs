@@ -21,11 +21,11 @@ use crate::acquirer::test_acquirer::TestAcquirer;
 use crate::config::PaymentsConfig;
 use crate::domain::flows::Payments;
 use crate::domain::reconcile::{self, Schedule};
+use crate::domain::store::PaymentStore;
 use crate::grpc::Shared;
 use crate::grpc::omni_tokens::OmniTokensService;
 use crate::grpc::payments::PaymentsService;
 use crate::grpc::registrations::RegistrationsService;
-use crate::storage::PaymentStore;
 use crate::storage::sql::SqlStore;
 use crate::vault::grpc::{GrpcVault, VaultEndpoint};
 

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use e2e::{Db, test_database};
+use vault_svc::domain::audit::{AuditEntry, AuditQuery};
+use vault_svc::domain::store::StoreError;
+use vault_svc::domain::store::cards::{CardRow, CardStore, KeyPurpose, KeyStore, Lookup, Scope, WrappedKey};
 use vault_svc::domain::token_id::TokenKind;
-use vault_svc::storage::card_store::{
-    AuditEntry, AuditQuery, CardRow, CardStore, KeyPurpose, KeyStore, Lookup, Scope, WrappedKey,
-};
 use vault_svc::storage::sql::SqlStore;
 
 const T0: i64 = 1_795_392_000_000;
@@ -166,6 +166,31 @@ async fn data_keys_are_stored_once_and_rewrapped_conditionally(s: SqlStore) {
     assert!(s.start_rotation(T0).await.unwrap() > id);
 }
 
+async fn a_nul_byte_in_a_text_is_invalid(s: SqlStore) {
+    // PostgreSQL refuses it (22021); SQLite would store it, so the store refuses it first.
+    let e = s.insert(&row("r1", "cus\0_1", "fp1"), None, &audit("RG", "r1")).await.unwrap_err();
+    assert!(matches!(e, StoreError::Invalid(_)), "{e:?}");
+    assert!(!e.to_string().contains("cus"), "the error never echoes the value: {e}");
+    assert_eq!(s.get(M1, "r1").await.unwrap(), Lookup::NotFound, "nothing was written");
+    let e = s.record(&AuditEntry { outcome: "bad\0".into(), ..audit("KC", "data:1") }).await.unwrap_err();
+    assert!(matches!(e, StoreError::Invalid(_)), "{e:?}");
+    assert!(events(&s, None).await.is_empty());
+}
+
+async fn a_duplicate_id_is_a_conflict(s: SqlStore) {
+    assert!(s.insert(&row("r1", "cus_1", "fp1"), None, &audit("RG", "r1")).await.unwrap());
+    let e = s.insert(&row("r1", "cus_2", "fp2"), None, &audit("RG", "r1")).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e:?}");
+    assert_eq!(events(&s, None).await, vec!["RG:r1"], "no second audit event");
+}
+
+async fn an_unreadable_row_is_corrupt(s: SqlStore) {
+    s.insert(&row("r1", "cus_1", "fp1"), None, &audit("RG", "r1")).await.unwrap();
+    sqlx::query("UPDATE card_tokens SET kind = 'bogus' WHERE id = 'r1'").execute(s.pool()).await.unwrap();
+    let e = s.get(M1, "r1").await.unwrap_err();
+    assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod postgres {
@@ -185,6 +210,9 @@ conformance!(
     the_audit_trail_is_append_only,
     extend_list_due_and_reseal,
     data_keys_are_stored_once_and_rewrapped_conditionally,
+    a_nul_byte_in_a_text_is_invalid,
+    a_duplicate_id_is_a_conflict,
+    an_unreadable_row_is_corrupt,
 );
 
 #[tokio::test]
@@ -193,4 +221,21 @@ async fn an_unreachable_database_is_unavailable_within_the_timeout() {
     let result = SqlStore::connect("postgres://postgres@127.0.0.1:1/postgres", 2, Duration::from_millis(500)).await;
     assert!(result.is_err());
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+async fn unreachable_is_unavailable(url: &str) {
+    let started = std::time::Instant::now();
+    let e = SqlStore::connect(url, 2, Duration::from_millis(500)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_closed_postgres_port_is_unavailable() {
+    unreachable_is_unavailable("postgres://postgres@127.0.0.1:1/postgres").await;
+}
+
+#[tokio::test]
+async fn an_sqlite_file_that_cannot_be_opened_is_unavailable() {
+    unreachable_is_unavailable("sqlite:///nonexistent-payvault-dir/store.db?mode=rwc").await;
 }

@@ -12,9 +12,9 @@ use e2e::{Store, TestVault, authed, card, create_request, reason, scoped, tokeni
 use proto::vault::v1::{self as pb, TokenKind};
 use tonic::Code;
 use vault_svc::crypto::KeyRing;
-use vault_svc::domain::card_token::Actor;
+use vault_svc::domain::audit::Actor;
+use vault_svc::domain::store::cards::KeyStore;
 use vault_svc::domain::{key_rotation, retention};
-use vault_svc::storage::card_store::KeyStore;
 
 fn describe(merchant_id: &str, id: &str) -> pb::DescribeTokenRequest {
     pb::DescribeTokenRequest { merchant_id: merchant_id.into(), id: id.into(), livemode: false }

@@ -11,8 +11,8 @@ use payments_svc::domain::payment::{
     LedgerEntry, LedgerKind, MaskedCard, Outcome, Payment, PaymentType, RecoveryPoint, Reservation, Scope, SiMode,
     SiSource, SiType, SourceKind, StandingInstruction, Status,
 };
+use payments_svc::domain::store::{Begun, KeyState, LedgerQuery, PaymentStore, StoreError};
 use payments_svc::storage::sql::SqlStore;
-use payments_svc::storage::{Begun, KeyState, LedgerQuery, PaymentStore};
 
 const T0: i64 = 1_795_392_000_000;
 const M: Scope<'static> = Scope { merchant_id: "mrch_1", livemode: false };
@@ -364,6 +364,39 @@ async fn key_leases_expire_and_are_taken_over(s: SqlStore) {
     assert_eq!(s.acquire_key("m", "k", "Create", "h2", T0, lease).await.unwrap(), KeyState::Acquired, "purged");
 }
 
+async fn a_nul_byte_in_a_text_is_invalid(s: SqlStore) {
+    // PostgreSQL refuses it (22021); SQLite would store it, so the store refuses it first.
+    let p = Payment { description: "order\0 42".into(), ..payment("pa1", PaymentType::PA, 1000, Status::Approved) };
+    let e = s.begin(&p, None, 0).await.unwrap_err();
+    assert!(matches!(e, StoreError::Invalid(_)), "{e:?}");
+    assert!(!e.to_string().contains("order"), "the error never echoes the value: {e}");
+    assert_eq!(s.get(M, "pa1").await.unwrap(), None, "nothing was written");
+    let clean = payment("pa2", PaymentType::PA, 1000, Status::Approved);
+    let e = s.record(&LedgerEntry { token: "reg\0".into(), ..entry(&clean, "RG") }).await.unwrap_err();
+    assert!(matches!(e, StoreError::Invalid(_)), "{e:?}");
+}
+
+async fn a_check_constraint_on_input_is_invalid(s: SqlStore) {
+    let p = Payment { captured_amount: 2000, ..payment("pa1", PaymentType::PA, 1000, Status::Approved) };
+    let e = s.begin(&p, None, 0).await.unwrap_err();
+    assert!(matches!(e, StoreError::Invalid(_)), "{e:?}");
+}
+
+async fn a_duplicate_id_is_a_conflict(s: SqlStore) {
+    let pa = payment("pa1", PaymentType::PA, 1000, Status::Approved);
+    insert(&s, &pa, &[entry(&pa, "PA")]).await;
+    let e = s.record(&entry(&pa, "PA")).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e:?}");
+    assert_eq!(s.ledger(M, LedgerQuery::Payment("pa1"), 0, 10).await.unwrap().len(), 1);
+}
+
+async fn an_unreadable_row_is_corrupt(s: SqlStore) {
+    insert(&s, &payment("pa1", PaymentType::PA, 1000, Status::Approved), &[]).await;
+    sqlx::query("UPDATE payments SET status = 'bogus' WHERE id = 'pa1'").execute(s.pool()).await.unwrap();
+    let e = s.get(M, "pa1").await.unwrap_err();
+    assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod postgres {
@@ -386,4 +419,25 @@ conformance!(
     a_pending_follow_up_keeps_its_reservation,
     idempotency_keys_hold_one_request,
     key_leases_expire_and_are_taken_over,
+    a_nul_byte_in_a_text_is_invalid,
+    a_check_constraint_on_input_is_invalid,
+    a_duplicate_id_is_a_conflict,
+    an_unreadable_row_is_corrupt,
 );
+
+async fn unreachable_is_unavailable(url: &str) {
+    let started = std::time::Instant::now();
+    let e = SqlStore::connect(url, 2, std::time::Duration::from_millis(500)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_closed_postgres_port_is_unavailable() {
+    unreachable_is_unavailable("postgres://postgres@127.0.0.1:1/postgres").await;
+}
+
+#[tokio::test]
+async fn an_sqlite_file_that_cannot_be_opened_is_unavailable() {
+    unreachable_is_unavailable("sqlite:///nonexistent-payvault-dir/payments.db?mode=rwc").await;
+}

@@ -143,7 +143,7 @@ impl VaultConfig {
         self.database.url_or_file(&self.data_dir, "vault.db")
     }
 
-    pub async fn connect_database(&self) -> Result<crate::storage::sql::SqlStore, crate::storage::StoreError> {
+    pub async fn connect_database(&self) -> Result<crate::storage::sql::SqlStore, crate::domain::store::StoreError> {
         let timeout = std::time::Duration::from_millis(self.database.connect_timeout_ms);
         crate::storage::sql::SqlStore::connect(&self.database_url(), self.database.max_connections, timeout).await
     }

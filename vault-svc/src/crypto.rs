@@ -11,4 +11,4 @@ pub mod keyring;
 
 pub use envelope::{Aad, CryptoError};
 pub use kek::{FileKeyProvider, KekSet, KeyError, KeyProvider};
-pub use keyring::{KeyActor, KeyRing, RingError};
+pub use keyring::{KeyRing, RingError};

@@ -3,12 +3,14 @@
 //! durable card tokens are stored, used, retained and deleted, and how keys
 //! are rotated.
 
+pub mod audit;
 pub mod card_meta;
 pub mod card_token;
 pub mod error;
 pub mod key_rotation;
 pub mod retention;
 pub mod single_use;
+pub mod store;
 pub mod token_id;
 
 pub use error::VaultError;

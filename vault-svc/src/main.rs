@@ -9,10 +9,10 @@ use common::clock::{Clock, SystemClock};
 use common::lifecycle::shutdown_signal;
 use vault_svc::config::VaultConfig;
 use vault_svc::crypto::{KekSet, KeyProvider, KeyRing};
-use vault_svc::domain::card_token::Actor;
+use vault_svc::domain::audit::Actor;
+use vault_svc::domain::store::cards::KeyStore;
 use vault_svc::domain::{key_rotation, retention};
 use vault_svc::startup::{Application, BoxError, Dependencies};
-use vault_svc::storage::card_store::KeyStore;
 use vault_svc::storage::sql::SqlStore;
 
 #[derive(Parser)]

@@ -21,17 +21,19 @@ use proto::vault::v1::vault_server::VaultServer;
 
 use crate::config::VaultConfig;
 use crate::crypto::{KekSet, KeyRing};
-use crate::domain::card_token::{Actor, CardTokens};
+use crate::domain::audit::Actor;
+use crate::domain::card_token::CardTokens;
 use crate::domain::retention;
 use crate::domain::single_use::{Policy, SingleUseTokens};
+use crate::domain::store::TokenStore;
+use crate::domain::store::cards::KeyStore;
 use crate::grpc::tls::{self, TlsMaterial};
 use crate::grpc::tokens::TokensService;
 use crate::grpc::vault::VaultService;
-use crate::storage::card_store::KeyStore;
+use crate::storage::ConfiguredStore;
 use crate::storage::memory::MemoryTokenStore;
 use crate::storage::redis::{RedisSettings, RedisTokenStore};
 use crate::storage::sql::SqlStore;
-use crate::storage::{ConfiguredStore, TokenStore};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

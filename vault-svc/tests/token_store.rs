@@ -9,9 +9,9 @@ use std::time::Duration;
 use common::clock::Millis;
 use common::ids;
 use deadpool_redis::redis;
+use vault_svc::domain::store::{Consumed, NewSingleUse, StoreError, TokenStore};
 use vault_svc::storage::memory::MemoryTokenStore;
 use vault_svc::storage::redis::{RedisSettings, RedisTokenStore};
-use vault_svc::storage::{Consumed, NewSingleUse, StoreError, TokenStore};
 
 const T0: Millis = 1_795_392_000_000;
 const USABLE: Millis = 30 * 60 * 1000;
@@ -165,6 +165,19 @@ async fn redis_outage_is_unavailable_not_a_hang() {
     assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
     assert!(store.ping().await.is_err());
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn a_reply_of_the_wrong_type_is_corrupt_not_unavailable() {
+    let r = RedisUnderTest::new();
+    let mut conn = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let _: () =
+        redis::cmd("SET").arg(format!("{}su:{{t1}}", r.prefix)).arg("not a hash").query_async(&mut conn).await.unwrap();
+    let result = r.store.consume("t1", "m1", "pay_a", T0 + 1, REPLAY).await;
+    assert!(matches!(result, Err(StoreError::Corrupt(_))), "{result:?}");
+    let result = r.store.get("t1", "m1", T0 + 1).await;
+    assert!(matches!(result, Err(StoreError::Corrupt(_))), "{result:?}");
+    assert!(r.store.ping().await.is_ok(), "the connection is still good");
 }
 
 /// A TCP proxy in front of Redis whose connections the test can cut.

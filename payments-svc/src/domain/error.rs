@@ -3,7 +3,7 @@
 use common::card::CardError;
 use common::money::MoneyError;
 
-use crate::storage::StoreError;
+use super::store::StoreError;
 use crate::vault::VaultError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -15,8 +15,8 @@ use super::error::PaymentError;
 use super::payment::{
     LedgerEntry, LedgerKind, LedgerRecord, MaskedCard, Payment, RecoveryPoint, Reservation, Scope, Status,
 };
+use super::store::{LedgerQuery, PaymentStore};
 use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest};
-use crate::storage::{LedgerQuery, PaymentStore};
 use crate::vault::TokenKind;
 
 mod follow_up;

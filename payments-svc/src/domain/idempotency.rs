@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use common::clock::SharedClock;
 
 use super::error::PaymentError;
-use crate::storage::{KeyState, PaymentStore};
+use super::store::{KeyState, PaymentStore};
 
 pub const MAX_KEY_LEN: usize = 255;
 const POLL: Duration = Duration::from_millis(20);
@@ -34,14 +34,24 @@ pub fn request_hash(method: &str, encoded_request: &[u8]) -> String {
     hex::encode(h.finalize())
 }
 
-/// The payment id a key stands for: stable across retries, distinct per merchant.
+/// The payment id a key stands for: stable across retries, distinct per
+/// merchant, and never carrying a card-length digit run (a hash that would is
+/// rehashed with a counter, deterministically).
 pub fn derived_id(merchant_id: &str, key: &str, method: &str) -> String {
-    let mut h = Sha256::new();
-    for part in [merchant_id, method, key] {
-        h.update(part.as_bytes());
-        h.update([0]);
-    }
-    hex::encode(&h.finalize()[..16])
+    (0u32..)
+        .map(|round| {
+            let mut h = Sha256::new();
+            for part in [merchant_id, method, key] {
+                h.update(part.as_bytes());
+                h.update([0]);
+            }
+            if round > 0 {
+                h.update(round.to_be_bytes());
+            }
+            hex::encode(&h.finalize()[..16])
+        })
+        .find(|id| common::ids::is_card_safe(id))
+        .unwrap_or_default()
 }
 
 pub fn check_key(key: &str) -> Result<(), PaymentError> {

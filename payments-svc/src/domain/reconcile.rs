@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::flows::Payments;
 use super::payment::{Scope, Status};
 use crate::acquirer::Acquirer;
-use crate::storage::PaymentStore;
+use crate::domain::store::PaymentStore;
 use crate::vault::{CallContext, Vault};
 
 /// What one pass did.

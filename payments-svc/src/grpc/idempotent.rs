@@ -27,7 +27,7 @@ use crate::acquirer::Acquirer;
 use crate::domain::PaymentError;
 use crate::domain::flows::{Payments, new_id};
 use crate::domain::idempotency::{Begin, Claim, begin, derived_id, request_hash};
-use crate::storage::PaymentStore;
+use crate::domain::store::PaymentStore;
 use crate::vault::Vault;
 
 /// How long an in-flight duplicate waits for the first request's answer, at
@@ -91,9 +91,16 @@ fn decode<R: Message + Default>(stored: &[u8]) -> Result<R, Status> {
 }
 
 /// Whether a failure is worth retrying with the same key (the key is
-/// released): an outage or a deadline, never a refusal or a corrupt row.
+/// released): only a store or vault that was unreachable, or a deadline that
+/// ran out. Every other failure is stored under the key and replayed:
+/// INTERNAL (a corrupt row, a crypto failure) and INVALID_ARGUMENT (a value
+/// the store refused) repeat on every retry. ABORTED is stored too: a store
+/// `Conflict` here is a unique key that a retry of the same request (same
+/// derived id) would hit again; the statements are single statements at READ
+/// COMMITTED, so a transient serialization failure (40001) does not arise, and
+/// a deadlock (40P01) would be rare enough that a new key is the remedy.
 fn retryable(code: Code) -> bool {
-    matches!(code, Code::Unavailable | Code::DeadlineExceeded | Code::Aborted)
+    matches!(code, Code::Unavailable | Code::DeadlineExceeded)
 }
 
 /// Runs `call` (given the id the request stands for) detached from the
@@ -223,4 +230,28 @@ struct KeyedRequest {
     key: Option<String>,
     method: &'static str,
     hash: String,
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::store::StoreError;
+
+    #[test]
+    fn only_unavailable_and_deadline_release_the_key() {
+        for code in [Code::Unavailable, Code::DeadlineExceeded] {
+            assert!(retryable(code), "{code:?}");
+        }
+        for code in [Code::Internal, Code::Aborted, Code::InvalidArgument, Code::FailedPrecondition, Code::NotFound] {
+            assert!(!retryable(code), "{code:?}");
+        }
+        let stored = [
+            StoreError::Conflict(String::new()),
+            StoreError::Invalid(String::new()),
+            StoreError::Corrupt(String::new()),
+        ];
+        for e in stored {
+            assert!(!retryable(Status::from(PaymentError::Store(e)).code()));
+        }
+        assert!(retryable(Status::from(PaymentError::Store(StoreError::Unavailable(String::new()))).code()));
+    }
 }

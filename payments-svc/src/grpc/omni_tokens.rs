@@ -8,7 +8,7 @@ use proto::payments::v1 as pb;
 use super::{Shared, convert, idempotent};
 use crate::acquirer::Acquirer;
 use crate::domain::payment::Scope;
-use crate::storage::PaymentStore;
+use crate::domain::store::PaymentStore;
 use crate::vault::{TokenKind, Vault};
 
 pub struct OmniTokensService<P, V, A>(pub Arc<Shared<P, V, A>>);

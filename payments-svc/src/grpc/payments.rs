@@ -10,7 +10,7 @@ use proto::payments::v1 as pb;
 use super::{Shared, convert, idempotent};
 use crate::acquirer::Acquirer;
 use crate::domain::payment::Scope;
-use crate::storage::{LedgerQuery, PaymentStore};
+use crate::domain::store::{LedgerQuery, PaymentStore};
 use crate::vault::Vault;
 
 pub struct PaymentsService<P, V, A>(pub Arc<Shared<P, V, A>>);

@@ -11,7 +11,7 @@ use crate::acquirer::Acquirer;
 use crate::domain::PaymentError;
 use crate::domain::flows::Source;
 use crate::domain::payment::{Outcome, Scope};
-use crate::storage::PaymentStore;
+use crate::domain::store::PaymentStore;
 use crate::vault::{TokenKind, Vault};
 
 pub struct RegistrationsService<P, V, A>(pub Arc<Shared<P, V, A>>);

@@ -1,31 +1,28 @@
 //! The payments store on PostgreSQL or SQLite through sqlx's Any driver (one
-//! set of `$n` statements), migrations embedded and applied at start-up.
+//! set of `$n` statements), migrations embedded and applied at start-up: the
+//! reads of `PaymentStore` here, the write-ahead work and keys in
+//! `write_ahead`, the row mapping in `rows`. Every sqlx
+//! failure goes through `common::database::classify`; on SQLite a text with a
+//! NUL byte is refused before it is written, as PostgreSQL refuses it.
 use std::time::Duration;
 
-use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 
 use common::clock::Millis;
+use common::database::{Database, Dialect, classify, to_secs as secs};
 
-use super::{Begun, KeyState, LedgerQuery, PaymentStore, StoreError};
-use crate::domain::payment::{
-    LedgerEntry, LedgerKind, LedgerRecord, MaskedCard, Outcome, Payment, PaymentType, RecoveryPoint, Reservation,
-    Scope, SourceKind, StandingInstruction, Status,
-};
-use crate::vault::TokenKind;
+use crate::domain::payment::{LedgerEntry, LedgerRecord, Payment, RecoveryPoint, Reservation, Scope};
+use crate::domain::store::{Begun, KeyState, LedgerQuery, PaymentStore, StoreError};
 
+mod rows;
 mod write_ahead;
+
+use rows::{Query, ledger_insert, ledger_record, ledger_texts, payment};
 
 #[derive(Debug, Clone)]
 pub struct SqlStore {
-    pool: AnyPool,
+    db: Database,
 }
-
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
-
-use common::database::{from_secs, to_secs as secs};
 
 const COLUMNS: &str = "id, merchant_id, livemode, payment_type, reference_id, amount, currency, status, result_code, \
     result_description, token, registration_id, omni_token, card_brand, card_bin, card_last4, card_exp_month, \
@@ -33,147 +30,22 @@ const COLUMNS: &str = "id, merchant_id, livemode, payment_type, reference_id, am
     reversed, acquirer_reference, customer_id, merchant_transaction_id, description, created_at, recovery_point, \
     source_kind, tokenize, lease_until";
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
-    row: &'r AnyRow,
-    col: &str,
-) -> Result<T, StoreError> {
-    row.try_get(col).map_err(unavailable)
-}
-
-fn payment(row: &AnyRow) -> Result<Payment, StoreError> {
-    let bad = || unavailable("unknown value in payments row");
-    let brand: Option<String> = get(row, "card_brand")?;
-    let card = match brand {
-        Some(brand) => Some(MaskedCard {
-            brand,
-            bin: get::<Option<String>>(row, "card_bin")?.unwrap_or_default(),
-            last4: get::<Option<String>>(row, "card_last4")?.unwrap_or_default(),
-            exp_month: get::<Option<i64>>(row, "card_exp_month")?.unwrap_or_default() as u8,
-            exp_year: get::<Option<i64>>(row, "card_exp_year")?.unwrap_or_default() as u16,
-            name: get::<Option<String>>(row, "card_name")?.unwrap_or_default(),
-        }),
-        None => None,
-    };
-    let si = match get::<Option<String>>(row, "si_mode")? {
-        Some(mode) => StandingInstruction::from_codes(
-            &mode,
-            &get::<Option<String>>(row, "si_type")?.unwrap_or_default(),
-            &get::<Option<String>>(row, "si_source")?.unwrap_or_default(),
-            get::<Option<String>>(row, "si_initial_id")?.unwrap_or_default(),
-        ),
-        None => None,
-    };
-    Ok(Payment {
-        id: get(row, "id")?,
-        merchant_id: get(row, "merchant_id")?,
-        livemode: get::<i64>(row, "livemode")? != 0,
-        payment_type: PaymentType::parse(&get::<String>(row, "payment_type")?).ok_or_else(bad)?,
-        reference_id: get(row, "reference_id")?,
-        amount: get(row, "amount")?,
-        currency: get(row, "currency")?,
-        status: Status::parse(&get::<String>(row, "status")?).ok_or_else(bad)?,
-        result: Outcome { code: get(row, "result_code")?, description: get(row, "result_description")? },
-        token: get(row, "token")?,
-        registration_id: get(row, "registration_id")?,
-        omni_token: get(row, "omni_token")?,
-        card,
-        standing_instruction: si,
-        captured_amount: get(row, "captured_amount")?,
-        refunded_amount: get(row, "refunded_amount")?,
-        reversed: get::<i64>(row, "reversed")? != 0,
-        acquirer_reference: get(row, "acquirer_reference")?,
-        customer_id: get(row, "customer_id")?,
-        merchant_transaction_id: get(row, "merchant_transaction_id")?,
-        description: get(row, "description")?,
-        created_at: from_secs(get::<i64>(row, "created_at")?),
-        recovery: RecoveryPoint::parse(&get::<String>(row, "recovery_point")?).ok_or_else(bad)?,
-        source_kind: optional(&get::<String>(row, "source_kind")?, SourceKind::parse).ok_or_else(bad)?,
-        tokenize: optional(&get::<String>(row, "tokenize")?, TokenKind::parse).ok_or_else(bad)?,
-    })
-}
-
-/// An optional enum stored as text, empty for none; `None` if the text is unknown.
-fn optional<T>(text: &str, parse: impl Fn(&str) -> Option<T>) -> Option<Option<T>> {
-    if text.is_empty() { Some(None) } else { parse(text).map(Some) }
-}
-
-fn ledger_record(row: &AnyRow) -> Result<LedgerRecord, StoreError> {
-    let kind: String = get(row, "transaction_type")?;
-    let transaction_type =
-        LedgerKind::parse(&kind).ok_or_else(|| StoreError::Unavailable("unknown ledger kind".into()))?;
-    Ok(LedgerRecord {
-        seq: get(row, "seq")?,
-        entry: LedgerEntry {
-            id: get(row, "id")?,
-            merchant_id: get(row, "merchant_id")?,
-            livemode: get::<i64>(row, "livemode")? != 0,
-            transaction_type,
-            payment_id: get(row, "payment_id")?,
-            reference_id: get(row, "reference_id")?,
-            amount: get(row, "amount")?,
-            currency: get(row, "currency")?,
-            result: Outcome { code: get(row, "result_code")?, description: get(row, "result_description")? },
-            token: get(row, "token")?,
-            card: MaskedCard {
-                brand: get(row, "card_brand")?,
-                bin: get(row, "card_bin")?,
-                last4: get(row, "card_last4")?,
-                ..MaskedCard::default()
-            },
-            created_at: from_secs(get::<i64>(row, "created_at")?),
-        },
-    })
-}
-
-const LEDGER_INSERT_HEAD: &str = "INSERT INTO transactions (id, merchant_id, livemode, transaction_type, payment_id, \
-    reference_id, amount, currency, result_code, result_description, token, card_brand, card_bin, card_last4, \
-    created_at) VALUES";
-
-type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
-
-/// The insert of one ledger line.
-static LEDGER_INSERT_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!("{LEDGER_INSERT_HEAD} ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
-});
-
-fn ledger_insert(e: &LedgerEntry) -> Query<'_> {
-    bind_ledger(sqlx::query(LEDGER_INSERT_ONE.as_str()), e)
-}
-
-/// Binds one ledger line's 15 values, in column order.
-fn bind_ledger<'q>(query: Query<'q>, e: &'q LedgerEntry) -> Query<'q> {
-    query
-        .bind(e.id.as_str())
-        .bind(e.merchant_id.as_str())
-        .bind(i64::from(e.livemode))
-        .bind(e.transaction_type.as_str())
-        .bind(e.payment_id.as_str())
-        .bind(e.reference_id.as_str())
-        .bind(e.amount)
-        .bind(e.currency.as_str())
-        .bind(e.result.code.as_str())
-        .bind(e.result.description.as_str())
-        .bind(e.token.as_str())
-        .bind(e.card.brand.as_str())
-        .bind(e.card.bin.as_str())
-        .bind(e.card.last4.as_str())
-        .bind(secs(e.created_at))
-}
-
 impl SqlStore {
     pub async fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<Self, StoreError> {
-        let (pool, dialect) =
-            common::database::connect(url, max_connections, acquire_timeout).await.map_err(unavailable)?;
-        let migrator = match dialect {
-            common::database::Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite"),
-            common::database::Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
+        let migrations = |dialect| match dialect {
+            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
-        migrator.run(&pool).await.map_err(unavailable)?;
-        Ok(Self { pool })
+        Ok(Self { db: Database::open(url, max_connections, acquire_timeout, migrations).await? })
     }
 
     pub fn pool(&self) -> &AnyPool {
-        &self.pool
+        self.db.pool()
+    }
+
+    /// Runs a statement whose result is only success or failure.
+    async fn run(&self, statement: Query<'_>) -> Result<(), StoreError> {
+        statement.execute(self.pool()).await.map(|_| ()).map_err(classify)
     }
 }
 
@@ -216,9 +88,9 @@ impl PaymentStore for SqlStore {
             .bind(id)
             .bind(scope.merchant_id)
             .bind(i64::from(scope.livemode))
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         row.as_ref().map(payment).transpose()
     }
 
@@ -231,14 +103,15 @@ impl PaymentStore for SqlStore {
         .bind(scope.merchant_id)
         .bind(i64::from(scope.livemode))
         .bind(token)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await
-        .map_err(unavailable)?;
+        .map_err(classify)?;
         Ok(found.is_some())
     }
 
     async fn record(&self, entry: &LedgerEntry) -> Result<(), StoreError> {
-        ledger_insert(entry).execute(&self.pool).await.map(|_| ()).map_err(unavailable)
+        self.db.check_text(ledger_texts(entry))?;
+        self.run(ledger_insert(entry)).await
     }
 
     async fn ledger(
@@ -257,13 +130,13 @@ impl PaymentStore for SqlStore {
         let scoped = |sql| sqlx::query(sql).bind(scope.merchant_id).bind(i64::from(scope.livemode)).bind(after_seq);
         let limit = i64::from(limit);
         let rows = match query {
-            LedgerQuery::Payment(id) => scoped(&by_payment).bind(id).bind(limit).fetch_all(&self.pool).await,
-            LedgerQuery::Token(token) => scoped(&by_token).bind(token).bind(limit).fetch_all(&self.pool).await,
+            LedgerQuery::Payment(id) => scoped(&by_payment).bind(id).bind(limit).fetch_all(self.pool()).await,
+            LedgerQuery::Token(token) => scoped(&by_token).bind(token).bind(limit).fetch_all(self.pool()).await,
             LedgerQuery::Between(from, to) => {
-                scoped(&by_time).bind(secs(from)).bind(secs(to)).bind(limit).fetch_all(&self.pool).await
+                scoped(&by_time).bind(secs(from)).bind(secs(to)).bind(limit).fetch_all(self.pool()).await
             }
         }
-        .map_err(unavailable)?;
+        .map_err(classify)?;
         rows.iter().map(ledger_record).collect()
     }
 
@@ -288,21 +161,21 @@ impl PaymentStore for SqlStore {
     }
 
     async fn complete_key(&self, merchant_id: &str, key: &str, response: &[u8]) -> Result<(), StoreError> {
-        sqlx::query("UPDATE idempotency_keys SET state = 'done', response = $3 WHERE merchant_id = $1 AND key = $2")
-            .bind(merchant_id)
-            .bind(key)
-            .bind(response)
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
+        let statement = sqlx::query(
+            "UPDATE idempotency_keys SET state = 'done', response = $3 WHERE merchant_id = $1 AND key = $2",
+        );
+        self.run(statement.bind(merchant_id).bind(key).bind(response)).await
     }
 
     async fn release_key(&self, merchant_id: &str, key: &str) -> Result<(), StoreError> {
-        self.release_key_leased(merchant_id, key).await
+        let statement = sqlx::query(
+            "UPDATE idempotency_keys SET state = 'released', locked_until = 0 WHERE merchant_id = $1 AND key = $2 \
+             AND state = 'in_flight'",
+        );
+        self.run(statement.bind(merchant_id).bind(key)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(unavailable)
+        self.db.ping().await
     }
 }

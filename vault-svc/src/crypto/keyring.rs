@@ -17,8 +17,9 @@ use common::clock::{Millis, SharedClock};
 use super::envelope::{self, Aad, CryptoError};
 use super::fingerprint::fingerprint;
 use super::kek::{KekSet, Key};
-use crate::storage::StoreError;
-use crate::storage::card_store::{AuditEntry, KeyPurpose, KeyStore, WrappedKey};
+use crate::domain::audit::{Actor, AuditEntry};
+use crate::domain::store::StoreError;
+use crate::domain::store::cards::{KeyPurpose, KeyStore, WrappedKey};
 
 const REFRESH_MS: Millis = 60_000;
 
@@ -58,19 +59,6 @@ fn key_id(purpose: KeyPurpose, version: u32) -> String {
     format!("{}:{version}", purpose.as_str())
 }
 
-/// Who did a key operation, for its audit event.
-#[derive(Debug, Clone)]
-pub struct KeyActor {
-    pub actor: String,
-    pub correlation_id: String,
-}
-
-impl KeyActor {
-    pub fn system(actor: &str) -> Self {
-        Self { actor: actor.into(), correlation_id: String::new() }
-    }
-}
-
 impl KeyRing {
     pub fn new(keks: KekSet, store: Arc<dyn KeyStore>, clock: SharedClock) -> Self {
         let kek_ciphers = keks.versions().map(|(v, k)| (v, envelope::cipher(k.expose()))).collect();
@@ -104,16 +92,8 @@ impl KeyRing {
         }
     }
 
-    fn audit(&self, event_type: &'static str, merchant_id: &str, token_id: String, who: &KeyActor) -> AuditEntry {
-        AuditEntry {
-            at: self.clock.now_ms(),
-            event_type,
-            merchant_id: merchant_id.into(),
-            token_id,
-            actor: who.actor.clone(),
-            correlation_id: who.correlation_id.clone(),
-            outcome: "success".into(),
-        }
+    fn audit(&self, event_type: &'static str, merchant_id: &str, key_id: &str, who: &Actor) -> AuditEntry {
+        AuditEntry::new(self.clock.now_ms(), event_type, merchant_id, key_id, who, "success")
     }
 
     /// Creates `purpose` key `version` for the merchant unless it exists.
@@ -123,10 +103,10 @@ impl KeyRing {
         purpose: KeyPurpose,
         version: u32,
         rotation_id: Option<i64>,
-        who: &KeyActor,
+        who: &Actor,
     ) -> Result<(), RingError> {
         let wrapped = WrappedKey { rotation_id, ..self.wrap_key(merchant_id, purpose, version, &Key::random()) };
-        let audit = self.audit("KC", merchant_id, key_id(purpose, version), who);
+        let audit = self.audit("KC", merchant_id, &key_id(purpose, version), who);
         self.store.insert_data_key(&wrapped, &audit).await?;
         Ok(())
     }
@@ -136,7 +116,7 @@ impl KeyRing {
         let mut stored = self.store.data_keys(merchant_id).await?;
         let has = |p| stored.iter().any(|k: &WrappedKey| k.purpose == p);
         if !has(KeyPurpose::Data) || !has(KeyPurpose::Fingerprint) {
-            let who = KeyActor::system("vault-svc");
+            let who = Actor::system("vault-svc");
             if !has(KeyPurpose::Data) {
                 self.create(merchant_id, KeyPurpose::Data, 1, None, &who).await?;
             }
@@ -203,7 +183,7 @@ impl KeyRing {
         &self,
         merchant_id: &str,
         rotation_id: i64,
-        who: &KeyActor,
+        who: &Actor,
     ) -> Result<u32, RingError> {
         let stored = self.store.data_keys(merchant_id).await?;
         let data = stored.iter().filter(|k| k.purpose == KeyPurpose::Data);
@@ -228,7 +208,7 @@ impl KeyRing {
 
     /// Re-wraps every stored key that is not under the current KEK version.
     /// Idempotent and resumable: a key already moved is skipped.
-    pub async fn rewrap_all(&self, who: &KeyActor) -> Result<usize, RingError> {
+    pub async fn rewrap_all(&self, who: &Actor) -> Result<usize, RingError> {
         let (current, _) = self.keks.current();
         let mut moved = 0;
         for k in self.store.all_data_keys().await? {
@@ -238,7 +218,7 @@ impl KeyRing {
             let key = self.unwrap_key(&k)?;
             let rewrapped = self.wrap_key(&k.merchant_id, k.purpose, k.version, &Key(key));
             let rewrapped = WrappedKey { created_at: k.created_at, rotation_id: k.rotation_id, ..rewrapped };
-            let audit = self.audit("KR", &k.merchant_id, key_id(k.purpose, k.version), who);
+            let audit = self.audit("KR", &k.merchant_id, &key_id(k.purpose, k.version), who);
             if self.store.rewrap(&rewrapped, k.kek_version, &audit).await? {
                 moved += 1;
             }

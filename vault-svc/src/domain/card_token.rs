@@ -11,21 +11,15 @@ use zeroize::Zeroizing;
 use common::card::{Card, CardInput, contains_pan};
 use common::clock::{Millis, SharedClock};
 
+use super::audit::{Actor, AuditEntry, AuditQuery, AuditRecord};
 use super::card_meta::CardMeta;
 use super::error::VaultError;
 use super::retention::retain_until;
 use super::single_use::{Detokenized, SingleUseTokens};
+use super::store::TokenStore;
+use super::store::cards::{CardRow, CardStore, Lookup, Scope};
 use super::token_id::{self, TokenKind, TokenRef};
 use crate::crypto::{Aad, KeyRing};
-use crate::storage::TokenStore;
-use crate::storage::card_store::{AuditEntry, AuditQuery, AuditRecord, CardRow, CardStore, Lookup, Scope};
-
-/// Who asks: the mTLS identity (or the job) and the request's correlation id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    pub name: String,
-    pub correlation_id: String,
-}
 
 /// Where the card comes from.
 pub enum Source<'a> {
@@ -108,15 +102,7 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
     }
 
     fn audit(&self, event_type: &'static str, merchant_id: &str, id: &str, actor: &Actor, outcome: &str) -> AuditEntry {
-        AuditEntry {
-            at: self.clock.now_ms(),
-            event_type,
-            merchant_id: merchant_id.into(),
-            token_id: id.into(),
-            actor: actor.name.clone(),
-            correlation_id: actor.correlation_id.clone(),
-            outcome: outcome.into(),
-        }
+        AuditEntry::new(self.clock.now_ms(), event_type, merchant_id, id, actor, outcome)
     }
 
     async fn view(&self, row: CardRow) -> Result<StoredView, VaultError> {

@@ -2,8 +2,8 @@
 //! into a gRPC status; messages here are fixed texts that never carry input.
 use common::card::CardError;
 
+use super::store::StoreError;
 use crate::crypto::{CryptoError, RingError};
-use crate::storage::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VaultError {

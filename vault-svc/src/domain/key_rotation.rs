@@ -7,10 +7,11 @@
 //! database), never started twice.
 use common::clock::Millis;
 
-use super::card_token::{Actor, aad};
+use super::audit::{Actor, AuditEntry};
+use super::card_token::aad;
 use super::error::VaultError;
-use crate::crypto::{KeyActor, KeyRing};
-use crate::storage::card_store::{AuditEntry, CardStore, KeyStore};
+use super::store::cards::{CardStore, KeyStore};
+use crate::crypto::KeyRing;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReencryptReport {
@@ -20,8 +21,7 @@ pub struct ReencryptReport {
 }
 
 pub async fn rotate_kek(keys: &KeyRing, actor: &Actor) -> Result<usize, VaultError> {
-    let who = KeyActor { actor: actor.name.clone(), correlation_id: actor.correlation_id.clone() };
-    Ok(keys.rewrap_all(&who).await?)
+    Ok(keys.rewrap_all(actor).await?)
 }
 
 pub async fn reencrypt<C: CardStore>(
@@ -32,14 +32,13 @@ pub async fn reencrypt<C: CardStore>(
     batch: u32,
     actor: &Actor,
 ) -> Result<ReencryptReport, VaultError> {
-    let who = KeyActor { actor: actor.name.clone(), correlation_id: actor.correlation_id.clone() };
     let (rotation_id, resumed) = match key_store.open_rotation().await? {
         Some(id) => (id, true),
         None => (key_store.start_rotation(now).await?, false),
     };
     let mut records = 0;
     for merchant in keys.merchants().await? {
-        let target = keys.data_key_for_rotation(&merchant, rotation_id, &who).await?;
+        let target = keys.data_key_for_rotation(&merchant, rotation_id, actor).await?;
         let mut moved = 0;
         loop {
             let rows = cards.sealed_below(&merchant, target, batch.max(1)).await?;
@@ -58,15 +57,14 @@ pub async fn reencrypt<C: CardStore>(
         }
         records += moved;
         cards
-            .record(&AuditEntry {
-                at: now,
-                event_type: "KE",
-                merchant_id: merchant.clone(),
-                token_id: format!("data:{target}"),
-                actor: actor.name.clone(),
-                correlation_id: actor.correlation_id.clone(),
-                outcome: format!("{moved} records re-encrypted"),
-            })
+            .record(&AuditEntry::new(
+                now,
+                "KE",
+                &merchant,
+                &format!("data:{target}"),
+                actor,
+                &format!("{moved} records re-encrypted"),
+            ))
             .await?;
     }
     key_store.finish_rotation(rotation_id, now).await?;

@@ -4,9 +4,9 @@
 use common::card::Expiry;
 use common::clock::Millis;
 
-use super::card_token::Actor;
+use super::audit::{Actor, AuditEntry};
 use super::error::VaultError;
-use crate::storage::card_store::{AuditEntry, CardStore, Lookup, Scope};
+use super::store::cards::{CardStore, Lookup, Scope};
 
 pub const MONTHS: u32 = 14;
 pub const EXTENDED_MONTHS: u32 = 24;
@@ -38,15 +38,14 @@ pub async fn sweep<C: CardStore>(store: &C, now: Millis, batch: u32, actor: &Act
             return Ok(deleted);
         }
         for token in due {
-            let audit = AuditEntry {
-                at: now,
-                event_type: token.kind.deleted_event(),
-                merchant_id: token.merchant_id.clone(),
-                token_id: token.id.clone(),
-                actor: actor.name.clone(),
-                correlation_id: actor.correlation_id.clone(),
-                outcome: "retention_expired".into(),
-            };
+            let audit = AuditEntry::new(
+                now,
+                token.kind.deleted_event(),
+                &token.merchant_id,
+                &token.id,
+                actor,
+                "retention_expired",
+            );
             let scope = Scope { merchant_id: &token.merchant_id, livemode: token.livemode };
             if store.delete(scope, &token.id, now, &audit).await? == Lookup::Found(()) {
                 deleted += 1;

@@ -12,9 +12,9 @@ use common::clock::{Millis, SharedClock};
 
 use super::card_meta::CardMeta;
 use super::error::VaultError;
+use super::store::{Consumed, NewSingleUse, TokenStore};
 use super::token_id;
 use crate::crypto::{Aad, KeyRing};
-use crate::storage::{Consumed, NewSingleUse, TokenStore};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {

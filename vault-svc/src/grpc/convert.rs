@@ -6,11 +6,11 @@ use common::clock::Millis;
 use proto::vault::v1 as pb;
 
 use crate::domain::VaultError;
+use crate::domain::audit::AuditRecord;
 use crate::domain::card_meta::CardMeta;
 use crate::domain::card_token::StoredView;
 use crate::domain::single_use::{Detokenized, TokenView};
 use crate::domain::token_id::TokenKind;
-use crate::storage::card_store::AuditRecord;
 
 pub fn timestamp(ms: Millis) -> Timestamp {
     Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }

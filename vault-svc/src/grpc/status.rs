@@ -6,6 +6,7 @@ use tonic::{Code, Status};
 use common::grpc::error_status;
 
 use crate::domain::VaultError;
+use crate::domain::store::StoreError;
 
 impl From<VaultError> for Status {
     fn from(e: VaultError) -> Self {
@@ -18,10 +19,15 @@ impl From<VaultError> for Status {
             VaultError::Conflict => (Code::Aborted, "conflict"),
             VaultError::UsedToken => (Code::FailedPrecondition, "used_token"),
             VaultError::TokenExpired => (Code::FailedPrecondition, "token_expired"),
-            VaultError::Store(_) | VaultError::DeadlineExceeded => (Code::Unavailable, "store_unavailable"),
+            VaultError::Store(StoreError::Unavailable(_)) | VaultError::DeadlineExceeded => {
+                (Code::Unavailable, "store_unavailable")
+            }
+            VaultError::Store(StoreError::Conflict(_)) => (Code::Aborted, "conflict"),
+            VaultError::Store(StoreError::Invalid(_)) => (Code::InvalidArgument, "invalid_argument"),
+            VaultError::Store(StoreError::Corrupt(_)) => (Code::Internal, "internal"),
             VaultError::Crypto(_) | VaultError::Corrupt => (Code::Internal, "internal"),
         };
-        if matches!(code, Code::Unavailable | Code::Internal) {
+        if matches!(code, Code::Unavailable | Code::Internal) || matches!(e, VaultError::Store(_)) {
             tracing::error!(error = %e, reason, "request failed");
         }
         error_status(code, reason, e.to_string())
@@ -43,6 +49,14 @@ mod tests {
             (VaultError::UsedToken, Code::FailedPrecondition, "used_token"),
             (VaultError::TokenExpired, Code::FailedPrecondition, "token_expired"),
             (VaultError::DeadlineExceeded, Code::Unavailable, "store_unavailable"),
+            (
+                VaultError::Store(StoreError::Unavailable("pool timed out".into())),
+                Code::Unavailable,
+                "store_unavailable",
+            ),
+            (VaultError::Store(StoreError::Conflict("23505".into())), Code::Aborted, "conflict"),
+            (VaultError::Store(StoreError::Invalid("22021".into())), Code::InvalidArgument, "invalid_argument"),
+            (VaultError::Store(StoreError::Corrupt("column 3".into())), Code::Internal, "internal"),
         ];
         for (e, code, reason) in cases {
             let status = Status::from(e);

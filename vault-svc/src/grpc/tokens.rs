@@ -10,7 +10,7 @@ use proto::vault::v1 as pb;
 
 use super::{convert, within_deadline};
 use crate::domain::single_use::SingleUseTokens;
-use crate::storage::TokenStore;
+use crate::domain::store::TokenStore;
 
 pub struct TokensService<S> {
     tokens: Arc<SingleUseTokens<S>>,

@@ -13,9 +13,10 @@ use proto::vault::v1 as pb;
 
 use super::{convert, tls, within_deadline};
 use crate::domain::VaultError;
-use crate::domain::card_token::{Actor, CardTokens, Source};
-use crate::storage::TokenStore;
-use crate::storage::card_store::{CardStore, Scope};
+use crate::domain::audit::Actor;
+use crate::domain::card_token::{CardTokens, Source};
+use crate::domain::store::TokenStore;
+use crate::domain::store::cards::{CardStore, Scope};
 
 pub struct VaultService<C, S> {
     tokens: Arc<CardTokens<C, S>>,

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use common::clock::Millis;
 
-use super::{Consumed, NewSingleUse, SingleUseRecord, StoreError, TokenStore};
+use crate::domain::store::{Consumed, NewSingleUse, SingleUseRecord, StoreError, TokenStore};
 
 #[derive(Debug)]
 struct Entry {

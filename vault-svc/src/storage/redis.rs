@@ -18,12 +18,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use deadpool_redis::redis::aio::MultiplexedConnection;
-use deadpool_redis::redis::{self, RedisError, Script, Value};
-use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
+use deadpool_redis::redis::{self, RedisError, RetryMethod, Script, Value};
+use deadpool_redis::{Config, Pool, PoolConfig, PoolError, Runtime, Timeouts};
 
 use common::clock::Millis;
 
-use super::{Consumed, NewSingleUse, SingleUseRecord, StoreError, TokenStore};
+use crate::domain::store::{Consumed, NewSingleUse, SingleUseRecord, StoreError, TokenStore};
 
 const CREATE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -93,8 +93,27 @@ impl std::fmt::Debug for RedisTokenStore {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+/// The one place a Redis failure becomes a `StoreError`: a broken, refused or
+/// slow connection, or a server that says "not now" (loading, failover,
+/// cluster down, out of memory), is `Unavailable`; a reply this code cannot use
+/// (a script error, an unexpected type) is `Corrupt` and is not retried.
+fn classify(e: &RedisError) -> StoreError {
+    let transient = e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_cluster_error()
+        || e.code() == Some("OOM")
+        || !matches!(e.retry_method(), RetryMethod::NoRetry);
+    if transient { StoreError::Unavailable(e.to_string()) } else { StoreError::Corrupt(e.to_string()) }
+}
+
+/// A connection from the pool: its own timeouts and closing are `Unavailable`.
+fn pool_failed(e: PoolError) -> StoreError {
+    match e {
+        PoolError::Backend(e) => classify(&e),
+        other => StoreError::Unavailable(other.to_string()),
+    }
 }
 
 impl RedisTokenStore {
@@ -107,7 +126,7 @@ impl RedisTokenStore {
             recycle: Some(settings.connect_timeout),
         };
         cfg.pool = Some(pool);
-        let pool = cfg.create_pool(Some(Runtime::Tokio1)).map_err(unavailable)?;
+        let pool = cfg.create_pool(Some(Runtime::Tokio1)).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Self {
             pool,
             slots: (0..settings.pool_size.max(1)).map(|_| Mutex::new(None)).collect(),
@@ -131,7 +150,7 @@ impl RedisTokenStore {
         if let Some(conn) = self.slots[slot].lock().unwrap_or_else(|e| e.into_inner()).clone() {
             return Ok((slot, conn));
         }
-        let conn = deadpool_redis::Connection::take(self.pool.get().await.map_err(unavailable)?);
+        let conn = deadpool_redis::Connection::take(self.pool.get().await.map_err(pool_failed)?);
         *self.slots[slot].lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
         Ok((slot, conn))
     }
@@ -141,7 +160,7 @@ impl RedisTokenStore {
         if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
             *self.slots[slot].lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
-        unavailable(e)
+        classify(&e)
     }
 }
 
@@ -225,7 +244,7 @@ impl TokenStore for RedisTokenStore {
             .map_err(|e| self.failed(slot, e))?;
         let code = match reply.first() {
             Some(Value::Int(c)) => c.to_owned(),
-            _ => return Err(StoreError::Unavailable("unexpected reply from consume script".into())),
+            _ => return Err(StoreError::Corrupt("unexpected reply from consume script".into())),
         };
         Ok(match code {
             0 => Consumed::NotFound,

@@ -13,7 +13,7 @@ use super::initial::money_of;
 use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Operation};
 use crate::domain::error::PaymentError;
 use crate::domain::payment::{LedgerKind, Payment, PaymentType, RecoveryPoint, Reservation, Scope, Status};
-use crate::storage::{Begun, PaymentStore};
+use crate::domain::store::{Begun, PaymentStore};
 use crate::vault::Vault;
 
 impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {

@@ -15,7 +15,7 @@ use super::{Payments, ledger_kind_created};
 use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Inquiry, Operation};
 use crate::domain::error::PaymentError;
 use crate::domain::payment::{LedgerKind, MaskedCard, Payment, PaymentType, RecoveryPoint, Scope, SourceKind, Status};
-use crate::storage::{Begun, PaymentStore};
+use crate::domain::store::{Begun, PaymentStore};
 use crate::vault::{CallContext, TokenKind, TokenSource, Vault, VaultError};
 
 impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {

@@ -12,7 +12,7 @@ use super::{Payments, ledger_kind_created, ledger_kind_deleted};
 use crate::acquirer::{Acquirer, AcquirerRequest, Operation};
 use crate::domain::error::PaymentError;
 use crate::domain::payment::{MaskedCard, Outcome, Scope, Status};
-use crate::storage::PaymentStore;
+use crate::domain::store::PaymentStore;
 use crate::vault::{CallContext, StoredToken, TokenKind, TokenSource, Vault};
 
 /// A registration attempt: the token when stored, and the verification's result.

@@ -5,12 +5,13 @@
 //! Every guard is a condition of the statement itself, so two workers racing
 //! on one payment or key can never both succeed.
 use common::clock::Millis;
-use common::database::to_secs as secs;
+use common::database::{classify, column, to_secs as secs};
 
-use super::{COLUMNS, Query, SqlStore, bind_ledger, get, payment, unavailable};
+use super::rows::{Query, ledger_insert, ledger_texts, payment, payment_texts};
+use super::{COLUMNS, SqlStore};
 use crate::domain::ledger::LedgerEntry;
 use crate::domain::payment::{Payment, RecoveryPoint, Reservation};
-use crate::storage::{Begun, KeyState, StoreError};
+use crate::domain::store::{Begun, KeyState, StoreError};
 
 /// Binds a payment's columns, in `COLUMNS` order, all but the last (`lease_until`).
 pub(super) fn bind_payment<'q>(query: Query<'q>, p: &'q Payment) -> Query<'q> {
@@ -98,17 +99,18 @@ impl SqlStore {
             let values = (1..=35).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
             format!("INSERT INTO payments ({COLUMNS}) VALUES ({values}) ON CONFLICT (id) DO NOTHING")
         });
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        self.db.check_text(payment_texts(p))?;
+        let mut tx = self.pool().begin().await.map_err(classify)?;
         let inserted = bind_payment(sqlx::query(INSERT.as_str()), p)
             .bind(secs(lease_until))
             .execute(&mut *tx)
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         if inserted.rows_affected() == 0 {
             let sql = format!("SELECT {COLUMNS} FROM payments WHERE id = $1");
-            let row = sqlx::query(&sql).bind(p.id.as_str()).fetch_one(&mut *tx).await.map_err(unavailable)?;
+            let row = sqlx::query(&sql).bind(p.id.as_str()).fetch_one(&mut *tx).await.map_err(classify)?;
             let existing = payment(&row)?;
-            tx.commit().await.map_err(unavailable)?;
+            tx.commit().await.map_err(classify)?;
             // Another merchant's payment with this id is not this request's.
             if existing.merchant_id != p.merchant_id || existing.livemode != p.livemode {
                 return Ok(Begun::Refused);
@@ -121,13 +123,13 @@ impl SqlStore {
                 .bind(amount(reservation))
                 .execute(&mut *tx)
                 .await
-                .map_err(unavailable)?;
+                .map_err(classify)?;
             if reserved.rows_affected() != 1 {
-                tx.rollback().await.map_err(unavailable)?;
+                tx.rollback().await.map_err(classify)?;
                 return Ok(Begun::Refused);
             }
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await.map_err(classify)?;
         Ok(Begun::New)
     }
 
@@ -140,7 +142,8 @@ impl SqlStore {
         lease_until: Millis,
     ) -> Result<bool, StoreError> {
         let card = next.card.as_ref();
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        self.db.check_text(payment_texts(next).chain(ledger.iter().flat_map(ledger_texts)))?;
+        let mut tx = self.pool().begin().await.map_err(classify)?;
         let moved = sqlx::query(
             "UPDATE payments SET captured_amount = CASE WHEN status = 'pending' THEN $2 ELSE captured_amount END, \
              status = $3, result_code = $4, result_description = $5, registration_id = $6, omni_token = $7, \
@@ -167,16 +170,13 @@ impl SqlStore {
         .bind(from.as_str())
         .execute(&mut *tx)
         .await
-        .map_err(unavailable)?;
+        .map_err(classify)?;
         if moved.rows_affected() != 1 {
-            tx.rollback().await.map_err(unavailable)?;
+            tx.rollback().await.map_err(classify)?;
             return Ok(false);
         }
         for entry in ledger {
-            bind_ledger(sqlx::query(super::LEDGER_INSERT_ONE.as_str()), entry)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+            ledger_insert(entry).execute(&mut *tx).await.map_err(classify)?;
         }
         if let (Some(reservation), Some(original)) = (release, next.reference_id.as_deref()) {
             sqlx::query(release_sql(reservation))
@@ -184,9 +184,9 @@ impl SqlStore {
                 .bind(amount(reservation))
                 .execute(&mut *tx)
                 .await
-                .map_err(unavailable)?;
+                .map_err(classify)?;
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await.map_err(classify)?;
         Ok(true)
     }
 
@@ -195,12 +195,8 @@ impl SqlStore {
             "SELECT {COLUMNS} FROM payments WHERE recovery_point <> 'finished' AND lease_until < $1 \
              ORDER BY lease_until LIMIT $2"
         );
-        let rows = sqlx::query(&sql)
-            .bind(secs(now))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        let rows =
+            sqlx::query(&sql).bind(secs(now)).bind(i64::from(limit)).fetch_all(self.pool()).await.map_err(classify)?;
         rows.iter().map(payment).collect()
     }
 
@@ -211,9 +207,9 @@ impl SqlStore {
         .bind(id)
         .bind(secs(now))
         .bind(secs(until))
-        .execute(&self.pool)
+        .execute(self.pool())
         .await
-        .map_err(unavailable)?;
+        .map_err(classify)?;
         Ok(taken.rows_affected() == 1)
     }
 
@@ -221,10 +217,10 @@ impl SqlStore {
         sqlx::query("UPDATE payments SET lease_until = $2 WHERE id = $1 AND recovery_point <> 'finished'")
             .bind(id)
             .bind(secs(until))
-            .execute(&self.pool)
+            .execute(self.pool())
             .await
             .map(|_| ())
-            .map_err(unavailable)
+            .map_err(classify)
     }
 
     pub(super) async fn acquire_key_leased(
@@ -246,9 +242,9 @@ impl SqlStore {
         .bind(request_hash)
         .bind(secs(now))
         .bind(secs(lease_until))
-        .execute(&self.pool)
+        .execute(self.pool())
         .await
-        .map_err(unavailable)?;
+        .map_err(classify)?;
         if inserted.rows_affected() == 1 {
             return Ok(KeyState::Acquired);
         }
@@ -263,9 +259,9 @@ impl SqlStore {
         .bind(request_hash)
         .bind(secs(lease_until))
         .bind(secs(now))
-        .execute(&self.pool)
+        .execute(self.pool())
         .await
-        .map_err(unavailable)?;
+        .map_err(classify)?;
         if taken.rows_affected() == 1 {
             return Ok(KeyState::Acquired);
         }
@@ -274,18 +270,18 @@ impl SqlStore {
         )
         .bind(merchant_id)
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await
-        .map_err(unavailable)?;
+        .map_err(classify)?;
         let Some(row) = row else { return Ok(KeyState::InFlight { request_hash: String::new() }) };
-        let stored_method: String = get(&row, "method")?;
-        let hash: String = get(&row, "request_hash")?;
+        let stored_method: String = column(&row, "method")?;
+        let hash: String = column(&row, "request_hash")?;
         // The same key on another method is another request.
         let hash = if stored_method == method { hash } else { format!("{stored_method}:{hash}") };
-        Ok(match get::<String>(&row, "state")?.as_str() {
+        Ok(match column::<String>(&row, "state")?.as_str() {
             "done" => KeyState::Done {
                 request_hash: hash,
-                response: get::<Option<Vec<u8>>>(&row, "response")?.unwrap_or_default(),
+                response: column::<Option<Vec<u8>>>(&row, "response")?.unwrap_or_default(),
             },
             _ => KeyState::InFlight { request_hash: hash },
         })
@@ -298,23 +294,10 @@ impl SqlStore {
         .bind(merchant_id)
         .bind(key)
         .bind(secs(until))
-        .execute(&self.pool)
+        .execute(self.pool())
         .await
         .map(|_| ())
-        .map_err(unavailable)
-    }
-
-    pub(super) async fn release_key_leased(&self, merchant_id: &str, key: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE idempotency_keys SET state = 'released', locked_until = 0 WHERE merchant_id = $1 AND key = $2 \
-             AND state = 'in_flight'",
-        )
-        .bind(merchant_id)
-        .bind(key)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-        .map_err(unavailable)
+        .map_err(classify)
     }
 
     pub(super) async fn sweep_idempotency_keys(
@@ -327,14 +310,14 @@ impl SqlStore {
              AND locked_until < $1",
         )
         .bind(secs(now))
-        .execute(&self.pool)
+        .execute(self.pool())
         .await
-        .map_err(unavailable)?;
+        .map_err(classify)?;
         let purged = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
             .bind(secs(purge_before))
-            .execute(&self.pool)
+            .execute(self.pool())
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         Ok((released.rows_affected(), purged.rows_affected()))
     }
 }

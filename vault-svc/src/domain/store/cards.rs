@@ -1,13 +1,15 @@
-//! The durable store's contract: card tokens (registration and omni), the
-//! merchants' wrapped data keys, and the append-only audit trail. Each method
-//! is one primitive; a write and its audit event commit together. The hot
-//! paths (`insert`, `use_token`) are a single statement on PostgreSQL.
+//! The durable store's contract, owned by the domain: card tokens
+//! (registration and omni), the merchants' wrapped data keys, and the
+//! append-only audit trail. Each method is one primitive; a write and its audit
+//! event commit together. The hot paths (`insert`, `use_token`) are a single
+//! statement on PostgreSQL.
 use std::future::Future;
 
 use common::clock::Millis;
 use futures::future::BoxFuture;
 
 use super::StoreError;
+use crate::domain::audit::{AuditEntry, AuditQuery, AuditRecord};
 use crate::domain::token_id::TokenKind;
 
 /// Whose tokens: one merchant in one mode.
@@ -34,41 +36,6 @@ pub struct CardRow {
     pub last_used_at: Option<Millis>,
     pub retain_until: Millis,
     pub extended: bool,
-}
-
-/// One audit event (never card data).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEntry {
-    pub at: Millis,
-    pub event_type: &'static str,
-    pub merchant_id: String,
-    pub token_id: String,
-    pub actor: String,
-    pub correlation_id: String,
-    pub outcome: String,
-}
-
-/// An audit event as read back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRecord {
-    pub id: i64,
-    pub at: Millis,
-    pub event_type: String,
-    pub merchant_id: String,
-    pub token_id: String,
-    pub actor: String,
-    pub correlation_id: String,
-    pub outcome: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditQuery<'a> {
-    pub merchant_id: &'a str,
-    pub token_id: Option<&'a str>,
-    pub from: Millis,
-    pub to: Millis,
-    pub after_id: i64,
-    pub limit: u32,
 }
 
 /// A token that the retention sweeper must delete.

@@ -1,0 +1,310 @@
+//! `CardStore` on SQL: durable tokens and their audit events. Each write
+//! commits with its event, in one statement on PostgreSQL; texts with a NUL
+//! byte are refused on SQLite as PostgreSQL refuses them (`Invalid`).
+use common::clock::Millis;
+use common::database::{classify, column, flag, from_secs, to_secs as secs};
+
+use super::{COLUMNS, Dialect, SqlStore, audit_insert, audit_texts, bind_event, card_row, scoped, token_kind};
+use crate::domain::audit::{AuditEntry, AuditQuery, AuditRecord};
+use crate::domain::store::StoreError;
+use crate::domain::store::cards::{CardRow, CardStore, DueToken, Lookup, Scope};
+use crate::domain::token_id::TokenKind;
+
+impl CardStore for SqlStore {
+    async fn insert(&self, r: &CardRow, consumer_ref: Option<&str>, audit: &AuditEntry) -> Result<bool, StoreError> {
+        const INSERT: &str = "INSERT INTO card_tokens (id, merchant_id, livemode, kind, customer_id, fingerprint, \
+             meta, card, dek_version, created_at, retain_until, extended, consumer_ref) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (merchant_id, livemode, kind, customer_id, fingerprint) WHERE deleted_at IS NULL DO NOTHING";
+        let bind = |sql| {
+            sqlx::query(sql)
+                .bind(r.id.as_str())
+                .bind(r.merchant_id.as_str())
+                .bind(i64::from(r.livemode))
+                .bind(r.kind.as_str())
+                .bind(r.customer_id.as_str())
+                .bind(r.fingerprint.as_str())
+                .bind(r.meta.as_slice())
+                .bind(r.card.as_slice())
+                .bind(i64::from(r.dek_version))
+                .bind(secs(r.created_at))
+                .bind(secs(r.retain_until))
+                .bind(i64::from(r.extended))
+                .bind(consumer_ref)
+        };
+        let texts = [r.id.as_str(), &r.merchant_id, &r.customer_id, &r.fingerprint, consumer_ref.unwrap_or("")];
+        self.db.check_text(texts.into_iter().chain(audit_texts(audit)))?;
+        match self.dialect() {
+            Dialect::Postgres => {
+                let sql = format!(
+                    "WITH t AS ({INSERT} RETURNING id) INSERT INTO audit_events (at, event_type, merchant_id, \
+                     token_id, actor, correlation_id, outcome) SELECT $14, $15, $2, t.id, $16, $17, $18 FROM t \
+                     RETURNING token_id"
+                );
+                let inserted = bind_event(bind(&sql), audit).fetch_optional(self.pool()).await.map_err(classify)?;
+                Ok(inserted.is_some())
+            }
+            Dialect::Sqlite => self.changed_with_audit(bind(INSERT), audit).await,
+        }
+    }
+
+    async fn find_same_card(
+        &self,
+        scope: Scope<'_>,
+        kind: TokenKind,
+        customer_id: &str,
+        fingerprint: &str,
+    ) -> Result<Option<CardRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM card_tokens WHERE merchant_id = $1 AND livemode = $2 AND kind = $3 \
+             AND customer_id = $4 AND fingerprint = $5 AND deleted_at IS NULL"
+        );
+        let row = sqlx::query(&sql)
+            .bind(scope.merchant_id)
+            .bind(i64::from(scope.livemode))
+            .bind(kind.as_str())
+            .bind(customer_id)
+            .bind(fingerprint)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(card_row).transpose()
+    }
+
+    async fn find_by_consumer(&self, scope: Scope<'_>, consumer_ref: &str) -> Result<Option<CardRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM card_tokens WHERE merchant_id = $1 AND livemode = $2 AND consumer_ref = $3 \
+             AND deleted_at IS NULL ORDER BY created_at LIMIT 1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(scope.merchant_id)
+            .bind(i64::from(scope.livemode))
+            .bind(consumer_ref)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(card_row).transpose()
+    }
+
+    async fn refresh(
+        &self,
+        r: &CardRow,
+        retain_until_extended: Millis,
+        audit: &AuditEntry,
+    ) -> Result<Option<CardRow>, StoreError> {
+        let sql = format!(
+            "UPDATE card_tokens SET meta = $2, card = $3, dek_version = $4, \
+             retain_until = CASE WHEN extended = 1 THEN $6 ELSE $5 END \
+             WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
+        );
+        let statement = sqlx::query(&sql)
+            .bind(r.id.as_str())
+            .bind(r.meta.as_slice())
+            .bind(r.card.as_slice())
+            .bind(i64::from(r.dek_version))
+            .bind(secs(r.retain_until))
+            .bind(secs(retain_until_extended));
+        self.returning_with_audit(statement, audit).await
+    }
+
+    async fn use_token(
+        &self,
+        scope: Scope<'_>,
+        id: &str,
+        now: Millis,
+        audit: &AuditEntry,
+    ) -> Result<Lookup<CardRow>, StoreError> {
+        const UPDATE: &str = "UPDATE card_tokens SET last_used_at = $4 WHERE id = $1 AND merchant_id = $2 \
+                              AND livemode = $3 AND deleted_at IS NULL AND retain_until > $4";
+        let found = match self.dialect() {
+            Dialect::Postgres => {
+                let sql = format!(
+                    "WITH t AS ({UPDATE} RETURNING {COLUMNS}), a AS (INSERT INTO audit_events (at, event_type, \
+                     merchant_id, token_id, actor, correlation_id, outcome) SELECT $5, $6, t.merchant_id, t.id, $7, \
+                     $8, $9 FROM t) SELECT {COLUMNS} FROM t"
+                );
+                let statement = bind_event(scoped(&sql, scope, id).bind(secs(now)), audit);
+                let row = statement.fetch_optional(self.pool()).await.map_err(classify)?;
+                row.as_ref().map(card_row).transpose()?
+            }
+            Dialect::Sqlite => {
+                let sql = format!("{UPDATE} RETURNING {COLUMNS}");
+                let statement = scoped(&sql, scope, id).bind(secs(now));
+                self.returning_with_audit(statement, audit).await?
+            }
+        };
+        match found {
+            Some(row) => Ok(Lookup::Found(row)),
+            None => Ok(match self.get(scope, id).await? {
+                // Past retention and not yet swept: as good as deleted.
+                Lookup::Found(_) | Lookup::Deleted => Lookup::Deleted,
+                Lookup::NotFound => Lookup::NotFound,
+            }),
+        }
+    }
+
+    async fn get(&self, scope: Scope<'_>, id: &str) -> Result<Lookup<CardRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS}, deleted_at FROM card_tokens WHERE id = $1 AND merchant_id = $2 AND livemode = $3"
+        );
+        let row = scoped(&sql, scope, id).fetch_optional(self.pool()).await.map_err(classify)?;
+        let Some(row) = row else { return Ok(Lookup::NotFound) };
+        if column::<Option<i64>>(&row, "deleted_at")?.is_some() {
+            return Ok(Lookup::Deleted);
+        }
+        Ok(Lookup::Found(card_row(&row)?))
+    }
+
+    async fn list(
+        &self,
+        scope: Scope<'_>,
+        customer_id: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<CardRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM card_tokens WHERE merchant_id = $1 AND livemode = $2 AND customer_id = $3 \
+             AND deleted_at IS NULL AND id > $4 ORDER BY id LIMIT $5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scope.merchant_id)
+            .bind(i64::from(scope.livemode))
+            .bind(customer_id)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(classify)?;
+        rows.iter().map(card_row).collect()
+    }
+
+    async fn delete(
+        &self,
+        scope: Scope<'_>,
+        id: &str,
+        now: Millis,
+        audit: &AuditEntry,
+    ) -> Result<Lookup<()>, StoreError> {
+        let statement = scoped(
+            "UPDATE card_tokens SET meta = NULL, card = NULL, deleted_at = $4 \
+             WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL",
+            scope,
+            id,
+        )
+        .bind(secs(now));
+        if self.changed_with_audit(statement, audit).await? {
+            return Ok(Lookup::Found(()));
+        }
+        Ok(match self.get(scope, id).await? {
+            Lookup::NotFound => Lookup::NotFound,
+            _ => Lookup::Deleted,
+        })
+    }
+
+    async fn extend(
+        &self,
+        scope: Scope<'_>,
+        id: &str,
+        retain_until: Millis,
+        audit: &AuditEntry,
+    ) -> Result<Lookup<CardRow>, StoreError> {
+        let sql = format!(
+            "UPDATE card_tokens SET extended = $4, retain_until = $5 \
+             WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL RETURNING {COLUMNS}"
+        );
+        let statement = scoped(&sql, scope, id).bind(1_i64).bind(secs(retain_until));
+        match self.returning_with_audit(statement, audit).await? {
+            Some(row) => Ok(Lookup::Found(row)),
+            None => self.get(scope, id).await,
+        }
+    }
+
+    async fn due(&self, now: Millis, limit: u32) -> Result<Vec<DueToken>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, merchant_id, livemode, kind FROM card_tokens WHERE deleted_at IS NULL AND retain_until <= $1 \
+             ORDER BY retain_until, id LIMIT $2",
+        )
+        .bind(secs(now))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(|row| {
+                Ok(DueToken {
+                    id: column(row, "id")?,
+                    merchant_id: column(row, "merchant_id")?,
+                    livemode: flag(row, "livemode")?,
+                    kind: token_kind(row)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn sealed_below(&self, merchant_id: &str, version: u32, limit: u32) -> Result<Vec<CardRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM card_tokens WHERE merchant_id = $1 AND dek_version < $2 AND deleted_at IS NULL \
+             ORDER BY id LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(merchant_id)
+            .bind(i64::from(version))
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(classify)?;
+        rows.iter().map(card_row).collect()
+    }
+
+    async fn reseal(&self, row: &CardRow, meta: &[u8], card: &[u8], version: u32) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE card_tokens SET meta = $2, card = $3, dek_version = $4 \
+             WHERE id = $1 AND dek_version = $5 AND deleted_at IS NULL",
+        )
+        .bind(row.id.as_str())
+        .bind(meta)
+        .bind(card)
+        .bind(i64::from(version))
+        .bind(i64::from(row.dek_version))
+        .execute(self.pool())
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record(&self, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.db.check_text(audit_texts(audit))?;
+        audit_insert(audit).execute(self.pool()).await.map(|_| ()).map_err(classify)
+    }
+
+    async fn audit_events(&self, q: AuditQuery<'_>) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, event_type, merchant_id, token_id, actor, correlation_id, outcome FROM audit_events \
+             WHERE merchant_id = $1 AND ($2 = '' OR token_id = $2) AND at >= $3 AND at <= $4 AND id > $5 \
+             ORDER BY id LIMIT $6",
+        )
+        .bind(q.merchant_id)
+        .bind(q.token_id.unwrap_or(""))
+        .bind(secs(q.from))
+        .bind(secs(q.to))
+        .bind(q.after_id)
+        .bind(i64::from(q.limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditRecord {
+                    id: column(row, "id")?,
+                    at: from_secs(column(row, "at")?),
+                    event_type: column(row, "event_type")?,
+                    merchant_id: column(row, "merchant_id")?,
+                    token_id: column(row, "token_id")?,
+                    actor: column(row, "actor")?,
+                    correlation_id: column(row, "correlation_id")?,
+                    outcome: column(row, "outcome")?,
+                })
+            })
+            .collect()
+    }
+}
