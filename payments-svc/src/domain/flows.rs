@@ -12,6 +12,8 @@ use common::card::{Card, CardInput, contains_pan};
 use common::clock::SharedClock;
 use common::money::{Currency, Money};
 use common::result_code::{self, ResultCode};
+use vault_api::token_id::{self, TokenRef};
+use vault_api::{CallContext, StoredToken, TokenKind, TokenSource, Vault};
 
 use super::error::PaymentError;
 use super::payment::{
@@ -20,7 +22,6 @@ use super::payment::{
 };
 use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Operation};
 use crate::storage::{LedgerQuery, PaymentStore};
-use crate::vault::{CallContext, StoredToken, TokenKind, TokenSource, Vault};
 
 pub enum Source {
     Card(Box<CardInput>),
@@ -59,12 +60,9 @@ fn check_text(value: &str, what: &'static str) -> Result<(), PaymentError> {
     Ok(())
 }
 
-fn is_registration_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-fn is_omni_token(id: &str) -> bool {
-    id.starts_with("omni_")
+/// Whether `id` has the shape the vault gives durable tokens of `kind`.
+fn is_durable(id: &str, kind: TokenKind) -> bool {
+    token_id::classify(id) == Some(TokenRef::Durable(kind))
 }
 
 pub fn new_id() -> String {
@@ -186,11 +184,11 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             Source::Token(t) | Source::Registration(t) | Source::Omni(t) => Some(t.clone()),
         };
         match &req.source {
-            Source::Registration(r) if !is_registration_id(r) => {
-                return Err(PaymentError::Vault(crate::vault::VaultError::NotFound));
+            Source::Registration(r) if !is_durable(r, TokenKind::Registration) => {
+                return Err(PaymentError::Vault(vault_api::VaultError::NotFound));
             }
-            Source::Omni(o) if !is_omni_token(o) => {
-                return Err(PaymentError::Vault(crate::vault::VaultError::NotFound));
+            Source::Omni(o) if !is_durable(o, TokenKind::Omni) => {
+                return Err(PaymentError::Vault(vault_api::VaultError::NotFound));
             }
             _ => {}
         }
@@ -556,12 +554,8 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         id: &str,
         ctx: &CallContext,
     ) -> Result<bool, PaymentError> {
-        let shaped = match kind {
-            TokenKind::Registration => is_registration_id(id),
-            TokenKind::Omni => is_omni_token(id),
-        };
-        if !shaped {
-            return Err(PaymentError::Vault(crate::vault::VaultError::NotFound));
+        if !is_durable(id, kind) {
+            return Err(PaymentError::Vault(vault_api::VaultError::NotFound));
         }
         let deleted = self.vault.delete(scope, id, ctx).await?;
         if deleted {
@@ -577,8 +571,8 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         id: &str,
         ctx: &CallContext,
     ) -> Result<StoredToken, PaymentError> {
-        if !is_registration_id(id) {
-            return Err(PaymentError::Vault(crate::vault::VaultError::NotFound));
+        if !is_durable(id, TokenKind::Registration) {
+            return Err(PaymentError::Vault(vault_api::VaultError::NotFound));
         }
         Ok(self.vault.extend(scope, id, ctx).await?)
     }

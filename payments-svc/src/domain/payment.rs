@@ -3,6 +3,9 @@
 //! (captured, refunded, reversed), which the store also guards.
 use common::clock::Millis;
 
+// The scope and the masked card are the vault contract's: one definition.
+pub use vault_api::{MaskedCard, Scope};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PaymentType {
     PA,
@@ -75,29 +78,6 @@ impl From<common::result_code::ResultCode> for Outcome {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MaskedCard {
-    pub brand: String,
-    pub bin: String,
-    pub last4: String,
-    pub exp_month: u8,
-    pub exp_year: u16,
-    pub name: String,
-}
-
-impl MaskedCard {
-    pub fn of(card: &common::card::Card) -> Self {
-        Self {
-            brand: card.number.brand().as_str().into(),
-            bin: card.number.bin().into(),
-            last4: card.number.last4().into(),
-            exp_month: card.expiry.month,
-            exp_year: card.expiry.year,
-            name: card.name.clone(),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SiMode {
     Initial,
@@ -163,20 +143,6 @@ impl StandingInstruction {
             },
             initial_transaction_id: initial,
         })
-    }
-}
-
-/// Whose payments: one merchant in one mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Scope<'a> {
-    pub merchant_id: &'a str,
-    pub livemode: bool,
-}
-
-impl<'a> Scope<'a> {
-    /// The scope an authenticated key gives.
-    pub fn of(caller: &'a common::auth::Caller) -> Self {
-        Self { merchant_id: &caller.merchant_id, livemode: caller.livemode }
     }
 }
 

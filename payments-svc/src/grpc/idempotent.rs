@@ -11,13 +11,13 @@ use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
 use common::auth::Caller;
+use vault_api::Vault;
 
 use crate::acquirer::Acquirer;
 use crate::domain::PaymentError;
 use crate::domain::flows::{Payments, new_id};
 use crate::domain::idempotency::{Begin, begin, derived_id, request_hash};
 use crate::storage::PaymentStore;
-use crate::vault::Vault;
 
 /// How long an in-flight duplicate waits for the first request's answer, at
 /// most: never past its own deadline (less a margin to answer in time).

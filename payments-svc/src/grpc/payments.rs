@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 
 use common::card::loggable;
 use proto::payments::v1 as pb;
+use vault_api::Vault;
 
 use super::{Shared, convert, idempotent};
 use crate::acquirer::Acquirer;
@@ -13,7 +14,6 @@ use crate::domain::PaymentError;
 use crate::domain::flows::NewPayment;
 use crate::domain::payment::Scope;
 use crate::storage::{LedgerQuery, PaymentStore};
-use crate::vault::Vault;
 
 pub struct PaymentsService<P, V, A>(pub Arc<Shared<P, V, A>>);
 

@@ -10,12 +10,12 @@ use zeroize::Zeroizing;
 
 use common::card::{Card, CardInput, contains_pan};
 use common::clock::{Millis, SharedClock};
+use vault_api::token_id::{self, TokenKind, TokenRef};
 
 use super::card_meta::CardMeta;
 use super::error::VaultError;
 use super::retention::retain_until;
 use super::single_use::{Detokenized, SingleUseTokens};
-use super::token_id::{self, TokenKind, TokenRef};
 use crate::crypto::{Aad, KeyRing};
 use crate::storage::TokenStore;
 use crate::storage::card_store::{AuditEntry, AuditQuery, AuditRecord, CardRow, CardStore, Lookup, Scope};
@@ -273,11 +273,12 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         &self,
         scope: Scope<'_>,
         customer_id: &str,
+        kind: Option<TokenKind>,
         page_size: i32,
         page_token: &str,
     ) -> Result<Page<StoredView>, VaultError> {
         let limit = page_limit(page_size);
-        let rows = self.store.list(scope, customer_id, page_token, limit).await?;
+        let rows = self.store.list(scope, customer_id, kind, page_token, limit).await?;
         let next_page_token = if rows.len() == limit as usize {
             rows.last().map(|r| r.id.clone()).unwrap_or_default()
         } else {

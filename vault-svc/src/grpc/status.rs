@@ -1,9 +1,11 @@
 //! The one mapping from `VaultError` to a gRPC status with an `ErrorInfo`
-//! reason. Causes of server-side failures are logged here, once; messages are
-//! fixed texts and never echo a card number, security code or key.
+//! [`Reason`] (the enum `vault-api` clients map back from). Causes of
+//! server-side failures are logged here, once; messages are fixed texts and
+//! never echo a card number, security code or key.
 use tonic::{Code, Status};
 
 use common::grpc::error_status;
+use vault_api::Reason;
 
 use crate::domain::VaultError;
 
@@ -11,18 +13,18 @@ impl From<VaultError> for Status {
     fn from(e: VaultError) -> Self {
         let (code, reason) = match &e {
             VaultError::InvalidCard(c) => (Code::InvalidArgument, c.reason()),
-            VaultError::InvalidArgument(_) => (Code::InvalidArgument, "invalid_argument"),
-            VaultError::TokenNotFound => (Code::NotFound, "token_not_found"),
-            VaultError::NotFound => (Code::NotFound, "not_found"),
-            VaultError::TokenDeleted => (Code::NotFound, "token_deleted"),
-            VaultError::Conflict => (Code::Aborted, "conflict"),
-            VaultError::UsedToken => (Code::FailedPrecondition, "used_token"),
-            VaultError::TokenExpired => (Code::FailedPrecondition, "token_expired"),
-            VaultError::Store(_) | VaultError::DeadlineExceeded => (Code::Unavailable, "store_unavailable"),
-            VaultError::Crypto(_) | VaultError::Corrupt => (Code::Internal, "internal"),
+            VaultError::InvalidArgument(_) => (Code::InvalidArgument, Reason::InvalidArgument),
+            VaultError::TokenNotFound => (Code::NotFound, Reason::TokenNotFound),
+            VaultError::NotFound => (Code::NotFound, Reason::NotFound),
+            VaultError::TokenDeleted => (Code::NotFound, Reason::TokenDeleted),
+            VaultError::Conflict => (Code::Aborted, Reason::Conflict),
+            VaultError::UsedToken => (Code::FailedPrecondition, Reason::UsedToken),
+            VaultError::TokenExpired => (Code::FailedPrecondition, Reason::TokenExpired),
+            VaultError::Store(_) | VaultError::DeadlineExceeded => (Code::Unavailable, Reason::StoreUnavailable),
+            VaultError::Crypto(_) | VaultError::Corrupt => (Code::Internal, Reason::Internal),
         };
         if matches!(code, Code::Unavailable | Code::Internal) {
-            tracing::error!(error = %e, reason, "request failed");
+            tracing::error!(error = %e, reason = reason.as_str(), "request failed");
         }
         error_status(code, reason, e.to_string())
     }

@@ -12,12 +12,12 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use common::clock::Millis;
+use vault_api::TokenKind;
 
 use super::StoreError;
 use super::card_store::{
     AuditEntry, AuditQuery, AuditRecord, CardRow, CardStore, DueToken, KeyPurpose, KeyStore, Lookup, Scope, WrappedKey,
 };
-use crate::domain::token_id::TokenKind;
 
 pub use common::database::Dialect;
 
@@ -325,12 +325,13 @@ impl CardStore for SqlStore {
         &self,
         scope: Scope<'_>,
         customer_id: &str,
+        kind: Option<TokenKind>,
         after: &str,
         limit: u32,
     ) -> Result<Vec<CardRow>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM card_tokens WHERE merchant_id = $1 AND livemode = $2 AND customer_id = $3 \
-             AND deleted_at IS NULL AND id > $4 ORDER BY id LIMIT $5"
+             AND deleted_at IS NULL AND id > $4 AND ($6 = '' OR kind = $6) ORDER BY id LIMIT $5"
         );
         let rows = sqlx::query(&sql)
             .bind(scope.merchant_id)
@@ -338,6 +339,7 @@ impl CardStore for SqlStore {
             .bind(customer_id)
             .bind(after)
             .bind(i64::from(limit))
+            .bind(kind.map_or("", TokenKind::as_str))
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
