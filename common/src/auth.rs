@@ -14,6 +14,7 @@ use tonic::metadata::MetadataMap;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::ids;
+use crate::reason::Reason;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -41,10 +42,10 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    pub fn reason(self) -> &'static str {
+    pub fn reason(self) -> Reason {
         match self {
-            Self::Unauthenticated => "authentication_failure",
-            Self::PermissionDenied => "permission_denied",
+            Self::Unauthenticated => Reason::AuthenticationFailure,
+            Self::PermissionDenied => Reason::PermissionDenied,
         }
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::clock::{Millis, year_month};
+use crate::reason::Reason;
 
 /// Why card data was refused; each maps to its own public error reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -27,13 +28,13 @@ pub enum CardError {
 
 impl CardError {
     /// The `google.rpc.ErrorInfo` reason.
-    pub fn reason(self) -> &'static str {
+    pub fn reason(self) -> Reason {
         match self {
-            Self::InvalidNumber | Self::UnsupportedBrand => "invalid_card",
-            Self::InvalidExpiration => "invalid_expiration_date",
-            Self::InvalidSecurityCode => "invalid_security_code",
-            Self::InvalidName => "invalid_name",
-            Self::InvalidBilling => "invalid_billing_address",
+            Self::InvalidNumber | Self::UnsupportedBrand => Reason::InvalidCard,
+            Self::InvalidExpiration => Reason::InvalidExpirationDate,
+            Self::InvalidSecurityCode => Reason::InvalidSecurityCode,
+            Self::InvalidName => Reason::InvalidName,
+            Self::InvalidBilling => Reason::InvalidBillingAddress,
         }
     }
 }

@@ -6,21 +6,35 @@ use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::reason::Reason;
+
 pub const ERROR_DOMAIN: &str = "payvault";
 
 /// A status carrying `ErrorInfo{reason, domain: "payvault"}`. `message` must be
 /// a fixed text: never echo request data into it.
-pub fn error_status(code: Code, reason: &str, message: impl Into<String>) -> Status {
+pub fn error_status(code: Code, reason: Reason, message: impl Into<String>) -> Status {
     Status::with_error_details(
         code,
         message,
-        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::<String, String>::new()),
+        ErrorDetails::with_error_info(
+            reason.as_str(),
+            ERROR_DOMAIN,
+            std::collections::HashMap::<String, String>::new(),
+        ),
     )
 }
 
-/// The `ErrorInfo` reason of a status, if it has one.
+/// The `ErrorInfo` reason text of a status, if it has one.
 pub fn error_reason(status: &Status) -> Option<String> {
     status.get_error_details().error_info().map(|info| info.reason.clone())
+}
+
+/// The payvault reason of a status: `None` if it has no `ErrorInfo` of domain
+/// `payvault` or names a reason payvault does not send.
+pub fn reason(status: &Status) -> Option<Reason> {
+    let details = status.get_error_details();
+    let info = details.error_info()?;
+    (info.domain == ERROR_DOMAIN).then(|| Reason::parse(&info.reason)).flatten()
 }
 
 /// The time left before the caller's `grpc-timeout`, capped at `max`.
@@ -62,9 +76,11 @@ mod tests {
 
     #[test]
     fn error_status_carries_the_reason() {
-        let status = error_status(Code::FailedPrecondition, "used_token", "the token was already used");
+        let status = error_status(Code::FailedPrecondition, Reason::UsedToken, "the token was already used");
         assert_eq!(status.code(), Code::FailedPrecondition);
         assert_eq!(error_reason(&status).as_deref(), Some("used_token"));
+        assert_eq!(reason(&status), Some(Reason::UsedToken));
+        assert_eq!(reason(&Status::unavailable("no details")), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Shared building blocks of the payvault services: card validation, merchant
-//! authentication, the clock, configuration, telemetry and gRPC status helpers.
+//! authentication, the clock, configuration, telemetry, the `ErrorInfo` reasons
+//! and gRPC status helpers.
 
 pub mod auth;
 pub mod card;
@@ -11,6 +12,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod metrics;
 pub mod money;
+pub mod reason;
 pub mod result_code;
 pub mod store;
 pub mod telemetry;

@@ -2,6 +2,8 @@
 //! exponent, and a non-negative, capped amount in that minor unit.
 use std::fmt;
 
+use crate::reason::Reason;
+
 /// The largest amount accepted, in minor units: 10^15 - 1 (9 999 999 999 999.99 EUR,
 /// 999 999 999 999 999 JPY). `i64::MAX` is about 9.2 × 10^18, so more than 9 000
 /// such amounts (every capture and refund of a payment, and far more than any flow
@@ -19,10 +21,10 @@ pub enum MoneyError {
 
 impl MoneyError {
     /// The `google.rpc.ErrorInfo` reason.
-    pub fn reason(self) -> &'static str {
+    pub fn reason(self) -> Reason {
         match self {
-            Self::InvalidAmount => "invalid_amount",
-            Self::InvalidCurrency => "invalid_currency",
+            Self::InvalidAmount => Reason::InvalidAmount,
+            Self::InvalidCurrency => Reason::InvalidCurrency,
         }
     }
 }

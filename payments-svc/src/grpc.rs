@@ -17,9 +17,9 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 
 use common::auth::{Caller, DirectoryHandle, KeyKind};
+use vault_api::CallContext;
 
 use crate::domain::flows::Payments;
-use crate::vault::CallContext;
 
 /// What every service holds.
 pub struct Shared<P, V, A> {

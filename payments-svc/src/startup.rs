@@ -16,6 +16,7 @@ use common::clock::{SharedClock, SystemClock};
 use proto::payments::v1::omni_tokens_server::OmniTokensServer;
 use proto::payments::v1::payments_server::PaymentsServer;
 use proto::payments::v1::registrations_server::RegistrationsServer;
+use vault_api::{GrpcVault, VaultEndpoint};
 
 use crate::acquirer::test_acquirer::TestAcquirer;
 use crate::config::PaymentsConfig;
@@ -27,7 +28,6 @@ use crate::grpc::omni_tokens::OmniTokensService;
 use crate::grpc::payments::PaymentsService;
 use crate::grpc::registrations::RegistrationsService;
 use crate::storage::sql::SqlStore;
-use crate::vault::grpc::{GrpcVault, VaultEndpoint};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

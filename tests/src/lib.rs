@@ -402,7 +402,7 @@ impl TestPlatform {
 
     async fn start_with(vault: TestVault, vault_url: String) -> Self {
         use payments_svc::startup::{Application, Dependencies};
-        use payments_svc::vault::grpc::{GrpcVault, VaultEndpoint};
+        use vault_api::{GrpcVault, VaultEndpoint};
         let client = vault.ca.client("payments-svc").unwrap();
         let endpoint = VaultEndpoint {
             url: vault_url,

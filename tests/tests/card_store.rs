@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use e2e::{Db, test_database};
+use vault_api::TokenKind;
 use vault_svc::domain::audit::{AuditEntry, AuditQuery};
 use vault_svc::domain::store::StoreError;
 use vault_svc::domain::store::cards::{CardRow, CardStore, KeyPurpose, KeyStore, Lookup, Scope, WrappedKey};
-use vault_svc::domain::token_id::TokenKind;
 use vault_svc::storage::sql::SqlStore;
 
 const T0: i64 = 1_795_392_000_000;
@@ -122,8 +122,8 @@ async fn extend_list_due_and_reseal(s: SqlStore) {
     }
     let Lookup::Found(extended) = s.extend(M1, "a", T0 + 700 * DAY, &audit("EX", "a")).await.unwrap() else { panic!() };
     assert!(extended.extended && extended.retain_until == T0 + 700 * DAY);
-    let page1: Vec<_> = s.list(M1, "cus_1", "", 2).await.unwrap().into_iter().map(|r| r.id).collect();
-    let page2: Vec<_> = s.list(M1, "cus_1", "b", 2).await.unwrap().into_iter().map(|r| r.id).collect();
+    let page1: Vec<_> = s.list(M1, "cus_1", None, "", 2).await.unwrap().into_iter().map(|r| r.id).collect();
+    let page2: Vec<_> = s.list(M1, "cus_1", None, "b", 2).await.unwrap().into_iter().map(|r| r.id).collect();
     assert_eq!((page1, page2), (vec!["a".to_owned(), "b".to_owned()], vec!["c".to_owned()]));
     let due: Vec<_> = s.due(T0 + 450 * DAY, 10).await.unwrap().into_iter().map(|d| d.id).collect();
     assert_eq!(due, vec!["b", "c", "d"], "the extended token is not due");
@@ -238,4 +238,31 @@ async fn a_closed_postgres_port_is_unavailable() {
 #[tokio::test]
 async fn an_sqlite_file_that_cannot_be_opened_is_unavailable() {
     unreachable_is_unavailable("sqlite:///nonexistent-payvault-dir/store.db?mode=rwc").await;
+}
+
+/// The kind filter is part of the query, so a page is never cut short by
+/// tokens of the other kind sorting between those asked for.
+async fn list_filters_by_kind_before_the_limit(s: SqlStore) {
+    let (registration, omni) = (TokenKind::Registration, TokenKind::Omni);
+    let interleaved =
+        [("r1", registration), ("r2", omni), ("r3", registration), ("r4", omni), ("r5", registration), ("r6", omni)];
+    for (id, kind) in interleaved {
+        s.insert(&CardRow { kind, ..row(id, "cus_1", id) }, None, &audit("RG", id)).await.unwrap();
+    }
+    let ids = |rows: Vec<CardRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let registrations = Some(TokenKind::Registration);
+    assert_eq!(ids(s.list(M1, "cus_1", registrations, "", 2).await.unwrap()), ["r1", "r3"]);
+    assert_eq!(ids(s.list(M1, "cus_1", registrations, "r3", 2).await.unwrap()), ["r5"]);
+    assert_eq!(ids(s.list(M1, "cus_1", Some(TokenKind::Omni), "", 2).await.unwrap()), ["r2", "r4"]);
+    assert_eq!(ids(s.list(M1, "cus_1", None, "", 10).await.unwrap()), ["r1", "r2", "r3", "r4", "r5", "r6"]);
+}
+
+#[tokio::test]
+async fn list_filters_by_kind_before_the_limit_on_postgres() {
+    list_filters_by_kind_before_the_limit(test_database(Db::Postgres).await.0).await
+}
+
+#[tokio::test]
+async fn list_filters_by_kind_before_the_limit_on_sqlite() {
+    list_filters_by_kind_before_the_limit(test_database(Db::Sqlite).await.0).await
 }

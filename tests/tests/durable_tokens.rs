@@ -421,3 +421,45 @@ async fn reencryption_killed_midway_leaves_everything_readable_and_resumes() {
     assert_eq!(ring_new_only.open(aad, &sealed).await.unwrap().as_slice(), b"probe", "KEK v1 is no longer needed");
     vault.stop().await;
 }
+
+#[tokio::test]
+async fn listing_one_kind_pages_over_that_kind_only() {
+    let vault = TestVault::start(Store::Redis).await;
+    let m = vault.merchant.id.clone();
+    let mut client = vault.vault();
+    let mut registrations = Vec::new();
+    for number in ["4242424242424242", "5555555555554444", "4111111111111111"] {
+        for kind in [TokenKind::Registration, TokenKind::Omni] {
+            let t = client.tokenize(tokenize_card(&m, kind, card(number, ""), "cus_1")).await.unwrap().into_inner();
+            if kind == TokenKind::Registration {
+                registrations.push(t.id);
+            }
+        }
+    }
+    registrations.sort();
+    let list = |kind: TokenKind, page_token: String| pb::ListTokensRequest {
+        merchant_id: m.clone(),
+        customer_id: "cus_1".into(),
+        page_size: 2,
+        page_token,
+        kind: kind as i32,
+        ..Default::default()
+    };
+
+    let first = client.list_tokens(list(TokenKind::Registration, String::new())).await.unwrap().into_inner();
+    assert_eq!(first.tokens.len(), 2, "a full page");
+    assert!(!first.next_page_token.is_empty());
+    let last = client.list_tokens(list(TokenKind::Registration, first.next_page_token)).await.unwrap().into_inner();
+    assert_eq!(last.next_page_token, "", "the last page says so");
+    let listed: Vec<_> = first.tokens.iter().chain(&last.tokens).map(|t| t.id.clone()).collect();
+    assert_eq!(listed, registrations);
+    assert!(first.tokens.iter().chain(&last.tokens).all(|t| t.kind() == TokenKind::Registration));
+
+    let omni = client.list_tokens(list(TokenKind::Omni, String::new())).await.unwrap().into_inner();
+    assert!(omni.tokens.len() == 2 && omni.tokens.iter().all(|t| t.kind() == TokenKind::Omni));
+    let all = pb::ListTokensRequest { page_size: 10, ..list(TokenKind::Unspecified, String::new()) };
+    assert_eq!(client.list_tokens(all).await.unwrap().into_inner().tokens.len(), 6, "unspecified lists every kind");
+    let bad = pb::ListTokensRequest { kind: 42, ..list(TokenKind::Unspecified, String::new()) };
+    assert_eq!(client.list_tokens(bad).await.unwrap_err().code(), Code::InvalidArgument);
+    vault.stop().await;
+}

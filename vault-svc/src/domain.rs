@@ -1,7 +1,7 @@
-//! The vault's rules, free of transport and storage types: what a token id
-//! looks like, how single-use tokens are created, read and consumed, how
-//! durable card tokens are stored, used, retained and deleted, and how keys
-//! are rotated.
+//! The vault's rules, free of transport and storage types: how single-use
+//! tokens are created, read and consumed, how durable card tokens are stored,
+//! used, retained and deleted, and how keys are rotated. Token-id shapes come
+//! from `vault_api::token_id`, which payments-svc classifies ids with too.
 
 pub mod audit;
 pub mod card_meta;
@@ -11,6 +11,5 @@ pub mod key_rotation;
 pub mod retention;
 pub mod single_use;
 pub mod store;
-pub mod token_id;
 
 pub use error::VaultError;

@@ -2,9 +2,9 @@
 //! gRPC status; messages are fixed texts that never carry input.
 use common::card::CardError;
 use common::money::MoneyError;
+use vault_api::VaultError;
 
 use super::store::StoreError;
-use crate::vault::VaultError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PaymentError {

@@ -1,15 +1,17 @@
-//! The payment flows, split by phase: `validate` turns a request into a
-//! validated one without side effects (so a refused request consumes nothing);
-//! `initial` runs PA/DB (card from the vault, the acquirer, tokenizing on
-//! success, the payment and its ledger lines in one commit); `follow_up` runs
-//! CP/RV/RF (reserve on the original with a conditional update, the acquirer,
-//! release if not approved); `registration` runs the card-token calls
-//! (registrations and omni tokens). This module holds what they share.
+//! The payment flows, split by phase (docs/PAYMENTS.md): `validate` turns a
+//! request into a validated one without side effects (so a refused request
+//! consumes nothing); `initial` writes a PA/DB ahead and drives it through its
+//! recovery points (card, acquirer, ledger, durable token, charge status);
+//! `follow_up` records CP/RV/RF with their reservation on the original and
+//! resolves them; `registration` runs the card-token calls (registrations and
+//! omni tokens). This module holds what they share: the ledger line builder,
+//! the acquirer call within its timeout, and moving a payment on one step.
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::clock::SharedClock;
 use common::result_code::{self, ResultCode};
+use vault_api::TokenKind;
 
 use super::error::PaymentError;
 use super::payment::{
@@ -17,7 +19,6 @@ use super::payment::{
 };
 use super::store::{LedgerQuery, PaymentStore};
 use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest};
-use crate::vault::TokenKind;
 
 mod follow_up;
 mod initial;

@@ -4,6 +4,8 @@
 use common::clock::Millis;
 
 pub use super::ledger::{LedgerEntry, LedgerKind, LedgerRecord};
+// The scope and the masked card are the vault contract's: one definition.
+pub use vault_api::{MaskedCard, Scope};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PaymentType {
@@ -157,29 +159,6 @@ impl From<common::result_code::ResultCode> for Outcome {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MaskedCard {
-    pub brand: String,
-    pub bin: String,
-    pub last4: String,
-    pub exp_month: u8,
-    pub exp_year: u16,
-    pub name: String,
-}
-
-impl MaskedCard {
-    pub fn of(card: &common::card::Card) -> Self {
-        Self {
-            brand: card.number.brand().as_str().into(),
-            bin: card.number.bin().into(),
-            last4: card.number.last4().into(),
-            exp_month: card.expiry.month,
-            exp_year: card.expiry.year,
-            name: card.name.clone(),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SiMode {
     Initial,
@@ -248,20 +227,6 @@ impl StandingInstruction {
     }
 }
 
-/// Whose payments: one merchant in one mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Scope<'a> {
-    pub merchant_id: &'a str,
-    pub livemode: bool,
-}
-
-impl<'a> Scope<'a> {
-    /// The scope an authenticated key gives.
-    pub fn of(caller: &'a common::auth::Caller) -> Self {
-        Self { merchant_id: &caller.merchant_id, livemode: caller.livemode }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {
     pub id: String,
@@ -293,7 +258,7 @@ pub struct Payment {
     /// Of an initial payment: what it was made over.
     pub source_kind: Option<SourceKind>,
     /// Of an initial payment: the durable token to create once approved.
-    pub tokenize: Option<crate::vault::TokenKind>,
+    pub tokenize: Option<vault_api::TokenKind>,
 }
 
 impl Payment {

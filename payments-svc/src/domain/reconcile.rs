@@ -13,7 +13,7 @@ use super::flows::Payments;
 use super::payment::{Scope, Status};
 use crate::acquirer::Acquirer;
 use crate::domain::store::PaymentStore;
-use crate::vault::{CallContext, Vault};
+use vault_api::{CallContext, Vault};
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -4,13 +4,13 @@ use prost_types::Timestamp;
 use common::card::{Billing, CardInput};
 use common::clock::Millis;
 use proto::payments::v1 as pb;
+use vault_api::StoredToken;
 
 use crate::domain::PaymentError;
 use crate::domain::flows::{NewPayment, Source};
 use crate::domain::payment::{
     LedgerRecord, MaskedCard, Outcome, Payment, PaymentType, SiMode, SiSource, SiType, StandingInstruction, Status,
 };
-use crate::vault::StoredToken;
 
 pub fn timestamp(ms: Millis) -> Option<Timestamp> {
     (ms != 0).then(|| Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 })

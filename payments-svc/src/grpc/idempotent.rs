@@ -21,6 +21,7 @@ use tonic::{Code, Status};
 
 use common::auth::Caller;
 use proto::payments::v1 as pb;
+use vault_api::Vault;
 
 use super::Shared;
 use crate::acquirer::Acquirer;
@@ -28,7 +29,6 @@ use crate::domain::PaymentError;
 use crate::domain::flows::{Payments, new_id};
 use crate::domain::idempotency::{Begin, Claim, begin, derived_id, request_hash};
 use crate::domain::store::PaymentStore;
-use crate::vault::Vault;
 
 /// How long an in-flight duplicate waits for the first request's answer, at
 /// most: never past its own deadline (less a margin to answer in time).

@@ -4,12 +4,12 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use proto::payments::v1 as pb;
+use vault_api::{TokenKind, Vault};
 
 use super::{Shared, convert, idempotent};
 use crate::acquirer::Acquirer;
 use crate::domain::payment::Scope;
 use crate::domain::store::PaymentStore;
-use crate::vault::{TokenKind, Vault};
 
 pub struct OmniTokensService<P, V, A>(pub Arc<Shared<P, V, A>>);
 

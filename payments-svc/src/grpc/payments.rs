@@ -6,12 +6,12 @@ use tonic::{Request, Response, Status};
 
 use common::card::loggable;
 use proto::payments::v1 as pb;
+use vault_api::Vault;
 
 use super::{Shared, convert, idempotent};
 use crate::acquirer::Acquirer;
 use crate::domain::payment::Scope;
 use crate::domain::store::{LedgerQuery, PaymentStore};
-use crate::vault::Vault;
 
 pub struct PaymentsService<P, V, A>(pub Arc<Shared<P, V, A>>);
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use proto::payments::v1 as pb;
+use vault_api::{TokenKind, Vault};
 
 use super::{Shared, convert, idempotent};
 use crate::acquirer::Acquirer;
@@ -12,7 +13,6 @@ use crate::domain::PaymentError;
 use crate::domain::flows::Source;
 use crate::domain::payment::{Outcome, Scope};
 use crate::domain::store::PaymentStore;
-use crate::vault::{TokenKind, Vault};
 
 pub struct RegistrationsService<P, V, A>(pub Arc<Shared<P, V, A>>);
 

@@ -1,45 +1,45 @@
 //! The one mapping from `PaymentError` to a gRPC status with an `ErrorInfo`
-//! reason; server-side causes are logged here, once. Messages never echo input.
+//! [`Reason`]; server-side causes are logged here, once. Messages never echo input.
 use tonic::{Code, Status};
 
 use common::grpc::error_status;
+use vault_api::{Reason, VaultError};
 
 use crate::domain::PaymentError;
 use crate::domain::store::StoreError;
-use crate::vault::VaultError;
 
 impl From<PaymentError> for Status {
     fn from(e: PaymentError) -> Self {
-        let (code, reason): (Code, &str) = match &e {
+        let (code, reason) = match &e {
             PaymentError::InvalidCard(c) => (Code::InvalidArgument, c.reason()),
             PaymentError::InvalidMoney(m) => (Code::InvalidArgument, m.reason()),
-            PaymentError::InvalidArgument(_) => (Code::InvalidArgument, "invalid_argument"),
-            PaymentError::NotFound => (Code::NotFound, "not_found"),
-            PaymentError::InvalidStateTransition(_) => (Code::FailedPrecondition, "invalid_state_transition"),
-            PaymentError::AmountExceeds => (Code::FailedPrecondition, "amount_exceeds_authorized"),
-            PaymentError::MitWithoutCit => (Code::FailedPrecondition, "mit_without_cit"),
-            PaymentError::NoConnector => (Code::FailedPrecondition, "no_connector"),
+            PaymentError::InvalidArgument(_) => (Code::InvalidArgument, Reason::InvalidArgument),
+            PaymentError::NotFound => (Code::NotFound, Reason::NotFound),
+            PaymentError::InvalidStateTransition(_) => (Code::FailedPrecondition, Reason::InvalidStateTransition),
+            PaymentError::AmountExceeds => (Code::FailedPrecondition, Reason::AmountExceedsAuthorized),
+            PaymentError::MitWithoutCit => (Code::FailedPrecondition, Reason::MitWithoutCit),
+            PaymentError::NoConnector => (Code::FailedPrecondition, Reason::NoConnector),
             PaymentError::Vault(v) => match v {
-                VaultError::TokenNotFound => (Code::NotFound, "token_not_found"),
-                VaultError::UsedToken => (Code::FailedPrecondition, "used_token"),
-                VaultError::TokenExpired => (Code::FailedPrecondition, "token_expired"),
-                VaultError::NotFound => (Code::NotFound, "not_found"),
-                VaultError::TokenDeleted => (Code::NotFound, "token_deleted"),
-                VaultError::Rejected { reason } => (Code::InvalidArgument, reason.as_str()),
-                VaultError::Unavailable => (Code::Unavailable, "vault_unavailable"),
-                VaultError::Internal => (Code::Internal, "internal"),
+                VaultError::TokenNotFound => (Code::NotFound, Reason::TokenNotFound),
+                VaultError::UsedToken => (Code::FailedPrecondition, Reason::UsedToken),
+                VaultError::TokenExpired => (Code::FailedPrecondition, Reason::TokenExpired),
+                VaultError::NotFound => (Code::NotFound, Reason::NotFound),
+                VaultError::TokenDeleted => (Code::NotFound, Reason::TokenDeleted),
+                VaultError::Rejected { reason } => (Code::InvalidArgument, *reason),
+                VaultError::Unavailable => (Code::Unavailable, Reason::VaultUnavailable),
+                VaultError::Internal => (Code::Internal, Reason::Internal),
             },
-            PaymentError::Store(StoreError::Unavailable(_)) => (Code::Unavailable, "store_unavailable"),
-            PaymentError::Store(StoreError::Conflict(_)) => (Code::Aborted, "conflict"),
-            PaymentError::Store(StoreError::Invalid(_)) => (Code::InvalidArgument, "invalid_argument"),
-            PaymentError::Store(StoreError::Corrupt(_)) => (Code::Internal, "internal"),
-            PaymentError::DeadlineExceeded => (Code::DeadlineExceeded, "deadline_exceeded"),
-            PaymentError::Internal => (Code::Internal, "internal"),
-            PaymentError::IdempotencyKeyReused => (Code::InvalidArgument, "idempotency_key_reused"),
-            PaymentError::IdempotencyKeyInUse => (Code::Aborted, "idempotency_key_in_use"),
+            PaymentError::Store(StoreError::Unavailable(_)) => (Code::Unavailable, Reason::StoreUnavailable),
+            PaymentError::Store(StoreError::Conflict(_)) => (Code::Aborted, Reason::Conflict),
+            PaymentError::Store(StoreError::Invalid(_)) => (Code::InvalidArgument, Reason::InvalidArgument),
+            PaymentError::Store(StoreError::Corrupt(_)) => (Code::Internal, Reason::Internal),
+            PaymentError::DeadlineExceeded => (Code::DeadlineExceeded, Reason::DeadlineExceeded),
+            PaymentError::Internal => (Code::Internal, Reason::Internal),
+            PaymentError::IdempotencyKeyReused => (Code::InvalidArgument, Reason::IdempotencyKeyReused),
+            PaymentError::IdempotencyKeyInUse => (Code::Aborted, Reason::IdempotencyKeyInUse),
         };
         if matches!(code, Code::Unavailable | Code::Internal) || matches!(e, PaymentError::Store(_)) {
-            tracing::error!(error = %e, reason, "request failed");
+            tracing::error!(error = %e, reason = reason.as_str(), "request failed");
         }
         error_status(code, reason, e.to_string())
     }

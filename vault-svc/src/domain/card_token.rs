@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 
 use common::card::{Card, CardInput, contains_pan};
 use common::clock::{Millis, SharedClock};
+use vault_api::token_id::{self, TokenKind, TokenRef};
 
 use super::audit::{Actor, AuditEntry, AuditQuery, AuditRecord};
 use super::card_meta::CardMeta;
@@ -18,7 +19,6 @@ use super::retention::retain_until;
 use super::single_use::{Detokenized, SingleUseTokens};
 use super::store::TokenStore;
 use super::store::cards::{CardRow, CardStore, Lookup, Scope};
-use super::token_id::{self, TokenKind, TokenRef};
 use crate::crypto::{Aad, KeyRing};
 
 /// Where the card comes from.
@@ -259,11 +259,12 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         &self,
         scope: Scope<'_>,
         customer_id: &str,
+        kind: Option<TokenKind>,
         page_size: i32,
         page_token: &str,
     ) -> Result<Page<StoredView>, VaultError> {
         let limit = page_limit(page_size);
-        let rows = self.store.list(scope, customer_id, page_token, limit).await?;
+        let rows = self.store.list(scope, customer_id, kind, page_token, limit).await?;
         let next_page_token = if rows.len() == limit as usize {
             rows.last().map(|r| r.id.clone()).unwrap_or_default()
         } else {

@@ -9,11 +9,11 @@ use zeroize::Zeroizing;
 
 use common::card::{Card, CardInput};
 use common::clock::{Millis, SharedClock};
+use vault_api::token_id;
 
 use super::card_meta::CardMeta;
 use super::error::VaultError;
 use super::store::{Consumed, NewSingleUse, TokenStore};
-use super::token_id;
 use crate::crypto::{Aad, KeyRing};
 
 #[derive(Debug, Clone, Copy)]

@@ -1,39 +1,31 @@
-//! Conversions between generated messages and domain types.
-use prost_types::Timestamp;
-
-use common::card::{Billing, Card, CardInput};
-use common::clock::Millis;
+//! Conversions between generated messages and the vault's domain types; the
+//! card, token-kind and timestamp conversions are `vault_api::convert`'s, the
+//! one copy both services use.
 use proto::vault::v1 as pb;
+use vault_api::TokenKind;
+use vault_api::convert;
+pub use vault_api::convert::{card_input, millis, timestamp};
 
 use crate::domain::VaultError;
 use crate::domain::audit::AuditRecord;
 use crate::domain::card_meta::CardMeta;
 use crate::domain::card_token::StoredView;
 use crate::domain::single_use::{Detokenized, TokenView};
-use crate::domain::token_id::TokenKind;
-
-pub fn timestamp(ms: Millis) -> Timestamp {
-    Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
-}
-
-/// An absent timestamp is 0.
-pub fn millis(ts: Option<&Timestamp>) -> Millis {
-    ts.map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
-}
 
 pub fn kind(value: i32) -> Result<TokenKind, VaultError> {
-    match pb::TokenKind::try_from(value) {
-        Ok(pb::TokenKind::Registration) => Ok(TokenKind::Registration),
-        Ok(pb::TokenKind::Omni) => Ok(TokenKind::Omni),
-        _ => Err(VaultError::InvalidArgument("kind must be TOKEN_KIND_REGISTRATION or TOKEN_KIND_OMNI")),
-    }
+    convert::kind_from_proto(value)
+        .ok()
+        .flatten()
+        .ok_or(VaultError::InvalidArgument("kind must be TOKEN_KIND_REGISTRATION or TOKEN_KIND_OMNI"))
+}
+
+/// A list filter: `None` (every kind) for `TOKEN_KIND_UNSPECIFIED`.
+pub fn kind_filter(value: i32) -> Result<Option<TokenKind>, VaultError> {
+    convert::kind_from_proto(value).map_err(|_| VaultError::InvalidArgument("kind is not a TokenKind"))
 }
 
 fn pb_kind(kind: TokenKind) -> i32 {
-    match kind {
-        TokenKind::Registration => pb::TokenKind::Registration as i32,
-        TokenKind::Omni => pb::TokenKind::Omni as i32,
-    }
+    convert::kind_to_proto(kind) as i32
 }
 
 pub fn stored_token(v: StoredView) -> pb::StoredToken {
@@ -75,27 +67,6 @@ pub fn audit_event(e: AuditRecord) -> pb::AuditEvent {
     }
 }
 
-/// Takes the card's strings out of the message (the message is left empty).
-pub fn card_input(card: &mut pb::Card) -> CardInput {
-    let take = std::mem::take::<String>;
-    CardInput {
-        number: take(&mut card.number),
-        expiration_month: card.expiration_month,
-        expiration_year: card.expiration_year,
-        name: take(&mut card.name),
-        security_code: take(&mut card.security_code),
-        billing: Billing {
-            city: take(&mut card.city),
-            country: take(&mut card.country),
-            postal_code: take(&mut card.postal_code),
-            state: take(&mut card.state),
-            street1: take(&mut card.street1),
-            street2: take(&mut card.street2),
-            phone_number: take(&mut card.phone_number),
-        },
-    }
-}
-
 pub fn card_metadata(m: CardMeta) -> pb::CardMetadata {
     pb::CardMetadata {
         brand: m.brand,
@@ -121,23 +92,10 @@ pub fn token(t: TokenView) -> pb::Token {
     }
 }
 
-pub fn card(c: &Card) -> pb::Card {
-    pb::Card {
-        number: c.number.expose().to_owned(),
-        expiration_month: i32::from(c.expiry.month),
-        expiration_year: i32::from(c.expiry.year),
-        name: c.name.clone(),
-        security_code: c.security_code.as_ref().map(|s| s.expose().to_owned()).unwrap_or_default(),
-        city: c.billing.city.clone(),
-        country: c.billing.country.clone(),
-        postal_code: c.billing.postal_code.clone(),
-        state: c.billing.state.clone(),
-        street1: c.billing.street1.clone(),
-        street2: c.billing.street2.clone(),
-        phone_number: c.billing.phone_number.clone(),
-    }
-}
-
 pub fn detokenized(d: Detokenized) -> pb::DetokenizeResponse {
-    pb::DetokenizeResponse { card: Some(card(&d.card)), metadata: Some(card_metadata(d.meta)), livemode: d.livemode }
+    pb::DetokenizeResponse {
+        card: Some(convert::card_to_proto(&d.card)),
+        metadata: Some(card_metadata(d.meta)),
+        livemode: d.livemode,
+    }
 }

@@ -1,9 +1,11 @@
 //! The one mapping from `VaultError` to a gRPC status with an `ErrorInfo`
-//! reason. Causes of server-side failures are logged here, once; messages are
-//! fixed texts and never echo a card number, security code or key.
+//! [`Reason`] (the enum `vault-api` clients map back from). Causes of
+//! server-side failures are logged here, once; messages are fixed texts and
+//! never echo a card number, security code or key.
 use tonic::{Code, Status};
 
 use common::grpc::error_status;
+use vault_api::Reason;
 
 use crate::domain::VaultError;
 use crate::domain::store::StoreError;
@@ -12,23 +14,23 @@ impl From<VaultError> for Status {
     fn from(e: VaultError) -> Self {
         let (code, reason) = match &e {
             VaultError::InvalidCard(c) => (Code::InvalidArgument, c.reason()),
-            VaultError::InvalidArgument(_) => (Code::InvalidArgument, "invalid_argument"),
-            VaultError::TokenNotFound => (Code::NotFound, "token_not_found"),
-            VaultError::NotFound => (Code::NotFound, "not_found"),
-            VaultError::TokenDeleted => (Code::NotFound, "token_deleted"),
-            VaultError::Conflict => (Code::Aborted, "conflict"),
-            VaultError::UsedToken => (Code::FailedPrecondition, "used_token"),
-            VaultError::TokenExpired => (Code::FailedPrecondition, "token_expired"),
+            VaultError::InvalidArgument(_) => (Code::InvalidArgument, Reason::InvalidArgument),
+            VaultError::TokenNotFound => (Code::NotFound, Reason::TokenNotFound),
+            VaultError::NotFound => (Code::NotFound, Reason::NotFound),
+            VaultError::TokenDeleted => (Code::NotFound, Reason::TokenDeleted),
+            VaultError::Conflict => (Code::Aborted, Reason::Conflict),
+            VaultError::UsedToken => (Code::FailedPrecondition, Reason::UsedToken),
+            VaultError::TokenExpired => (Code::FailedPrecondition, Reason::TokenExpired),
             VaultError::Store(StoreError::Unavailable(_)) | VaultError::DeadlineExceeded => {
-                (Code::Unavailable, "store_unavailable")
+                (Code::Unavailable, Reason::StoreUnavailable)
             }
-            VaultError::Store(StoreError::Conflict(_)) => (Code::Aborted, "conflict"),
-            VaultError::Store(StoreError::Invalid(_)) => (Code::InvalidArgument, "invalid_argument"),
-            VaultError::Store(StoreError::Corrupt(_)) => (Code::Internal, "internal"),
-            VaultError::Crypto(_) | VaultError::Corrupt => (Code::Internal, "internal"),
+            VaultError::Store(StoreError::Conflict(_)) => (Code::Aborted, Reason::Conflict),
+            VaultError::Store(StoreError::Invalid(_)) => (Code::InvalidArgument, Reason::InvalidArgument),
+            VaultError::Store(StoreError::Corrupt(_)) => (Code::Internal, Reason::Internal),
+            VaultError::Crypto(_) | VaultError::Corrupt => (Code::Internal, Reason::Internal),
         };
         if matches!(code, Code::Unavailable | Code::Internal) || matches!(e, VaultError::Store(_)) {
-            tracing::error!(error = %e, reason, "request failed");
+            tracing::error!(error = %e, reason = reason.as_str(), "request failed");
         }
         error_status(code, reason, e.to_string())
     }

@@ -119,10 +119,11 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
     ) -> Result<Response<pb::ListTokensResponse>, Status> {
         let r = request.get_ref();
         let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
+        let kind = convert::kind_filter(r.kind)?;
         let page = within_deadline(
             request.metadata(),
             self.max_deadline,
-            self.tokens.list(scope, &r.customer_id, r.page_size, &r.page_token),
+            self.tokens.list(scope, &r.customer_id, kind, r.page_size, &r.page_token),
         )
         .await?;
         Ok(Response::new(pb::ListTokensResponse {

@@ -17,7 +17,7 @@ use common::database::{Database, classify, column, flag, to_secs as secs};
 use crate::domain::audit::AuditEntry;
 use crate::domain::store::StoreError;
 use crate::domain::store::cards::{CardRow, Scope};
-use crate::domain::token_id::TokenKind;
+use vault_api::TokenKind;
 
 pub use common::database::Dialect;
 

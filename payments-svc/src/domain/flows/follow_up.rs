@@ -14,7 +14,7 @@ use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Operation};
 use crate::domain::error::PaymentError;
 use crate::domain::payment::{LedgerKind, Payment, PaymentType, RecoveryPoint, Reservation, Scope, Status};
 use crate::domain::store::{Begun, PaymentStore};
-use crate::vault::Vault;
+use vault_api::Vault;
 
 impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
     pub async fn capture(

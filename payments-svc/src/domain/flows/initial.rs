@@ -16,7 +16,7 @@ use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Inquiry, Opera
 use crate::domain::error::PaymentError;
 use crate::domain::payment::{LedgerKind, MaskedCard, Payment, PaymentType, RecoveryPoint, Scope, SourceKind, Status};
 use crate::domain::store::{Begun, PaymentStore};
-use crate::vault::{CallContext, TokenKind, TokenSource, Vault, VaultError};
+use vault_api::{CallContext, TokenKind, TokenSource, Vault, VaultError};
 
 impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
     pub async fn create_payment(

@@ -13,7 +13,7 @@ use crate::acquirer::{Acquirer, AcquirerRequest, Operation};
 use crate::domain::error::PaymentError;
 use crate::domain::payment::{MaskedCard, Outcome, Scope, Status};
 use crate::domain::store::PaymentStore;
-use crate::vault::{CallContext, StoredToken, TokenKind, TokenSource, Vault};
+use vault_api::{CallContext, StoredToken, TokenKind, TokenSource, Vault};
 
 /// A registration attempt: the token when stored, and the verification's result.
 pub struct RegistrationOutcome {

@@ -8,7 +8,8 @@ use common::money::{Currency, Money};
 
 use crate::domain::error::PaymentError;
 use crate::domain::payment::{PaymentType, SiMode, SiSource, StandingInstruction};
-use crate::vault::TokenKind;
+use vault_api::TokenKind;
+use vault_api::token_id::{self, TokenRef};
 
 /// Where the card of a payment comes from, as the request names it.
 pub enum Source {
@@ -75,21 +76,11 @@ pub fn check_text(value: &str, what: &'static str) -> Result<(), PaymentError> {
     Ok(())
 }
 
-fn is_registration_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-fn is_omni_token(id: &str) -> bool {
-    id.starts_with("omni_")
-}
-
-/// A durable token id of `kind`, or `NotFound` (an id of the wrong shape names nothing).
+/// A durable token id of `kind` by the vault's own classification, or
+/// `NotFound` (an id of another shape names nothing).
 pub fn stored_token(kind: TokenKind, id: &str) -> Result<(), PaymentError> {
-    let shaped = match kind {
-        TokenKind::Registration => is_registration_id(id),
-        TokenKind::Omni => is_omni_token(id),
-    };
-    shaped.then_some(()).ok_or(PaymentError::Vault(crate::vault::VaultError::NotFound))
+    let shaped = token_id::classify(id) == Some(TokenRef::Durable(kind));
+    shaped.then_some(()).ok_or(PaymentError::Vault(vault_api::VaultError::NotFound))
 }
 
 /// Validates an initial payment at `now`.
@@ -200,7 +191,7 @@ mod tests {
         ));
         assert!(matches!(
             refused(request(Source::Registration("not-a-registration".into()))),
-            PaymentError::Vault(crate::vault::VaultError::NotFound)
+            PaymentError::Vault(vault_api::VaultError::NotFound)
         ));
     }
 

@@ -10,7 +10,7 @@ use crate::domain::payment::{
     StandingInstruction, Status,
 };
 use crate::domain::store::StoreError;
-use crate::vault::TokenKind;
+use vault_api::TokenKind;
 
 pub(super) fn payment(row: &AnyRow) -> Result<Payment, StoreError> {
     let bad = || StoreError::Corrupt("unknown value in a payments row".into());

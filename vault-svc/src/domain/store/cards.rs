@@ -7,10 +7,10 @@ use std::future::Future;
 
 use common::clock::Millis;
 use futures::future::BoxFuture;
+use vault_api::TokenKind;
 
 use super::StoreError;
 use crate::domain::audit::{AuditEntry, AuditQuery, AuditRecord};
-use crate::domain::token_id::TokenKind;
 
 /// Whose tokens: one merchant in one mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,11 +103,13 @@ pub trait CardStore: Send + Sync + 'static {
 
     fn get(&self, scope: Scope<'_>, id: &str) -> impl Future<Output = Result<Lookup<CardRow>, StoreError>> + Send;
 
-    /// A customer's live tokens ordered by id, after `after` (exclusive).
+    /// A customer's live tokens (of `kind`, or every kind) ordered by id, after
+    /// `after` (exclusive). The kind is filtered in the query, before the limit.
     fn list(
         &self,
         scope: Scope<'_>,
         customer_id: &str,
+        kind: Option<TokenKind>,
         after: &str,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<CardRow>, StoreError>> + Send;

@@ -8,7 +8,7 @@ use super::{COLUMNS, Dialect, SqlStore, audit_insert, audit_texts, bind_event, c
 use crate::domain::audit::{AuditEntry, AuditQuery, AuditRecord};
 use crate::domain::store::StoreError;
 use crate::domain::store::cards::{CardRow, CardStore, DueToken, Lookup, Scope};
-use crate::domain::token_id::TokenKind;
+use vault_api::token_id::TokenKind;
 
 impl CardStore for SqlStore {
     async fn insert(&self, r: &CardRow, consumer_ref: Option<&str>, audit: &AuditEntry) -> Result<bool, StoreError> {
@@ -159,12 +159,13 @@ impl CardStore for SqlStore {
         &self,
         scope: Scope<'_>,
         customer_id: &str,
+        kind: Option<TokenKind>,
         after: &str,
         limit: u32,
     ) -> Result<Vec<CardRow>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM card_tokens WHERE merchant_id = $1 AND livemode = $2 AND customer_id = $3 \
-             AND deleted_at IS NULL AND id > $4 ORDER BY id LIMIT $5"
+             AND deleted_at IS NULL AND id > $4 AND ($6 = '' OR kind = $6) ORDER BY id LIMIT $5"
         );
         let rows = sqlx::query(&sql)
             .bind(scope.merchant_id)
@@ -172,6 +173,7 @@ impl CardStore for SqlStore {
             .bind(customer_id)
             .bind(after)
             .bind(i64::from(limit))
+            .bind(kind.map_or("", TokenKind::as_str))
             .fetch_all(self.pool())
             .await
             .map_err(classify)?;

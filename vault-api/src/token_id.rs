@@ -2,6 +2,8 @@
 //! single-use `tokn_test_`/`tokn_` + 24 base36; registrations 32 lowercase hex
 //! (OPP's format); omni tokens `omni_test_`/`omni_` + 32 base36. None is ever
 //! 13–19 digits: registration ids with a run of 13 or more digits are redrawn.
+//! The vault issues ids with these functions and every service classifies them
+//! with [`classify`], so an id's shape has one definition.
 use common::ids;
 
 /// The kinds of durable token.

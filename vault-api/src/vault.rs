@@ -1,15 +1,53 @@
-//! Payments' port to the vault, in payments' own types. `grpc` is the adapter
-//! over the vault's internal gRPC API (mTLS); tests of payment flows may use
-//! any other implementation.
+//! The vault port in domain types: what a caller may ask of the vault and the
+//! errors it answers with. [`crate::client::GrpcVault`] implements it over
+//! gRPC; tests of payment flows may use any other implementation.
 use std::future::Future;
 use std::time::Instant;
 
 use common::card::Card;
 use common::clock::Millis;
 
-use crate::domain::payment::{MaskedCard, Scope};
+use crate::Reason;
+use crate::token_id::TokenKind;
 
-pub mod grpc;
+/// Whose tokens and payments: one merchant in one mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope<'a> {
+    pub merchant_id: &'a str,
+    pub livemode: bool,
+}
+
+impl<'a> Scope<'a> {
+    /// The scope an authenticated key gives.
+    pub fn of(caller: &'a common::auth::Caller) -> Self {
+        Self { merchant_id: &caller.merchant_id, livemode: caller.livemode }
+    }
+}
+
+/// What the platform shows of a card outside the vault: brand, BIN, last four,
+/// expiry and holder, never more.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MaskedCard {
+    pub brand: String,
+    pub bin: String,
+    pub last4: String,
+    pub exp_month: u8,
+    pub exp_year: u16,
+    pub name: String,
+}
+
+impl MaskedCard {
+    pub fn of(card: &Card) -> Self {
+        Self {
+            brand: card.number.brand().as_str().into(),
+            bin: card.number.bin().into(),
+            last4: card.number.last4().into(),
+            exp_month: card.expiry.month,
+            exp_year: card.expiry.year,
+            name: card.name.clone(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VaultError {
@@ -25,34 +63,11 @@ pub enum VaultError {
     TokenDeleted,
     /// The vault refused the card or request; carries the vault's reason.
     #[error("the vault refused the request")]
-    Rejected { reason: String },
+    Rejected { reason: Reason },
     #[error("the vault is unavailable")]
     Unavailable,
     #[error("the vault failed")]
     Internal,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenKind {
-    Registration,
-    Omni,
-}
-
-impl TokenKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Registration => "registration",
-            Self::Omni => "omni",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "registration" => Some(Self::Registration),
-            "omni" => Some(Self::Omni),
-            _ => None,
-        }
-    }
 }
 
 pub enum TokenSource<'a> {
@@ -60,7 +75,7 @@ pub enum TokenSource<'a> {
     SingleUse(&'a str),
 }
 
-/// A durable token as payments shows it.
+/// A durable token as callers of the vault see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredToken {
     pub id: String,
@@ -112,7 +127,8 @@ pub trait Vault: Send + Sync + 'static {
         ctx: &CallContext,
     ) -> impl Future<Output = Result<StoredToken, VaultError>> + Send;
 
-    /// A customer's durable tokens of `kind`, one page.
+    /// A customer's durable tokens of `kind`, one page (the vault filters by
+    /// kind before paging, so only the last page is short).
     fn list(
         &self,
         scope: Scope<'_>,

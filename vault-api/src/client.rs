@@ -1,0 +1,240 @@
+//! The vault adapter over gRPC: the only code outside vault-svc that sees the
+//! vault's generated types. It speaks mTLS with the caller's client
+//! certificate over a lazy channel, and stacks tower layers over every RPC:
+//! [`retry`] repeats UNAVAILABLE and transport timeouts while the deadline
+//! allows (every call is safe to repeat: detokenize and tokenize carry a
+//! `consumer_ref`), and [`call`] sends the remaining deadline, `traceparent`
+//! and correlation id on each attempt. Statuses map to [`VaultError`] in one
+//! place, by their [`Reason`].
+use std::time::Duration;
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::{Code, Status};
+use tower::retry::{Retry, RetryLayer};
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+use common::card::Card;
+use common::clock::{Clock, SystemClock};
+use proto::vault::v1 as pb;
+
+use crate::Reason;
+use crate::convert::{card_input, card_to_proto, kind_to_proto, masked_card, millis};
+use crate::token_id::TokenKind;
+use crate::vault::{CallContext, MaskedCard, Scope, StoredToken, TokenSource, Vault, VaultError};
+
+pub mod call;
+pub mod retry;
+
+use call::{Call, Rpc, VaultRpc};
+use retry::{RetryParams, RetryPolicy};
+
+/// Where and how to reach the vault's internal port.
+#[derive(Clone)]
+pub struct VaultEndpoint {
+    pub url: String,
+    /// The name on the vault's server certificate.
+    pub domain: String,
+    pub ca_pem: Vec<u8>,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub struct GrpcVault {
+    service: Retry<RetryPolicy, VaultRpc>,
+}
+
+impl GrpcVault {
+    /// Builds the client without connecting: the first call connects.
+    pub fn connect_lazy(endpoint: &VaultEndpoint) -> Result<Self, String> {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&endpoint.ca_pem))
+            .identity(Identity::from_pem(&endpoint.cert_pem, &endpoint.key_pem))
+            .domain_name(endpoint.domain.clone());
+        let channel = Channel::from_shared(endpoint.url.clone())
+            .map_err(|_| format!("vault url {} is not a valid URI", endpoint.url))?
+            .tls_config(tls)
+            .map_err(|e| format!("vault TLS configuration: {e}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let policy = RetryPolicy::new(RetryParams::default()).map_err(|e| format!("vault retry policy: {e:?}"))?;
+        let service = ServiceBuilder::new().layer(RetryLayer::new(policy)).service(VaultRpc::new(channel));
+        Ok(Self { service })
+    }
+
+    async fn call<M: Rpc>(&self, message: M, ctx: &CallContext) -> Result<M::Response, VaultError>
+    where
+        Retry<RetryPolicy, VaultRpc>: Service<Call<M>, Response = M::Response, Error = Status>,
+    {
+        let call = Call { message, ctx: ctx.clone() };
+        self.service.clone().oneshot(call).await.map_err(|status| vault_error(&status))
+    }
+}
+
+/// The one mapping from a vault status to `VaultError`.
+fn vault_error(status: &Status) -> VaultError {
+    match (status.code(), common::grpc::reason(status)) {
+        (_, Some(Reason::TokenNotFound)) => VaultError::TokenNotFound,
+        (_, Some(Reason::UsedToken)) => VaultError::UsedToken,
+        (_, Some(Reason::TokenExpired)) => VaultError::TokenExpired,
+        (_, Some(Reason::TokenDeleted)) => VaultError::TokenDeleted,
+        (Code::NotFound, _) => VaultError::NotFound,
+        (Code::InvalidArgument, reason) => VaultError::Rejected { reason: reason.unwrap_or(Reason::InvalidArgument) },
+        (Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted, _) => VaultError::Unavailable,
+        _ => VaultError::Internal,
+    }
+}
+
+fn stored(t: pb::StoredToken) -> StoredToken {
+    StoredToken {
+        id: t.id,
+        customer_id: t.customer_id,
+        card: masked_card(t.card),
+        created_at: millis(t.created_at.as_ref()),
+        retain_until: millis(t.retain_until.as_ref()),
+        extended: t.extended,
+    }
+}
+
+/// A one-click summary as a stored token: what the vault lists, nothing more.
+fn listed(t: pb::TokenSummary, customer_id: &str) -> StoredToken {
+    StoredToken {
+        id: t.id,
+        customer_id: customer_id.into(),
+        card: MaskedCard {
+            brand: t.brand,
+            bin: String::new(),
+            last4: t.last_digits,
+            exp_month: t.expiration_month as u8,
+            exp_year: t.expiration_year as u16,
+            name: String::new(),
+        },
+        created_at: 0,
+        retain_until: 0,
+        extended: false,
+    }
+}
+
+impl Vault for GrpcVault {
+    async fn detokenize(
+        &self,
+        scope: Scope<'_>,
+        token: &str,
+        consumer_ref: &str,
+        ctx: &CallContext,
+    ) -> Result<Card, VaultError> {
+        let message = pb::DetokenizeRequest {
+            merchant_id: scope.merchant_id.into(),
+            token: token.into(),
+            consumer_ref: consumer_ref.into(),
+            livemode: scope.livemode,
+        };
+        let mut card = self.call(message, ctx).await?.card.unwrap_or_default();
+        Card::validate(&card_input(&mut card), SystemClock.now_ms())
+            .map_err(|e| VaultError::Rejected { reason: e.reason() })
+    }
+
+    async fn report_charge(
+        &self,
+        scope: Scope<'_>,
+        token: &str,
+        consumer_ref: &str,
+        status: &str,
+        ctx: &CallContext,
+    ) -> Result<bool, VaultError> {
+        let message = pb::ReportChargeRequest {
+            merchant_id: scope.merchant_id.into(),
+            token: token.into(),
+            consumer_ref: consumer_ref.into(),
+            charge_status: status.into(),
+        };
+        Ok(self.call(message, ctx).await?.recorded)
+    }
+
+    async fn tokenize(
+        &self,
+        scope: Scope<'_>,
+        kind: TokenKind,
+        source: TokenSource<'_>,
+        customer_id: &str,
+        consumer_ref: &str,
+        ctx: &CallContext,
+    ) -> Result<StoredToken, VaultError> {
+        let source = match source {
+            TokenSource::Card(card) => pb::tokenize_request::Source::Card(card_to_proto(card)),
+            TokenSource::SingleUse(token) => pb::tokenize_request::Source::SingleUseToken(token.into()),
+        };
+        let message = pb::TokenizeRequest {
+            merchant_id: scope.merchant_id.into(),
+            kind: kind_to_proto(kind) as i32,
+            source: Some(source),
+            customer_id: customer_id.into(),
+            consumer_ref: consumer_ref.into(),
+            livemode: scope.livemode,
+        };
+        self.call(message, ctx).await.map(stored)
+    }
+
+    async fn list(
+        &self,
+        scope: Scope<'_>,
+        kind: TokenKind,
+        customer_id: &str,
+        page_size: i32,
+        page_token: &str,
+        ctx: &CallContext,
+    ) -> Result<(Vec<StoredToken>, String), VaultError> {
+        let message = pb::ListTokensRequest {
+            merchant_id: scope.merchant_id.into(),
+            customer_id: customer_id.into(),
+            page_size,
+            page_token: page_token.into(),
+            livemode: scope.livemode,
+            kind: kind_to_proto(kind) as i32,
+        };
+        let page = self.call(message, ctx).await?;
+        let tokens = page.tokens.into_iter().map(|t| listed(t, customer_id)).collect();
+        Ok((tokens, page.next_page_token))
+    }
+
+    async fn delete(&self, scope: Scope<'_>, id: &str, ctx: &CallContext) -> Result<bool, VaultError> {
+        let message =
+            pb::DeleteTokenRequest { merchant_id: scope.merchant_id.into(), id: id.into(), livemode: scope.livemode };
+        Ok(self.call(message, ctx).await?.deleted)
+    }
+
+    async fn extend(&self, scope: Scope<'_>, id: &str, ctx: &CallContext) -> Result<StoredToken, VaultError> {
+        let message =
+            pb::ExtendTokenRequest { merchant_id: scope.merchant_id.into(), id: id.into(), livemode: scope.livemode };
+        self.call(message, ctx).await.map(stored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use common::grpc::error_status;
+
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_vault_errors_by_reason() {
+        let cases = [
+            (Code::NotFound, Reason::TokenNotFound, VaultError::TokenNotFound),
+            (Code::FailedPrecondition, Reason::UsedToken, VaultError::UsedToken),
+            (Code::FailedPrecondition, Reason::TokenExpired, VaultError::TokenExpired),
+            (Code::NotFound, Reason::TokenDeleted, VaultError::TokenDeleted),
+            (Code::NotFound, Reason::NotFound, VaultError::NotFound),
+            (Code::InvalidArgument, Reason::InvalidCard, VaultError::Rejected { reason: Reason::InvalidCard }),
+            (Code::Unavailable, Reason::StoreUnavailable, VaultError::Unavailable),
+            (Code::Aborted, Reason::Conflict, VaultError::Unavailable),
+            (Code::Internal, Reason::Internal, VaultError::Internal),
+        ];
+        for (code, reason, error) in cases {
+            assert_eq!(vault_error(&error_status(code, reason, "x")), error, "{code:?} {reason}");
+        }
+        let bare = Status::invalid_argument("no details");
+        assert_eq!(vault_error(&bare), VaultError::Rejected { reason: Reason::InvalidArgument });
+        assert_eq!(vault_error(&Status::unavailable("connection refused")), VaultError::Unavailable);
+    }
+}
