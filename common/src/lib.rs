@@ -1,5 +1,6 @@
 //! Shared building blocks of the payvault services: card validation, merchant
-//! authentication, the clock, configuration, telemetry and gRPC status helpers.
+//! authentication, the clock, configuration, telemetry, gRPC status helpers and
+//! the one server shell (`server`).
 
 pub mod auth;
 pub mod card;
@@ -12,4 +13,5 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod money;
 pub mod result_code;
+pub mod server;
 pub mod telemetry;

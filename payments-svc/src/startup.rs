@@ -1,18 +1,16 @@
-//! Building and running payments-svc: the `Payments`, `Registrations` and
-//! `OmniTokens` services with health and reflection on one port, a store
-//! monitor that drives health, graceful shutdown.
+//! Wiring of payments-svc: its dependencies from configuration, and the
+//! `Payments`, `Registrations` and `OmniTokens` services on one port, handed to
+//! the server shell (`common::server`) with the database it watches.
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
-use tonic_health::ServingStatus;
 
 use common::auth::DirectoryHandle;
 use common::clock::{SharedClock, SystemClock};
+use common::server::{Check, Port, Shell};
 use proto::payments::v1::omni_tokens_server::OmniTokensServer;
 use proto::payments::v1::payments_server::PaymentsServer;
 use proto::payments::v1::registrations_server::RegistrationsServer;
@@ -30,8 +28,9 @@ use crate::vault::grpc::{GrpcVault, VaultEndpoint};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const SERVICES: [&str; 4] =
-    ["", "payvault.payments.v1.Payments", "payvault.payments.v1.Registrations", "payvault.payments.v1.OmniTokens"];
+type PaymentsApi = PaymentsServer<PaymentsService<SqlStore, GrpcVault, TestAcquirer>>;
+type RegistrationsApi = RegistrationsServer<RegistrationsService<SqlStore, GrpcVault, TestAcquirer>>;
+type OmniTokensApi = OmniTokensServer<OmniTokensService<SqlStore, GrpcVault, TestAcquirer>>;
 
 pub struct Dependencies {
     pub store: SqlStore,
@@ -39,8 +38,8 @@ pub struct Dependencies {
     pub directory: DirectoryHandle,
     pub clock: SharedClock,
     pub acquirer_timeout: Duration,
-    pub request_timeout: Duration,
-    pub shutdown_drain: Duration,
+    /// Call deadline and drain timing.
+    pub server: common::server::Settings,
 }
 
 impl Dependencies {
@@ -54,8 +53,7 @@ impl Dependencies {
             cert_pem: read(&cert)?,
             key_pem: read(&key)?,
         };
-        let directory = DirectoryHandle::load(&cfg.merchants_file())?;
-        directory.spawn_reloader(Duration::from_secs(cfg.merchants.reload_secs.max(1)));
+        let directory = cfg.merchants.load(&cfg.data_dir)?;
         let timeout = Duration::from_millis(cfg.database.connect_timeout_ms);
         Ok(Self {
             store: SqlStore::connect(&cfg.database_url(), cfg.database.max_connections, timeout).await?,
@@ -63,8 +61,7 @@ impl Dependencies {
             directory,
             clock: Arc::new(SystemClock),
             acquirer_timeout: Duration::from_millis(cfg.acquirer_timeout_ms),
-            request_timeout: Duration::from_millis(cfg.request_timeout_ms),
-            shutdown_drain: Duration::from_secs(cfg.shutdown_drain_secs),
+            server: cfg.server_settings(),
         })
     }
 }
@@ -84,6 +81,8 @@ impl Application {
         self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
+    /// Serves until `shutdown` resolves, then drains (see `common::server`).
+    /// Health: every service follows the payments database.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), BoxError> {
         let Self { listener, deps } = self;
         let store = Arc::new(deps.store);
@@ -94,55 +93,22 @@ impl Application {
             deps.clock,
             deps.acquirer_timeout,
         ));
-        let shared = Arc::new(Shared { payments, directory: deps.directory, max_deadline: deps.request_timeout });
-        let (health, health_service) = tonic_health::server::health_reporter();
-        let monitor = {
-            let health = health.clone();
-            tokio::spawn(async move {
-                let mut last = None;
-                let mut tick = tokio::time::interval(Duration::from_secs(2));
-                loop {
-                    tick.tick().await;
-                    let up = matches!(tokio::time::timeout(Duration::from_secs(1), store.ping()).await, Ok(Ok(())));
-                    if last != Some(up) {
-                        let status = if up { ServingStatus::Serving } else { ServingStatus::NotServing };
-                        for service in SERVICES {
-                            health.set_service_status(service, status).await;
-                        }
-                        last = Some(up);
-                    }
-                }
-            })
-        };
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-                .with_service_name(SERVICES[1])
-                .with_service_name(SERVICES[2])
-                .with_service_name(SERVICES[3])
-                .with_service_name("grpc.health.v1.Health")
-        };
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let server = Server::builder()
-            .layer(common::metrics::GrpcMetricsLayer)
-            .add_service(health_service)
-            .add_service(reflection().build_v1()?)
-            .add_service(reflection().build_v1alpha()?)
-            .add_service(PaymentsServer::new(PaymentsService(shared.clone())))
-            .add_service(RegistrationsServer::new(RegistrationsService(shared.clone())))
-            .add_service(OmniTokensServer::new(OmniTokensService(shared)))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            });
-        let on_stop = async {
-            monitor.abort();
-            for service in SERVICES {
-                health.set_service_status(service, ServingStatus::NotServing).await;
-            }
-            let _ = stop_tx.send(true);
-        };
-        common::lifecycle::serve_until(server, shutdown, on_stop, deps.shutdown_drain).await.map_err(BoxError::from)
+        let max_deadline = deps.server.request_timeout;
+        let shared = Arc::new(Shared { payments, directory: deps.directory, max_deadline });
+        let database = Check::new("payments database", move || {
+            let store = store.clone();
+            async move { store.ping().await }
+        });
+        let port = Port::tcp("payments", listener)
+            .add_service(PaymentsApi::new(PaymentsService(shared.clone())))
+            .add_service(RegistrationsApi::new(RegistrationsService(shared.clone())))
+            .add_service(OmniTokensApi::new(OmniTokensService(shared)));
+        Shell::new(deps.server)
+            .reflect(proto::FILE_DESCRIPTOR_SET)
+            .watch(database.guards::<PaymentsApi>().guards::<RegistrationsApi>().guards::<OmniTokensApi>())
+            .port(port)
+            .run_until(shutdown)
+            .await?;
+        Ok(())
     }
 }

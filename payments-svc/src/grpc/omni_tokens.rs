@@ -7,7 +7,6 @@ use proto::payments::v1 as pb;
 
 use super::{Shared, convert, idempotent};
 use crate::acquirer::Acquirer;
-use crate::domain::payment::Scope;
 use crate::storage::PaymentStore;
 use crate::vault::{TokenKind, Vault};
 
@@ -19,15 +18,14 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::omni_tokens_server::OmniTokens 
         &self,
         request: Request<pb::CreateOmniTokenRequest>,
     ) -> Result<Response<pb::OmniToken>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let ctx = self.0.context(request.metadata());
-        let scope = Scope::of(&caller);
+        let call = self.0.call(&request)?;
+        let (caller, scope, ctx) = (&call.caller, call.scope(), &call.ctx);
         let payments = &self.0.payments;
         let r = request.get_ref();
-        let response = idempotent::run(payments, &caller, "CreateOmniToken", request.metadata(), r, |id| async move {
+        let response = idempotent::run(payments, caller, "CreateOmniToken", request.metadata(), r, |id| async move {
             let mut card = r.card.clone().unwrap_or_default();
             let token =
-                payments.create_omni_token(scope, id, convert::card_input(&mut card), &r.customer_id, &ctx).await?;
+                payments.create_omni_token(scope, id, convert::card_input(&mut card), &r.customer_id, ctx).await?;
             Ok(convert::omni_token(&token))
         })
         .await?;
@@ -38,13 +36,12 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::omni_tokens_server::OmniTokens 
         &self,
         request: Request<pb::DeleteOmniTokenRequest>,
     ) -> Result<Response<pb::DeleteOmniTokenResponse>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let ctx = self.0.context(request.metadata());
-        let scope = Scope::of(&caller);
+        let call = self.0.call(&request)?;
+        let (caller, scope, ctx) = (&call.caller, call.scope(), &call.ctx);
         let payments = &self.0.payments;
         let r = request.get_ref();
-        let response = idempotent::run(payments, &caller, "DeleteOmniToken", request.metadata(), r, |_| async move {
-            let deleted = payments.delete_token(scope, TokenKind::Omni, &r.id, &ctx).await?;
+        let response = idempotent::run(payments, caller, "DeleteOmniToken", request.metadata(), r, |_| async move {
+            let deleted = payments.delete_token(scope, TokenKind::Omni, &r.id, ctx).await?;
             Ok(pb::DeleteOmniTokenResponse { id: r.id.clone(), deleted })
         })
         .await?;

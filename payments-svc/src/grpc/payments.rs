@@ -11,7 +11,6 @@ use super::{Shared, convert, idempotent};
 use crate::acquirer::Acquirer;
 use crate::domain::PaymentError;
 use crate::domain::flows::NewPayment;
-use crate::domain::payment::Scope;
 use crate::storage::{LedgerQuery, PaymentStore};
 use crate::vault::Vault;
 
@@ -23,13 +22,12 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
         &self,
         request: Request<pb::CreatePaymentRequest>,
     ) -> Result<Response<pb::Payment>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let ctx = self.0.context(request.metadata());
-        let scope = Scope::of(&caller);
+        let call = self.0.call(&request)?;
+        let (caller, scope, ctx) = (&call.caller, call.scope(), &call.ctx);
         let payments = &self.0.payments;
         let r = request.get_ref();
         let merchant_id = caller.merchant_id.as_str();
-        let response = idempotent::run(payments, &caller, "CreatePayment", request.metadata(), r, |id| async move {
+        let response = idempotent::run(payments, caller, "CreatePayment", request.metadata(), r, |id| async move {
             let r = r.clone();
             let new = NewPayment {
                 payment_type: convert::payment_type(r.payment_type)?,
@@ -43,7 +41,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
                 description: r.description,
                 standing_instruction: convert::standing_instruction(r.standing_instruction.as_ref())?,
             };
-            let payment = payments.create_payment(scope, id, new, &ctx).await?;
+            let payment = payments.create_payment(scope, id, new, ctx).await?;
             tracing::info!(
                 merchant_id, payment_id = %payment.id, payment_type = payment.payment_type.as_str(),
                 result = %payment.result.code, "payment"
@@ -58,11 +56,11 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
         &self,
         request: Request<pb::CapturePaymentRequest>,
     ) -> Result<Response<pb::Payment>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let scope = Scope::of(&caller);
+        let call = self.0.call(&request)?;
+        let (caller, scope) = (&call.caller, call.scope());
         let payments = &self.0.payments;
         let r = request.get_ref();
-        let response = idempotent::run(payments, &caller, "CapturePayment", request.metadata(), r, |id| async move {
+        let response = idempotent::run(payments, caller, "CapturePayment", request.metadata(), r, |id| async move {
             Ok(convert::payment(&payments.capture(scope, &r.id, r.amount, id).await?))
         })
         .await?;
@@ -74,11 +72,11 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
         &self,
         request: Request<pb::ReversePaymentRequest>,
     ) -> Result<Response<pb::Payment>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let scope = Scope::of(&caller);
+        let call = self.0.call(&request)?;
+        let (caller, scope) = (&call.caller, call.scope());
         let payments = &self.0.payments;
         let r = request.get_ref();
-        let response = idempotent::run(payments, &caller, "ReversePayment", request.metadata(), r, |id| async move {
+        let response = idempotent::run(payments, caller, "ReversePayment", request.metadata(), r, |id| async move {
             Ok(convert::payment(&payments.reverse(scope, &r.id, id).await?))
         })
         .await?;
@@ -89,11 +87,11 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
         &self,
         request: Request<pb::RefundPaymentRequest>,
     ) -> Result<Response<pb::Payment>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let scope = Scope::of(&caller);
+        let call = self.0.call(&request)?;
+        let (caller, scope) = (&call.caller, call.scope());
         let payments = &self.0.payments;
         let r = request.get_ref();
-        let response = idempotent::run(payments, &caller, "RefundPayment", request.metadata(), r, |id| async move {
+        let response = idempotent::run(payments, caller, "RefundPayment", request.metadata(), r, |id| async move {
             Ok(convert::payment(&payments.refund(scope, &r.id, r.amount, id).await?))
         })
         .await?;
@@ -101,8 +99,8 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
     }
 
     async fn get_payment(&self, request: Request<pb::GetPaymentRequest>) -> Result<Response<pb::Payment>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let scope = Scope::of(&caller);
+        let call = self.0.call(&request)?;
+        let scope = call.scope();
         let payment = self.0.payments.get(scope, &request.get_ref().id).await?;
         Ok(Response::new(convert::payment(&payment)))
     }
@@ -111,8 +109,8 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
         &self,
         request: Request<pb::ListTransactionsRequest>,
     ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let scope = Scope::of(&caller);
+        let call = self.0.call(&request)?;
+        let scope = call.scope();
         let r = request.get_ref();
         let query = match (r.payment_id.is_empty(), r.token.is_empty()) {
             (false, _) => LedgerQuery::Payment(&r.payment_id),

@@ -10,7 +10,7 @@ use super::{Shared, convert, idempotent};
 use crate::acquirer::Acquirer;
 use crate::domain::PaymentError;
 use crate::domain::flows::Source;
-use crate::domain::payment::{Outcome, Scope};
+use crate::domain::payment::Outcome;
 use crate::storage::PaymentStore;
 use crate::vault::{TokenKind, Vault};
 
@@ -22,20 +22,19 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
         &self,
         request: Request<pb::CreateRegistrationRequest>,
     ) -> Result<Response<pb::Registration>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let ctx = self.0.context(request.metadata());
-        let scope = Scope::of(&caller);
+        let call = self.0.call(&request)?;
+        let (caller, scope, ctx) = (&call.caller, call.scope(), &call.ctx);
         let payments = &self.0.payments;
         let r = request.get_ref();
         let response =
-            idempotent::run(payments, &caller, "CreateRegistration", request.metadata(), r, |id| async move {
+            idempotent::run(payments, caller, "CreateRegistration", request.metadata(), r, |id| async move {
                 use pb::create_registration_request::Source as S;
                 let source = match r.source.clone() {
                     Some(S::Card(mut c)) => Source::Card(Box::new(convert::card_input(&mut c))),
                     Some(S::Token(t)) => Source::Token(t),
                     None => return Err(PaymentError::InvalidArgument("a card or a single-use token is required")),
                 };
-                let outcome = payments.create_registration(scope, id, source, &r.customer_id, r.verify, &ctx).await?;
+                let outcome = payments.create_registration(scope, id, source, &r.customer_id, r.verify, ctx).await?;
                 Ok(match outcome.token {
                     Some(token) => convert::registration(&token, &outcome.result),
                     None => pb::Registration { result: Some(convert::result(&outcome.result)), ..Default::default() },
@@ -49,12 +48,11 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
         &self,
         request: Request<pb::ListRegistrationsRequest>,
     ) -> Result<Response<pb::ListRegistrationsResponse>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let ctx = self.0.context(request.metadata());
-        let scope = Scope::of(&caller);
+        let call = self.0.call(&request)?;
+        let (scope, ctx) = (call.scope(), &call.ctx);
         let r = request.get_ref();
         let (tokens, next_page_token) =
-            self.0.payments.list_registrations(scope, &r.customer_id, r.page_size, &r.page_token, &ctx).await?;
+            self.0.payments.list_registrations(scope, &r.customer_id, r.page_size, &r.page_token, ctx).await?;
         let registrations = tokens
             .into_iter()
             .map(|t| pb::RegistrationSummary {
@@ -72,17 +70,15 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
         &self,
         request: Request<pb::DeleteRegistrationRequest>,
     ) -> Result<Response<pb::DeleteRegistrationResponse>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let ctx = self.0.context(request.metadata());
-        let scope = Scope::of(&caller);
+        let call = self.0.call(&request)?;
+        let (caller, scope, ctx) = (&call.caller, call.scope(), &call.ctx);
         let payments = &self.0.payments;
         let r = request.get_ref();
-        let response =
-            idempotent::run(payments, &caller, "DeleteRegistration", request.metadata(), r, |_| async move {
-                let deleted = payments.delete_token(scope, TokenKind::Registration, &r.id, &ctx).await?;
-                Ok(pb::DeleteRegistrationResponse { id: r.id.clone(), deleted })
-            })
-            .await?;
+        let response = idempotent::run(payments, caller, "DeleteRegistration", request.metadata(), r, |_| async move {
+            let deleted = payments.delete_token(scope, TokenKind::Registration, &r.id, ctx).await?;
+            Ok(pb::DeleteRegistrationResponse { id: r.id.clone(), deleted })
+        })
+        .await?;
         Ok(Response::new(response))
     }
 
@@ -90,18 +86,16 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
         &self,
         request: Request<pb::ExtendRegistrationRequest>,
     ) -> Result<Response<pb::Registration>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let ctx = self.0.context(request.metadata());
-        let scope = Scope::of(&caller);
+        let call = self.0.call(&request)?;
+        let (caller, scope, ctx) = (&call.caller, call.scope(), &call.ctx);
         let payments = &self.0.payments;
         let r = request.get_ref();
-        let response =
-            idempotent::run(payments, &caller, "ExtendRegistration", request.metadata(), r, |_| async move {
-                let token = payments.extend_registration(scope, &r.id, &ctx).await?;
-                let success: Outcome = common::result_code::success(scope.livemode).into();
-                Ok(convert::registration(&token, &success))
-            })
-            .await?;
+        let response = idempotent::run(payments, caller, "ExtendRegistration", request.metadata(), r, |_| async move {
+            let token = payments.extend_registration(scope, &r.id, ctx).await?;
+            let success: Outcome = common::result_code::success(scope.livemode).into();
+            Ok(convert::registration(&token, &success))
+        })
+        .await?;
         Ok(Response::new(response))
     }
 }
