@@ -33,7 +33,7 @@ pub enum Dialect {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `postgres://…` or `sqlite://…`; unset: an SQLite file in the data folder.
     pub url: Option<String>,

@@ -39,14 +39,32 @@ pub fn reason(status: &Status) -> Option<Reason> {
 
 /// The time left before the caller's `grpc-timeout`, capped at `max`.
 pub fn deadline(metadata: &MetadataMap, max: Duration) -> Duration {
-    metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout).map_or(max, |d| d.min(max))
+    deadline_in(|name| metadata.get(name).and_then(|v| v.to_str().ok()), max)
 }
 
 /// The caller's correlation id for logs and audit: `x-correlation-id`, else
 /// `x-request-id`, else the trace id of `traceparent`; at most 128 characters,
 /// never anything shaped like a card number.
 pub fn correlation_id(metadata: &MetadataMap) -> String {
-    let header = |name| metadata.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    correlation_id_in(|name| metadata.get(name).and_then(|v| v.to_str().ok()))
+}
+
+/// `deadline` over raw HTTP headers (for tower layers, before tonic decodes).
+pub fn header_deadline(headers: &http::HeaderMap, max: Duration) -> Duration {
+    deadline_in(|name| headers.get(name).and_then(|v| v.to_str().ok()), max)
+}
+
+/// `correlation_id` over raw HTTP headers.
+pub fn header_correlation_id(headers: &http::HeaderMap) -> String {
+    correlation_id_in(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+}
+
+fn deadline_in<'a>(header: impl Fn(&str) -> Option<&'a str>, max: Duration) -> Duration {
+    header("grpc-timeout").and_then(parse_grpc_timeout).map_or(max, |d| d.min(max))
+}
+
+fn correlation_id_in<'a>(header: impl Fn(&str) -> Option<&'a str>) -> String {
+    let header = |name| header(name).filter(|v| !v.is_empty());
     let id = header("x-correlation-id")
         .or_else(|| header("x-request-id"))
         .or_else(|| header("traceparent").and_then(|t| t.split('-').nth(1)))

@@ -1,6 +1,6 @@
 //! Shared building blocks of the payvault services: card validation, merchant
-//! authentication, the clock, configuration, telemetry, the `ErrorInfo` reasons
-//! and gRPC status helpers.
+//! authentication, the clock, configuration, telemetry, the `ErrorInfo` reasons,
+//! gRPC status helpers and the one server shell (`server`).
 
 pub mod auth;
 pub mod card;
@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod money;
 pub mod reason;
 pub mod result_code;
+pub mod server;
 pub mod store;
 pub mod telemetry;

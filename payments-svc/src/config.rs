@@ -1,13 +1,16 @@
 //! payments-svc settings: defaults for the local run, an optional file, then
-//! `PAYMENTS__…` environment variables.
+//! `PAYMENTS__…` environment variables. Unknown keys and values stop start-up
+//! (see `common::config`).
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use common::config::{Layers, MerchantsConfig};
 use common::telemetry::TelemetryConfig;
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PaymentsConfig {
     pub addr: String,
     /// Prometheus `/metrics`; empty disables it.
@@ -20,6 +23,10 @@ pub struct PaymentsConfig {
     pub acquirer_timeout_ms: u64,
     /// Upper bound on any request's time, whatever the caller's deadline.
     pub request_timeout_ms: u64,
+    /// After SIGTERM, how long health reports NOT_SERVING while the port still
+    /// accepts, so load balancers stop routing here before it closes.
+    pub shutdown_pause_ms: u64,
+    /// How long in-flight calls may take to finish after that.
     pub shutdown_drain_secs: u64,
     pub idempotency: IdempotencyConfig,
     pub reconcile: ReconcileConfig,
@@ -27,7 +34,7 @@ pub struct PaymentsConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct IdempotencyConfig {
     /// How long a worker owns an in-flight key and its payment before another may take it over.
     pub lease_ms: u64,
@@ -42,7 +49,7 @@ impl Default for IdempotencyConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ReconcileConfig {
     /// The in-process reconciler runs this often; 0 = only as `payments-svc reconcile`.
     pub interval_ms: u64,
@@ -67,6 +74,7 @@ impl Default for PaymentsConfig {
             merchants: MerchantsConfig::default(),
             acquirer_timeout_ms: 2_000,
             request_timeout_ms: 10_000,
+            shutdown_pause_ms: 2_000,
             shutdown_drain_secs: 20,
             idempotency: IdempotencyConfig::default(),
             reconcile: ReconcileConfig::default(),
@@ -76,7 +84,7 @@ impl Default for PaymentsConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct VaultConfig {
     /// The vault's internal (mTLS) port.
     pub url: String,
@@ -94,30 +102,27 @@ impl Default for VaultConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct MerchantsConfig {
-    pub file: Option<PathBuf>,
-    pub reload_secs: u64,
-}
-
-impl Default for MerchantsConfig {
-    fn default() -> Self {
-        Self { file: None, reload_secs: 5 }
-    }
-}
-
 impl PaymentsConfig {
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, common::config::ConfigError> {
-        common::config::load("PAYMENTS", file)
+        Self::load_from(&Layers::process(file))
+    }
+
+    /// As `load`, from the given layers (tests pass their own environment).
+    pub fn load_from(layers: &Layers<'_>) -> Result<Self, common::config::ConfigError> {
+        common::config::load("PAYMENTS", &[], layers)
+    }
+
+    /// The shell's call and drain timing.
+    pub fn server_settings(&self) -> common::server::Settings {
+        common::server::Settings {
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            shutdown_pause: Duration::from_millis(self.shutdown_pause_ms),
+            shutdown_drain: Duration::from_secs(self.shutdown_drain_secs),
+        }
     }
 
     pub fn database_url(&self) -> String {
         self.database.url_or_file(&self.data_dir, "payments.db")
-    }
-
-    pub fn merchants_file(&self) -> PathBuf {
-        self.merchants.file.clone().unwrap_or_else(|| self.data_dir.join("merchants.json"))
     }
 
     pub fn vault_tls_paths(&self) -> [PathBuf; 3] {

@@ -11,15 +11,16 @@ pub mod registrations;
 pub mod status;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tonic::Status;
-use tonic::metadata::MetadataMap;
+use tonic::{Request, Status};
 
 use common::auth::{Caller, DirectoryHandle, KeyKind};
+use common::server::CallInfo;
 use vault_api::CallContext;
 
 use crate::domain::flows::Payments;
+use crate::domain::payment::Scope;
 
 /// What every service holds.
 pub struct Shared<P, V, A> {
@@ -30,17 +31,32 @@ pub struct Shared<P, V, A> {
     pub tracker: tokio_util::task::TaskTracker,
 }
 
-impl<P, V, A> Shared<P, V, A> {
-    /// Payments accept secret keys only.
-    pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
-        self.directory.authenticate(metadata, &[KeyKind::Secret]).map_err(Status::from)
-    }
+/// A call past the preamble: the merchant behind the secret key, and the
+/// context the vault calls carry (deadline, traceparent, correlation id).
+pub struct Call {
+    pub caller: Caller,
+    pub ctx: CallContext,
+}
 
-    pub fn context(&self, metadata: &MetadataMap) -> CallContext {
-        CallContext {
-            deadline: Some(Instant::now() + common::grpc::deadline(metadata, self.max_deadline)),
+impl Call {
+    /// The merchant and mode the call may see.
+    pub fn scope(&self) -> Scope<'_> {
+        Scope::of(&self.caller)
+    }
+}
+
+impl<P, V, A> Shared<P, V, A> {
+    /// The preamble of every handler. Payments accept secret keys only; the
+    /// deadline and correlation id come from the server shell.
+    pub fn call<T>(&self, request: &Request<T>) -> Result<Call, Status> {
+        let metadata = request.metadata();
+        let caller = self.directory.authenticate(metadata, &[KeyKind::Secret]).map_err(Status::from)?;
+        let info = CallInfo::of(request, self.max_deadline);
+        let ctx = CallContext {
+            deadline: Some(info.deadline),
             traceparent: metadata.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned),
-            correlation_id: common::grpc::correlation_id(metadata),
-        }
+            correlation_id: info.correlation_id,
+        };
+        Ok(Call { caller, ctx })
     }
 }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use e2e::{Db, database_url};
+use e2e::{Db, TestDatabase};
 use payments_svc::domain::payment::{
     LedgerEntry, LedgerKind, MaskedCard, Outcome, Payment, PaymentType, RecoveryPoint, Reservation, Scope, SiMode,
     SiSource, SiType, SourceKind, StandingInstruction, Status,
@@ -17,8 +17,10 @@ use payments_svc::storage::sql::SqlStore;
 const T0: i64 = 1_795_392_000_000;
 const M: Scope<'static> = Scope { merchant_id: "mrch_1", livemode: false };
 
-async fn store(db: Db) -> SqlStore {
-    SqlStore::connect(&database_url(db).await, 8, std::time::Duration::from_secs(5)).await.unwrap()
+/// A migrated store and its database (dropped when the test ends).
+async fn store(db: Db) -> (SqlStore, TestDatabase) {
+    let database = TestDatabase::new(db).await;
+    (SqlStore::connect(&database.url, 8, std::time::Duration::from_secs(5)).await.unwrap(), database)
 }
 
 fn payment(id: &str, kind: PaymentType, amount: i64, status: Status) -> Payment {
@@ -400,10 +402,10 @@ async fn an_unreadable_row_is_corrupt(s: SqlStore) {
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod postgres {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::store(super::Db::Postgres).await).await } )*
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::store(super::Db::Postgres).await.0).await } )*
         }
         mod sqlite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::store(super::Db::Sqlite).await).await } )*
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::store(super::Db::Sqlite).await.0).await } )*
         }
     };
 }

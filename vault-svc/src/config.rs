@@ -1,13 +1,19 @@
 //! vault-svc settings: serde defaults for the embedded single-node run,
 //! overridden by an optional file and by `VAULT__…` environment variables.
+//! Unknown keys and values stop start-up (see `common::config`).
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use common::config::{Layers, MerchantsConfig, clean_list};
 use common::telemetry::TelemetryConfig;
 
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: &[&str] = &["tls.allowed_clients", "keys.share_files"];
+
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct VaultConfig {
     /// Public `Tokens` service.
     pub public_addr: String,
@@ -27,7 +33,10 @@ pub struct VaultConfig {
     pub tls: TlsConfig,
     /// Upper bound on any request's time in the vault, whatever the caller's deadline.
     pub request_timeout_ms: u64,
-    /// How long in-flight calls may take to finish after SIGTERM.
+    /// After SIGTERM, how long health reports NOT_SERVING while the ports
+    /// still accept, so load balancers stop routing here before they close.
+    pub shutdown_pause_ms: u64,
+    /// How long in-flight calls may take to finish after that.
     pub shutdown_drain_secs: u64,
     pub telemetry: TelemetryConfig,
 }
@@ -47,6 +56,7 @@ impl Default for VaultConfig {
             merchants: MerchantsConfig::default(),
             tls: TlsConfig::default(),
             request_timeout_ms: 5_000,
+            shutdown_pause_ms: 2_000,
             shutdown_drain_secs: 20,
             telemetry: TelemetryConfig::default(),
         }
@@ -54,7 +64,7 @@ impl Default for VaultConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// Unset: the in-process store. `REDIS_URL` is honoured as well.
     pub url: Option<String>,
@@ -70,20 +80,30 @@ impl Default for RedisConfig {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct KeysConfig {
-    /// `file` (default) or `custodians`.
-    pub provider: String,
+    pub provider: KeyProviderKind,
     /// KEK file (`v<n>:<base64>` lines); default `<data_dir>/kek`. `PAYVAULT_KEK` wins.
     pub kek_file: Option<PathBuf>,
-    /// Custodian share files, comma-separated (provider `custodians`).
-    pub share_files: String,
+    /// Custodian share files (provider `custodians`); comma-separated in the environment.
+    pub share_files: Vec<String>,
     /// The public check file of the shares (provider `custodians`).
     pub check_file: Option<PathBuf>,
 }
 
+/// Where the KEK comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyProviderKind {
+    /// `keys.kek_file`, or `PAYVAULT_KEK`.
+    #[default]
+    File,
+    /// Rebuilt from the custodians' shares (split knowledge).
+    Custodians,
+}
+
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
     /// Run the sweeper inside vault-svc this often; 0 = only as `vault-svc sweep`.
     pub sweep_interval_secs: u64,
@@ -98,33 +118,19 @@ impl Default for RetentionConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct MerchantsConfig {
-    /// Default `<data_dir>/merchants.json`.
-    pub file: Option<PathBuf>,
-    pub reload_secs: u64,
-}
-
-impl Default for MerchantsConfig {
-    fn default() -> Self {
-        Self { file: None, reload_secs: 5 }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// Defaults: `<data_dir>/certs/{ca.pem,server.pem,server.key}`.
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
-    /// Comma-separated DNS names a client certificate must carry.
-    pub allowed_clients: String,
+    /// DNS names a client certificate must carry; comma-separated in the environment.
+    pub allowed_clients: Vec<String>,
 }
 
 impl Default for TlsConfig {
     fn default() -> Self {
-        Self { ca: None, cert: None, key: None, allowed_clients: "payments-svc".into() }
+        Self { ca: None, cert: None, key: None, allowed_clients: vec!["payments-svc".into()] }
     }
 }
 
@@ -132,11 +138,25 @@ impl VaultConfig {
     /// Loads defaults → `file` → `VAULT__…` environment; `REDIS_URL` fills in
     /// `redis.url` when that is not set.
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, common::config::ConfigError> {
-        let mut cfg: Self = common::config::load("VAULT", file)?;
+        Self::load_from(&Layers::process(file))
+    }
+
+    /// As `load`, from the given layers (tests pass their own environment).
+    pub fn load_from(layers: &Layers<'_>) -> Result<Self, common::config::ConfigError> {
+        let mut cfg: Self = common::config::load("VAULT", LIST_KEYS, layers)?;
         if cfg.redis.url.is_none() {
-            cfg.redis.url = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty());
+            cfg.redis.url = layers.var("REDIS_URL").filter(|u| !u.is_empty());
         }
         Ok(cfg)
+    }
+
+    /// The shell's call and drain timing.
+    pub fn server_settings(&self) -> common::server::Settings {
+        common::server::Settings {
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            shutdown_pause: Duration::from_millis(self.shutdown_pause_ms),
+            shutdown_drain: Duration::from_secs(self.shutdown_drain_secs),
+        }
     }
 
     pub fn database_url(&self) -> String {
@@ -144,20 +164,20 @@ impl VaultConfig {
     }
 
     pub async fn connect_database(&self) -> Result<crate::storage::sql::SqlStore, crate::domain::store::StoreError> {
-        let timeout = std::time::Duration::from_millis(self.database.connect_timeout_ms);
+        let timeout = Duration::from_millis(self.database.connect_timeout_ms);
         crate::storage::sql::SqlStore::connect(&self.database_url(), self.database.max_connections, timeout).await
     }
 
     /// The configured source of the KEK.
     pub fn key_provider(&self) -> Box<dyn crate::crypto::KeyProvider> {
         use crate::crypto::custodian::CustodianKeyProvider;
-        if self.keys.provider == "custodians" {
-            let share_files =
-                self.keys.share_files.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect();
-            let check_file = self.keys.check_file.clone().unwrap_or_else(|| self.data_dir.join("kek.check"));
-            Box::new(CustodianKeyProvider { share_files, check_file })
-        } else {
-            Box::new(crate::crypto::FileKeyProvider { path: self.kek_file() })
+        match self.keys.provider {
+            KeyProviderKind::Custodians => {
+                let share_files = clean_list(&self.keys.share_files).map(PathBuf::from).collect();
+                let check_file = self.keys.check_file.clone().unwrap_or_else(|| self.data_dir.join("kek.check"));
+                Box::new(CustodianKeyProvider { share_files, check_file })
+            }
+            KeyProviderKind::File => Box::new(crate::crypto::FileKeyProvider { path: self.kek_file() }),
         }
     }
 
@@ -166,7 +186,7 @@ impl VaultConfig {
     }
 
     pub fn merchants_file(&self) -> PathBuf {
-        self.merchants.file.clone().unwrap_or_else(|| self.data_dir.join("merchants.json"))
+        self.merchants.file_in(&self.data_dir)
     }
 
     pub fn tls_paths(&self) -> [PathBuf; 3] {
@@ -179,6 +199,6 @@ impl VaultConfig {
     }
 
     pub fn allowed_clients(&self) -> Vec<String> {
-        self.tls.allowed_clients.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+        clean_list(&self.tls.allowed_clients).map(str::to_owned).collect()
     }
 }

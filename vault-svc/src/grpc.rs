@@ -10,19 +10,16 @@ pub mod tokens;
 pub mod vault;
 
 use std::future::Future;
-use std::time::Duration;
 
-use tonic::metadata::MetadataMap;
+use common::server::CallInfo;
 
 use crate::domain::VaultError;
 
-/// Runs a domain call within the caller's deadline (capped at `max`), so a
-/// store that hangs answers `UNAVAILABLE` in time instead of never.
+/// Runs a domain call within the call's deadline (the shell's `CallInfo`), so
+/// a store that hangs answers `UNAVAILABLE` in time instead of never.
 pub(crate) async fn within_deadline<T>(
-    metadata: &MetadataMap,
-    max: Duration,
-    call: impl Future<Output = Result<T, VaultError>>,
+    call: &CallInfo,
+    work: impl Future<Output = Result<T, VaultError>>,
 ) -> Result<T, VaultError> {
-    let deadline = common::grpc::deadline(metadata, max);
-    tokio::time::timeout(deadline, call).await.unwrap_or(Err(VaultError::DeadlineExceeded))
+    tokio::time::timeout(call.remaining(), work).await.unwrap_or(Err(VaultError::DeadlineExceeded))
 }

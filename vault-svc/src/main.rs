@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use common::clock::{Clock, SystemClock};
 use common::lifecycle::shutdown_signal;
-use vault_svc::config::VaultConfig;
+use vault_svc::config::{KeyProviderKind, VaultConfig};
 use vault_svc::crypto::{KekSet, KeyProvider, KeyRing};
 use vault_svc::domain::audit::Actor;
 use vault_svc::domain::store::cards::KeyStore;
@@ -150,7 +150,7 @@ async fn keys(cfg: &VaultConfig, command: KeysCommand) -> Result<(), BoxError> {
         }
         KeysCommand::RotateKek { add_version } => {
             if add_version {
-                if cfg.keys.provider == "custodians" {
+                if cfg.keys.provider == KeyProviderKind::Custodians {
                     return Err("with custodian shares, add the KEK version in a key ceremony and split it again \
                                 (keys split), roll the service out, then run keys rotate-kek"
                         .into());

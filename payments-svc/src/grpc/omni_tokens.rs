@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 use proto::payments::v1 as pb;
 use vault_api::{TokenKind, Vault};
 
-use super::{Shared, convert, idempotent};
+use super::{Call, Shared, convert, idempotent};
 use crate::acquirer::Acquirer;
 use crate::domain::payment::Scope;
 use crate::domain::store::PaymentStore;
@@ -19,8 +19,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::omni_tokens_server::OmniTokens 
         &self,
         request: Request<pb::CreateOmniTokenRequest>,
     ) -> Result<Response<pb::OmniToken>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let ctx = self.0.context(request.metadata());
+        let Call { caller, ctx } = self.0.call(&request)?;
         let (metadata, _, r) = request.into_parts();
         let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
         let response = idempotent::run(&self.0, &caller, "CreateOmniToken", &metadata, &r, move |id| async move {
@@ -37,8 +36,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::omni_tokens_server::OmniTokens 
         &self,
         request: Request<pb::DeleteOmniTokenRequest>,
     ) -> Result<Response<pb::DeleteOmniTokenResponse>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let ctx = self.0.context(request.metadata());
+        let Call { caller, ctx } = self.0.call(&request)?;
         let (metadata, _, r) = request.into_parts();
         let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
         let response = idempotent::run(&self.0, &caller, "DeleteOmniToken", &metadata, &r, move |_| async move {

@@ -8,7 +8,7 @@ use common::card::loggable;
 use proto::payments::v1 as pb;
 use vault_api::Vault;
 
-use super::{Shared, convert, idempotent};
+use super::{Call, Shared, convert, idempotent};
 use crate::acquirer::Acquirer;
 use crate::domain::payment::Scope;
 use crate::domain::store::{LedgerQuery, PaymentStore};
@@ -21,8 +21,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
         &self,
         request: Request<pb::CreatePaymentRequest>,
     ) -> Result<Response<pb::Payment>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let ctx = self.0.context(request.metadata());
+        let Call { caller, ctx } = self.0.call(&request)?;
         let (metadata, _, r) = request.into_parts();
         let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
         let response = idempotent::run(&self.0, &caller, "CreatePayment", &metadata, &r, move |id| async move {
@@ -42,7 +41,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
         &self,
         request: Request<pb::CapturePaymentRequest>,
     ) -> Result<Response<pb::Payment>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
+        let Call { caller, .. } = self.0.call(&request)?;
         let (metadata, _, r) = request.into_parts();
         let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
         let response = idempotent::run(&self.0, &caller, "CapturePayment", &metadata, &r, move |id| async move {
@@ -57,7 +56,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
         &self,
         request: Request<pb::ReversePaymentRequest>,
     ) -> Result<Response<pb::Payment>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
+        let Call { caller, .. } = self.0.call(&request)?;
         let (metadata, _, r) = request.into_parts();
         let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
         let response = idempotent::run(&self.0, &caller, "ReversePayment", &metadata, &r, move |id| async move {
@@ -71,7 +70,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
         &self,
         request: Request<pb::RefundPaymentRequest>,
     ) -> Result<Response<pb::Payment>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
+        let Call { caller, .. } = self.0.call(&request)?;
         let (metadata, _, r) = request.into_parts();
         let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
         let response = idempotent::run(&self.0, &caller, "RefundPayment", &metadata, &r, move |id| async move {
@@ -82,8 +81,8 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
     }
 
     async fn get_payment(&self, request: Request<pb::GetPaymentRequest>) -> Result<Response<pb::Payment>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let scope = Scope::of(&caller);
+        let call = self.0.call(&request)?;
+        let scope = call.scope();
         let payment = self.0.payments.get(scope, &request.get_ref().id).await?;
         Ok(Response::new(convert::payment(&payment)))
     }
@@ -92,8 +91,8 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
         &self,
         request: Request<pb::ListTransactionsRequest>,
     ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let scope = Scope::of(&caller);
+        let call = self.0.call(&request)?;
+        let scope = call.scope();
         let r = request.get_ref();
         let query = match (r.payment_id.is_empty(), r.token.is_empty()) {
             (false, _) => LedgerQuery::Payment(&r.payment_id),

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use proto::payments::v1 as pb;
 use vault_api::{TokenKind, Vault};
 
-use super::{Shared, convert, idempotent};
+use super::{Call, Shared, convert, idempotent};
 use crate::acquirer::Acquirer;
 use crate::domain::PaymentError;
 use crate::domain::flows::Source;
@@ -22,8 +22,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
         &self,
         request: Request<pb::CreateRegistrationRequest>,
     ) -> Result<Response<pb::Registration>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let ctx = self.0.context(request.metadata());
+        let Call { caller, ctx } = self.0.call(&request)?;
         let (metadata, _, r) = request.into_parts();
         let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
         let response = idempotent::run(&self.0, &caller, "CreateRegistration", &metadata, &r, move |id| async move {
@@ -48,12 +47,11 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
         &self,
         request: Request<pb::ListRegistrationsRequest>,
     ) -> Result<Response<pb::ListRegistrationsResponse>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let ctx = self.0.context(request.metadata());
-        let scope = Scope::of(&caller);
+        let call = self.0.call(&request)?;
+        let (scope, ctx) = (call.scope(), &call.ctx);
         let r = request.get_ref();
         let (tokens, next_page_token) =
-            self.0.payments.list_registrations(scope, &r.customer_id, r.page_size, &r.page_token, &ctx).await?;
+            self.0.payments.list_registrations(scope, &r.customer_id, r.page_size, &r.page_token, ctx).await?;
         let registrations = tokens
             .into_iter()
             .map(|t| pb::RegistrationSummary {
@@ -71,8 +69,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
         &self,
         request: Request<pb::DeleteRegistrationRequest>,
     ) -> Result<Response<pb::DeleteRegistrationResponse>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let ctx = self.0.context(request.metadata());
+        let Call { caller, ctx } = self.0.call(&request)?;
         let (metadata, _, r) = request.into_parts();
         let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
         let response = idempotent::run(&self.0, &caller, "DeleteRegistration", &metadata, &r, move |_| async move {
@@ -87,8 +84,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
         &self,
         request: Request<pb::ExtendRegistrationRequest>,
     ) -> Result<Response<pb::Registration>, Status> {
-        let caller = self.0.authenticate(request.metadata())?;
-        let ctx = self.0.context(request.metadata());
+        let Call { caller, ctx } = self.0.call(&request)?;
         let (metadata, _, r) = request.into_parts();
         let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
         let response = idempotent::run(&self.0, &caller, "ExtendRegistration", &metadata, &r, move |_| async move {

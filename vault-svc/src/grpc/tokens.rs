@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
-use common::auth::{DirectoryHandle, KeyKind};
+use common::auth::{Caller, DirectoryHandle, KeyKind};
+use common::server::CallInfo;
 use proto::vault::v1 as pb;
 
 use super::{convert, within_deadline};
@@ -22,6 +23,13 @@ impl<S> TokensService<S> {
     pub fn new(tokens: Arc<SingleUseTokens<S>>, directory: DirectoryHandle, max_deadline: Duration) -> Self {
         Self { tokens, directory, max_deadline }
     }
+
+    /// The preamble of every call: the merchant behind the key, and the
+    /// call's deadline and correlation id.
+    fn call<T>(&self, request: &Request<T>) -> Result<(Caller, CallInfo), Status> {
+        let caller = self.directory.authenticate(request.metadata(), KEYS).map_err(Status::from)?;
+        Ok((caller, CallInfo::of(request, self.max_deadline)))
+    }
 }
 
 const KEYS: &[KeyKind] = &[KeyKind::Public, KeyKind::Secret];
@@ -29,15 +37,10 @@ const KEYS: &[KeyKind] = &[KeyKind::Public, KeyKind::Secret];
 #[tonic::async_trait]
 impl<S: TokenStore> pb::tokens_server::Tokens for TokensService<S> {
     async fn create_token(&self, request: Request<pb::CreateTokenRequest>) -> Result<Response<pb::Token>, Status> {
-        let caller = self.directory.authenticate(request.metadata(), KEYS).map_err(Status::from)?;
-        let (metadata, _, mut message) = request.into_parts();
+        let (caller, call) = self.call(&request)?;
+        let mut message = request.into_inner();
         let input = convert::card_input(message.card.get_or_insert_default());
-        let created = within_deadline(
-            &metadata,
-            self.max_deadline,
-            self.tokens.create(&caller.merchant_id, caller.livemode, &input),
-        )
-        .await;
+        let created = within_deadline(&call, self.tokens.create(&caller.merchant_id, caller.livemode, &input)).await;
         match &created {
             Ok(t) => tracing::info!(merchant_id = %caller.merchant_id, token_id = %t.id, "token created"),
             Err(e) => tracing::info!(merchant_id = %caller.merchant_id, error = %e, "token refused"),
@@ -46,13 +49,10 @@ impl<S: TokenStore> pb::tokens_server::Tokens for TokensService<S> {
     }
 
     async fn get_token(&self, request: Request<pb::GetTokenRequest>) -> Result<Response<pb::Token>, Status> {
-        let caller = self.directory.authenticate(request.metadata(), KEYS).map_err(Status::from)?;
-        let token = within_deadline(
-            request.metadata(),
-            self.max_deadline,
-            self.tokens.get(&caller.merchant_id, caller.livemode, &request.get_ref().id),
-        )
-        .await?;
+        let (caller, call) = self.call(&request)?;
+        let token =
+            within_deadline(&call, self.tokens.get(&caller.merchant_id, caller.livemode, &request.get_ref().id))
+                .await?;
         Ok(Response::new(convert::token(token)))
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use common::card::loggable;
-use common::grpc::correlation_id;
+use common::server::CallInfo;
 use proto::vault::v1 as pb;
 
 use super::{convert, tls, within_deadline};
@@ -29,11 +29,15 @@ impl<C, S> VaultService<C, S> {
         Self { tokens, allowed_clients, max_deadline }
     }
 
-    fn actor<T>(&self, request: &Request<T>) -> Actor {
-        Actor {
+    /// The preamble of every call: its deadline and correlation id, and the
+    /// actor the audit trail records (the client certificate's identity).
+    fn call<T>(&self, request: &Request<T>) -> (CallInfo, Actor) {
+        let call = CallInfo::of(request, self.max_deadline);
+        let actor = Actor {
             name: tls::peer_identity(request, &self.allowed_clients),
-            correlation_id: correlation_id(request.metadata()),
-        }
+            correlation_id: call.correlation_id.clone(),
+        };
+        (call, actor)
     }
 }
 
@@ -43,15 +47,10 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         &self,
         request: Request<pb::DetokenizeRequest>,
     ) -> Result<Response<pb::DetokenizeResponse>, Status> {
-        let actor = self.actor(&request);
+        let (call, actor) = self.call(&request);
         let r = request.get_ref();
         let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
-        let result = within_deadline(
-            request.metadata(),
-            self.max_deadline,
-            self.tokens.detokenize(scope, &r.token, &r.consumer_ref, &actor),
-        )
-        .await;
+        let result = within_deadline(&call, self.tokens.detokenize(scope, &r.token, &r.consumer_ref, &actor)).await;
         let (merchant_id, token_id, actor) = (loggable(&r.merchant_id), loggable(&r.token), &actor.name);
         match &result {
             Ok(_) => tracing::info!(merchant_id, token_id, actor, "token detokenized"),
@@ -64,10 +63,10 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         &self,
         request: Request<pb::ReportChargeRequest>,
     ) -> Result<Response<pb::ReportChargeResponse>, Status> {
+        let call = CallInfo::of(&request, self.max_deadline);
         let r = request.get_ref();
         let recorded = within_deadline(
-            request.metadata(),
-            self.max_deadline,
+            &call,
             self.tokens.single_use().report_charge(&r.merchant_id, &r.token, &r.consumer_ref, &r.charge_status),
         )
         .await?;
@@ -75,8 +74,8 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
     }
 
     async fn tokenize(&self, request: Request<pb::TokenizeRequest>) -> Result<Response<pb::StoredToken>, Status> {
-        let actor = self.actor(&request);
-        let (metadata, _, mut r) = request.into_parts();
+        let (call, actor) = self.call(&request);
+        let mut r = request.into_inner();
         let kind = convert::kind(r.kind)?;
         let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
         let input;
@@ -88,12 +87,9 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
             Some(pb::tokenize_request::Source::SingleUseToken(token)) => Source::SingleUse(token),
             None => return Err(VaultError::InvalidArgument("a card or a single_use_token is required").into()),
         };
-        let result = within_deadline(
-            &metadata,
-            self.max_deadline,
-            self.tokens.tokenize(scope, kind, source, &r.customer_id, &r.consumer_ref, &actor),
-        )
-        .await;
+        let result =
+            within_deadline(&call, self.tokens.tokenize(scope, kind, source, &r.customer_id, &r.consumer_ref, &actor))
+                .await;
         match &result {
             Ok(t) => {
                 tracing::info!(merchant_id = loggable(&r.merchant_id), token_id = %t.id, kind = kind.as_str(), "card tokenized")
@@ -107,9 +103,10 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         &self,
         request: Request<pb::DescribeTokenRequest>,
     ) -> Result<Response<pb::StoredToken>, Status> {
+        let call = CallInfo::of(&request, self.max_deadline);
         let r = request.get_ref();
         let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
-        let view = within_deadline(request.metadata(), self.max_deadline, self.tokens.describe(scope, &r.id)).await?;
+        let view = within_deadline(&call, self.tokens.describe(scope, &r.id)).await?;
         Ok(Response::new(convert::stored_token(view)))
     }
 
@@ -117,15 +114,12 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         &self,
         request: Request<pb::ListTokensRequest>,
     ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        let call = CallInfo::of(&request, self.max_deadline);
         let r = request.get_ref();
         let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
         let kind = convert::kind_filter(r.kind)?;
-        let page = within_deadline(
-            request.metadata(),
-            self.max_deadline,
-            self.tokens.list(scope, &r.customer_id, kind, r.page_size, &r.page_token),
-        )
-        .await?;
+        let page =
+            within_deadline(&call, self.tokens.list(scope, &r.customer_id, kind, r.page_size, &r.page_token)).await?;
         Ok(Response::new(pb::ListTokensResponse {
             tokens: page.items.into_iter().map(convert::token_summary).collect(),
             next_page_token: page.next_page_token,
@@ -136,11 +130,10 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         &self,
         request: Request<pb::DeleteTokenRequest>,
     ) -> Result<Response<pb::DeleteTokenResponse>, Status> {
-        let actor = self.actor(&request);
+        let (call, actor) = self.call(&request);
         let r = request.get_ref();
         let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
-        let deleted =
-            within_deadline(request.metadata(), self.max_deadline, self.tokens.delete(scope, &r.id, &actor)).await?;
+        let deleted = within_deadline(&call, self.tokens.delete(scope, &r.id, &actor)).await?;
         tracing::info!(merchant_id = loggable(&r.merchant_id), token_id = loggable(&r.id), deleted, "token delete");
         Ok(Response::new(pb::DeleteTokenResponse { id: r.id.clone(), deleted }))
     }
@@ -149,11 +142,10 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         &self,
         request: Request<pb::ExtendTokenRequest>,
     ) -> Result<Response<pb::StoredToken>, Status> {
-        let actor = self.actor(&request);
+        let (call, actor) = self.call(&request);
         let r = request.get_ref();
         let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
-        let view =
-            within_deadline(request.metadata(), self.max_deadline, self.tokens.extend(scope, &r.id, &actor)).await?;
+        let view = within_deadline(&call, self.tokens.extend(scope, &r.id, &actor)).await?;
         Ok(Response::new(convert::stored_token(view)))
     }
 
@@ -161,10 +153,10 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         &self,
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let call = CallInfo::of(&request, self.max_deadline);
         let r = request.get_ref();
         let page = within_deadline(
-            request.metadata(),
-            self.max_deadline,
+            &call,
             self.tokens.audit_events(
                 &r.merchant_id,
                 &r.token_id,

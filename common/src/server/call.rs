@@ -1,0 +1,143 @@
+//! The per-call deadline and correlation id. `CallLayer` reads them once from
+//! the request headers (the caller's `grpc-timeout`, capped at the configured
+//! request timeout; `x-correlation-id` / `x-request-id` / `traceparent`), puts
+//! a `CallInfo` in the request's extensions for handlers, and stops a handler
+//! that outlives its deadline. Handlers answer at their deadline themselves
+//! (with their own reason); the layer is the backstop a short grace later, so
+//! no call holds a worker past it.
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use tonic::Code;
+use tower::{Layer, Service};
+
+/// How long after the deadline the layer cuts a handler that did not answer.
+pub const GRACE: Duration = Duration::from_millis(100);
+
+/// What the shell knows about a call before its handler runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallInfo {
+    pub deadline: Instant,
+    pub correlation_id: String,
+}
+
+impl CallInfo {
+    pub fn from_headers(headers: &http::HeaderMap, max: Duration) -> Self {
+        Self {
+            deadline: Instant::now() + crate::grpc::header_deadline(headers, max),
+            correlation_id: crate::grpc::header_correlation_id(headers),
+        }
+    }
+
+    /// The shell's `CallInfo` for `request`; computed from its metadata when
+    /// the request did not come through `CallLayer` (a handler called directly).
+    pub fn of<T>(request: &tonic::Request<T>, max: Duration) -> Self {
+        request.extensions().get::<Self>().cloned().unwrap_or_else(|| {
+            let metadata = request.metadata();
+            Self {
+                deadline: Instant::now() + crate::grpc::deadline(metadata, max),
+                correlation_id: crate::grpc::correlation_id(metadata),
+            }
+        })
+    }
+
+    /// The time left before the deadline.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// Adds `CallInfo` to every request and caps the call at its deadline.
+#[derive(Debug, Clone, Copy)]
+pub struct CallLayer {
+    max: Duration,
+}
+
+impl CallLayer {
+    /// `max`: the configured request timeout.
+    pub fn new(max: Duration) -> Self {
+        Self { max }
+    }
+}
+
+impl<S> Layer<S> for CallLayer {
+    type Service = CallLimit<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        CallLimit { inner, max: self.max }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CallLimit<S> {
+    inner: S,
+    max: Duration,
+}
+
+impl<S, B, R> Service<http::Request<B>> for CallLimit<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>> + Send,
+    S::Future: Send + 'static,
+    R: Default,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let info = CallInfo::from_headers(request.headers(), self.max);
+        let cut = tokio::time::Instant::from_std(info.deadline + GRACE);
+        request.extensions_mut().insert(info);
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            match tokio::time::timeout_at(cut, call).await {
+                Ok(response) => response,
+                Err(_) => Ok(crate::grpc::error_status(
+                    Code::DeadlineExceeded,
+                    crate::reason::Reason::DeadlineExceeded,
+                    "the call did not finish within its deadline",
+                )
+                .into_http()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_info_takes_the_callers_deadline_capped_and_its_correlation_id() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("grpc-timeout", "250m".parse().unwrap());
+        headers.insert("x-request-id", "req-7".parse().unwrap());
+        let info = CallInfo::from_headers(&headers, Duration::from_secs(5));
+        assert!(info.remaining() <= Duration::from_millis(250) && info.remaining() > Duration::from_millis(200));
+        assert_eq!(info.correlation_id, "req-7");
+        let capped = CallInfo::from_headers(&http::HeaderMap::new(), Duration::from_millis(40));
+        assert!(capped.remaining() <= Duration::from_millis(40));
+    }
+
+    #[tokio::test]
+    async fn a_handler_past_its_deadline_is_cut_with_deadline_exceeded() {
+        let slow = tower::service_fn(|request: http::Request<()>| async move {
+            assert!(request.extensions().get::<CallInfo>().is_some(), "handlers see the call's info");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, Infallible>(http::Response::new(String::new()))
+        });
+        let mut service = CallLayer::new(Duration::from_millis(20)).layer(slow);
+        let started = Instant::now();
+        let response = service.call(http::Request::new(())).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let status = tonic::Status::from_header_map(response.headers()).unwrap();
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert_eq!(crate::grpc::error_reason(&status).as_deref(), Some("deadline_exceeded"));
+    }
+
+    use std::convert::Infallible;
+}

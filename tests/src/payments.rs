@@ -1,0 +1,123 @@
+//! Both services: the vault (Redis + PostgreSQL) and a real payments-svc
+//! (PostgreSQL) calling it over mTLS as `payments-svc`, with the test
+//! acquirer; payments-svc is started through `PaymentsConfig::load_from` with
+//! a configuration file written for the test.
+use std::sync::Arc;
+
+use tonic::transport::Channel;
+
+use common::config::Layers;
+use payments_svc::config::PaymentsConfig;
+use payments_svc::startup::{Application, Dependencies};
+
+use crate::database::{Db, TestDatabase};
+use crate::scratch::ScratchDir;
+use crate::server::ServerTask;
+use crate::vault::{Store, TestVault};
+use crate::{OmniTokensClient, PaymentsClient, RegistrationsClient, authed, card, create_request};
+
+pub struct TestPlatform {
+    pub vault: TestVault,
+    pub payments: Channel,
+    pub payments_database_url: String,
+    server: ServerTask,
+    _database: TestDatabase,
+    _dir: ScratchDir,
+}
+
+impl TestPlatform {
+    pub async fn start() -> Self {
+        let vault = TestVault::start(Store::Redis).await;
+        let vault_url = format!("https://localhost:{}", vault.internal_addr.port());
+        Self::start_with(vault, vault_url).await
+    }
+
+    /// payments-svc pointed at a vault address where nothing listens.
+    pub async fn start_with_vault_down() -> Self {
+        let vault = TestVault::start(Store::Redis).await;
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self::start_with(vault, format!("https://localhost:{closed}")).await
+    }
+
+    async fn start_with(vault: TestVault, vault_url: String) -> Self {
+        let dir = ScratchDir::new();
+        let client = vault.ca.client("payments-svc").unwrap();
+        dir.write("certs/ca.pem", &vault.ca.ca_pem);
+        dir.write("certs/client.pem", &client.cert_pem);
+        dir.write("certs/client.key", &client.key_pem);
+        let database = TestDatabase::new(Db::Postgres).await;
+        let toml = format!(
+            r#"addr = "127.0.0.1:0"
+metrics_addr = ""
+data_dir = {data_dir:?}
+acquirer_timeout_ms = 300
+request_timeout_ms = 5000
+shutdown_pause_ms = 20
+shutdown_drain_secs = 2
+
+[database]
+url = {database_url:?}
+max_connections = 8
+connect_timeout_ms = 5000
+
+[vault]
+url = {vault_url:?}
+domain = "localhost"
+
+[merchants]
+file = {directory:?}
+
+# Leases run on the test's manual clock: work is reconciled once a test moves
+# the clock past them.
+[reconcile]
+interval_ms = 100
+"#,
+            data_dir = dir.path().display().to_string(),
+            database_url = database.url,
+            directory = vault.directory_file.display().to_string(),
+        );
+        let file = dir.write("payments.toml", toml);
+        let cfg = PaymentsConfig::load_from(&Layers { file: Some(&file), env: Some(Default::default()) }).unwrap();
+        let mut deps = Dependencies::from_config(&cfg).await.unwrap();
+        deps.clock = Arc::new(vault.clock.clone());
+        let app = Application::bind(&cfg.addr, deps).await.unwrap();
+        let addr = app.addr();
+        let server = ServerTask::spawn("payments-svc", |shutdown| app.run_until(shutdown));
+        let payments = Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+        Self { vault, payments, payments_database_url: database.url.clone(), server, _database: database, _dir: dir }
+    }
+
+    pub fn skey(&self) -> String {
+        self.vault.merchant.test_secret.expose().to_owned()
+    }
+
+    pub fn pkey(&self) -> String {
+        self.vault.merchant.test_public.expose().to_owned()
+    }
+
+    pub fn payments(&self) -> PaymentsClient<Channel> {
+        PaymentsClient::new(self.payments.clone())
+    }
+
+    pub fn registrations(&self) -> RegistrationsClient<Channel> {
+        RegistrationsClient::new(self.payments.clone())
+    }
+
+    pub fn omni(&self) -> OmniTokensClient<Channel> {
+        OmniTokensClient::new(self.payments.clone())
+    }
+
+    /// A single-use token for `number`, made with the public key.
+    pub async fn single_use_token(&self, number: &str) -> String {
+        let request = authed(&self.pkey(), create_request(card(number, "123")));
+        self.vault.tokens().create_token(request).await.unwrap().into_inner().id
+    }
+
+    /// Stops payments-svc, then the vault (each failing the test if it
+    /// failed), then drops their databases and files.
+    pub async fn stop(self) {
+        let Self { vault, server, .. } = self;
+        server.stop().await;
+        vault.stop().await;
+    }
+}

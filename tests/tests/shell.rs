@@ -1,0 +1,52 @@
+//! The server shell as a client sees it: health per service name follows the
+//! dependencies that service needs, and "" (liveness) stays SERVING.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use e2e::{Store, TestVault};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+async fn status(channel: tonic::transport::Channel, service: &str) -> ServingStatus {
+    let request = HealthCheckRequest { service: service.into() };
+    HealthClient::new(channel).check(request).await.unwrap().into_inner().status()
+}
+
+#[tokio::test]
+async fn a_silent_single_use_store_takes_tokens_and_vault_out_but_not_liveness() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    let vault = TestVault::start(Store::RedisAt(url)).await;
+    // Past the first probe's one-second limit.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(status(vault.public.clone(), "payvault.vault.v1.Tokens").await, ServingStatus::NotServing);
+    assert_eq!(status(vault.public.clone(), "").await, ServingStatus::Serving, "liveness");
+    let internal = vault.internal_channel(Some((&vault.ca, "payments-svc")));
+    assert_eq!(status(internal, "payvault.vault.v1.Vault").await, ServingStatus::NotServing);
+    held.abort();
+    vault.stop().await;
+}
+
+#[tokio::test]
+async fn every_service_is_serving_when_its_stores_are_up() {
+    let vault = TestVault::start(Store::Memory).await;
+    let internal = vault.internal_channel(Some((&vault.ca, "payments-svc")));
+    let mut serving = false;
+    for _ in 0..50 {
+        serving = status(vault.public.clone(), "payvault.vault.v1.Tokens").await == ServingStatus::Serving
+            && status(internal.clone(), "payvault.vault.v1.Vault").await == ServingStatus::Serving;
+        if serving {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(serving);
+    vault.stop().await;
+}
