@@ -3,6 +3,8 @@
 //! generated clients for its public and internal ports.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod procs;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
