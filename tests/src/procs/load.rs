@@ -138,6 +138,9 @@ impl Journal {
         for call in &self.calls {
             *counts.entry(format!("{} {}", call.op.name(), call.outcome.label())).or_default() += 1;
         }
+        for failure in &self.token_failures {
+            *counts.entry(format!("CreateToken {failure}")).or_default() += 1;
+        }
         counts.into_iter().collect()
     }
 
@@ -243,6 +246,11 @@ impl Rng {
     }
 }
 
+/// `amount` moved off the test acquirer's timeout endings (…98, …99).
+fn off_timeouts(amount: i64) -> i64 {
+    if amount % 100 >= 98 { amount - 2 } else { amount }
+}
+
 pub fn new_key() -> String {
     format!("e2e-{}", common::ids::hex(12))
 }
@@ -299,6 +307,34 @@ impl Driver {
             }
         }
         used
+    }
+
+    /// Where the vault's `charge_status` of a token disagrees with the final
+    /// answer of the payment made with it (`journal`: the last answer of each
+    /// call): approved → `successful`, declined → `failed`.
+    pub async fn charge_status_mismatches(&self, journal: &Journal) -> Vec<String> {
+        let mut mismatches = Vec::new();
+        for call in &journal.calls {
+            let (Op::Create(request), Outcome::Ok(payment)) = (&call.op, &call.outcome) else { continue };
+            let Some(pb::create_payment_request::Source::Token(token)) = &request.source else { continue };
+            let want = if call.outcome.approved() {
+                "successful"
+            } else if payment.result.as_ref().is_some_and(|r| r.code.starts_with("800.")) {
+                "failed"
+            } else {
+                continue;
+            };
+            match self.token_state(token).await {
+                Some((_, status)) if status == want => {}
+                got => mismatches.push(format!(
+                    "{} payment {}: token charge_status {:?}, want {want:?}",
+                    call.op.name(),
+                    payment.id,
+                    got.map(|(_, s)| s)
+                )),
+            }
+        }
+        mismatches
     }
 
     /// One journaled call: `op` under `key` with a client deadline.
@@ -393,7 +429,9 @@ impl Driver {
                 let id = db.outcome.payment().map(|p| p.id.clone()).unwrap_or_default();
                 journal.calls.push(db);
                 if refund {
-                    journal.calls.push(step(Op::Refund(pb::RefundPaymentRequest { id, amount: amount / 2 })).await);
+                    journal.calls.push(
+                        step(Op::Refund(pb::RefundPaymentRequest { id, amount: off_timeouts(amount / 2) })).await,
+                    );
                 }
             } else if flow < 85 {
                 // PA → partial CP → partial RF of the capture.
@@ -402,13 +440,13 @@ impl Driver {
                 let id = pa.outcome.payment().map(|p| p.id.clone()).unwrap_or_default();
                 journal.calls.push(pa);
                 if approved && Instant::now() < until {
-                    let capture = amount - amount / 4;
+                    let capture = off_timeouts(amount - amount / 4);
                     let cp = step(Op::Capture(pb::CapturePaymentRequest { id, amount: capture })).await;
                     let approved = cp.outcome.approved();
                     let cp_id = cp.outcome.payment().map(|p| p.id.clone()).unwrap_or_default();
                     journal.calls.push(cp);
                     if approved && Instant::now() < until {
-                        let rf = Op::Refund(pb::RefundPaymentRequest { id: cp_id, amount: capture / 3 });
+                        let rf = Op::Refund(pb::RefundPaymentRequest { id: cp_id, amount: off_timeouts(capture / 3) });
                         journal.calls.push(step(rf).await);
                     }
                 }
