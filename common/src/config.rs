@@ -51,10 +51,13 @@ pub fn load<T: DeserializeOwned>(prefix: &str, list_keys: &[&str], layers: &Laye
         .prefix_separator("__")
         .separator("__")
         .try_parsing(true)
-        .list_separator(",")
         .source(layers.env.clone());
-    for key in list_keys {
-        env = env.with_list_parse_key(key);
+    // With a separator and no list keys, `config` would split every value.
+    if !list_keys.is_empty() {
+        env = env.list_separator(",");
+        for key in list_keys {
+            env = env.with_list_parse_key(key);
+        }
     }
     Ok(builder.add_source(env).build()?.try_deserialize()?)
 }
@@ -90,5 +93,23 @@ impl MerchantsConfig {
         let directory = crate::auth::DirectoryHandle::load(&self.file_in(data_dir))?;
         directory.spawn_reloader(std::time::Duration::from_secs(self.reload_secs.max(1)));
         Ok(directory)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_are_lists_only_where_a_list_is_expected() {
+        #[derive(serde::Deserialize)]
+        struct Cfg {
+            addr: String,
+            url: String,
+        }
+        let env = [("P__ADDR", "127.0.0.1:1"), ("P__URL", "postgres://h/db?a=1,b=2")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let cfg: Cfg = super::load("P", &[], &super::Layers { file: None, env: Some(env) }).unwrap();
+        assert_eq!((cfg.addr.as_str(), cfg.url.as_str()), ("127.0.0.1:1", "postgres://h/db?a=1,b=2"));
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod database;
 pub mod payments;
+pub mod procs;
 pub mod redis;
 pub mod scratch;
 pub mod server;

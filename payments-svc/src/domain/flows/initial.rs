@@ -132,6 +132,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                     };
                     acquirer_asked = true;
                     if outcome == AcquirerOutcome::TimedOut {
+                        // Best effort: the final status is reported once known.
                         self.report_charge_status(scope, &payment, ctx).await;
                         return Ok(payment);
                     }
@@ -141,7 +142,11 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                     self.tokenize_paid(scope, payment, card.as_ref(), ctx).await?
                 }
                 RecoveryPoint::Tokenized => {
-                    self.report_charge_status(scope, &payment, ctx).await;
+                    if !self.report_charge_status(scope, &payment, ctx).await {
+                        // The vault is away: the payment stands and answers; its
+                        // lease runs out and the reconciler reports it later.
+                        return Ok(payment);
+                    }
                     let mut next = payment.clone();
                     next.recovery = RecoveryPoint::ChargeReported;
                     self.advance(next, RecoveryPoint::Tokenized, &[], None).await?
@@ -304,19 +309,28 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
     }
 
     /// Tells the vault how the payment over a single-use token stands (its
-    /// `charge_status`); a failure is logged, never fails the payment.
-    async fn report_charge_status(&self, scope: Scope<'_>, payment: &Payment, ctx: &CallContext) {
+    /// `charge_status`); never fails the payment. `false` when the vault
+    /// could not be reached, so the report is still to be made.
+    async fn report_charge_status(&self, scope: Scope<'_>, payment: &Payment, ctx: &CallContext) -> bool {
         if payment.source_kind != Some(SourceKind::SingleUse) {
-            return;
+            return true;
         }
-        let Some(token) = payment.token.as_deref() else { return };
+        let Some(token) = payment.token.as_deref() else { return true };
         let charge = match payment.status {
             Status::Approved => "successful",
             Status::Declined | Status::Failed => "failed",
             Status::Pending => "pending",
         };
-        if let Err(error) = self.vault.report_charge(scope, token, &payment.id, charge, ctx).await {
-            tracing::warn!(%error, payment_id = %payment.id, "charge status not reported to the vault");
+        match self.vault.report_charge(scope, token, &payment.id, charge, ctx).await {
+            Ok(_) => true,
+            Err(VaultError::Unavailable) => {
+                tracing::warn!(payment_id = %payment.id, "charge status not reported yet: the vault is unavailable");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%error, payment_id = %payment.id, "charge status refused by the vault");
+                true
+            }
         }
     }
 }

@@ -68,9 +68,10 @@ pub struct ValidPayment {
 
 const MAX_TEXT: usize = 255;
 
-/// Caller-supplied text: bounded, and never a card number.
+/// Caller-supplied text: bounded, free of NUL and control characters (which
+/// a store would refuse after the acquirer was called), and never a card number.
 pub fn check_text(value: &str, what: &'static str) -> Result<(), PaymentError> {
-    if value.chars().count() > MAX_TEXT || contains_pan(value) {
+    if value.chars().count() > MAX_TEXT || value.chars().any(char::is_control) || contains_pan(value) {
         return Err(PaymentError::InvalidArgument(what));
     }
     Ok(())
@@ -104,6 +105,10 @@ pub fn payment(req: NewPayment, now: Millis) -> Result<ValidPayment, PaymentErro
     }
     let merchant_initiated = req.standing_instruction.as_ref().is_some_and(|si| si.source == SiSource::Mit);
     if let Some(si) = &req.standing_instruction {
+        check_text(
+            &si.initial_transaction_id,
+            "standing_instruction.initial_transaction_id must be at most 255 characters of text",
+        )?;
         if si.mode == SiMode::Initial && si.source == SiSource::Mit {
             return Err(PaymentError::InvalidArgument("an INITIAL standing instruction is cardholder-initiated"));
         }
@@ -175,6 +180,16 @@ mod tests {
             refused(NewPayment { description: "4242424242424242".into(), ..request(token()) }),
             PaymentError::InvalidArgument(_)
         ));
+        for nul in ["a\0b", "tab\there", "line\nbreak"] {
+            assert!(matches!(
+                refused(NewPayment { description: nul.into(), ..request(token()) }),
+                PaymentError::InvalidArgument(_)
+            ));
+            assert!(matches!(
+                refused(NewPayment { customer_id: nul.into(), ..request(token()) }),
+                PaymentError::InvalidArgument(_)
+            ));
+        }
         assert!(matches!(
             refused(NewPayment { create_registration: true, create_omni_token: true, ..request(token()) }),
             PaymentError::InvalidArgument(_)

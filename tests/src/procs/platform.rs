@@ -1,0 +1,185 @@
+//! The whole platform as real processes: a private PostgreSQL cluster
+//! (databases `payments` and `vault`, or a second cluster for the vault), a
+//! private Redis, `vault-svc dev-init` keys and certificates, then `vault-svc`
+//! and `payments-svc` configured only through `VAULT__…`/`PAYMENTS__…`
+//! variables on spare loopback ports.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tonic::transport::Channel;
+
+use proto::payments::v1::payments_client::PaymentsClient;
+use proto::vault::v1::tokens_client::TokensClient;
+
+use super::invariants::Invariants;
+use super::pg::PgServer;
+use super::redis::RedisServer;
+use super::service::{Service, ServiceKind};
+use super::util::{ScratchDir, spare_port};
+
+/// The settings that make leases and reconciliation fast enough for a test:
+/// the idempotency lease and the reconciler's interval. The single place to
+/// adjust when payments-svc names them differently; pass the result in
+/// `PlatformOptions::payments_env`. (Until payments-svc knows these keys they
+/// are ignored; once its configuration is strict they must exist.)
+pub fn recovery_env(lease: Duration, reconcile_interval: Duration) -> Vec<(String, String)> {
+    vec![
+        ("PAYMENTS__IDEMPOTENCY__LEASE_MS".into(), lease.as_millis().to_string()),
+        ("PAYMENTS__RECONCILE__INTERVAL_MS".into(), reconcile_interval.as_millis().to_string()),
+    ]
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PlatformOptions {
+    /// The vault's database in a cluster of its own, so that killing the
+    /// payments cluster leaves the vault up (default: one cluster, two databases).
+    pub vault_own_cluster: bool,
+    /// Redis with AOF (`appendfsync always`), so tokens survive a Redis kill.
+    pub redis_appendonly: bool,
+    /// Extra `PAYMENTS__…` variables (e.g. `recovery_env`), applied last.
+    pub payments_env: Vec<(String, String)>,
+    /// Extra `VAULT__…` variables, applied last.
+    pub vault_env: Vec<(String, String)>,
+}
+
+/// The dev-init test merchant's id and keys.
+#[derive(Clone)]
+pub struct Keys {
+    pub merchant_id: String,
+    pub pkey: String,
+    pub skey: String,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys").field("merchant_id", &self.merchant_id).finish_non_exhaustive()
+    }
+}
+
+pub struct Platform {
+    /// Services first: they drop (are killed) before their stores.
+    pub payments: Service,
+    pub vault: Service,
+    pub redis: RedisServer,
+    /// The cluster holding the `payments` database (and `vault`, unless it has its own).
+    pub pg: PgServer,
+    pub vault_pg: Option<PgServer>,
+    pub keys: Keys,
+    /// The vault's internal (mTLS) port.
+    pub vault_internal_addr: SocketAddr,
+    dir: ScratchDir,
+}
+
+impl Platform {
+    pub async fn start(options: PlatformOptions) -> Self {
+        let dir = ScratchDir::new("platform");
+        let data_dir = dir.join("data");
+        let (pg, redis) = tokio::join!(PgServer::new(), RedisServer::with_appendonly(options.redis_appendonly));
+        let vault_pg = if options.vault_own_cluster { Some(PgServer::new().await) } else { None };
+        pg.create_database("payments").await;
+        vault_pg.as_ref().unwrap_or(&pg).create_database("vault").await;
+        let keys = dev_init(&data_dir);
+
+        let localhost = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let (public, internal, payments_port) = (spare_port(), spare_port(), spare_port());
+        let data = data_dir.display().to_string();
+        let mut vault_env: Vec<(String, String)> = [
+            ("VAULT__PUBLIC_ADDR", localhost(public).to_string()),
+            ("VAULT__INTERNAL_ADDR", localhost(internal).to_string()),
+            ("VAULT__METRICS_ADDR", String::new()),
+            ("VAULT__DATA_DIR", data.clone()),
+            ("VAULT__REDIS__URL", redis.url()),
+            ("VAULT__DATABASE__URL", vault_pg.as_ref().unwrap_or(&pg).url("vault")),
+            ("VAULT__SHUTDOWN_DRAIN_SECS", "2".into()),
+            // No load balancer to wait for in a test.
+            ("VAULT__SHUTDOWN_PAUSE_MS", "0".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        vault_env.extend(options.vault_env.iter().cloned());
+        let mut payments_env: Vec<(String, String)> = [
+            ("PAYMENTS__ADDR", localhost(payments_port).to_string()),
+            ("PAYMENTS__METRICS_ADDR", String::new()),
+            ("PAYMENTS__DATA_DIR", data),
+            ("PAYMENTS__DATABASE__URL", pg.url("payments")),
+            ("PAYMENTS__VAULT__URL", format!("https://localhost:{internal}")),
+            ("PAYMENTS__ACQUIRER_TIMEOUT_MS", "1500".into()),
+            ("PAYMENTS__SHUTDOWN_DRAIN_SECS", "2".into()),
+            ("PAYMENTS__SHUTDOWN_PAUSE_MS", "0".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        payments_env.extend(options.payments_env.iter().cloned());
+
+        let vault = Service::spawn(ServiceKind::Vault, vault_env, dir.path(), localhost(public)).await;
+        let payments = Service::spawn(ServiceKind::Payments, payments_env, dir.path(), localhost(payments_port)).await;
+        Self { payments, vault, redis, pg, vault_pg, keys, vault_internal_addr: localhost(internal), dir }
+    }
+
+    /// The platform's folder: dev-init data (`data/`) and the services' logs.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    pub fn payments_client(&self) -> PaymentsClient<Channel> {
+        PaymentsClient::new(self.payments.channel())
+    }
+
+    /// The vault's public `Tokens` service (authenticate with `keys.pkey`).
+    pub fn tokens_client(&self) -> TokensClient<Channel> {
+        TokensClient::new(self.vault.channel())
+    }
+
+    pub fn payments_database_url(&self) -> String {
+        self.pg.url("payments")
+    }
+
+    pub fn vault_database_url(&self) -> String {
+        self.vault_cluster().url("vault")
+    }
+
+    /// The cluster holding the vault's database.
+    pub fn vault_cluster(&self) -> &PgServer {
+        self.vault_pg.as_ref().unwrap_or(&self.pg)
+    }
+
+    pub fn vault_cluster_mut(&mut self) -> &mut PgServer {
+        self.vault_pg.as_mut().unwrap_or(&mut self.pg)
+    }
+
+    /// An invariant checker over the payments database.
+    pub async fn invariants(&self) -> Invariants {
+        Invariants::connect(&self.payments_database_url()).await
+    }
+
+    /// A fresh single-use token for `number` (CVV 123), made with the public key.
+    pub async fn token(&self, number: &str) -> String {
+        let request = crate::authed(&self.keys.pkey, crate::create_request(crate::card(number, "123")));
+        self.tokens_client().create_token(request).await.expect("CreateToken").into_inner().id
+    }
+}
+
+/// `vault-svc dev-init --data-dir <dir>`; returns the merchant from `merchant.env`.
+fn dev_init(data_dir: &std::path::Path) -> Keys {
+    let bin = super::binaries::bin_dir().join(super::binaries::VAULT_BIN);
+    let out = std::process::Command::new(&bin)
+        .arg("dev-init")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("VAULT_CONFIG")
+        .output()
+        .expect("run vault-svc dev-init");
+    assert!(out.status.success(), "vault-svc dev-init failed: {}", String::from_utf8_lossy(&out.stderr));
+    let env = std::fs::read_to_string(data_dir.join("merchant.env")).expect("dev-init writes merchant.env");
+    let value = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
+            .unwrap_or_else(|| panic!("{name} in merchant.env"))
+            .trim()
+            .to_owned()
+    };
+    Keys { merchant_id: value("PAYVAULT_MERCHANT_ID"), pkey: value("PAYVAULT_PKEY"), skey: value("PAYVAULT_SKEY") }
+}
