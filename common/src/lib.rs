@@ -7,6 +7,7 @@ pub mod card;
 pub mod clock;
 pub mod config;
 pub mod database;
+pub mod deadline;
 pub mod grpc;
 pub mod ids;
 pub mod lifecycle;

@@ -22,6 +22,11 @@ use vault_api::CallContext;
 use crate::domain::flows::Payments;
 use crate::domain::payment::Scope;
 
+/// Time kept back from the caller's deadline for the vault's calls, so a
+/// vault that does not answer is `vault_unavailable` before the caller's
+/// deadline rather than a bare deadline.
+const VAULT_MARGIN: Duration = Duration::from_millis(100);
+
 /// What every service holds.
 pub struct Shared<P, V, A> {
     pub payments: Arc<Payments<P, V, A>>,
@@ -53,7 +58,8 @@ impl<P, V, A> Shared<P, V, A> {
         let caller = self.directory.authenticate(metadata, &[KeyKind::Secret]).map_err(Status::from)?;
         let info = CallInfo::of(request, self.max_deadline);
         let ctx = CallContext {
-            deadline: Some(info.deadline),
+            // The vault answers (or is given up on) before this call must answer.
+            deadline: Some(info.deadline.checked_sub(VAULT_MARGIN).unwrap_or(info.deadline)),
             traceparent: metadata.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned),
             correlation_id: info.correlation_id,
         };

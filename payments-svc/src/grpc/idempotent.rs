@@ -137,8 +137,14 @@ where
     let request = KeyedRequest { owner, key, method, hash };
     // A duplicate gives up waiting for the first request before this handler
     // gives up waiting for it, so it is told the key is in use.
-    let wait = time_left.saturating_sub(ANSWER_MARGIN).min(DUPLICATE_WAIT);
-    let handle = shared.tracker.spawn(keyed(shared.payments.clone(), request, wait, call));
+    // (and before the store calls it polls with are cut by the deadline).
+    let wait = time_left.saturating_sub(ANSWER_MARGIN * 2).min(DUPLICATE_WAIT);
+    // The store calls the work makes are bounded by the caller's deadline: a
+    // store that does not answer is UNAVAILABLE in time, and the work, left at
+    // its last recovery point, is resumed by a retry or the reconciler.
+    let deadline = tokio::time::Instant::now() + time_left.saturating_sub(ANSWER_MARGIN);
+    let work = common::deadline::within(deadline, keyed(shared.payments.clone(), request, wait, call));
+    let handle = shared.tracker.spawn(work);
     match tokio::time::timeout(time_left, handle).await {
         Ok(Ok(result)) => result,
         Ok(Err(panicked)) => {

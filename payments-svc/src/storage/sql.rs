@@ -3,13 +3,15 @@
 //! reads of `PaymentStore` here, the write-ahead work and keys in
 //! `write_ahead`, the row mapping in `rows`. Every sqlx
 //! failure goes through `common::database::classify`; on SQLite a text with a
-//! NUL byte is refused before it is written, as PostgreSQL refuses it.
+//! NUL byte is refused before it is written, as PostgreSQL refuses it. The
+//! calls a request waits for are bounded by its deadline (`common::deadline`).
 use std::time::Duration;
 
 use sqlx::AnyPool;
 
 use common::clock::Millis;
 use common::database::{Database, Dialect, classify, to_secs as secs};
+use common::deadline::bounded;
 
 use crate::domain::payment::{LedgerEntry, LedgerRecord, Payment, RecoveryPoint, Reservation, Scope};
 use crate::domain::store::{Begun, KeyState, LedgerQuery, PaymentStore, StoreError};
@@ -56,7 +58,7 @@ impl PaymentStore for SqlStore {
         reservation: Option<Reservation>,
         lease_until: Millis,
     ) -> Result<Begun, StoreError> {
-        self.begin_work(payment, reservation, lease_until).await
+        bounded(async { self.begin_work(payment, reservation, lease_until).await }).await
     }
 
     async fn advance(
@@ -67,7 +69,7 @@ impl PaymentStore for SqlStore {
         release: Option<Reservation>,
         lease_until: Millis,
     ) -> Result<bool, StoreError> {
-        self.advance_work(next, from, ledger, release, lease_until).await
+        bounded(async { self.advance_work(next, from, ledger, release, lease_until).await }).await
     }
 
     async fn unfinished(&self, now: Millis, limit: u32) -> Result<Vec<Payment>, StoreError> {
@@ -83,30 +85,36 @@ impl PaymentStore for SqlStore {
     }
 
     async fn get(&self, scope: Scope<'_>, id: &str) -> Result<Option<Payment>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM payments WHERE id = $1 AND merchant_id = $2 AND livemode = $3");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .bind(scope.merchant_id)
-            .bind(i64::from(scope.livemode))
-            .fetch_optional(self.pool())
-            .await
-            .map_err(classify)?;
-        row.as_ref().map(payment).transpose()
+        bounded(async {
+            let sql = format!("SELECT {COLUMNS} FROM payments WHERE id = $1 AND merchant_id = $2 AND livemode = $3");
+            let row = sqlx::query(&sql)
+                .bind(id)
+                .bind(scope.merchant_id)
+                .bind(i64::from(scope.livemode))
+                .fetch_optional(self.pool())
+                .await
+                .map_err(classify)?;
+            row.as_ref().map(payment).transpose()
+        })
+        .await
     }
 
     async fn has_initial_cit(&self, scope: Scope<'_>, token: &str) -> Result<bool, StoreError> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM payments WHERE merchant_id = $1 AND livemode = $2 \
-             AND (token = $3 OR registration_id = $3 OR omni_token = $3) AND status = 'approved' \
-             AND si_mode = 'INITIAL' AND si_source = 'CIT' LIMIT 1",
-        )
-        .bind(scope.merchant_id)
-        .bind(i64::from(scope.livemode))
-        .bind(token)
-        .fetch_optional(self.pool())
+        bounded(async {
+            let found: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM payments WHERE merchant_id = $1 AND livemode = $2 \
+                 AND (token = $3 OR registration_id = $3 OR omni_token = $3) AND status = 'approved' \
+                 AND si_mode = 'INITIAL' AND si_source = 'CIT' LIMIT 1",
+            )
+            .bind(scope.merchant_id)
+            .bind(i64::from(scope.livemode))
+            .bind(token)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(classify)?;
+            Ok(found.is_some())
+        })
         .await
-        .map_err(classify)?;
-        Ok(found.is_some())
     }
 
     async fn record(&self, entry: &LedgerEntry) -> Result<(), StoreError> {
@@ -149,7 +157,7 @@ impl PaymentStore for SqlStore {
         now: Millis,
         lease_until: Millis,
     ) -> Result<KeyState, StoreError> {
-        self.acquire_key_leased(merchant_id, key, method, request_hash, now, lease_until).await
+        bounded(async { self.acquire_key_leased(merchant_id, key, method, request_hash, now, lease_until).await }).await
     }
 
     async fn renew_key(&self, merchant_id: &str, key: &str, lease_until: Millis) -> Result<(), StoreError> {
