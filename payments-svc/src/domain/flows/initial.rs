@@ -323,8 +323,10 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         };
         match self.vault.report_charge(scope, token, &payment.id, charge, ctx).await {
             Ok(_) => true,
-            Err(VaultError::Unavailable) => {
-                tracing::warn!(payment_id = %payment.id, "charge status not reported yet: the vault is unavailable");
+            // Reporting is idempotent: a vault that was away or broke off the
+            // call is asked again later.
+            Err(VaultError::Unavailable | VaultError::Internal) => {
+                tracing::warn!(payment_id = %payment.id, "charge status not reported yet: the vault did not answer");
                 false
             }
             Err(error) => {
