@@ -15,7 +15,7 @@ use vault_api::TokenKind;
 
 use super::error::PaymentError;
 use super::payment::{
-    LedgerEntry, LedgerKind, LedgerRecord, MaskedCard, Payment, RecoveryPoint, Reservation, Scope, Status,
+    LedgerEntry, LedgerKind, LedgerRecord, MaskedCard, Payment, PaymentType, RecoveryPoint, Reservation, Scope, Status,
 };
 use super::store::{LedgerQuery, PaymentStore};
 use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest};
@@ -157,6 +157,17 @@ impl<P: PaymentStore, V, A: Acquirer> Payments<P, V, A> {
         tokio::time::timeout(self.acquirer_timeout, self.acquirer.execute(request))
             .await
             .unwrap_or(AcquirerOutcome::TimedOut)
+    }
+
+    /// Writes a definitive acquirer answer into `next`: status, result, the
+    /// acquirer's reference, and what an approved DB or CP makes capturable.
+    fn answered(next: &mut Payment, outcome: AcquirerOutcome) {
+        let (status, result, acquirer_reference) = Self::settle(outcome);
+        let captures = matches!(next.payment_type, PaymentType::DB | PaymentType::CP);
+        next.captured_amount = if status == Status::Approved && captures { next.amount } else { 0 };
+        next.status = status;
+        next.result = result.into();
+        next.acquirer_reference = acquirer_reference;
     }
 
     fn settle(outcome: AcquirerOutcome) -> (Status, ResultCode, Option<String>) {

@@ -86,8 +86,6 @@ pub enum RecoveryPoint {
     AcquirerAnswered,
     /// The durable token asked for is created (or could not be).
     Tokenized,
-    /// The vault knows the charge status of the single-use token used.
-    ChargeReported,
     Finished,
 }
 
@@ -98,7 +96,6 @@ impl RecoveryPoint {
             Self::CardObtained => "card_obtained",
             Self::AcquirerAnswered => "acquirer_answered",
             Self::Tokenized => "tokenized",
-            Self::ChargeReported => "charge_reported",
             Self::Finished => "finished",
         }
     }
@@ -109,7 +106,6 @@ impl RecoveryPoint {
             "card_obtained" => Self::CardObtained,
             "acquirer_answered" => Self::AcquirerAnswered,
             "tokenized" => Self::Tokenized,
-            "charge_reported" => Self::ChargeReported,
             "finished" => Self::Finished,
             _ => return None,
         })

@@ -150,7 +150,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         fresh: bool,
     ) -> Result<Payment, PaymentError> {
         if payment.recovery != RecoveryPoint::Started || payment.status != Status::Pending {
-            return self.finish(payment).await;
+            return Ok(payment);
         }
         let original_id = payment.reference_id.clone().unwrap_or_default();
         let original = self.original(scope, &original_id).await?;
@@ -176,8 +176,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         if outcome == AcquirerOutcome::TimedOut {
             return Ok(payment);
         }
-        let answered = self.answer_follow_up(scope, payment, outcome).await?;
-        self.finish(answered).await
+        self.answer_follow_up(scope, payment, outcome).await
     }
 
     async fn answer_follow_up(
@@ -186,14 +185,11 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         payment: Payment,
         outcome: AcquirerOutcome,
     ) -> Result<Payment, PaymentError> {
-        let (status, result, acquirer_reference) = Self::settle(outcome);
         let mut next = payment;
-        next.status = status;
-        next.result = result.into();
-        next.acquirer_reference = acquirer_reference;
-        next.captured_amount =
-            if status == Status::Approved && next.payment_type == PaymentType::CP { next.amount } else { 0 };
-        next.recovery = RecoveryPoint::AcquirerAnswered;
+        Self::answered(&mut next, outcome);
+        let status = next.status;
+        // A follow-up has no steps after the acquirer's answer.
+        next.recovery = RecoveryPoint::Finished;
         let release = (status != Status::Approved).then(|| next.reservation()).flatten();
         let mut ledger = Vec::new();
         if status != Status::Failed {
@@ -202,17 +198,6 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             ledger.push(self.entry(scope, LedgerKind::of_payment(next.payment_type), Some(&next), &token, &card));
         }
         self.advance(next, RecoveryPoint::Started, &ledger, release).await
-    }
-
-    /// A follow-up has no steps after the acquirer's answer.
-    async fn finish(&self, payment: Payment) -> Result<Payment, PaymentError> {
-        if payment.recovery == RecoveryPoint::Finished || payment.status == Status::Pending {
-            return Ok(payment);
-        }
-        let from = payment.recovery;
-        let mut next = payment;
-        next.recovery = RecoveryPoint::Finished;
-        self.advance(next, from, &[], None).await
     }
 }
 

@@ -148,13 +148,8 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                         return Ok(payment);
                     }
                     let mut next = payment.clone();
-                    next.recovery = RecoveryPoint::ChargeReported;
-                    self.advance(next, RecoveryPoint::Tokenized, &[], None).await?
-                }
-                RecoveryPoint::ChargeReported => {
-                    let mut next = payment.clone();
                     next.recovery = RecoveryPoint::Finished;
-                    self.advance(next, RecoveryPoint::ChargeReported, &[], None).await?
+                    self.advance(next, RecoveryPoint::Tokenized, &[], None).await?
                 }
                 RecoveryPoint::Finished => return Ok(payment),
             };
@@ -234,14 +229,14 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         outcome: AcquirerOutcome,
     ) -> Result<Payment, PaymentError> {
         let from = payment.recovery;
-        let (status, result, acquirer_reference) = Self::settle(outcome);
         let mut next = payment;
-        next.status = status;
-        next.result = result.into();
-        next.acquirer_reference = acquirer_reference;
-        next.captured_amount =
-            if status == Status::Approved && next.payment_type == PaymentType::DB { next.amount } else { 0 };
-        next.recovery = RecoveryPoint::AcquirerAnswered;
+        Self::answered(&mut next, outcome);
+        let status = next.status;
+        // Points with nothing to do are skipped in this same commit.
+        next.recovery = match next.tokenize {
+            Some(_) if status == Status::Approved => RecoveryPoint::AcquirerAnswered,
+            _ => next.after_tokenizing(),
+        };
         let masked = next.card.clone().unwrap_or_default();
         let used = next.token.clone().unwrap_or_default();
         let mut ledger = Vec::new();
@@ -267,7 +262,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
     ) -> Result<Payment, PaymentError> {
         let from = payment.recovery;
         let mut next = payment;
-        next.recovery = RecoveryPoint::Tokenized;
+        next.recovery = next.after_tokenizing();
         let kind = match next.tokenize {
             Some(kind) if next.status == Status::Approved => kind,
             _ => return self.advance(next, from, &[], None).await,
@@ -341,4 +336,12 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
 pub(super) fn money_of(payment: &Payment) -> Result<Money, PaymentError> {
     let currency = Currency::parse(&payment.currency)?;
     Ok(Money::new(payment.amount, currency, payment.amount == 0)?)
+}
+
+impl Payment {
+    /// The point after the durable token: the charge status still to report
+    /// for a single-use token, else nothing is left.
+    fn after_tokenizing(&self) -> RecoveryPoint {
+        if self.source_kind == Some(SourceKind::SingleUse) { RecoveryPoint::Tokenized } else { RecoveryPoint::Finished }
+    }
 }
