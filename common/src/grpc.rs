@@ -24,6 +24,16 @@ pub fn error_status(code: Code, reason: Reason, message: impl Into<String>) -> S
     )
 }
 
+/// The status a request that failed with `error` answers: `error_status`
+/// with the error's fixed text, the cause logged once when the fault is the
+/// server's (`UNAVAILABLE`, `INTERNAL`) or `logged` says so.
+pub fn failure(code: Code, reason: Reason, error: &impl std::fmt::Display, logged: bool) -> Status {
+    if logged || matches!(code, Code::Unavailable | Code::Internal) {
+        tracing::error!(%error, reason = reason.as_str(), "request failed");
+    }
+    error_status(code, reason, error.to_string())
+}
+
 /// The `ErrorInfo` reason text of a status, if it has one.
 pub fn error_reason(status: &Status) -> Option<String> {
     status.get_error_details().error_info().map(|info| info.reason.clone())

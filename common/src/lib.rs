@@ -18,3 +18,4 @@ pub mod result_code;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod text;

@@ -5,6 +5,9 @@
 //! it holds or answered cannot be used) repeat on every retry. The texts name a
 //! code, a constraint or a column, never a value, so no request data (no card
 //! number) reaches a log line or a status message through them.
+use tonic::Code;
+
+use crate::reason::Reason;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -27,5 +30,16 @@ impl StoreError {
     /// Whether the same call may succeed later: only when the store was unavailable.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable(_))
+    }
+
+    /// The gRPC code and reason of a call that failed with this, in either
+    /// service: only `Unavailable` is UNAVAILABLE.
+    pub fn code_and_reason(&self) -> (Code, Reason) {
+        match self {
+            Self::Unavailable(_) => (Code::Unavailable, Reason::StoreUnavailable),
+            Self::Conflict(_) => (Code::Aborted, Reason::Conflict),
+            Self::Invalid(_) => (Code::InvalidArgument, Reason::InvalidArgument),
+            Self::Corrupt(_) => (Code::Internal, Reason::Internal),
+        }
     }
 }

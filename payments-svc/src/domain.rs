@@ -10,4 +10,4 @@ pub mod payment;
 pub mod reconcile;
 pub mod store;
 
-pub use error::PaymentError;
+pub use error::{PaymentError, PaymentResult};

@@ -13,14 +13,20 @@ pub mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tonic::{Request, Status};
+use std::future::Future;
+
+use tonic::{Request, Response, Status};
 
 use common::auth::{Caller, DirectoryHandle, KeyKind};
 use common::server::CallInfo;
-use vault_api::CallContext;
+use vault_api::{CallContext, Vault};
 
+use crate::acquirer::Acquirer;
+use crate::domain::PaymentError;
 use crate::domain::flows::Payments;
 use crate::domain::payment::Scope;
+use crate::domain::store::PaymentStore;
+use idempotent::Reply;
 
 /// Time kept back from the caller's deadline for the vault's calls, so a
 /// vault that does not answer is `vault_unavailable` before the caller's
@@ -48,6 +54,49 @@ impl Call {
     pub fn scope(&self) -> Scope<'_> {
         Scope::of(&self.caller)
     }
+}
+
+/// What a mutating call's detached work runs with: the flows, the caller,
+/// the vault context and the id the request stands for.
+pub struct Work<P, V, A> {
+    pub payments: Arc<Payments<P, V, A>>,
+    pub call: Call,
+    pub id: String,
+}
+
+impl<P, V, A> Work<P, V, A> {
+    pub fn scope(&self) -> Scope<'_> {
+        self.call.scope()
+    }
+}
+
+/// What a handler answers.
+pub type Answer<T> = Result<Response<T>, Status>;
+
+/// A mutating call: the preamble, then `work` detached from the request under
+/// the idempotency-key protocol (`idempotent`).
+pub async fn mutate<P, V, A, Req, Res, F, Fut>(
+    shared: &Shared<P, V, A>,
+    method: &'static str,
+    request: Request<Req>,
+    work: F,
+) -> Answer<Res>
+where
+    P: PaymentStore,
+    V: Vault,
+    A: Acquirer,
+    Req: prost::Message + Send + 'static,
+    Res: Reply,
+    F: FnOnce(Work<P, V, A>, Req) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Res, PaymentError>> + Send + 'static,
+{
+    let call = shared.call(&request)?;
+    let caller = call.caller.clone();
+    let (metadata, _, req) = request.into_parts();
+    let payments = shared.payments.clone();
+    let hashed = req.encode_to_vec();
+    let run = move |id| work(Work { payments, call, id }, req);
+    idempotent::run(shared, &caller, method, &metadata, &hashed, run).await.map(Response::new)
 }
 
 impl<P, V, A> Shared<P, V, A> {

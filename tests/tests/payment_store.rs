@@ -4,9 +4,11 @@
 //! ledger, leases, idempotency keys and their leases.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use common::text::Text;
 use std::sync::Arc;
 
 use e2e::{Db, TestDatabase};
+use payments_svc::domain::idempotency::Claim;
 use payments_svc::domain::payment::{
     LedgerEntry, LedgerKind, MaskedCard, Outcome, Payment, PaymentType, RecoveryPoint, Reservation, Scope, SiMode,
     SiSource, SiType, SourceKind, StandingInstruction, Status,
@@ -295,30 +297,39 @@ async fn a_pending_follow_up_keeps_its_reservation(s: SqlStore) {
 
 async fn idempotency_keys_hold_one_request(s: SqlStore) {
     let lease = T0 + 30_000;
-    assert_eq!(s.acquire_key("m", "k", "Create", "h1", T0, lease).await.unwrap(), KeyState::Acquired);
     assert_eq!(
-        s.acquire_key("m", "k", "Create", "h1", T0, lease).await.unwrap(),
+        s.acquire_key(&Claim { owner: "m", key: "k", method: "Create", hash: "h1" }, T0, lease).await.unwrap(),
+        KeyState::Acquired
+    );
+    assert_eq!(
+        s.acquire_key(&Claim { owner: "m", key: "k", method: "Create", hash: "h1" }, T0, lease).await.unwrap(),
         KeyState::InFlight { request_hash: "h1".into() }
     );
     s.complete_key("m", "k", b"response").await.unwrap();
     assert_eq!(
-        s.acquire_key("m", "k", "Create", "h1", T0, lease).await.unwrap(),
+        s.acquire_key(&Claim { owner: "m", key: "k", method: "Create", hash: "h1" }, T0, lease).await.unwrap(),
         KeyState::Done { request_hash: "h1".into(), response: b"response".to_vec() }
     );
     s.release_key("m", "k").await.unwrap();
     assert!(
-        matches!(s.acquire_key("m", "k", "Create", "h1", T0, lease).await.unwrap(), KeyState::Done { .. }),
+        matches!(
+            s.acquire_key(&Claim { owner: "m", key: "k", method: "Create", hash: "h1" }, T0, lease).await.unwrap(),
+            KeyState::Done { .. }
+        ),
         "a done key stays"
     );
-    assert_eq!(s.acquire_key("m", "k2", "Create", "h", T0, lease).await.unwrap(), KeyState::Acquired);
+    assert_eq!(
+        s.acquire_key(&Claim { owner: "m", key: "k2", method: "Create", hash: "h" }, T0, lease).await.unwrap(),
+        KeyState::Acquired
+    );
     s.release_key("m", "k2").await.unwrap();
     assert_eq!(
-        s.acquire_key("m", "k2", "Create", "h", T0, lease).await.unwrap(),
+        s.acquire_key(&Claim { owner: "m", key: "k2", method: "Create", hash: "h" }, T0, lease).await.unwrap(),
         KeyState::Acquired,
         "a released key is free"
     );
     assert_eq!(
-        s.acquire_key("other", "k", "Create", "h1", T0, lease).await.unwrap(),
+        s.acquire_key(&Claim { owner: "other", key: "k", method: "Create", hash: "h1" }, T0, lease).await.unwrap(),
         KeyState::Acquired,
         "keys are per owner"
     );
@@ -326,25 +337,36 @@ async fn idempotency_keys_hold_one_request(s: SqlStore) {
 
 async fn key_leases_expire_and_are_taken_over(s: SqlStore) {
     let lease = T0 + 30_000;
-    assert_eq!(s.acquire_key("m", "k", "Create", "h1", T0, lease).await.unwrap(), KeyState::Acquired);
+    assert_eq!(
+        s.acquire_key(&Claim { owner: "m", key: "k", method: "Create", hash: "h1" }, T0, lease).await.unwrap(),
+        KeyState::Acquired
+    );
     // While its owner's lease runs, a duplicate is told it is in flight.
     assert!(matches!(
-        s.acquire_key("m", "k", "Create", "h1", lease - 1000, lease).await.unwrap(),
+        s.acquire_key(&Claim { owner: "m", key: "k", method: "Create", hash: "h1" }, lease - 1000, lease)
+            .await
+            .unwrap(),
         KeyState::InFlight { .. }
     ));
     // After it, the same request takes the work over; another request is still refused.
     assert_eq!(
-        s.acquire_key("m", "k", "Create", "h2", lease + 1000, lease + 30_000).await.unwrap(),
+        s.acquire_key(&Claim { owner: "m", key: "k", method: "Create", hash: "h2" }, lease + 1000, lease + 30_000)
+            .await
+            .unwrap(),
         KeyState::InFlight { request_hash: "h1".into() }
     );
     assert_eq!(
-        s.acquire_key("m", "k", "Create", "h1", lease + 1000, lease + 30_000).await.unwrap(),
+        s.acquire_key(&Claim { owner: "m", key: "k", method: "Create", hash: "h1" }, lease + 1000, lease + 30_000)
+            .await
+            .unwrap(),
         KeyState::Acquired
     );
     s.renew_key("m", "k", lease + 90_000).await.unwrap();
     assert!(
         matches!(
-            s.acquire_key("m", "k", "Create", "h1", lease + 60_000, lease).await.unwrap(),
+            s.acquire_key(&Claim { owner: "m", key: "k", method: "Create", hash: "h1" }, lease + 60_000, lease)
+                .await
+                .unwrap(),
             KeyState::InFlight { .. }
         ),
         "renewed"
@@ -352,18 +374,27 @@ async fn key_leases_expire_and_are_taken_over(s: SqlStore) {
     // A released key keeps its request: only that request takes it again.
     s.release_key("m", "k").await.unwrap();
     assert_eq!(
-        s.acquire_key("m", "k", "Create", "h2", T0, lease).await.unwrap(),
+        s.acquire_key(&Claim { owner: "m", key: "k", method: "Create", hash: "h2" }, T0, lease).await.unwrap(),
         KeyState::InFlight { request_hash: "h1".into() }
     );
     // The sweep releases keys in flight past their lease and purges old records.
-    assert_eq!(s.acquire_key("m", "k3", "Create", "h", T0, lease).await.unwrap(), KeyState::Acquired);
+    assert_eq!(
+        s.acquire_key(&Claim { owner: "m", key: "k3", method: "Create", hash: "h" }, T0, lease).await.unwrap(),
+        KeyState::Acquired
+    );
     assert_eq!(s.sweep_keys(lease + 1000, T0 - 1000).await.unwrap(), (1, 0));
     assert_eq!(
-        s.acquire_key("m", "k3", "Create", "h", lease + 2000, lease + 30_000).await.unwrap(),
+        s.acquire_key(&Claim { owner: "m", key: "k3", method: "Create", hash: "h" }, lease + 2000, lease + 30_000)
+            .await
+            .unwrap(),
         KeyState::Acquired
     );
     assert_eq!(s.sweep_keys(lease + 2000, T0 + 1000).await.unwrap().1, 2, "both records are past retention");
-    assert_eq!(s.acquire_key("m", "k", "Create", "h2", T0, lease).await.unwrap(), KeyState::Acquired, "purged");
+    assert_eq!(
+        s.acquire_key(&Claim { owner: "m", key: "k", method: "Create", hash: "h2" }, T0, lease).await.unwrap(),
+        KeyState::Acquired,
+        "purged"
+    );
 }
 
 async fn a_nul_byte_in_a_text_is_invalid(s: SqlStore) {

@@ -6,6 +6,9 @@ use vault_api::VaultError;
 
 use super::store::StoreError;
 
+/// What a payment flow returns.
+pub type PaymentResult<T> = Result<T, PaymentError>;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PaymentError {
     #[error(transparent)]

@@ -80,16 +80,17 @@ pub async fn begin<P: PaymentStore>(
     wait: Duration,
     lease: Duration,
 ) -> Result<Begin, PaymentError> {
-    let Claim { owner: merchant_id, key, method, hash } = *claim;
-    check_key(key)?;
+    check_key(claim.key)?;
     let started = tokio::time::Instant::now();
     loop {
         let now = clock.now_ms();
-        match store.acquire_key(merchant_id, key, method, hash, now, now + lease.as_millis() as i64).await? {
+        match store.acquire_key(claim, now, now + lease.as_millis() as i64).await? {
             KeyState::Acquired => return Ok(Begin::Proceed),
-            KeyState::Done { request_hash, response } if request_hash == hash => return Ok(Begin::Replay(response)),
+            KeyState::Done { request_hash, response } if request_hash == claim.hash => {
+                return Ok(Begin::Replay(response));
+            }
             KeyState::Done { .. } => return Err(PaymentError::IdempotencyKeyReused),
-            KeyState::InFlight { request_hash } if request_hash != hash => {
+            KeyState::InFlight { request_hash } if request_hash != claim.hash => {
                 return Err(PaymentError::IdempotencyKeyReused);
             }
             KeyState::InFlight { .. } if started.elapsed() >= wait => return Err(PaymentError::IdempotencyKeyInUse),

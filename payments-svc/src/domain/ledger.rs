@@ -2,12 +2,13 @@
 //! and every event in a card token's life (RG DR TK DT DL), with ids, amounts,
 //! result, token reference and masked card; never a card number.
 use common::clock::Millis;
+use strum::{EnumString, IntoStaticStr};
 
 use super::payment::{MaskedCard, Outcome, PaymentType};
 
 /// What a ledger line records: a payment operation, or an event in a card
 /// token's life (OPP's RG/DR for registrations, Till's TK/DT/DL for omni tokens).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, IntoStaticStr, EnumString)]
 pub enum LedgerKind {
     PA,
     DB,
@@ -27,28 +28,6 @@ pub enum LedgerKind {
 }
 
 impl LedgerKind {
-    pub const ALL: [Self; 10] =
-        [Self::PA, Self::DB, Self::CP, Self::RV, Self::RF, Self::RG, Self::DR, Self::TK, Self::DT, Self::DL];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::PA => "PA",
-            Self::DB => "DB",
-            Self::CP => "CP",
-            Self::RV => "RV",
-            Self::RF => "RF",
-            Self::RG => "RG",
-            Self::DR => "DR",
-            Self::TK => "TK",
-            Self::DT => "DT",
-            Self::DL => "DL",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
     /// The line of a payment operation shares the payment's id.
     pub fn of_payment(payment_type: PaymentType) -> Self {
         match payment_type {

@@ -2,12 +2,14 @@
 //! card; the standing instruction; and the amounts the state machine tracks
 //! (captured, refunded, reversed), which the store also guards.
 use common::clock::Millis;
+use common::text::Text;
+use strum::{EnumString, IntoStaticStr};
 
 pub use super::ledger::{LedgerEntry, LedgerKind, LedgerRecord};
 // The scope and the masked card are the vault contract's: one definition.
 pub use vault_api::{MaskedCard, Scope};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, IntoStaticStr, EnumString)]
 pub enum PaymentType {
     PA,
     DB,
@@ -16,34 +18,12 @@ pub enum PaymentType {
     RF,
 }
 
-impl PaymentType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::PA => "PA",
-            Self::DB => "DB",
-            Self::CP => "CP",
-            Self::RV => "RV",
-            Self::RF => "RF",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "PA" => Self::PA,
-            "DB" => Self::DB,
-            "CP" => Self::CP,
-            "RV" => Self::RV,
-            "RF" => Self::RF,
-            _ => return None,
-        })
-    }
-}
-
 /// Where a payment or follow-up stands. `Pending` means its outcome is not
 /// known yet (in progress, or the acquirer did not answer): never approved,
 /// never declined, and a pending CP or RF keeps its amount reserved until the
 /// reconciler or a retry resolves it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, IntoStaticStr, EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum Status {
     Pending,
     Approved,
@@ -52,30 +32,10 @@ pub enum Status {
     Failed,
 }
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Approved => "approved",
-            Self::Declined => "declined",
-            Self::Failed => "failed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pending" => Self::Pending,
-            "approved" => Self::Approved,
-            "declined" => Self::Declined,
-            "failed" => Self::Failed,
-            _ => return None,
-        })
-    }
-}
-
 /// The last step of a payment's work that is done, written atomically with
 /// its effect (docs/PAYMENTS.md). A resumed payment goes on from here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, IntoStaticStr, EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum RecoveryPoint {
     /// Recorded pending, before the vault or the acquirer is asked.
     Started,
@@ -89,57 +49,14 @@ pub enum RecoveryPoint {
     Finished,
 }
 
-impl RecoveryPoint {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Started => "started",
-            Self::CardObtained => "card_obtained",
-            Self::AcquirerAnswered => "acquirer_answered",
-            Self::Tokenized => "tokenized",
-            Self::Finished => "finished",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "started" => Self::Started,
-            "card_obtained" => Self::CardObtained,
-            "acquirer_answered" => Self::AcquirerAnswered,
-            "tokenized" => Self::Tokenized,
-            "finished" => Self::Finished,
-            _ => return None,
-        })
-    }
-}
-
 /// What an initial payment was made over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, IntoStaticStr, EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum SourceKind {
     Card,
     SingleUse,
     Registration,
     Omni,
-}
-
-impl SourceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Card => "card",
-            Self::SingleUse => "single_use",
-            Self::Registration => "registration",
-            Self::Omni => "omni",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "card" => Self::Card,
-            "single_use" => Self::SingleUse,
-            "registration" => Self::Registration,
-            "omni" => Self::Omni,
-            _ => return None,
-        })
-    }
 }
 
 /// An OPP result as stored and returned.
@@ -155,20 +72,23 @@ impl From<common::result_code::ResultCode> for Outcome {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, IntoStaticStr, EnumString)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum SiMode {
     Initial,
     Repeated,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, IntoStaticStr, EnumString)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum SiType {
     Unscheduled,
     Recurring,
     Installment,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, IntoStaticStr, EnumString)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum SiSource {
     Cit,
     Mit,
@@ -184,40 +104,14 @@ pub struct StandingInstruction {
 
 impl StandingInstruction {
     pub fn codes(&self) -> (&'static str, &'static str, &'static str) {
-        let mode = match self.mode {
-            SiMode::Initial => "INITIAL",
-            SiMode::Repeated => "REPEATED",
-        };
-        let kind = match self.kind {
-            SiType::Unscheduled => "UNSCHEDULED",
-            SiType::Recurring => "RECURRING",
-            SiType::Installment => "INSTALLMENT",
-        };
-        let source = match self.source {
-            SiSource::Cit => "CIT",
-            SiSource::Mit => "MIT",
-        };
-        (mode, kind, source)
+        (self.mode.as_str(), self.kind.as_str(), self.source.as_str())
     }
 
     pub fn from_codes(mode: &str, kind: &str, source: &str, initial: String) -> Option<Self> {
         Some(Self {
-            mode: match mode {
-                "INITIAL" => SiMode::Initial,
-                "REPEATED" => SiMode::Repeated,
-                _ => return None,
-            },
-            kind: match kind {
-                "UNSCHEDULED" => SiType::Unscheduled,
-                "RECURRING" => SiType::Recurring,
-                "INSTALLMENT" => SiType::Installment,
-                _ => return None,
-            },
-            source: match source {
-                "CIT" => SiSource::Cit,
-                "MIT" => SiSource::Mit,
-                _ => return None,
-            },
+            mode: SiMode::parse(mode)?,
+            kind: SiType::parse(kind)?,
+            source: SiSource::parse(source)?,
             initial_transaction_id: initial,
         })
     }
@@ -225,14 +119,18 @@ impl StandingInstruction {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {
+    /// `pay_…`; for a call with an idempotency key, derived from the key.
     pub id: String,
     pub merchant_id: String,
     pub livemode: bool,
     pub payment_type: PaymentType,
+    /// Of a follow-up: the payment it captures, reverses or refunds.
     pub reference_id: Option<String>,
+    /// In minor units of `currency` (ISO 4217).
     pub amount: i64,
     pub currency: String,
     pub status: Status,
+    /// The OPP result code and its description.
     pub result: Outcome,
     /// The token the payment was made over (single-use, registration or omni).
     pub token: Option<String>,
@@ -240,16 +138,24 @@ pub struct Payment {
     pub registration_id: Option<String>,
     /// The omni token it was made over or created.
     pub omni_token: Option<String>,
+    /// What is known of the card once the vault has given it: never its number.
     pub card: Option<MaskedCard>,
     pub standing_instruction: Option<StandingInstruction>,
+    /// Of a PA: the amount its captures hold (approved or pending); of a DB or
+    /// CP: its amount once approved, what refunds may take from.
     pub captured_amount: i64,
+    /// What its refunds hold (approved or pending).
     pub refunded_amount: i64,
+    /// Of a PA: a reversal holds or has taken it.
     pub reversed: bool,
+    /// The acquirer's reference once it has answered.
     pub acquirer_reference: Option<String>,
+    /// The merchant's texts, checked before any side effect.
     pub customer_id: String,
     pub merchant_transaction_id: String,
     pub description: String,
     pub created_at: Millis,
+    /// The last step of its work that is done (docs/PAYMENTS.md).
     pub recovery: RecoveryPoint,
     /// Of an initial payment: what it was made over.
     pub source_kind: Option<SourceKind>,

@@ -6,6 +6,7 @@
 //! of approved payments are completed. It then releases idempotency keys left
 //! in flight past their lease and purges records past their retention. Run on
 //! an interval inside payments-svc and as `payments-svc reconcile` (CronJob).
+use common::text::Text;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -12,6 +12,7 @@ use common::clock::Millis;
 
 pub use common::store::StoreError;
 
+use super::idempotency::Claim;
 use super::payment::{LedgerEntry, LedgerRecord, Payment, RecoveryPoint, Reservation, Scope};
 
 /// What the ledger is asked for.
@@ -103,10 +104,7 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// request (same method and hash).
     fn acquire_key(
         &self,
-        merchant_id: &str,
-        key: &str,
-        method: &str,
-        request_hash: &str,
+        claim: &Claim<'_>,
         now: Millis,
         lease_until: Millis,
     ) -> impl Future<Output = Result<KeyState, StoreError>> + Send;

@@ -1,4 +1,5 @@
 //! Conversions between payments' generated messages and domain types.
+use common::text::Text;
 use prost_types::Timestamp;
 
 use common::card::{Billing, CardInput};

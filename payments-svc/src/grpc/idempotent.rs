@@ -15,6 +15,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
@@ -104,20 +105,20 @@ fn retryable(code: Code) -> bool {
 }
 
 /// Runs `call` (given the id the request stands for) detached from the
-/// request, under the idempotency-key protocol when the request has a key.
-pub async fn run<P, V, A, Req, Res, F, Fut>(
+/// request, under the idempotency-key protocol when the request (`request`,
+/// its encoded message) has a key.
+pub async fn run<P, V, A, Res, F, Fut>(
     shared: &Shared<P, V, A>,
     caller: &Caller,
     method: &'static str,
     metadata: &MetadataMap,
-    request: &Req,
+    request: &[u8],
     call: F,
 ) -> Result<Res, Status>
 where
     P: PaymentStore,
     V: Vault,
     A: Acquirer,
-    Req: Message,
     Res: Reply,
     F: FnOnce(String) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Res, PaymentError>> + Send + 'static,
@@ -133,7 +134,7 @@ where
     };
     // Keys are per merchant and mode.
     let owner = format!("{}:{}", caller.merchant_id, if caller.livemode { "live" } else { "test" });
-    let hash = request_hash(method, &request.encode_to_vec());
+    let hash = request_hash(method, request);
     let request = KeyedRequest { owner, key, method, hash };
     // A duplicate gives up waiting for the first request before this handler
     // gives up waiting for it, so it is told the key is in use.
@@ -143,6 +144,7 @@ where
     // store that does not answer is UNAVAILABLE in time, and the work, left at
     // its last recovery point, is resumed by a retry or the reconciler.
     let deadline = tokio::time::Instant::now() + time_left.saturating_sub(ANSWER_MARGIN);
+    let call: Call<Res> = Box::new(move |id| Box::pin(call(id)));
     let work = common::deadline::within(deadline, keyed(shared.payments.clone(), request, wait, call));
     let handle = shared.tracker.spawn(work);
     match tokio::time::timeout(time_left, handle).await {
@@ -157,20 +159,12 @@ where
 
 /// The detached work: the key protocol (if any) around `call`, with the
 /// leases renewed while it runs.
-async fn keyed<P, V, A, Res, F, Fut>(
+async fn keyed<P: PaymentStore, V: Vault, A: Acquirer, Res: Reply>(
     payments: Arc<Payments<P, V, A>>,
     request: KeyedRequest,
     wait: Duration,
-    call: F,
-) -> Result<Res, Status>
-where
-    P: PaymentStore,
-    V: Vault,
-    A: Acquirer,
-    Res: Reply,
-    F: FnOnce(String) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<Res, PaymentError>> + Send + 'static,
-{
+    call: Call<Res>,
+) -> Result<Res, Status> {
     let KeyedRequest { owner, key, method, hash } = request;
     let Some(key) = key else {
         let id = new_id();
@@ -228,6 +222,9 @@ async fn renewing<P: PaymentStore, V, A: Acquirer, T>(
         () = renew => unreachable!("lease renewal never ends"),
     }
 }
+
+/// The work of a call, given the id the request stands for.
+type Call<Res> = Box<dyn FnOnce(String) -> BoxFuture<'static, Result<Res, PaymentError>> + Send>;
 
 /// A request's idempotency key (if any), as the protocol needs it.
 struct KeyedRequest {

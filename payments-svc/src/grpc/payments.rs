@@ -1,86 +1,60 @@
 //! The `Payments` service: initial payments and their follow-ups, reads, and
 //! the ledger. Mutating calls run detached under the idempotency protocol.
+use common::text::Text;
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 
 use common::card::loggable;
 use proto::payments::v1 as pb;
 use vault_api::Vault;
 
-use super::{Call, Shared, convert, idempotent};
+use super::{Answer, Shared, convert, mutate};
 use crate::acquirer::Acquirer;
-use crate::domain::payment::Scope;
 use crate::domain::store::{LedgerQuery, PaymentStore};
 
 pub struct PaymentsService<P, V, A>(pub Arc<Shared<P, V, A>>);
 
 #[tonic::async_trait]
 impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for PaymentsService<P, V, A> {
-    async fn create_payment(
-        &self,
-        request: Request<pb::CreatePaymentRequest>,
-    ) -> Result<Response<pb::Payment>, Status> {
-        let Call { caller, ctx } = self.0.call(&request)?;
-        let (metadata, _, r) = request.into_parts();
-        let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
-        let response = idempotent::run(&self.0, &caller, "CreatePayment", &metadata, &r, move |id| async move {
-            let scope = Scope::of(&owner);
-            let payment = payments.create_payment(scope, id, convert::new_payment(req)?, &ctx).await?;
+    async fn create_payment(&self, request: Request<pb::CreatePaymentRequest>) -> Answer<pb::Payment> {
+        mutate(&self.0, "CreatePayment", request, |w, req| async move {
+            let payment = w.payments.create_payment(w.scope(), w.id.clone(), convert::new_payment(req)?, &w.call.ctx);
+            let payment = payment.await?;
             tracing::info!(
-                merchant_id = %owner.merchant_id, payment_id = %payment.id, payment_type = payment.payment_type.as_str(),
-                status = payment.status.as_str(), result = %payment.result.code, "payment"
+                merchant_id = %w.call.caller.merchant_id, payment_id = %payment.id,
+                payment_type = payment.payment_type.as_str(), status = payment.status.as_str(),
+                result = %payment.result.code, "payment"
             );
             Ok(convert::payment(&payment))
         })
-        .await?;
-        Ok(Response::new(response))
+        .await
     }
 
-    async fn capture_payment(
-        &self,
-        request: Request<pb::CapturePaymentRequest>,
-    ) -> Result<Response<pb::Payment>, Status> {
-        let Call { caller, .. } = self.0.call(&request)?;
-        let (metadata, _, r) = request.into_parts();
-        let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
-        let response = idempotent::run(&self.0, &caller, "CapturePayment", &metadata, &r, move |id| async move {
-            Ok(convert::payment(&payments.capture(Scope::of(&owner), &req.id, req.amount, id).await?))
+    async fn capture_payment(&self, request: Request<pb::CapturePaymentRequest>) -> Answer<pb::Payment> {
+        mutate(&self.0, "CapturePayment", request, |w, req| async move {
+            let capture = w.payments.capture(w.scope(), &req.id, req.amount, w.id.clone()).await?;
+            tracing::info!(merchant_id = %w.call.caller.merchant_id, payment_id = loggable(&req.id), "capture");
+            Ok(convert::payment(&capture))
         })
-        .await?;
-        tracing::info!(merchant_id = %caller.merchant_id, payment_id = loggable(&r.id), "capture");
-        Ok(Response::new(response))
+        .await
     }
 
-    async fn reverse_payment(
-        &self,
-        request: Request<pb::ReversePaymentRequest>,
-    ) -> Result<Response<pb::Payment>, Status> {
-        let Call { caller, .. } = self.0.call(&request)?;
-        let (metadata, _, r) = request.into_parts();
-        let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
-        let response = idempotent::run(&self.0, &caller, "ReversePayment", &metadata, &r, move |id| async move {
-            Ok(convert::payment(&payments.reverse(Scope::of(&owner), &req.id, id).await?))
+    async fn reverse_payment(&self, request: Request<pb::ReversePaymentRequest>) -> Answer<pb::Payment> {
+        mutate(&self.0, "ReversePayment", request, |w, req| async move {
+            Ok(convert::payment(&w.payments.reverse(w.scope(), &req.id, w.id.clone()).await?))
         })
-        .await?;
-        Ok(Response::new(response))
+        .await
     }
 
-    async fn refund_payment(
-        &self,
-        request: Request<pb::RefundPaymentRequest>,
-    ) -> Result<Response<pb::Payment>, Status> {
-        let Call { caller, .. } = self.0.call(&request)?;
-        let (metadata, _, r) = request.into_parts();
-        let (payments, owner, req) = (self.0.payments.clone(), caller.clone(), r.clone());
-        let response = idempotent::run(&self.0, &caller, "RefundPayment", &metadata, &r, move |id| async move {
-            Ok(convert::payment(&payments.refund(Scope::of(&owner), &req.id, req.amount, id).await?))
+    async fn refund_payment(&self, request: Request<pb::RefundPaymentRequest>) -> Answer<pb::Payment> {
+        mutate(&self.0, "RefundPayment", request, |w, req| async move {
+            Ok(convert::payment(&w.payments.refund(w.scope(), &req.id, req.amount, w.id.clone()).await?))
         })
-        .await?;
-        Ok(Response::new(response))
+        .await
     }
 
-    async fn get_payment(&self, request: Request<pb::GetPaymentRequest>) -> Result<Response<pb::Payment>, Status> {
+    async fn get_payment(&self, request: Request<pb::GetPaymentRequest>) -> Answer<pb::Payment> {
         let call = self.0.call(&request)?;
         let scope = call.scope();
         let payment = self.0.payments.get(scope, &request.get_ref().id).await?;
@@ -90,7 +64,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
     async fn list_transactions(
         &self,
         request: Request<pb::ListTransactionsRequest>,
-    ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
+    ) -> Answer<pb::ListTransactionsResponse> {
         let call = self.0.call(&request)?;
         let scope = call.scope();
         let r = request.get_ref();

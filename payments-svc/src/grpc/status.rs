@@ -2,11 +2,10 @@
 //! [`Reason`]; server-side causes are logged here, once. Messages never echo input.
 use tonic::{Code, Status};
 
-use common::grpc::error_status;
+use common::grpc::failure;
 use vault_api::{Reason, VaultError};
 
 use crate::domain::PaymentError;
-use crate::domain::store::StoreError;
 
 impl From<PaymentError> for Status {
     fn from(e: PaymentError) -> Self {
@@ -29,25 +28,20 @@ impl From<PaymentError> for Status {
                 VaultError::Unavailable => (Code::Unavailable, Reason::VaultUnavailable),
                 VaultError::Internal => (Code::Internal, Reason::Internal),
             },
-            PaymentError::Store(StoreError::Unavailable(_)) => (Code::Unavailable, Reason::StoreUnavailable),
-            PaymentError::Store(StoreError::Conflict(_)) => (Code::Aborted, Reason::Conflict),
-            PaymentError::Store(StoreError::Invalid(_)) => (Code::InvalidArgument, Reason::InvalidArgument),
-            PaymentError::Store(StoreError::Corrupt(_)) => (Code::Internal, Reason::Internal),
+            PaymentError::Store(store) => store.code_and_reason(),
             PaymentError::DeadlineExceeded => (Code::DeadlineExceeded, Reason::DeadlineExceeded),
             PaymentError::Internal => (Code::Internal, Reason::Internal),
             PaymentError::IdempotencyKeyReused => (Code::InvalidArgument, Reason::IdempotencyKeyReused),
             PaymentError::IdempotencyKeyInUse => (Code::Aborted, Reason::IdempotencyKeyInUse),
         };
-        if matches!(code, Code::Unavailable | Code::Internal) || matches!(e, PaymentError::Store(_)) {
-            tracing::error!(error = %e, reason = reason.as_str(), "request failed");
-        }
-        error_status(code, reason, e.to_string())
+        failure(code, reason, &e, matches!(e, PaymentError::Store(_)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::store::StoreError;
     use common::grpc::error_reason;
 
     #[test]

@@ -1,10 +1,13 @@
 //! The payments store on PostgreSQL or SQLite through sqlx's Any driver (one
-//! set of `$n` statements), migrations embedded and applied at start-up: the
-//! reads of `PaymentStore` here, the write-ahead work and keys in
-//! `write_ahead`, the row mapping in `rows`. Every sqlx
+//! set of `$n` statements), migrations embedded and applied at start-up:
+//! `PaymentStore` here (a payment written ahead with its reservation in one
+//! commit, moved from recovery point to recovery point with its ledger lines
+//! and release in one commit each, the reads), the statements they share and
+//! the leases and keys in `write_ahead`, the row mapping in `rows`. Every sqlx
 //! failure goes through `common::database::classify`; on SQLite a text with a
 //! NUL byte is refused before it is written, as PostgreSQL refuses it. The
 //! calls a request waits for are bounded by its deadline (`common::deadline`).
+use common::text::Text;
 use std::time::Duration;
 
 use sqlx::AnyPool;
@@ -13,13 +16,15 @@ use common::clock::Millis;
 use common::database::{Database, Dialect, classify, to_secs as secs};
 use common::deadline::bounded;
 
+use crate::domain::idempotency::Claim;
 use crate::domain::payment::{LedgerEntry, LedgerRecord, Payment, RecoveryPoint, Reservation, Scope};
 use crate::domain::store::{Begun, KeyState, LedgerQuery, PaymentStore, StoreError};
 
 mod rows;
 mod write_ahead;
 
-use rows::{Query, ledger_insert, ledger_record, ledger_texts, payment};
+use rows::{Query, ledger_insert, ledger_record, ledger_texts, payment, payment_texts};
+use write_ahead::{amount, bind_card, bind_payment, release_sql, reserve_sql};
 
 #[derive(Debug, Clone)]
 pub struct SqlStore {
@@ -54,11 +59,46 @@ impl SqlStore {
 impl PaymentStore for SqlStore {
     async fn begin(
         &self,
-        payment: &Payment,
+        p: &Payment,
         reservation: Option<Reservation>,
         lease_until: Millis,
     ) -> Result<Begun, StoreError> {
-        bounded(async { self.begin_work(payment, reservation, lease_until).await }).await
+        static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let values = (1..=35).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            format!("INSERT INTO payments ({COLUMNS}) VALUES ({values}) ON CONFLICT (id) DO NOTHING")
+        });
+        self.db.check_text(payment_texts(p))?;
+        let mut tx = self.pool().begin().await.map_err(classify)?;
+        let inserted = bind_payment(sqlx::query(INSERT.as_str()), p)
+            .bind(secs(lease_until))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if inserted.rows_affected() == 0 {
+            let sql = format!("SELECT {COLUMNS} FROM payments WHERE id = $1");
+            let row = sqlx::query(&sql).bind(p.id.as_str()).fetch_one(&mut *tx).await.map_err(classify)?;
+            let existing = payment(&row)?;
+            tx.commit().await.map_err(classify)?;
+            // Another merchant's payment with this id is not this request's.
+            if existing.merchant_id != p.merchant_id || existing.livemode != p.livemode {
+                return Ok(Begun::Refused);
+            }
+            return Ok(Begun::Existing(Box::new(existing)));
+        }
+        if let (Some(reservation), Some(original)) = (reservation, p.reference_id.as_deref()) {
+            let reserved = sqlx::query(reserve_sql(reservation))
+                .bind(original)
+                .bind(amount(reservation))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            if reserved.rows_affected() != 1 {
+                tx.rollback().await.map_err(classify)?;
+                return Ok(Begun::Refused);
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(Begun::New)
     }
 
     async fn advance(
@@ -69,7 +109,47 @@ impl PaymentStore for SqlStore {
         release: Option<Reservation>,
         lease_until: Millis,
     ) -> Result<bool, StoreError> {
-        bounded(async { self.advance_work(next, from, ledger, release, lease_until).await }).await
+        self.db.check_text(payment_texts(next).chain(ledger.iter().flat_map(ledger_texts)))?;
+        let mut tx = self.pool().begin().await.map_err(classify)?;
+        let moved = sqlx::query(
+            "UPDATE payments SET captured_amount = CASE WHEN status = 'pending' THEN $2 ELSE captured_amount END, \
+             status = $3, result_code = $4, result_description = $5, registration_id = $6, omni_token = $7, \
+             card_brand = $8, card_bin = $9, card_last4 = $10, card_exp_month = $11, card_exp_year = $12, \
+             card_name = $13, acquirer_reference = $14, recovery_point = $15, lease_until = $16 \
+             WHERE id = $1 AND recovery_point = $17",
+        )
+        .bind(next.id.as_str())
+        .bind(next.captured_amount)
+        .bind(next.status.as_str())
+        .bind(next.result.code.as_str())
+        .bind(next.result.description.as_str())
+        .bind(next.registration_id.as_deref())
+        .bind(next.omni_token.as_deref());
+        let moved = bind_card(moved, next.card.as_ref())
+            .bind(next.acquirer_reference.as_deref())
+            .bind(next.recovery.as_str())
+            .bind(if next.recovery == RecoveryPoint::Finished { 0 } else { secs(lease_until) })
+            .bind(from.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if moved.rows_affected() != 1 {
+            tx.rollback().await.map_err(classify)?;
+            return Ok(false);
+        }
+        for entry in ledger {
+            ledger_insert(entry).execute(&mut *tx).await.map_err(classify)?;
+        }
+        if let (Some(reservation), Some(original)) = (release, next.reference_id.as_deref()) {
+            sqlx::query(release_sql(reservation))
+                .bind(original)
+                .bind(amount(reservation))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(true)
     }
 
     async fn unfinished(&self, now: Millis, limit: u32) -> Result<Vec<Payment>, StoreError> {
@@ -148,16 +228,8 @@ impl PaymentStore for SqlStore {
         rows.iter().map(ledger_record).collect()
     }
 
-    async fn acquire_key(
-        &self,
-        merchant_id: &str,
-        key: &str,
-        method: &str,
-        request_hash: &str,
-        now: Millis,
-        lease_until: Millis,
-    ) -> Result<KeyState, StoreError> {
-        bounded(async { self.acquire_key_leased(merchant_id, key, method, request_hash, now, lease_until).await }).await
+    async fn acquire_key(&self, claim: &Claim<'_>, now: Millis, lease_until: Millis) -> Result<KeyState, StoreError> {
+        bounded(async { self.acquire_key_leased(claim, now, lease_until).await }).await
     }
 
     async fn renew_key(&self, merchant_id: &str, key: &str, lease_until: Millis) -> Result<(), StoreError> {

@@ -11,19 +11,22 @@ use common::money::{Currency, Money};
 use super::Payments;
 use super::initial::money_of;
 use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Operation};
-use crate::domain::error::PaymentError;
+use crate::domain::error::{PaymentError, PaymentResult};
 use crate::domain::payment::{LedgerKind, Payment, PaymentType, RecoveryPoint, Reservation, Scope, Status};
 use crate::domain::store::{Begun, PaymentStore};
 use vault_api::Vault;
 
+/// A follow-up asked for: its id, the payment it follows, its amount and
+/// what it holds on that payment while pending.
+struct FollowUp<'a> {
+    id: String,
+    original: &'a Payment,
+    money: Money,
+    reservation: Reservation,
+}
+
 impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
-    pub async fn capture(
-        &self,
-        scope: Scope<'_>,
-        pa_id: &str,
-        amount: i64,
-        id: String,
-    ) -> Result<Payment, PaymentError> {
+    pub async fn capture(&self, scope: Scope<'_>, pa_id: &str, amount: i64, id: String) -> PaymentResult<Payment> {
         let pa = self.original(scope, pa_id).await?;
         if pa.payment_type != PaymentType::PA {
             return Err(PaymentError::InvalidStateTransition("only a pre-authorization (PA) can be captured"));
@@ -36,10 +39,11 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             _ if pa.reversed => PaymentError::InvalidStateTransition("the pre-authorization was reversed"),
             _ => PaymentError::AmountExceeds,
         };
-        self.begin_follow_up(scope, id, PaymentType::CP, &pa, money, Reservation::Capture(amount), refused).await
+        let asked = FollowUp { id, original: &pa, money, reservation: Reservation::Capture(amount) };
+        self.begin_follow_up(scope, asked, refused).await
     }
 
-    pub async fn reverse(&self, scope: Scope<'_>, pa_id: &str, id: String) -> Result<Payment, PaymentError> {
+    pub async fn reverse(&self, scope: Scope<'_>, pa_id: &str, id: String) -> PaymentResult<Payment> {
         let pa = self.original(scope, pa_id).await?;
         if pa.payment_type != PaymentType::PA {
             return Err(PaymentError::InvalidStateTransition("only a pre-authorization (PA) can be reversed"));
@@ -52,16 +56,11 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                 _ => "a captured pre-authorization cannot be reversed; refund the capture instead",
             })
         };
-        self.begin_follow_up(scope, id, PaymentType::RV, &pa, money, Reservation::Reversal, refused).await
+        let asked = FollowUp { id, original: &pa, money, reservation: Reservation::Reversal };
+        self.begin_follow_up(scope, asked, refused).await
     }
 
-    pub async fn refund(
-        &self,
-        scope: Scope<'_>,
-        target_id: &str,
-        amount: i64,
-        id: String,
-    ) -> Result<Payment, PaymentError> {
+    pub async fn refund(&self, scope: Scope<'_>, target_id: &str, amount: i64, id: String) -> PaymentResult<Payment> {
         let target = self.original(scope, target_id).await?;
         if !matches!(target.payment_type, PaymentType::DB | PaymentType::CP) {
             return Err(PaymentError::InvalidStateTransition("only a debit (DB) or a capture (CP) can be refunded"));
@@ -74,23 +73,21 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                 PaymentError::AmountExceeds
             }
         };
-        self.begin_follow_up(scope, id, PaymentType::RF, &target, money, Reservation::Refund(amount), refused).await
+        let asked = FollowUp { id, original: &target, money, reservation: Reservation::Refund(amount) };
+        self.begin_follow_up(scope, asked, refused).await
     }
 
     /// Records the follow-up pending with its reservation (or finds it from an
     /// earlier run of the same key) and drives it.
-    #[allow(clippy::too_many_arguments)]
     async fn begin_follow_up(
         &self,
         scope: Scope<'_>,
-        id: String,
-        kind: PaymentType,
-        original: &Payment,
-        money: Money,
-        reservation: Reservation,
+        asked: FollowUp<'_>,
         refused: impl FnOnce(Payment) -> PaymentError,
-    ) -> Result<Payment, PaymentError> {
-        let pending = self.pending_follow_up(scope, id, kind, original, money);
+    ) -> PaymentResult<Payment> {
+        let (original, reservation) = (asked.original, asked.reservation);
+        let pending = self.pending_follow_up(scope, asked);
+        let kind = pending.payment_type;
         match self.store.begin(&pending, Some(reservation), self.lease_until()).await? {
             Begun::New => self.drive_follow_up(scope, pending, true).await,
             Begun::Existing(existing)
@@ -103,14 +100,13 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         }
     }
 
-    fn pending_follow_up(
-        &self,
-        scope: Scope<'_>,
-        id: String,
-        kind: PaymentType,
-        original: &Payment,
-        money: Money,
-    ) -> Payment {
+    fn pending_follow_up(&self, scope: Scope<'_>, asked: FollowUp<'_>) -> Payment {
+        let FollowUp { id, original, money, reservation } = asked;
+        let kind = match reservation {
+            Reservation::Capture(_) => PaymentType::CP,
+            Reservation::Reversal => PaymentType::RV,
+            Reservation::Refund(_) => PaymentType::RF,
+        };
         Payment {
             id,
             merchant_id: scope.merchant_id.into(),
@@ -148,7 +144,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         scope: Scope<'_>,
         payment: Payment,
         fresh: bool,
-    ) -> Result<Payment, PaymentError> {
+    ) -> PaymentResult<Payment> {
         if payment.recovery != RecoveryPoint::Started || payment.status != Status::Pending {
             return Ok(payment);
         }
@@ -184,7 +180,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         scope: Scope<'_>,
         payment: Payment,
         outcome: AcquirerOutcome,
-    ) -> Result<Payment, PaymentError> {
+    ) -> PaymentResult<Payment> {
         let mut next = payment;
         Self::answered(&mut next, outcome);
         let status = next.status;

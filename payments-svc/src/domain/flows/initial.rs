@@ -13,7 +13,7 @@ use common::result_code;
 use super::validate::{self, NewPayment, ValidPayment, ValidSource};
 use super::{Payments, ledger_kind_created};
 use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Inquiry, Operation};
-use crate::domain::error::PaymentError;
+use crate::domain::error::{PaymentError, PaymentResult};
 use crate::domain::payment::{LedgerKind, MaskedCard, Payment, PaymentType, RecoveryPoint, Scope, SourceKind, Status};
 use crate::domain::store::{Begun, PaymentStore};
 use vault_api::{CallContext, TokenKind, TokenSource, Vault, VaultError};
@@ -25,7 +25,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         id: String,
         req: NewPayment,
         ctx: &CallContext,
-    ) -> Result<Payment, PaymentError> {
+    ) -> PaymentResult<Payment> {
         let req = validate::payment(req, self.clock.now_ms())?;
         self.check_connector(scope)?;
         if req.merchant_initiated {
@@ -95,7 +95,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         req: Option<&ValidPayment>,
         fresh: bool,
         ctx: &CallContext,
-    ) -> Result<Payment, PaymentError> {
+    ) -> PaymentResult<Payment> {
         let mut card: Option<Card> = match req.map(|r| &r.source) {
             Some(ValidSource::Card(card)) => Some((**card).clone()),
             _ => None,
@@ -168,7 +168,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         client_present: bool,
         fresh: bool,
         ctx: &CallContext,
-    ) -> Result<Option<Card>, PaymentError> {
+    ) -> PaymentResult<Option<Card>> {
         let Some(token) = payment.token.as_deref().filter(|_| client_present) else { return Ok(None) };
         match self.vault.detokenize(scope, token, &payment.id, ctx).await {
             Ok(card) => Ok(Some(card)),
@@ -181,7 +181,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         }
     }
 
-    async fn execute_initial(&self, payment: &Payment, card: &Card) -> Result<AcquirerOutcome, PaymentError> {
+    async fn execute_initial(&self, payment: &Payment, card: &Card) -> PaymentResult<AcquirerOutcome> {
         let operation = if payment.payment_type == PaymentType::PA { Operation::Authorize } else { Operation::Debit };
         Ok(self
             .call_acquirer(AcquirerRequest {
@@ -201,7 +201,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         &self,
         payment: &Payment,
         original_reference: Option<&str>,
-    ) -> Result<AcquirerOutcome, PaymentError> {
+    ) -> PaymentResult<AcquirerOutcome> {
         let operation = match payment.payment_type {
             PaymentType::PA => Operation::Authorize,
             PaymentType::DB => Operation::Debit,
@@ -227,7 +227,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         scope: Scope<'_>,
         payment: Payment,
         outcome: AcquirerOutcome,
-    ) -> Result<Payment, PaymentError> {
+    ) -> PaymentResult<Payment> {
         let from = payment.recovery;
         let mut next = payment;
         Self::answered(&mut next, outcome);
@@ -259,7 +259,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         payment: Payment,
         card: Option<&Card>,
         ctx: &CallContext,
-    ) -> Result<Payment, PaymentError> {
+    ) -> PaymentResult<Payment> {
         let from = payment.recovery;
         let mut next = payment;
         next.recovery = next.after_tokenizing();
@@ -333,7 +333,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
 }
 
 /// A stored payment's amount in its currency.
-pub(super) fn money_of(payment: &Payment) -> Result<Money, PaymentError> {
+pub(super) fn money_of(payment: &Payment) -> PaymentResult<Money> {
     let currency = Currency::parse(&payment.currency)?;
     Ok(Money::new(payment.amount, currency, payment.amount == 0)?)
 }

@@ -60,6 +60,8 @@ pub struct ValidPayment {
     /// The durable token to create once the payment is approved.
     pub tokenize: Option<TokenKind>,
     pub merchant_initiated: bool,
+    /// The merchant's texts, checked: UTF-8 without control characters, at
+    /// most 255 characters, no card number.
     pub customer_id: String,
     pub merchant_transaction_id: String,
     pub description: String,

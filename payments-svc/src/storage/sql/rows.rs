@@ -1,6 +1,7 @@
 //! How payments and ledger lines map to rows: decoding (a value this code
 //! does not know is `Corrupt`), the ledger insert and its bindings, and the
 //! texts a write must check before SQLite stores them.
+use common::text::Text;
 use sqlx::any::AnyRow;
 
 use common::database::{column, from_secs, to_secs as secs};

@@ -1,23 +1,22 @@
-//! Write-ahead work on SQL: a payment recorded pending with its lease (and a
-//! follow-up's reservation in the same commit), moved from recovery point to
-//! recovery point with its ledger lines and releases in one commit each,
-//! leases taken over by the reconciler, and idempotency keys with leases.
-//! Every guard is a condition of the statement itself, so two workers racing
-//! on one payment or key can never both succeed.
+//! The statements of write-ahead work on SQL: a payment's bindings, the
+//! conditional updates that take and release a follow-up's reservation, the
+//! leases the reconciler takes over, and idempotency keys with leases. Every
+//! guard is a condition of the statement itself, so two workers racing on one
+//! payment or key can never both succeed.
 use common::clock::Millis;
 use common::database::{classify, column, to_secs as secs};
+use common::text::Text;
 
-use super::rows::{Query, ledger_insert, ledger_texts, payment, payment_texts};
+use super::rows::{Query, payment};
 use super::{COLUMNS, SqlStore};
-use crate::domain::ledger::LedgerEntry;
-use crate::domain::payment::{Payment, RecoveryPoint, Reservation};
-use crate::domain::store::{Begun, KeyState, StoreError};
+use crate::domain::idempotency::Claim;
+use crate::domain::payment::{MaskedCard, Payment, Reservation};
+use crate::domain::store::{KeyState, StoreError};
 
 /// Binds a payment's columns, in `COLUMNS` order, all but the last (`lease_until`).
 pub(super) fn bind_payment<'q>(query: Query<'q>, p: &'q Payment) -> Query<'q> {
-    let card = p.card.as_ref();
     let si = p.standing_instruction.as_ref().map(|s| s.codes());
-    query
+    let query = query
         .bind(p.id.as_str())
         .bind(p.merchant_id.as_str())
         .bind(i64::from(p.livemode))
@@ -30,13 +29,8 @@ pub(super) fn bind_payment<'q>(query: Query<'q>, p: &'q Payment) -> Query<'q> {
         .bind(p.result.description.as_str())
         .bind(p.token.as_deref())
         .bind(p.registration_id.as_deref())
-        .bind(p.omni_token.as_deref())
-        .bind(card.map(|c| c.brand.as_str()))
-        .bind(card.map(|c| c.bin.as_str()))
-        .bind(card.map(|c| c.last4.as_str()))
-        .bind(card.map(|c| i64::from(c.exp_month)))
-        .bind(card.map(|c| i64::from(c.exp_year)))
-        .bind(card.map(|c| c.name.as_str()))
+        .bind(p.omni_token.as_deref());
+    bind_card(query, p.card.as_ref())
         .bind(si.map(|s| s.0))
         .bind(si.map(|s| s.1))
         .bind(si.map(|s| s.2))
@@ -54,9 +48,21 @@ pub(super) fn bind_payment<'q>(query: Query<'q>, p: &'q Payment) -> Query<'q> {
         .bind(p.tokenize.map_or("", |k| k.as_str()))
 }
 
+/// Binds a masked card's six columns (brand, bin, last4, expiry month and
+/// year, name), null without a card.
+pub(super) fn bind_card<'q>(query: Query<'q>, card: Option<&'q MaskedCard>) -> Query<'q> {
+    query
+        .bind(card.map(|c| c.brand.as_str()))
+        .bind(card.map(|c| c.bin.as_str()))
+        .bind(card.map(|c| c.last4.as_str()))
+        .bind(card.map(|c| i64::from(c.exp_month)))
+        .bind(card.map(|c| i64::from(c.exp_year)))
+        .bind(card.map(|c| c.name.as_str()))
+}
+
 /// The conditional update that takes a reservation on the original (`$1`),
 /// within its limits; the amount is `$2`.
-fn reserve_sql(reservation: Reservation) -> &'static str {
+pub(super) fn reserve_sql(reservation: Reservation) -> &'static str {
     match reservation {
         Reservation::Capture(_) => {
             "UPDATE payments SET captured_amount = captured_amount + $2 WHERE id = $1 AND payment_type = 'PA' \
@@ -73,7 +79,7 @@ fn reserve_sql(reservation: Reservation) -> &'static str {
     }
 }
 
-fn release_sql(reservation: Reservation) -> &'static str {
+pub(super) fn release_sql(reservation: Reservation) -> &'static str {
     match reservation {
         Reservation::Capture(_) => "UPDATE payments SET captured_amount = captured_amount - $2 WHERE id = $1",
         Reservation::Reversal => "UPDATE payments SET reversed = 0 WHERE id = $1 AND $2 = 0",
@@ -81,7 +87,7 @@ fn release_sql(reservation: Reservation) -> &'static str {
     }
 }
 
-fn amount(reservation: Reservation) -> i64 {
+pub(super) fn amount(reservation: Reservation) -> i64 {
     match reservation {
         Reservation::Capture(amount) | Reservation::Refund(amount) => amount,
         Reservation::Reversal => 0,
@@ -89,107 +95,6 @@ fn amount(reservation: Reservation) -> i64 {
 }
 
 impl SqlStore {
-    pub(super) async fn begin_work(
-        &self,
-        p: &Payment,
-        reservation: Option<Reservation>,
-        lease_until: Millis,
-    ) -> Result<Begun, StoreError> {
-        static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            let values = (1..=35).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-            format!("INSERT INTO payments ({COLUMNS}) VALUES ({values}) ON CONFLICT (id) DO NOTHING")
-        });
-        self.db.check_text(payment_texts(p))?;
-        let mut tx = self.pool().begin().await.map_err(classify)?;
-        let inserted = bind_payment(sqlx::query(INSERT.as_str()), p)
-            .bind(secs(lease_until))
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        if inserted.rows_affected() == 0 {
-            let sql = format!("SELECT {COLUMNS} FROM payments WHERE id = $1");
-            let row = sqlx::query(&sql).bind(p.id.as_str()).fetch_one(&mut *tx).await.map_err(classify)?;
-            let existing = payment(&row)?;
-            tx.commit().await.map_err(classify)?;
-            // Another merchant's payment with this id is not this request's.
-            if existing.merchant_id != p.merchant_id || existing.livemode != p.livemode {
-                return Ok(Begun::Refused);
-            }
-            return Ok(Begun::Existing(Box::new(existing)));
-        }
-        if let (Some(reservation), Some(original)) = (reservation, p.reference_id.as_deref()) {
-            let reserved = sqlx::query(reserve_sql(reservation))
-                .bind(original)
-                .bind(amount(reservation))
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-            if reserved.rows_affected() != 1 {
-                tx.rollback().await.map_err(classify)?;
-                return Ok(Begun::Refused);
-            }
-        }
-        tx.commit().await.map_err(classify)?;
-        Ok(Begun::New)
-    }
-
-    pub(super) async fn advance_work(
-        &self,
-        next: &Payment,
-        from: RecoveryPoint,
-        ledger: &[LedgerEntry],
-        release: Option<Reservation>,
-        lease_until: Millis,
-    ) -> Result<bool, StoreError> {
-        let card = next.card.as_ref();
-        self.db.check_text(payment_texts(next).chain(ledger.iter().flat_map(ledger_texts)))?;
-        let mut tx = self.pool().begin().await.map_err(classify)?;
-        let moved = sqlx::query(
-            "UPDATE payments SET captured_amount = CASE WHEN status = 'pending' THEN $2 ELSE captured_amount END, \
-             status = $3, result_code = $4, result_description = $5, registration_id = $6, omni_token = $7, \
-             card_brand = $8, card_bin = $9, card_last4 = $10, card_exp_month = $11, card_exp_year = $12, \
-             card_name = $13, acquirer_reference = $14, recovery_point = $15, lease_until = $16 \
-             WHERE id = $1 AND recovery_point = $17",
-        )
-        .bind(next.id.as_str())
-        .bind(next.captured_amount)
-        .bind(next.status.as_str())
-        .bind(next.result.code.as_str())
-        .bind(next.result.description.as_str())
-        .bind(next.registration_id.as_deref())
-        .bind(next.omni_token.as_deref())
-        .bind(card.map(|c| c.brand.as_str()))
-        .bind(card.map(|c| c.bin.as_str()))
-        .bind(card.map(|c| c.last4.as_str()))
-        .bind(card.map(|c| i64::from(c.exp_month)))
-        .bind(card.map(|c| i64::from(c.exp_year)))
-        .bind(card.map(|c| c.name.as_str()))
-        .bind(next.acquirer_reference.as_deref())
-        .bind(next.recovery.as_str())
-        .bind(if next.recovery == RecoveryPoint::Finished { 0 } else { secs(lease_until) })
-        .bind(from.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        if moved.rows_affected() != 1 {
-            tx.rollback().await.map_err(classify)?;
-            return Ok(false);
-        }
-        for entry in ledger {
-            ledger_insert(entry).execute(&mut *tx).await.map_err(classify)?;
-        }
-        if let (Some(reservation), Some(original)) = (release, next.reference_id.as_deref()) {
-            sqlx::query(release_sql(reservation))
-                .bind(original)
-                .bind(amount(reservation))
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-        }
-        tx.commit().await.map_err(classify)?;
-        Ok(true)
-    }
-
     pub(super) async fn unfinished_work(&self, now: Millis, limit: u32) -> Result<Vec<Payment>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM payments WHERE recovery_point <> 'finished' AND lease_until < $1 \
@@ -214,32 +119,23 @@ impl SqlStore {
     }
 
     pub(super) async fn renew_work_lease(&self, id: &str, until: Millis) -> Result<(), StoreError> {
-        sqlx::query("UPDATE payments SET lease_until = $2 WHERE id = $1 AND recovery_point <> 'finished'")
-            .bind(id)
-            .bind(secs(until))
-            .execute(self.pool())
-            .await
-            .map(|_| ())
-            .map_err(classify)
+        let statement =
+            sqlx::query("UPDATE payments SET lease_until = $2 WHERE id = $1 AND recovery_point <> 'finished'");
+        self.run(statement.bind(id).bind(secs(until))).await
     }
 
     pub(super) async fn acquire_key_leased(
         &self,
-        merchant_id: &str,
-        key: &str,
-        method: &str,
-        request_hash: &str,
+        claim: &Claim<'_>,
         now: Millis,
         lease_until: Millis,
     ) -> Result<KeyState, StoreError> {
-        let inserted = sqlx::query(
+        // `$1`–`$4`: the claim's owner, key, method and request hash.
+        let claimed = |sql| sqlx::query(sql).bind(claim.owner).bind(claim.key).bind(claim.method).bind(claim.hash);
+        let inserted = claimed(
             "INSERT INTO idempotency_keys (merchant_id, key, method, request_hash, state, created_at, locked_until) \
              VALUES ($1, $2, $3, $4, 'in_flight', $5, $6) ON CONFLICT (merchant_id, key) DO NOTHING",
         )
-        .bind(merchant_id)
-        .bind(key)
-        .bind(method)
-        .bind(request_hash)
         .bind(secs(now))
         .bind(secs(lease_until))
         .execute(self.pool())
@@ -249,14 +145,10 @@ impl SqlStore {
             return Ok(KeyState::Acquired);
         }
         // A released key, or one whose owner's lease ran out, goes to the same request.
-        let taken = sqlx::query(
+        let taken = claimed(
             "UPDATE idempotency_keys SET state = 'in_flight', locked_until = $5 WHERE merchant_id = $1 AND key = $2 \
              AND method = $3 AND request_hash = $4 AND (state = 'released' OR (state = 'in_flight' AND locked_until < $6))",
         )
-        .bind(merchant_id)
-        .bind(key)
-        .bind(method)
-        .bind(request_hash)
         .bind(secs(lease_until))
         .bind(secs(now))
         .execute(self.pool())
@@ -268,8 +160,8 @@ impl SqlStore {
         let row = sqlx::query(
             "SELECT method, request_hash, state, response FROM idempotency_keys WHERE merchant_id = $1 AND key = $2",
         )
-        .bind(merchant_id)
-        .bind(key)
+        .bind(claim.owner)
+        .bind(claim.key)
         .fetch_optional(self.pool())
         .await
         .map_err(classify)?;
@@ -277,7 +169,7 @@ impl SqlStore {
         let stored_method: String = column(&row, "method")?;
         let hash: String = column(&row, "request_hash")?;
         // The same key on another method is another request.
-        let hash = if stored_method == method { hash } else { format!("{stored_method}:{hash}") };
+        let hash = if stored_method == claim.method { hash } else { format!("{stored_method}:{hash}") };
         Ok(match column::<String>(&row, "state")?.as_str() {
             "done" => KeyState::Done {
                 request_hash: hash,
@@ -288,16 +180,10 @@ impl SqlStore {
     }
 
     pub(super) async fn renew_key_lease(&self, merchant_id: &str, key: &str, until: Millis) -> Result<(), StoreError> {
-        sqlx::query(
+        let statement = sqlx::query(
             "UPDATE idempotency_keys SET locked_until = $3 WHERE merchant_id = $1 AND key = $2 AND state = 'in_flight'",
-        )
-        .bind(merchant_id)
-        .bind(key)
-        .bind(secs(until))
-        .execute(self.pool())
-        .await
-        .map(|_| ())
-        .map_err(classify)
+        );
+        self.run(statement.bind(merchant_id).bind(key).bind(secs(until))).await
     }
 
     pub(super) async fn sweep_idempotency_keys(
