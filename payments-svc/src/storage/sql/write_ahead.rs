@@ -132,30 +132,19 @@ impl SqlStore {
     ) -> Result<KeyState, StoreError> {
         // `$1`–`$4`: the claim's owner, key, method and request hash.
         let claimed = |sql| sqlx::query(sql).bind(claim.owner).bind(claim.key).bind(claim.method).bind(claim.hash);
-        let inserted = claimed(
+        // A new key; else a released key, or one whose owner's lease ran out,
+        // taken by the same request. `$5`: now, `$6`: the lease's end.
+        let statements = [
             "INSERT INTO idempotency_keys (merchant_id, key, method, request_hash, state, created_at, locked_until) \
              VALUES ($1, $2, $3, $4, 'in_flight', $5, $6) ON CONFLICT (merchant_id, key) DO NOTHING",
-        )
-        .bind(secs(now))
-        .bind(secs(lease_until))
-        .execute(self.pool())
-        .await
-        .map_err(classify)?;
-        if inserted.rows_affected() == 1 {
-            return Ok(KeyState::Acquired);
-        }
-        // A released key, or one whose owner's lease ran out, goes to the same request.
-        let taken = claimed(
-            "UPDATE idempotency_keys SET state = 'in_flight', locked_until = $5 WHERE merchant_id = $1 AND key = $2 \
-             AND method = $3 AND request_hash = $4 AND (state = 'released' OR (state = 'in_flight' AND locked_until < $6))",
-        )
-        .bind(secs(lease_until))
-        .bind(secs(now))
-        .execute(self.pool())
-        .await
-        .map_err(classify)?;
-        if taken.rows_affected() == 1 {
-            return Ok(KeyState::Acquired);
+            "UPDATE idempotency_keys SET state = 'in_flight', locked_until = $6 WHERE merchant_id = $1 AND key = $2 \
+             AND method = $3 AND request_hash = $4 AND (state = 'released' OR (state = 'in_flight' AND locked_until < $5))",
+        ];
+        for sql in statements {
+            let claim = claimed(sql).bind(secs(now)).bind(secs(lease_until));
+            if claim.execute(self.pool()).await.map_err(classify)?.rows_affected() == 1 {
+                return Ok(KeyState::Acquired);
+            }
         }
         let row = sqlx::query(
             "SELECT method, request_hash, state, response FROM idempotency_keys WHERE merchant_id = $1 AND key = $2",
