@@ -1,7 +1,8 @@
 //! The per-call deadline and correlation id. `CallLayer` reads them once from
 //! the request headers (the caller's `grpc-timeout`, capped at the configured
 //! request timeout; `x-correlation-id` / `x-request-id` / `traceparent`), puts
-//! a `CallInfo` in the request's extensions for handlers, and stops a handler
+//! a `CallInfo` in the request's extensions for handlers, bounds the store
+//! calls of the handler by the deadline (less `STORE_MARGIN`), and stops a handler
 //! that outlives its deadline. Handlers answer at their deadline themselves
 //! (with their own reason); the layer is the backstop a short grace later, so
 //! no call holds a worker past it.
@@ -14,6 +15,11 @@ use tower::{Layer, Service};
 
 /// How long after the deadline the layer cuts a handler that did not answer.
 pub const GRACE: Duration = Duration::from_millis(100);
+
+/// The store calls a handler makes (`crate::deadline`) end this long before
+/// its deadline, so that a store that does not answer is still answered as
+/// `UNAVAILABLE` in time.
+pub const STORE_MARGIN: Duration = Duration::from_millis(100);
 
 /// What the shell knows about a call before its handler runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,8 +97,9 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let info = CallInfo::from_headers(request.headers(), self.max);
         let cut = tokio::time::Instant::from_std(info.deadline + GRACE);
+        let stores_until = info.deadline.checked_sub(STORE_MARGIN).unwrap_or(info.deadline);
         request.extensions_mut().insert(info);
-        let call = self.inner.call(request);
+        let call = crate::deadline::within(stores_until.into(), self.inner.call(request));
         Box::pin(async move {
             match tokio::time::timeout_at(cut, call).await {
                 Ok(response) => response,

@@ -50,9 +50,10 @@ impl SqlStore {
         self.db.pool()
     }
 
-    /// Runs a statement whose result is only success or failure.
+    /// Runs a statement whose result is only success or failure, bounded by
+    /// the current deadline.
     async fn run(&self, statement: Query<'_>) -> Result<(), StoreError> {
-        statement.execute(self.pool()).await.map(|_| ()).map_err(classify)
+        bounded(async { statement.execute(self.pool()).await.map(|_| ()).map_err(classify) }).await
     }
 }
 
@@ -63,42 +64,45 @@ impl PaymentStore for SqlStore {
         reservation: Option<Reservation>,
         lease_until: Millis,
     ) -> Result<Begun, StoreError> {
-        static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            let values = (1..=35).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-            format!("INSERT INTO payments ({COLUMNS}) VALUES ({values}) ON CONFLICT (id) DO NOTHING")
-        });
-        self.db.check_text(payment_texts(p))?;
-        let mut tx = self.pool().begin().await.map_err(classify)?;
-        let inserted = bind_payment(sqlx::query(INSERT.as_str()), p)
-            .bind(secs(lease_until))
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        if inserted.rows_affected() == 0 {
-            let sql = format!("SELECT {COLUMNS} FROM payments WHERE id = $1");
-            let row = sqlx::query(&sql).bind(p.id.as_str()).fetch_one(&mut *tx).await.map_err(classify)?;
-            let existing = payment(&row)?;
-            tx.commit().await.map_err(classify)?;
-            // Another merchant's payment with this id is not this request's.
-            if existing.merchant_id != p.merchant_id || existing.livemode != p.livemode {
-                return Ok(Begun::Refused);
-            }
-            return Ok(Begun::Existing(Box::new(existing)));
-        }
-        if let (Some(reservation), Some(original)) = (reservation, p.reference_id.as_deref()) {
-            let reserved = sqlx::query(reserve_sql(reservation))
-                .bind(original)
-                .bind(amount(reservation))
+        bounded(async {
+            static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                let values = (1..=35).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+                format!("INSERT INTO payments ({COLUMNS}) VALUES ({values}) ON CONFLICT (id) DO NOTHING")
+            });
+            self.db.check_text(payment_texts(p))?;
+            let mut tx = self.pool().begin().await.map_err(classify)?;
+            let inserted = bind_payment(sqlx::query(INSERT.as_str()), p)
+                .bind(secs(lease_until))
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;
-            if reserved.rows_affected() != 1 {
-                tx.rollback().await.map_err(classify)?;
-                return Ok(Begun::Refused);
+            if inserted.rows_affected() == 0 {
+                let sql = format!("SELECT {COLUMNS} FROM payments WHERE id = $1");
+                let row = sqlx::query(&sql).bind(p.id.as_str()).fetch_one(&mut *tx).await.map_err(classify)?;
+                let existing = payment(&row)?;
+                tx.commit().await.map_err(classify)?;
+                // Another merchant's payment with this id is not this request's.
+                if existing.merchant_id != p.merchant_id || existing.livemode != p.livemode {
+                    return Ok(Begun::Refused);
+                }
+                return Ok(Begun::Existing(Box::new(existing)));
             }
-        }
-        tx.commit().await.map_err(classify)?;
-        Ok(Begun::New)
+            if let (Some(reservation), Some(original)) = (reservation, p.reference_id.as_deref()) {
+                let reserved = sqlx::query(reserve_sql(reservation))
+                    .bind(original)
+                    .bind(amount(reservation))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                if reserved.rows_affected() != 1 {
+                    tx.rollback().await.map_err(classify)?;
+                    return Ok(Begun::Refused);
+                }
+            }
+            tx.commit().await.map_err(classify)?;
+            Ok(Begun::New)
+        })
+        .await
     }
 
     async fn advance(
@@ -109,47 +113,50 @@ impl PaymentStore for SqlStore {
         release: Option<Reservation>,
         lease_until: Millis,
     ) -> Result<bool, StoreError> {
-        self.db.check_text(payment_texts(next).chain(ledger.iter().flat_map(ledger_texts)))?;
-        let mut tx = self.pool().begin().await.map_err(classify)?;
-        let moved = sqlx::query(
-            "UPDATE payments SET captured_amount = CASE WHEN status = 'pending' THEN $2 ELSE captured_amount END, \
-             status = $3, result_code = $4, result_description = $5, registration_id = $6, omni_token = $7, \
-             card_brand = $8, card_bin = $9, card_last4 = $10, card_exp_month = $11, card_exp_year = $12, \
-             card_name = $13, acquirer_reference = $14, recovery_point = $15, lease_until = $16 \
-             WHERE id = $1 AND recovery_point = $17",
-        )
-        .bind(next.id.as_str())
-        .bind(next.captured_amount)
-        .bind(next.status.as_str())
-        .bind(next.result.code.as_str())
-        .bind(next.result.description.as_str())
-        .bind(next.registration_id.as_deref())
-        .bind(next.omni_token.as_deref());
-        let moved = bind_card(moved, next.card.as_ref())
-            .bind(next.acquirer_reference.as_deref())
-            .bind(next.recovery.as_str())
-            .bind(if next.recovery == RecoveryPoint::Finished { 0 } else { secs(lease_until) })
-            .bind(from.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        if moved.rows_affected() != 1 {
-            tx.rollback().await.map_err(classify)?;
-            return Ok(false);
-        }
-        for entry in ledger {
-            ledger_insert(entry).execute(&mut *tx).await.map_err(classify)?;
-        }
-        if let (Some(reservation), Some(original)) = (release, next.reference_id.as_deref()) {
-            sqlx::query(release_sql(reservation))
-                .bind(original)
-                .bind(amount(reservation))
+        bounded(async {
+            self.db.check_text(payment_texts(next).chain(ledger.iter().flat_map(ledger_texts)))?;
+            let mut tx = self.pool().begin().await.map_err(classify)?;
+            let moved = sqlx::query(
+                "UPDATE payments SET captured_amount = CASE WHEN status = 'pending' THEN $2 ELSE captured_amount END, \
+                 status = $3, result_code = $4, result_description = $5, registration_id = $6, omni_token = $7, \
+                 card_brand = $8, card_bin = $9, card_last4 = $10, card_exp_month = $11, card_exp_year = $12, \
+                 card_name = $13, acquirer_reference = $14, recovery_point = $15, lease_until = $16 \
+                 WHERE id = $1 AND recovery_point = $17",
+            )
+            .bind(next.id.as_str())
+            .bind(next.captured_amount)
+            .bind(next.status.as_str())
+            .bind(next.result.code.as_str())
+            .bind(next.result.description.as_str())
+            .bind(next.registration_id.as_deref())
+            .bind(next.omni_token.as_deref());
+            let moved = bind_card(moved, next.card.as_ref())
+                .bind(next.acquirer_reference.as_deref())
+                .bind(next.recovery.as_str())
+                .bind(if next.recovery == RecoveryPoint::Finished { 0 } else { secs(lease_until) })
+                .bind(from.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;
-        }
-        tx.commit().await.map_err(classify)?;
-        Ok(true)
+            if moved.rows_affected() != 1 {
+                tx.rollback().await.map_err(classify)?;
+                return Ok(false);
+            }
+            for entry in ledger {
+                ledger_insert(entry).execute(&mut *tx).await.map_err(classify)?;
+            }
+            if let (Some(reservation), Some(original)) = (release, next.reference_id.as_deref()) {
+                sqlx::query(release_sql(reservation))
+                    .bind(original)
+                    .bind(amount(reservation))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+            }
+            tx.commit().await.map_err(classify)?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn unfinished(&self, now: Millis, limit: u32) -> Result<Vec<Payment>, StoreError> {
@@ -217,14 +224,17 @@ impl PaymentStore for SqlStore {
         let by_time = format!("{base} AND created_at >= $4 AND created_at <= $5 ORDER BY seq LIMIT $6");
         let scoped = |sql| sqlx::query(sql).bind(scope.merchant_id).bind(i64::from(scope.livemode)).bind(after_seq);
         let limit = i64::from(limit);
-        let rows = match query {
-            LedgerQuery::Payment(id) => scoped(&by_payment).bind(id).bind(limit).fetch_all(self.pool()).await,
-            LedgerQuery::Token(token) => scoped(&by_token).bind(token).bind(limit).fetch_all(self.pool()).await,
-            LedgerQuery::Between(from, to) => {
-                scoped(&by_time).bind(secs(from)).bind(secs(to)).bind(limit).fetch_all(self.pool()).await
+        let rows = bounded(async {
+            match query {
+                LedgerQuery::Payment(id) => scoped(&by_payment).bind(id).bind(limit).fetch_all(self.pool()).await,
+                LedgerQuery::Token(token) => scoped(&by_token).bind(token).bind(limit).fetch_all(self.pool()).await,
+                LedgerQuery::Between(from, to) => {
+                    scoped(&by_time).bind(secs(from)).bind(secs(to)).bind(limit).fetch_all(self.pool()).await
+                }
             }
-        }
-        .map_err(classify)?;
+            .map_err(classify)
+        })
+        .await?;
         rows.iter().map(ledger_record).collect()
     }
 
