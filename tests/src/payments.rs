@@ -14,7 +14,7 @@ use crate::database::{Db, TestDatabase};
 use crate::scratch::ScratchDir;
 use crate::server::ServerTask;
 use crate::vault::{Store, TestVault};
-use crate::{OmniTokensClient, PaymentsClient, RegistrationsClient, authed, card, create_request};
+use crate::{OmniTokensClient, PaymentsClient, RegistrationsClient, card};
 
 pub struct TestPlatform {
     pub vault: TestVault,
@@ -109,8 +109,7 @@ interval_ms = 100
 
     /// A single-use token for `number`, made with the public key.
     pub async fn single_use_token(&self, number: &str) -> String {
-        let request = authed(&self.pkey(), create_request(card(number, "123")));
-        self.vault.tokens().create_token(request).await.unwrap().into_inner().id
+        self.vault.create_token(&self.pkey(), card(number, "123")).await.unwrap().id
     }
 
     /// Stops payments-svc, then the vault (each failing the test if it
