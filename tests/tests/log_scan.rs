@@ -88,7 +88,6 @@ async fn nothing_leaks_through_payments() {
     use proto::payments::v1::{self as ppb, PaymentType};
     let capture = Capture::install();
     let p = e2e::TestPlatform::start().await;
-    let skey = p.skey();
     let mut errors = Vec::new();
     let raw = |number: &str| {
         ppb::create_payment_request::Source::Card(ppb::Card {
@@ -112,28 +111,24 @@ async fn nothing_leaks_through_payments() {
             customer_id: "cus_s".into(),
             ..pay(PaymentType::Db, 1000, raw(number))
         };
-        p.payments().create_payment(authed(&skey, created)).await.unwrap();
+        p.create_payment(created).await.unwrap();
         let omni = ppb::CreatePaymentRequest { create_omni_token: true, ..pay(PaymentType::Pa, 1099, raw(number)) };
-        p.payments().create_payment(authed(&skey, omni)).await.unwrap();
+        p.create_payment(omni).await.unwrap();
         let t = p.single_use_token(number).await;
-        p.payments()
-            .create_payment(authed(&skey, pay(PaymentType::Db, 500, ppb::create_payment_request::Source::Token(t))))
-            .await
-            .unwrap();
+        p.create_payment(pay(PaymentType::Db, 500, ppb::create_payment_request::Source::Token(t))).await.unwrap();
     }
     // Card numbers where they do not belong.
     let mut misplaced = pay(PaymentType::Db, 100, raw("4242424242424242"));
     misplaced.description = "card 4111 1111 1111 1111".into();
-    errors.push(p.payments().create_payment(authed(&skey, misplaced)).await.unwrap_err().message().to_owned());
+    errors.push(p.create_payment(misplaced).await.unwrap_err().message().to_owned());
     let mut misplaced = pay(PaymentType::Db, 100, raw("4242424242424242"));
     misplaced.customer_id = "5555555555554444".into();
-    errors.push(p.payments().create_payment(authed(&skey, misplaced)).await.unwrap_err().message().to_owned());
+    errors.push(p.create_payment(misplaced).await.unwrap_err().message().to_owned());
     let bad = pay(PaymentType::Db, 100, ppb::create_payment_request::Source::RegistrationId("4242424242424242".into()));
-    errors.push(p.payments().create_payment(authed(&skey, bad)).await.unwrap_err().message().to_owned());
+    errors.push(p.create_payment(bad).await.unwrap_err().message().to_owned());
     let bad = pay(PaymentType::Db, 100, raw("4242424242424241"));
-    errors.push(p.payments().create_payment(authed(&skey, bad)).await.unwrap_err().message().to_owned());
-    let get = ppb::GetPaymentRequest { id: "4242424242424242".into() };
-    errors.push(p.payments().get_payment(authed(&skey, get)).await.unwrap_err().message().to_owned());
+    errors.push(p.create_payment(bad).await.unwrap_err().message().to_owned());
+    errors.push(p.get_payment("4242424242424242").await.unwrap_err().message().to_owned());
 
     let payments_store =
         payments_svc::storage::sql::SqlStore::connect(&p.payments_database_url, 2, std::time::Duration::from_secs(5))
@@ -143,7 +138,7 @@ async fn nothing_leaks_through_payments() {
     assert!(stored.iter().any(|v| v == "cus_s"), "the scan must see the payments");
     stored.extend(e2e::database_values(&p.vault.sql().await).await);
     stored.extend(e2e::redis_values(p.vault.redis_prefix.as_deref().unwrap()).await);
-    let secrets = [skey.clone()];
+    let secrets = [p.skey()];
     p.stop().await;
     let logs = capture.text();
     assert!(logs.contains("payment"), "the capture must hold the services' logs");
