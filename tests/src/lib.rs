@@ -3,9 +3,11 @@
 //! PostgreSQL schema or SQLite file and temporary folder (all removed at the
 //! end), and hands out generated clients and request builders.
 //! `vault` and `payments` start the services, `server` watches their tasks,
-//! `database`, `redis` and `scratch` own the test's stores and files.
+//! `database`, `redis` and `scratch` own the test's stores and files,
+//! `conformance` runs a store suite on both backends.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod conformance;
 pub mod database;
 pub mod payments;
 pub mod procs;
