@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::channels::{self, TlsFiles};
-use crate::cpu::{CpuProbe, Process, User};
+use crate::cpu::{CpuProbe, Server};
 use crate::driver::{self, Op, Plan};
 use crate::ops::echo::Echo;
 use crate::ops::payments::Pay;
@@ -187,12 +187,12 @@ pub struct RunArgs {
 
     /// A process whose CPU time (utime + stime) is charged to the operation:
     /// `NAME=PID` or `PID`; repeat for several (e.g. the vault and Redis).
-    #[arg(long = "server-pid", value_name = "[NAME=]PID")]
-    pub server_pids: Vec<Process>,
+    #[arg(long = "server-pid", value_name = "[NAME=]PID", value_parser = Server::process)]
+    pub server_pids: Vec<Server>,
     /// Every process of this user is charged to the operation, summed (e.g.
     /// PostgreSQL's backends: `postgres=$(id -u postgres)`); repeatable.
-    #[arg(long = "server-uid", value_name = "[NAME=]UID")]
-    pub server_uids: Vec<User>,
+    #[arg(long = "server-uid", value_name = "[NAME=]UID", value_parser = Server::user)]
+    pub server_uids: Vec<Server>,
 }
 
 /// Parses `10s`, `500ms`, `2m` or a bare number of seconds.
@@ -357,7 +357,8 @@ async fn measure<O: Op>(
     op: &O,
     sizes: Sizes,
 ) -> Result<Report, Error> {
-    let probe = CpuProbe::with_users(&args.server_pids, &args.server_uids);
+    let servers: Vec<Server> = args.server_pids.iter().chain(&args.server_uids).cloned().collect();
+    let probe = CpuProbe::new(&servers);
     let outcome = driver::drive(op, plan, &probe).await?;
     Ok(Report::new(plan, connections, sizes, &outcome))
 }
@@ -365,6 +366,7 @@ async fn measure<O: Op>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::Owner;
 
     #[test]
     fn durations_parse_with_and_without_units() {
@@ -396,9 +398,9 @@ mod tests {
         match cli.map(|c| c.command) {
             Ok(Command::Run(r)) => {
                 assert_eq!(r.op, OpKind::RedisGetdel);
-                let pids: Vec<_> = r.server_pids.iter().map(|p| (p.name.as_str(), p.pid)).collect();
-                assert_eq!(pids, vec![("1", 1), ("redis", 2)]);
-                assert_eq!(r.server_uids, vec![User { name: "postgres".into(), uid: 105 }]);
+                let pids: Vec<_> = r.server_pids.iter().map(|p| (p.name.as_str(), p.owner)).collect();
+                assert_eq!(pids, vec![("1", Owner::Pid(1)), ("redis", Owner::Pid(2))]);
+                assert_eq!(r.server_uids, vec![Server { name: "postgres".into(), owner: Owner::Uid(105) }]);
                 assert_eq!(r.concurrency, 64);
             }
             other => panic!("unexpected parse: {other:?}"),

@@ -60,66 +60,69 @@ fn ticks_of_user(uid: u32) -> Option<HashMap<u32, u64>> {
     Some(by_pid)
 }
 
-/// `NAME=N` or a bare `N` on the command line.
-fn parse_named(s: &str, what: &str) -> Result<(String, u32), String> {
-    let (name, n) = s.rsplit_once('=').unwrap_or(("", s));
-    let n: u32 = n.trim().parse().map_err(|_| format!("{s:?} is not a {what} or NAME={}", what.to_uppercase()))?;
-    let name = if name.is_empty() { n.to_string() } else { name.to_owned() };
-    Ok((name, n))
+/// Whose CPU is charged to the operation: one process, or every process of a
+/// user (for servers made of many processes, such as PostgreSQL's backends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    Pid(u32),
+    Uid(u32),
 }
 
-/// A process whose CPU is charged to the operation: `NAME=PID` or a bare `PID`
-/// on the command line.
+/// A server whose CPU is charged to the operation, under the name the report
+/// gives it: `NAME=N` or a bare `N` (then named `N`) on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Process {
+pub struct Server {
     pub name: String,
-    pub pid: u32,
+    pub owner: Owner,
 }
 
-impl std::str::FromStr for Process {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        parse_named(s, "pid").map(|(name, pid)| Self { name, pid })
+impl Server {
+    /// A process: `NAME=PID` or `PID` (`--server-pid`).
+    pub fn process(s: &str) -> Result<Self, String> {
+        Self::parse(s, "pid", Owner::Pid)
     }
-}
 
-/// Every process of a user, charged together: `NAME=UID` or a bare `UID`.
-/// For servers made of many processes, such as PostgreSQL's backends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub name: String,
-    pub uid: u32,
-}
-
-impl std::str::FromStr for User {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        parse_named(s, "uid").map(|(name, uid)| Self { name, uid })
+    /// Every process of a user: `NAME=UID` or `UID` (`--server-uid`).
+    pub fn user(s: &str) -> Result<Self, String> {
+        Self::parse(s, "uid", Owner::Uid)
     }
-}
 
-#[derive(Debug, Clone)]
-enum Target {
-    Process(Process),
-    User(User),
+    fn parse(s: &str, what: &str, owner: fn(u32) -> Owner) -> Result<Self, String> {
+        let (name, n) = s.rsplit_once('=').unwrap_or(("", s));
+        let n: u32 = n.trim().parse().map_err(|_| format!("{s:?} is not a {what} or NAME={}", what.to_uppercase()))?;
+        let name = if name.is_empty() { n.to_string() } else { name.to_owned() };
+        Ok(Self { name, owner: owner(n) })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        match self.owner {
+            Owner::Pid(pid) => Some(pid),
+            Owner::Uid(_) => None,
+        }
+    }
+
+    pub fn uid(&self) -> Option<u32> {
+        match self.owner {
+            Owner::Uid(uid) => Some(uid),
+            Owner::Pid(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct CpuProbe {
-    targets: Vec<Target>,
+    servers: Vec<Server>,
     ticks_per_s: f64,
 }
 
-/// One probed target's ticks at an instant.
+/// One probed server's ticks at an instant.
 #[derive(Debug, Clone)]
 enum Ticks {
     One(u64),
     ByPid(HashMap<u32, u64>),
 }
 
-/// CPU of each probed target at one instant, of this process and of the
+/// CPU of each probed server at one instant, of this process and of the
 /// whole machine.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -128,24 +131,16 @@ pub struct Snapshot {
     machine: Option<f64>,
 }
 
-/// CPU seconds a process (or a user's processes) used between two snapshots.
+/// CPU seconds a server used between two snapshots.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProcessCpu {
-    pub name: String,
-    pub pid: Option<u32>,
-    pub uid: Option<u32>,
+pub struct ServerCpu {
+    pub server: Server,
     pub seconds: f64,
 }
 
 impl CpuProbe {
-    pub fn new(processes: &[Process]) -> Self {
-        Self::with_users(processes, &[])
-    }
-
-    pub fn with_users(processes: &[Process], users: &[User]) -> Self {
-        let targets =
-            processes.iter().cloned().map(Target::Process).chain(users.iter().cloned().map(Target::User)).collect();
-        Self { targets, ticks_per_s: ticks_per_second() }
+    pub fn new(servers: &[Server]) -> Self {
+        Self { servers: servers.to_vec(), ticks_per_s: ticks_per_second() }
     }
 
     pub fn sample(&self) -> Snapshot {
@@ -153,11 +148,11 @@ impl CpuProbe {
         let stat = |pid: &dyn std::fmt::Display| ticks(Path::new(&format!("/proc/{pid}/stat")));
         Snapshot {
             servers: self
-                .targets
+                .servers
                 .iter()
-                .map(|t| match t {
-                    Target::Process(p) => stat(&p.pid).map(Ticks::One),
-                    Target::User(u) => ticks_of_user(u.uid).map(Ticks::ByPid),
+                .map(|s| match s.owner {
+                    Owner::Pid(pid) => stat(&pid).map(Ticks::One),
+                    Owner::Uid(uid) => ticks_of_user(uid).map(Ticks::ByPid),
                 })
                 .collect(),
             client: stat(&"self").map(secs),
@@ -165,19 +160,19 @@ impl CpuProbe {
         }
     }
 
-    /// Each probed target's CPU between `before` and `after`; `None` without
-    /// targets or if a process could not be read (gone, or no `/proc`). A
+    /// Each probed server's CPU between `before` and `after`; `None` without
+    /// servers or if a process could not be read (gone, or no `/proc`). A
     /// user's processes are summed over those alive at `after` (one born in
     /// between counts from zero); the CPU of one that exited in between is lost.
-    pub fn servers_between(&self, before: &Snapshot, after: &Snapshot) -> Option<Vec<ProcessCpu>> {
-        if self.targets.is_empty() {
+    pub fn servers_between(&self, before: &Snapshot, after: &Snapshot) -> Option<Vec<ServerCpu>> {
+        if self.servers.is_empty() {
             return None;
         }
         let secs = |t: u64| t as f64 / self.ticks_per_s;
-        self.targets
+        self.servers
             .iter()
             .zip(before.servers.iter().zip(&after.servers))
-            .map(|(target, (b, a))| {
+            .map(|(server, (b, a))| {
                 let used = match (b.as_ref()?, a.as_ref()?) {
                     (Ticks::One(b), Ticks::One(a)) => a.saturating_sub(*b),
                     (Ticks::ByPid(b), Ticks::ByPid(a)) => {
@@ -185,14 +180,7 @@ impl CpuProbe {
                     }
                     _ => return None,
                 };
-                Some(match target {
-                    Target::Process(p) => {
-                        ProcessCpu { name: p.name.clone(), pid: Some(p.pid), uid: None, seconds: secs(used) }
-                    }
-                    Target::User(u) => {
-                        ProcessCpu { name: u.name.clone(), pid: None, uid: Some(u.uid), seconds: secs(used) }
-                    }
-                })
+                Some(ServerCpu { server: server.clone(), seconds: secs(used) })
             })
             .collect()
     }
@@ -230,19 +218,19 @@ mod tests {
 
     #[test]
     fn processes_parse_with_or_without_a_name() {
-        let p: Result<Process, _> = "vault-svc=42".parse();
-        assert_eq!(p, Ok(Process { name: "vault-svc".into(), pid: 42 }));
-        let p: Result<Process, _> = "42".parse();
-        assert_eq!(p, Ok(Process { name: "42".into(), pid: 42 }));
-        assert!("vault".parse::<Process>().is_err());
-        let u: Result<User, _> = "postgres=105".parse();
-        assert_eq!(u, Ok(User { name: "postgres".into(), uid: 105 }));
+        let p = Server::process("vault-svc=42");
+        assert_eq!(p, Ok(Server { name: "vault-svc".into(), owner: Owner::Pid(42) }));
+        let p = Server::process("42");
+        assert_eq!(p, Ok(Server { name: "42".into(), owner: Owner::Pid(42) }));
+        assert!(Server::process("vault").is_err());
+        let u = Server::user("postgres=105");
+        assert_eq!(u, Ok(Server { name: "postgres".into(), owner: Owner::Uid(105) }));
     }
 
     #[test]
     fn a_users_processes_are_summed() {
         let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
-        let probe = CpuProbe::with_users(&[], &[User { name: "me".into(), uid }]);
+        let probe = CpuProbe::new(&[Server { name: "me".into(), owner: Owner::Uid(uid) }]);
         let a = probe.sample();
         let spin = std::time::Instant::now();
         while spin.elapsed() < std::time::Duration::from_millis(30) {
@@ -251,21 +239,24 @@ mod tests {
         let b = probe.sample();
         let used = probe.servers_between(&a, &b).unwrap_or_default();
         assert_eq!(used.len(), 1);
-        assert!(used.iter().all(|p| p.uid == Some(uid) && p.pid.is_none() && p.seconds >= 0.0), "{used:?}");
+        assert!(
+            used.iter().all(|p| p.server.uid() == Some(uid) && p.server.pid().is_none() && p.seconds >= 0.0),
+            "{used:?}"
+        );
     }
 
     #[test]
     fn this_process_can_be_sampled() {
-        let me = Process { name: "me".into(), pid: std::process::id() };
-        let probe = CpuProbe::new(std::slice::from_ref(&me));
+        let pid = std::process::id();
+        let probe = CpuProbe::new(&[Server { name: "me".into(), owner: Owner::Pid(pid) }]);
         let a = probe.sample();
         let b = probe.sample();
         let used = probe.servers_between(&a, &b).unwrap_or_default();
         assert_eq!(used.len(), 1);
-        assert!(used.iter().all(|p| p.name == "me" && p.pid == Some(me.pid) && p.seconds >= 0.0));
+        assert!(used.iter().all(|p| p.server.name == "me" && p.server.pid() == Some(pid) && p.seconds >= 0.0));
         assert!(b.client_since(&a).is_some());
         assert!(b.machine_since(&a).is_some_and(|s| s >= 0.0));
-        let gone = CpuProbe::new(&[Process { name: "gone".into(), pid: u32::MAX }]);
+        let gone = CpuProbe::new(&[Server { name: "gone".into(), owner: Owner::Pid(u32::MAX) }]);
         assert_eq!(gone.servers_between(&gone.sample(), &gone.sample()), None);
         let none = CpuProbe::new(&[]);
         assert_eq!(none.servers_between(&none.sample(), &none.sample()), None);

@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
 use crate::Error;
-use crate::cpu::{CpuProbe, ProcessCpu};
+use crate::cpu::{CpuProbe, ServerCpu};
 
 /// Latencies are recorded in microseconds, up to a minute, 3 significant digits.
 const LOWEST_US: u64 = 1;
@@ -59,7 +59,7 @@ pub struct Outcome {
     pub exhausted: bool,
     /// CPU seconds of each `--server-pid` process from the start of the window
     /// until the last request finished; `None` if one could not be read.
-    pub server_cpu: Option<Vec<ProcessCpu>>,
+    pub server_cpu: Option<Vec<ServerCpu>>,
     /// The same for this process.
     pub client_cpu_s: Option<f64>,
     /// Busy CPU seconds of the whole machine over the same span.

@@ -1,5 +1,6 @@
 //! The result line: one JSON object per run, with throughput, latency
 //! percentiles and CPU per operation.
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::driver::{Outcome, Plan};
@@ -37,15 +38,78 @@ pub struct Report {
     pub requests: u64,
     pub errors: u64,
     pub throughput_per_s: f64,
+    #[serde(flatten)]
+    pub latency: Latency,
+    pub request_bytes: usize,
+    pub response_bytes: usize,
+    /// The encoded size of a real response, for vault ops: checks `response_bytes`.
+    pub response_bytes_observed: Option<usize>,
+    #[serde(flatten)]
+    pub cpu: Cpu,
+    /// The supply ran out and the window was cut short.
+    pub exhausted: bool,
+    pub supply: Option<Supply>,
+    /// Redis ops: `held` or `per-op` (see `--redis-checkout`).
+    pub redis_checkout: Option<&'static str>,
+    pub error_samples: Vec<String>,
+}
+
+impl Report {
+    pub fn new(plan: &Plan, connections: usize, sizes: Sizes, outcome: &Outcome) -> Self {
+        let requests = outcome.histogram.len();
+        let window = outcome.window.as_secs_f64();
+        Self {
+            op: "",
+            mode: if plan.rate.is_some() { "open" } else { "closed" },
+            concurrency: plan.concurrency,
+            connections,
+            target_rate: plan.rate,
+            window_s: round(window, 3),
+            requests,
+            errors: outcome.errors,
+            throughput_per_s: round(requests as f64 / window.max(f64::MIN_POSITIVE), 1),
+            latency: Latency::of(&outcome.histogram),
+            request_bytes: sizes.request,
+            response_bytes: sizes.response,
+            response_bytes_observed: None,
+            cpu: Cpu::of(outcome, requests + outcome.errors, window),
+            exhausted: outcome.exhausted,
+            supply: None,
+            redis_checkout: None,
+            error_samples: outcome.error_samples.clone(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+/// Latency of the successful requests in the window, in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub max_ms: f64,
     pub mean_ms: f64,
-    pub request_bytes: usize,
-    pub response_bytes: usize,
-    /// The encoded size of a real response, for vault ops: checks `response_bytes`.
-    pub response_bytes_observed: Option<usize>,
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>) -> Self {
+        Self {
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+            mean_ms: round(h.mean() / 1000.0, 3),
+        }
+    }
+}
+
+/// CPU over the window: the servers', this load generator's and the machine's.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cpu {
     /// CPU of all `--server-pid` processes (and `--server-uid` users) together over the window.
     pub server_cpu_s: Option<f64>,
     pub server_cpu_s_per_op: Option<f64>,
@@ -58,49 +122,15 @@ pub struct Report {
     /// processes, in cores over the window: other work that disturbed the run
     /// (only meaningful when every server process was given).
     pub other_cores: Option<f64>,
-    /// The supply ran out and the window was cut short.
-    pub exhausted: bool,
-    pub supply: Option<Supply>,
-    /// Redis ops: `held` or `per-op` (see `--redis-checkout`).
-    pub redis_checkout: Option<&'static str>,
-    pub error_samples: Vec<String>,
 }
 
-fn ms(us: u64) -> f64 {
-    us as f64 / 1000.0
-}
-
-fn round(x: f64, digits: i32) -> f64 {
-    let k = 10f64.powi(digits);
-    (x * k).round() / k
-}
-
-impl Report {
-    pub fn new(plan: &Plan, connections: usize, sizes: Sizes, outcome: &Outcome) -> Self {
-        let h = &outcome.histogram;
-        let requests = h.len();
-        let window = outcome.window.as_secs_f64();
-        let ops = requests + outcome.errors;
+impl Cpu {
+    /// `outcome`'s CPU, per operation where there were `ops` (successes and
+    /// errors) in a window of `window` seconds.
+    fn of(outcome: &Outcome, ops: u64, window: f64) -> Self {
         let per_op = |seconds: f64| (ops > 0).then(|| seconds / ops as f64);
         let server_cpu = outcome.server_cpu.as_ref().map(|ps| ps.iter().map(|p| p.seconds).sum::<f64>());
         Self {
-            op: "",
-            mode: if plan.rate.is_some() { "open" } else { "closed" },
-            concurrency: plan.concurrency,
-            connections,
-            target_rate: plan.rate,
-            window_s: round(window, 3),
-            requests,
-            errors: outcome.errors,
-            throughput_per_s: round(requests as f64 / window.max(f64::MIN_POSITIVE), 1),
-            p50_ms: ms(h.value_at_quantile(0.50)),
-            p99_ms: ms(h.value_at_quantile(0.99)),
-            p999_ms: ms(h.value_at_quantile(0.999)),
-            max_ms: ms(h.max()),
-            mean_ms: round(h.mean() / 1000.0, 3),
-            request_bytes: sizes.request,
-            response_bytes: sizes.response,
-            response_bytes_observed: None,
             server_cpu_s: server_cpu.map(|c| round(c, 2)),
             server_cpu_s_per_op: server_cpu.and_then(per_op),
             server_cpu_by_process: outcome
@@ -108,9 +138,9 @@ impl Report {
                 .iter()
                 .flatten()
                 .map(|p| ProcessReport {
-                    name: p.name.clone(),
-                    pid: p.pid,
-                    uid: p.uid,
+                    name: p.server.name.clone(),
+                    pid: p.server.pid(),
+                    uid: p.server.uid(),
                     cpu_s: round(p.seconds, 2),
                     cpu_us_per_op: per_op(p.seconds).map(|s| round(s * 1e6, 1)),
                 })
@@ -123,14 +153,76 @@ impl Report {
                 }
                 _ => None,
             },
-            exhausted: outcome.exhausted,
-            supply: None,
-            redis_checkout: None,
-            error_samples: outcome.error_samples.clone(),
         }
     }
+}
 
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let k = 10f64.powi(digits);
+    (x * k).round() / k
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cpu::{Owner, Server, ServerCpu};
+
+    #[test]
+    fn the_json_line_is_one_flat_object_in_a_fixed_order() {
+        let mut histogram = Histogram::new_with_bounds(1, 60_000_000, 3).unwrap();
+        histogram.record(1500).unwrap();
+        let vault = Server { name: "vault-svc".into(), owner: Owner::Pid(42) };
+        let outcome = Outcome {
+            histogram,
+            errors: 1,
+            error_samples: Vec::new(),
+            window: Duration::from_secs(2),
+            exhausted: false,
+            server_cpu: Some(vec![ServerCpu { server: vault, seconds: 0.5 }]),
+            client_cpu_s: Some(0.25),
+            machine_cpu_s: Some(1.0),
+        };
+        let plan = Plan { concurrency: 4, warmup: Duration::ZERO, duration: Duration::from_secs(2), rate: None };
+        let json = Report::new(&plan, 2, Sizes { request: 10, response: 20 }, &outcome).to_json();
+        let keys = [
+            "op",
+            "mode",
+            "concurrency",
+            "connections",
+            "target_rate",
+            "window_s",
+            "requests",
+            "errors",
+            "throughput_per_s",
+            "p50_ms",
+            "p99_ms",
+            "p999_ms",
+            "max_ms",
+            "mean_ms",
+            "request_bytes",
+            "response_bytes",
+            "response_bytes_observed",
+            "server_cpu_s",
+            "server_cpu_s_per_op",
+            "server_cpu_by_process",
+            "client_cpu_s",
+            "machine_cpu_s",
+            "other_cores",
+            "exhausted",
+            "supply",
+            "redis_checkout",
+            "error_samples",
+        ];
+        let at: Vec<Option<usize>> = keys.iter().map(|k| json.find(&format!("\"{k}\":"))).collect();
+        assert!(at.iter().all(Option::is_some), "{json}");
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{json}");
+        assert!(json.contains(r#""server_cpu_by_process":[{"name":"vault-svc","pid":42,"uid":null,"cpu_s":0.5,"cpu_us_per_op":250000.0}]"#), "{json}");
+        assert!(json.contains(r#""other_cores":0.13"#), "{json}");
     }
 }

@@ -146,15 +146,20 @@ pub fn registration_card() -> pay::Card {
     }
 }
 
-/// A DB payment over a single-use token.
-pub fn pay_db_token_request(token: String) -> pay::CreatePaymentRequest {
+/// A DB payment of `AMOUNT` `CURRENCY` over `source`.
+fn db_payment_request(source: pay::create_payment_request::Source) -> pay::CreatePaymentRequest {
     pay::CreatePaymentRequest {
         payment_type: pay::PaymentType::Db as i32,
         amount: AMOUNT,
         currency: CURRENCY.into(),
-        source: Some(pay::create_payment_request::Source::Token(token)),
+        source: Some(source),
         ..pay::CreatePaymentRequest::default()
     }
+}
+
+/// A DB payment over a single-use token.
+pub fn pay_db_token_request(token: String) -> pay::CreatePaymentRequest {
+    db_payment_request(pay::create_payment_request::Source::Token(token))
 }
 
 /// A cardholder-initiated repeated payment over a registration (one-click).
@@ -170,12 +175,8 @@ pub fn one_click_instruction() -> pay::StandingInstruction {
 /// A one-click DB payment over a registration.
 pub fn pay_one_click_request(registration_id: String) -> pay::CreatePaymentRequest {
     pay::CreatePaymentRequest {
-        payment_type: pay::PaymentType::Db as i32,
-        amount: AMOUNT,
-        currency: CURRENCY.into(),
-        source: Some(pay::create_payment_request::Source::RegistrationId(registration_id)),
         standing_instruction: Some(one_click_instruction()),
-        ..pay::CreatePaymentRequest::default()
+        ..db_payment_request(pay::create_payment_request::Source::RegistrationId(registration_id))
     }
 }
 

@@ -3,9 +3,11 @@
 //! PostgreSQL schema or SQLite file and temporary folder (all removed at the
 //! end), and hands out generated clients and request builders.
 //! `vault` and `payments` start the services, `server` watches their tasks,
-//! `database`, `redis` and `scratch` own the test's stores and files.
+//! `database`, `redis` and `scratch` own the test's stores and files,
+//! `conformance` runs a store suite on both backends.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod conformance;
 pub mod database;
 pub mod payments;
 pub mod procs;
@@ -25,7 +27,7 @@ pub use pb::vault_client::VaultClient;
 pub use proto::payments::v1::omni_tokens_client::OmniTokensClient;
 pub use proto::payments::v1::payments_client::PaymentsClient;
 pub use proto::payments::v1::registrations_client::RegistrationsClient;
-pub use redis::{redis_url, redis_values};
+pub use redis::{SilentRedis, redis_url, redis_values};
 pub use vault::{Store, TestVault};
 
 /// Adds `authorization: Bearer <key>` to a request.
@@ -79,6 +81,34 @@ pub fn tokenize_card(merchant_id: &str, kind: pb::TokenKind, card: pb::Card, cus
         consumer_ref: String::new(),
         livemode: false,
     }
+}
+
+/// A `Tokenize` request attaching a single-use token to a customer.
+pub fn tokenize_single_use(
+    merchant_id: &str,
+    kind: pb::TokenKind,
+    single_use_token: &str,
+    customer_id: &str,
+    consumer_ref: &str,
+) -> pb::TokenizeRequest {
+    pb::TokenizeRequest {
+        merchant_id: merchant_id.into(),
+        kind: kind as i32,
+        source: Some(pb::tokenize_request::Source::SingleUseToken(single_use_token.into())),
+        customer_id: customer_id.into(),
+        consumer_ref: consumer_ref.into(),
+        livemode: false,
+    }
+}
+
+/// `ExtendToken` of a test-mode durable token.
+pub fn extend_request(merchant_id: &str, id: &str) -> pb::ExtendTokenRequest {
+    pb::ExtendTokenRequest { merchant_id: merchant_id.into(), id: id.into(), livemode: false }
+}
+
+/// `DeleteToken` of a test-mode durable token.
+pub fn delete_request(merchant_id: &str, id: &str) -> pb::DeleteTokenRequest {
+    pb::DeleteTokenRequest { merchant_id: merchant_id.into(), id: id.into(), livemode: false }
 }
 
 /// Scoped requests of the internal API for a test-mode merchant.

@@ -1,20 +1,23 @@
 //! Both services: the vault (Redis + PostgreSQL) and a real payments-svc
 //! (PostgreSQL) calling it over mTLS as `payments-svc`, with the test
 //! acquirer; payments-svc is started through `PaymentsConfig::load_from` with
-//! a configuration file written for the test.
+//! a configuration file written for the test. The platform also makes the
+//! merchant's calls (secret key, answers unwrapped) the payment tests repeat.
 use std::sync::Arc;
 
 use tonic::transport::Channel;
+use tonic::{Response, Status};
 
 use common::config::Layers;
 use payments_svc::config::PaymentsConfig;
 use payments_svc::startup::{Application, Dependencies};
+use proto::payments::v1 as pb;
 
 use crate::database::{Db, TestDatabase};
 use crate::scratch::ScratchDir;
 use crate::server::ServerTask;
 use crate::vault::{Store, TestVault};
-use crate::{OmniTokensClient, PaymentsClient, RegistrationsClient, authed, card, create_request};
+use crate::{OmniTokensClient, PaymentsClient, RegistrationsClient, authed, card};
 
 pub struct TestPlatform {
     pub vault: TestVault,
@@ -107,10 +110,53 @@ interval_ms = 100
         OmniTokensClient::new(self.payments.clone())
     }
 
+    /// `CreatePayment` as the merchant's server makes it (with the secret key).
+    pub async fn create_payment(&self, request: pb::CreatePaymentRequest) -> Result<pb::Payment, Status> {
+        self.payments().create_payment(authed(&self.skey(), request)).await.map(Response::into_inner)
+    }
+
+    /// `GetPayment` of `id`, with the secret key.
+    pub async fn get_payment(&self, id: &str) -> Result<pb::Payment, Status> {
+        let request = authed(&self.skey(), pb::GetPaymentRequest { id: id.into() });
+        self.payments().get_payment(request).await.map(Response::into_inner)
+    }
+
+    /// `CapturePayment` of `amount` of the PA `id`, with the secret key.
+    pub async fn capture(&self, id: &str, amount: i64) -> Result<pb::Payment, Status> {
+        let request = authed(&self.skey(), pb::CapturePaymentRequest { id: id.into(), amount });
+        self.payments().capture_payment(request).await.map(Response::into_inner)
+    }
+
+    /// `RefundPayment` of `amount` of the DB or CP `id`, with the secret key.
+    pub async fn refund(&self, id: &str, amount: i64) -> Result<pb::Payment, Status> {
+        let request = authed(&self.skey(), pb::RefundPaymentRequest { id: id.into(), amount });
+        self.payments().refund_payment(request).await.map(Response::into_inner)
+    }
+
+    /// `ReversePayment` of the PA `id`, with the secret key.
+    pub async fn reverse(&self, id: &str) -> Result<pb::Payment, Status> {
+        let request = authed(&self.skey(), pb::ReversePaymentRequest { id: id.into() });
+        self.payments().reverse_payment(request).await.map(Response::into_inner)
+    }
+
+    /// `CreateRegistration`, with the secret key.
+    pub async fn create_registration(
+        &self,
+        request: pb::CreateRegistrationRequest,
+    ) -> Result<pb::Registration, Status> {
+        self.registrations().create_registration(authed(&self.skey(), request)).await.map(Response::into_inner)
+    }
+
+    /// The transaction types of the ledger lines `query` selects, in order.
+    pub async fn ledger(&self, query: pb::ListTransactionsRequest) -> Vec<String> {
+        let request = authed(&self.skey(), query);
+        let response = self.payments().list_transactions(request).await.unwrap().into_inner();
+        response.transactions.into_iter().map(|t| t.transaction_type).collect()
+    }
+
     /// A single-use token for `number`, made with the public key.
     pub async fn single_use_token(&self, number: &str) -> String {
-        let request = authed(&self.pkey(), create_request(card(number, "123")));
-        self.vault.tokens().create_token(request).await.unwrap().into_inner().id
+        self.vault.create_token(&self.pkey(), card(number, "123")).await.unwrap().id
     }
 
     /// Stops payments-svc, then the vault (each failing the test if it

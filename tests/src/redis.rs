@@ -1,6 +1,8 @@
-//! Redis of a test: its own database and key prefix, and a dump of the values
-//! under a prefix for the card-number scans.
+//! Redis of a test: its own database and key prefix, a dump of the values
+//! under a prefix for the card-number scans, and a Redis that never answers.
 use deadpool_redis::redis;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 /// Tests use their own Redis database (15) so they never meet local or
 /// benchmark data; `TEST_REDIS_URL` overrides it.
@@ -42,4 +44,35 @@ pub async fn redis_values(prefix: &str) -> Vec<String> {
         values.push(key);
     }
     values
+}
+
+/// A "Redis" that accepts connections and never answers: what a hung server
+/// looks like to a client. Its connections close when it is closed or dropped.
+pub struct SilentRedis {
+    /// `redis://` URL of the listener.
+    pub url: String,
+    held: JoinHandle<()>,
+}
+
+impl SilentRedis {
+    pub async fn start() -> Self {
+        let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", silent.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((c, _)) = silent.accept().await {
+                conns.push(c);
+            }
+        });
+        Self { url, held }
+    }
+
+    /// Stops listening and closes every connection it holds.
+    pub fn close(self) {}
+}
+
+impl Drop for SilentRedis {
+    fn drop(&mut self) {
+        self.held.abort();
+    }
 }

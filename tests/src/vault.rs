@@ -12,6 +12,7 @@ use common::auth::{NewMerchant, create_merchant};
 use common::clock::ManualClock;
 use common::config::Layers;
 use common::ids;
+use proto::vault::v1 as pb;
 use vault_svc::config::VaultConfig;
 use vault_svc::crypto::kek::{KekSet, Key};
 use vault_svc::dev::DevCa;
@@ -21,7 +22,7 @@ use vault_svc::storage::sql::SqlStore;
 use crate::database::{Db, TestDatabase};
 use crate::scratch::ScratchDir;
 use crate::server::ServerTask;
-use crate::{TokensClient, VaultClient};
+use crate::{TokensClient, VaultClient, authed, create_request};
 
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -161,6 +162,17 @@ impl TestVault {
 
     pub fn tokens(&self) -> TokensClient<Channel> {
         TokensClient::new(self.public.clone())
+    }
+
+    /// `CreateToken` for `card` on the public port, authenticated with `key`.
+    pub async fn create_token(&self, key: &str, card: pb::Card) -> Result<pb::Token, tonic::Status> {
+        self.tokens().create_token(authed(key, create_request(card))).await.map(tonic::Response::into_inner)
+    }
+
+    /// `GetToken` of `id` on the public port, authenticated with `key`.
+    pub async fn get_token(&self, key: &str, id: &str) -> Result<pb::Token, tonic::Status> {
+        let request = authed(key, pb::GetTokenRequest { id: id.into() });
+        self.tokens().get_token(request).await.map(tonic::Response::into_inner)
     }
 
     /// A channel to the internal port presenting a client certificate for `name`

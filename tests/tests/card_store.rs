@@ -191,18 +191,8 @@ async fn an_unreadable_row_is_corrupt(s: SqlStore) {
     assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
 }
 
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod postgres {
-            $( #[tokio::test] async fn $case() { super::$case(e2e::test_database(super::Db::Postgres).await.0).await } )*
-        }
-        mod sqlite {
-            $( #[tokio::test] async fn $case() { super::$case(super::test_database(super::Db::Sqlite).await.0).await } )*
-        }
-    };
-}
-
-conformance!(
+e2e::conformance!(
+    #[tokio::test] e2e::test_database =>
     insert_then_get,
     the_same_card_is_stored_once_per_customer_and_kind,
     use_marks_and_audits_in_one_commit,

@@ -8,9 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::clock::Clock;
-use e2e::{Store, TestVault, authed, card, create_request, reason, scoped, tokenize_card};
+use e2e::{
+    Store, TestVault, VaultClient, card, delete_request, extend_request, reason, scoped, tokenize_card,
+    tokenize_single_use,
+};
 use proto::vault::v1::{self as pb, TokenKind};
 use tonic::Code;
+use tonic::transport::Channel;
 use vault_svc::crypto::KeyRing;
 use vault_svc::domain::audit::Actor;
 use vault_svc::domain::store::cards::KeyStore;
@@ -27,6 +31,31 @@ fn detok(merchant_id: &str, id: &str) -> pb::DetokenizeRequest {
         consumer_ref: String::new(),
         livemode: false,
     }
+}
+
+/// A vault on Redis and PostgreSQL, its first merchant's id and a client of
+/// its internal port (as payments-svc).
+async fn start() -> (TestVault, String, VaultClient<Channel>) {
+    let vault = TestVault::start(Store::Redis).await;
+    let (m, client) = (vault.merchant.id.clone(), vault.vault());
+    (vault, m, client)
+}
+
+/// Every token of `customer_id`, one page of the default size.
+fn by_customer(merchant_id: &str, customer_id: &str) -> pb::ListTokensRequest {
+    pb::ListTokensRequest { merchant_id: merchant_id.into(), customer_id: customer_id.into(), ..Default::default() }
+}
+
+/// A durable token the vault must make.
+async fn tokenize(
+    client: &mut VaultClient<Channel>,
+    request: impl tonic::IntoRequest<pb::TokenizeRequest>,
+) -> pb::StoredToken {
+    client.tokenize(request).await.unwrap().into_inner()
+}
+
+async fn list_tokens(client: &mut VaultClient<Channel>, request: pb::ListTokensRequest) -> pb::ListTokensResponse {
+    client.list_tokens(request).await.unwrap().into_inner()
 }
 
 fn expiring(number: &str, month: i32, year: i32) -> pb::Card {
@@ -51,27 +80,17 @@ async fn events(vault: &TestVault, token_id: &str) -> Vec<(String, String, Strin
 
 #[tokio::test]
 async fn a_registration_lives_is_used_extended_and_deleted() {
-    let vault = TestVault::start(Store::Redis).await;
-    let m = vault.merchant.id.clone();
-    let mut client = vault.vault();
+    let (vault, m, mut client) = start().await;
 
     let request = tokenize_card(&m, TokenKind::Registration, expiring("4242424242424242", 12, 2030), "cus_42");
-    let token = client.tokenize(scoped(request, "corr-rg")).await.unwrap().into_inner();
+    let token = tokenize(&mut client, scoped(request, "corr-rg")).await;
     assert_eq!(token.id.len(), 32);
     assert!(token.id.bytes().all(|b| b.is_ascii_hexdigit()));
     assert_eq!((token.kind(), token.customer_id.as_str(), token.extended), (TokenKind::Registration, "cus_42", false));
     assert_eq!(year_of(&token.retain_until), "2032-03-01", "14 months after the end of 12/2030");
     assert!(token.last_used_at.is_none());
 
-    let list = client
-        .list_tokens(pb::ListTokensRequest {
-            merchant_id: m.clone(),
-            customer_id: "cus_42".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let list = list_tokens(&mut client, by_customer(&m, "cus_42")).await;
     let summary = &list.tokens[..];
     assert_eq!(summary.len(), 1);
     assert_eq!(
@@ -86,14 +105,14 @@ async fn a_registration_lives_is_used_extended_and_deleted() {
     let described = client.describe_token(describe(&m, &token.id)).await.unwrap().into_inner();
     assert!(described.last_used_at.is_some());
 
-    let extend = || pb::ExtendTokenRequest { merchant_id: m.clone(), id: token.id.clone(), livemode: false };
+    let extend = || extend_request(&m, &token.id);
     let extended = client.extend_token(scoped(extend(), "corr-ex")).await.unwrap().into_inner();
     assert!(extended.extended);
     assert_eq!(year_of(&extended.retain_until), "2033-01-01", "24 months after the end of 12/2030");
     let again = client.extend_token(extend()).await.unwrap().into_inner();
     assert_eq!(again.retain_until, extended.retain_until, "no extension goes further");
 
-    let delete = || pb::DeleteTokenRequest { merchant_id: m.clone(), id: token.id.clone(), livemode: false };
+    let delete = || delete_request(&m, &token.id);
     assert!(client.delete_token(scoped(delete(), "corr-dr")).await.unwrap().into_inner().deleted);
     assert!(!client.delete_token(delete()).await.unwrap().into_inner().deleted, "deleting twice is not an error");
     for err in [
@@ -103,16 +122,7 @@ async fn a_registration_lives_is_used_extended_and_deleted() {
     ] {
         assert_eq!((err.code(), reason(&err).as_str()), (Code::NotFound, "token_deleted"));
     }
-    let list = client
-        .list_tokens(pb::ListTokensRequest {
-            merchant_id: m.clone(),
-            customer_id: "cus_42".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(list.tokens.is_empty());
+    assert!(list_tokens(&mut client, by_customer(&m, "cus_42")).await.tokens.is_empty());
 
     let trail = events(&vault, &token.id).await;
     let types: Vec<&str> = trail.iter().map(|(t, _, _)| t.as_str()).collect();
@@ -128,30 +138,13 @@ async fn an_omni_token_from_a_single_use_token_consumes_it_once() {
     let vault = TestVault::start(Store::Redis).await;
     let m = vault.merchant.id.clone();
     let pkey = vault.merchant.test_public.expose();
-    let single = vault
-        .tokens()
-        .create_token(authed(pkey, create_request(card("5555555555554444", "321"))))
-        .await
-        .unwrap()
-        .into_inner();
-    let request = || pb::TokenizeRequest {
-        merchant_id: m.clone(),
-        kind: TokenKind::Omni as i32,
-        source: Some(pb::tokenize_request::Source::SingleUseToken(single.id.clone())),
-        customer_id: "cus_7".into(),
-        consumer_ref: "pay_123".into(),
-        livemode: false,
-    };
+    let single = vault.create_token(pkey, card("5555555555554444", "321")).await.unwrap();
+    let request = || tokenize_single_use(&m, TokenKind::Omni, &single.id, "cus_7", "pay_123");
     let omni = vault.vault().tokenize(request()).await.unwrap().into_inner();
     assert!(omni.id.starts_with("omni_test_"), "{}", omni.id);
     assert_eq!(omni.card.as_ref().unwrap().last_digits, "4444");
 
-    let read = vault
-        .tokens()
-        .get_token(authed(pkey, pb::GetTokenRequest { id: single.id.clone() }))
-        .await
-        .unwrap()
-        .into_inner();
+    let read = vault.get_token(pkey, &single.id).await.unwrap();
     assert!(read.used, "attaching the token to a customer consumed it");
     let reuse = vault.vault().detokenize(e2e::detokenize_request(&m, &single.id, "pay_other")).await.unwrap_err();
     assert_eq!(reason(&reuse), "used_token");
@@ -164,8 +157,7 @@ async fn an_omni_token_from_a_single_use_token_consumes_it_once() {
 
     let card = vault.vault().detokenize(detok(&m, &omni.id)).await.unwrap().into_inner().card.unwrap();
     assert_eq!((card.number.as_str(), card.security_code.as_str()), ("5555555555554444", ""));
-    let delete = pb::DeleteTokenRequest { merchant_id: m.clone(), id: omni.id.clone(), livemode: false };
-    assert!(vault.vault().delete_token(delete).await.unwrap().into_inner().deleted);
+    assert!(vault.vault().delete_token(delete_request(&m, &omni.id)).await.unwrap().into_inner().deleted);
     let types: Vec<String> = events(&vault, &omni.id).await.into_iter().map(|(t, _, _)| t).collect();
     assert_eq!(types, ["TK", "DT", "DL"], "created, used, deleted; the retry replayed and wrote nothing");
     vault.stop().await;
@@ -173,18 +165,12 @@ async fn an_omni_token_from_a_single_use_token_consumes_it_once() {
 
 #[tokio::test]
 async fn the_same_card_for_the_same_customer_is_one_token_with_fresh_details() {
-    let vault = TestVault::start(Store::Redis).await;
-    let m = vault.merchant.id.clone();
-    let mut client = vault.vault();
+    let (vault, m, mut client) = start().await;
     let kind = TokenKind::Registration;
-    let first = client
-        .tokenize(tokenize_card(&m, kind, expiring("4111111111111111", 1, 2030), "cus_1"))
-        .await
-        .unwrap()
-        .into_inner();
+    let first = tokenize(&mut client, tokenize_card(&m, kind, expiring("4111111111111111", 1, 2030), "cus_1")).await;
     let mut renewed = expiring("4111 1111 1111 1111", 6, 2033);
     renewed.name = "Jane Q. Doe".into();
-    let second = client.tokenize(tokenize_card(&m, kind, renewed, "cus_1")).await.unwrap().into_inner();
+    let second = tokenize(&mut client, tokenize_card(&m, kind, renewed, "cus_1")).await;
     assert_eq!(second.id, first.id, "the existing token is returned");
     let meta = second.card.unwrap();
     assert_eq!((meta.expiration_month, meta.expiration_year, meta.name.as_str()), (6, 2033, "Jane Q. Doe"));
@@ -192,34 +178,15 @@ async fn the_same_card_for_the_same_customer_is_one_token_with_fresh_details() {
     let card = client.detokenize(detok(&m, &first.id)).await.unwrap().into_inner().card.unwrap();
     assert_eq!((card.expiration_year, card.name.as_str()), (2033, "Jane Q. Doe"));
 
-    let other_customer = client
-        .tokenize(tokenize_card(&m, kind, expiring("4111111111111111", 1, 2030), "cus_2"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_ne!(other_customer.id, first.id);
-    let omni = client
-        .tokenize(tokenize_card(&m, TokenKind::Omni, expiring("4111111111111111", 1, 2030), "cus_1"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_ne!(omni.id, first.id);
-    let other_card = client
-        .tokenize(tokenize_card(&m, kind, expiring("4012888888881881", 1, 2030), "cus_1"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_ne!(other_card.id, first.id);
-    let list = client
-        .list_tokens(pb::ListTokensRequest {
-            merchant_id: m.clone(),
-            customer_id: "cus_1".into(),
-            page_size: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let others = [
+        ("another customer", tokenize_card(&m, kind, expiring("4111111111111111", 1, 2030), "cus_2")),
+        ("another kind", tokenize_card(&m, TokenKind::Omni, expiring("4111111111111111", 1, 2030), "cus_1")),
+        ("another card", tokenize_card(&m, kind, expiring("4012888888881881", 1, 2030), "cus_1")),
+    ];
+    for (what, request) in others {
+        assert_ne!(tokenize(&mut client, request).await.id, first.id, "{what}");
+    }
+    let list = list_tokens(&mut client, pb::ListTokensRequest { page_size: 1, ..by_customer(&m, "cus_1") }).await;
     assert_eq!(list.tokens.len(), 1, "several cards per customer, paged");
     assert!(!list.next_page_token.is_empty());
     vault.stop().await;
@@ -227,33 +194,21 @@ async fn the_same_card_for_the_same_customer_is_one_token_with_fresh_details() {
 
 #[tokio::test]
 async fn merchants_and_modes_never_see_each_others_tokens() {
-    let vault = TestVault::start(Store::Redis).await;
-    let (m, other) = (vault.merchant.id.clone(), vault.other_merchant.id.clone());
-    let mut client = vault.vault();
-    let token = client
-        .tokenize(tokenize_card(&m, TokenKind::Omni, card("4242424242424242", ""), "cus_1"))
-        .await
-        .unwrap()
-        .into_inner();
+    let (vault, m, mut client) = start().await;
+    let other = vault.other_merchant.id.clone();
+    let token = tokenize(&mut client, tokenize_card(&m, TokenKind::Omni, card("4242424242424242", ""), "cus_1")).await;
     let live_scope = pb::DescribeTokenRequest { livemode: true, ..describe(&m, &token.id) };
     for err in [
         client.describe_token(describe(&other, &token.id)).await.unwrap_err(),
         client.describe_token(live_scope).await.unwrap_err(),
         client.detokenize(detok(&other, &token.id)).await.unwrap_err(),
-        client
-            .extend_token(pb::ExtendTokenRequest { merchant_id: other.clone(), id: token.id.clone(), livemode: false })
-            .await
-            .unwrap_err(),
-        client
-            .delete_token(pb::DeleteTokenRequest { merchant_id: other.clone(), id: token.id.clone(), livemode: false })
-            .await
-            .unwrap_err(),
+        client.extend_token(extend_request(&other, &token.id)).await.unwrap_err(),
+        client.delete_token(delete_request(&other, &token.id)).await.unwrap_err(),
         client.describe_token(describe(&m, "0123456789abcdef0123456789abcdef")).await.unwrap_err(),
     ] {
         assert_eq!((err.code(), reason(&err).as_str()), (Code::NotFound, "not_found"));
     }
-    let list = pb::ListTokensRequest { merchant_id: other.clone(), customer_id: "cus_1".into(), ..Default::default() };
-    assert!(client.list_tokens(list).await.unwrap().into_inner().tokens.is_empty());
+    assert!(list_tokens(&mut client, by_customer(&other, "cus_1")).await.tokens.is_empty());
     let audit = pb::ListAuditEventsRequest { merchant_id: other.clone(), ..Default::default() };
     assert!(client.list_audit_events(audit).await.unwrap().into_inner().events.is_empty());
     // The owner's token is untouched.
@@ -268,29 +223,17 @@ async fn merchants_and_modes_never_see_each_others_tokens() {
 
 #[tokio::test]
 async fn the_sweeper_deletes_due_tokens_in_batches_and_audits_each() {
-    let vault = TestVault::start(Store::Redis).await;
-    let m = vault.merchant.id.clone();
-    let mut client = vault.vault();
+    let (vault, m, mut client) = start().await;
     let (year, month) = common::clock::year_month(vault.clock.now_ms());
     let (year, month) = (year, i32::from(month));
     let mut due = Vec::new();
     for number in ["4242424242424242", "5555555555554444", "4111111111111111"] {
-        let t = client
-            .tokenize(tokenize_card(&m, TokenKind::Registration, expiring(number, month, year), "cus_1"))
-            .await
-            .unwrap()
-            .into_inner();
-        due.push(t.id);
+        let request = tokenize_card(&m, TokenKind::Registration, expiring(number, month, year), "cus_1");
+        due.push(tokenize(&mut client, request).await.id);
     }
-    let kept = client
-        .tokenize(tokenize_card(&m, TokenKind::Omni, expiring("4242424242424242", month, year), "cus_1"))
-        .await
-        .unwrap()
-        .into_inner();
-    client
-        .extend_token(pb::ExtendTokenRequest { merchant_id: m.clone(), id: kept.id.clone(), livemode: false })
-        .await
-        .unwrap();
+    let request = tokenize_card(&m, TokenKind::Omni, expiring("4242424242424242", month, year), "cus_1");
+    let kept = tokenize(&mut client, request).await;
+    client.extend_token(extend_request(&m, &kept.id)).await.unwrap();
 
     // Sixteen months on, the non-extended ones are past their 14 months.
     vault.clock.advance_ms(16 * 31 * 24 * 3600 * 1000);
@@ -311,19 +254,11 @@ async fn the_sweeper_deletes_due_tokens_in_batches_and_audits_each() {
 
 #[tokio::test]
 async fn a_ciphertext_moved_to_another_row_does_not_decrypt() {
-    let vault = TestVault::start(Store::Redis).await;
-    let m = vault.merchant.id.clone();
-    let mut client = vault.vault();
-    let a = client
-        .tokenize(tokenize_card(&m, TokenKind::Registration, card("4242424242424242", ""), "cus_a"))
-        .await
-        .unwrap()
-        .into_inner();
-    let b = client
-        .tokenize(tokenize_card(&m, TokenKind::Registration, card("5555555555554444", ""), "cus_b"))
-        .await
-        .unwrap()
-        .into_inner();
+    let (vault, m, mut client) = start().await;
+    let a =
+        tokenize(&mut client, tokenize_card(&m, TokenKind::Registration, card("4242424242424242", ""), "cus_a")).await;
+    let b =
+        tokenize(&mut client, tokenize_card(&m, TokenKind::Registration, card("5555555555554444", ""), "cus_b")).await;
     let store = vault.sql().await;
     sqlx::query("UPDATE card_tokens SET card = (SELECT card FROM card_tokens WHERE id = $1) WHERE id = $2")
         .bind(&a.id)
@@ -343,18 +278,12 @@ async fn a_ciphertext_moved_to_another_row_does_not_decrypt() {
 
 #[tokio::test]
 async fn reencryption_killed_midway_leaves_everything_readable_and_resumes() {
-    let vault = TestVault::start(Store::Redis).await;
-    let m = vault.merchant.id.clone();
-    let mut client = vault.vault();
+    let (vault, m, mut client) = start().await;
     let numbers = ["4242424242424242", "5555555555554444", "4111111111111111", "4012888888881881", "378282246310005"];
     let mut ids = Vec::new();
     for (i, number) in numbers.iter().cycle().take(40).enumerate() {
-        let t = client
-            .tokenize(tokenize_card(&m, TokenKind::Registration, card(number, ""), &format!("cus_{i}")))
-            .await
-            .unwrap()
-            .into_inner();
-        ids.push((t.id, *number));
+        let request = tokenize_card(&m, TokenKind::Registration, card(number, ""), &format!("cus_{i}"));
+        ids.push((tokenize(&mut client, request).await.id, *number));
     }
     let store = Arc::new(vault.sql().await);
     let ring =
@@ -424,42 +353,38 @@ async fn reencryption_killed_midway_leaves_everything_readable_and_resumes() {
 
 #[tokio::test]
 async fn listing_one_kind_pages_over_that_kind_only() {
-    let vault = TestVault::start(Store::Redis).await;
-    let m = vault.merchant.id.clone();
-    let mut client = vault.vault();
+    let (vault, m, mut client) = start().await;
     let mut registrations = Vec::new();
     for number in ["4242424242424242", "5555555555554444", "4111111111111111"] {
         for kind in [TokenKind::Registration, TokenKind::Omni] {
-            let t = client.tokenize(tokenize_card(&m, kind, card(number, ""), "cus_1")).await.unwrap().into_inner();
+            let t = tokenize(&mut client, tokenize_card(&m, kind, card(number, ""), "cus_1")).await;
             if kind == TokenKind::Registration {
                 registrations.push(t.id);
             }
         }
     }
     registrations.sort();
-    let list = |kind: TokenKind, page_token: String| pb::ListTokensRequest {
-        merchant_id: m.clone(),
-        customer_id: "cus_1".into(),
+    let page = |kind: TokenKind, page_token: String| pb::ListTokensRequest {
         page_size: 2,
         page_token,
         kind: kind as i32,
-        ..Default::default()
+        ..by_customer(&m, "cus_1")
     };
 
-    let first = client.list_tokens(list(TokenKind::Registration, String::new())).await.unwrap().into_inner();
+    let first = list_tokens(&mut client, page(TokenKind::Registration, String::new())).await;
     assert_eq!(first.tokens.len(), 2, "a full page");
     assert!(!first.next_page_token.is_empty());
-    let last = client.list_tokens(list(TokenKind::Registration, first.next_page_token)).await.unwrap().into_inner();
+    let last = list_tokens(&mut client, page(TokenKind::Registration, first.next_page_token)).await;
     assert_eq!(last.next_page_token, "", "the last page says so");
     let listed: Vec<_> = first.tokens.iter().chain(&last.tokens).map(|t| t.id.clone()).collect();
     assert_eq!(listed, registrations);
     assert!(first.tokens.iter().chain(&last.tokens).all(|t| t.kind() == TokenKind::Registration));
 
-    let omni = client.list_tokens(list(TokenKind::Omni, String::new())).await.unwrap().into_inner();
+    let omni = list_tokens(&mut client, page(TokenKind::Omni, String::new())).await;
     assert!(omni.tokens.len() == 2 && omni.tokens.iter().all(|t| t.kind() == TokenKind::Omni));
-    let all = pb::ListTokensRequest { page_size: 10, ..list(TokenKind::Unspecified, String::new()) };
-    assert_eq!(client.list_tokens(all).await.unwrap().into_inner().tokens.len(), 6, "unspecified lists every kind");
-    let bad = pb::ListTokensRequest { kind: 42, ..list(TokenKind::Unspecified, String::new()) };
+    let all = pb::ListTokensRequest { page_size: 10, ..page(TokenKind::Unspecified, String::new()) };
+    assert_eq!(list_tokens(&mut client, all).await.tokens.len(), 6, "unspecified lists every kind");
+    let bad = pb::ListTokensRequest { kind: 42, ..page(TokenKind::Unspecified, String::new()) };
     assert_eq!(client.list_tokens(bad).await.unwrap_err().code(), Code::InvalidArgument);
     vault.stop().await;
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tonic::Code;
 
 use e2e::procs::load::{self, Driver};
-use e2e::procs::{InvariantOptions, Journal, LoadConfig, Op, Platform, PlatformOptions, recovery_env};
+use e2e::procs::{InvariantOptions, Journal, LoadConfig, Op, Platform, PlatformOptions, Process, recovery_env};
 use proto::payments::v1 as pb;
 
 /// The idempotency lease and reconcile interval the services get (through
@@ -46,9 +46,12 @@ async fn settle() {
     tokio::time::sleep(SETTLE).await;
 }
 
-/// After every call has been retried: the replays agree with the first
-/// answers, every used token paid a payment, and the invariants hold.
-async fn assert_recovered(p: &Platform, driver: &Driver, first: &Journal, context: &str) -> Journal {
+/// Once the lease and a reconcile pass are waited out and every call has been
+/// retried: the replays agree with the first answers, every used token paid a
+/// payment, and the invariants hold.
+async fn assert_recovered(p: &Platform, first: &Journal, context: &str) -> Journal {
+    settle().await;
+    let driver = Driver::new(p);
     let replay = driver.retry_until_settled(first, Duration::from_secs(5), Duration::from_secs(15)).await;
     let stuck: Vec<String> = replay
         .calls
@@ -111,6 +114,16 @@ async fn under_load(
     tokio::time::sleep(after).await;
     fault(p).await;
     load.await.expect("the load driver")
+}
+
+/// Runs the load, kills `process` 1.5 s into it and starts it again `down` later.
+async fn kill9_under_load(p: &mut Platform, config: LoadConfig, process: Process, down: Duration) -> Journal {
+    under_load(p, config, Duration::from_millis(1500), async |p: &mut Platform| {
+        p.kill9(process);
+        tokio::time::sleep(down).await;
+        p.start_again(process).await;
+    })
+    .await
 }
 
 // ---------------------------------------------------------------- the harness
@@ -335,35 +348,23 @@ async fn b_kill9_of_payments_under_load_then_retries() {
     let mut p = Platform::start(fast_recovery()).await;
     // A third of the payments wait 1.5 s on the acquirer: the kill always cuts work.
     let config = LoadConfig { slow_percent: 30, ..load_config() };
-    let first = under_load(&mut p, config, Duration::from_millis(1500), async |p: &mut Platform| {
-        p.payments.kill9();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        p.payments.restart().await;
-    })
-    .await;
+    let first = kill9_under_load(&mut p, config, Process::Payments, Duration::from_millis(300)).await;
     assert!(
         first.count(|c| c.outcome.code() == Some(Code::Unavailable)) > 0,
         "the kill hit calls: {:?}",
         first.summary()
     );
-    settle().await;
-    assert_recovered(&p, &Driver::new(&p), &first, "kill -9 payments-svc").await;
+    assert_recovered(&p, &first, "kill -9 payments-svc").await;
 }
 
 /// c. kill -9 of vault-svc under load, restart, every call retried with its key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c_kill9_of_the_vault_under_load_then_retries() {
     let mut p = Platform::start(PlatformOptions { redis_appendonly: true, ..fast_recovery() }).await;
-    let first = under_load(&mut p, load_config(), Duration::from_millis(1500), async |p: &mut Platform| {
-        p.vault.kill9();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        p.vault.restart().await;
-    })
-    .await;
+    let first = kill9_under_load(&mut p, load_config(), Process::Vault, Duration::from_millis(500)).await;
     let felt = first.count(|c| c.outcome.payment().is_none()) + first.token_failures.len();
     assert!(felt > 0, "the kill was felt: {:?}", first.summary());
-    settle().await;
-    assert_recovered(&p, &Driver::new(&p), &first, "kill -9 vault-svc").await;
+    assert_recovered(&p, &first, "kill -9 vault-svc").await;
 }
 
 /// d. A Redis outage under load: calls fail with UNAVAILABLE within their
@@ -371,16 +372,10 @@ async fn c_kill9_of_the_vault_under_load_then_retries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn d_redis_outage_under_load() {
     let mut p = Platform::start(PlatformOptions { redis_appendonly: true, ..fast_recovery() }).await;
-    let first = under_load(&mut p, load_config(), Duration::from_millis(1500), async |p: &mut Platform| {
-        p.redis.kill9();
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        p.redis.start().await;
-    })
-    .await;
+    let first = kill9_under_load(&mut p, load_config(), Process::Redis, Duration::from_secs(2)).await;
     assert!(!first.token_failures.is_empty(), "the outage was felt: {:?}", first.summary());
     assert_unavailable_in_time(&first, Duration::from_millis(500), "Redis outage");
-    settle().await;
-    assert_recovered(&p, &Driver::new(&p), &first, "Redis outage").await;
+    assert_recovered(&p, &first, "Redis outage").await;
 }
 
 /// e. A PostgreSQL outage (the payments cluster killed) under load: every
@@ -389,20 +384,14 @@ async fn d_redis_outage_under_load() {
 async fn e_postgres_outage_under_load() {
     let options = PlatformOptions { vault_own_cluster: true, ..fast_recovery() };
     let mut p = Platform::start(options).await;
-    let first = under_load(&mut p, load_config(), Duration::from_millis(1500), async |p: &mut Platform| {
-        p.pg.kill9();
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        p.pg.start().await;
-    })
-    .await;
+    let first = kill9_under_load(&mut p, load_config(), Process::Postgres, Duration::from_secs(2)).await;
     assert!(
         first.count(|c| c.outcome.code() == Some(Code::Unavailable)) > 0,
         "the outage was felt: {:?}",
         first.summary()
     );
     assert_unavailable_in_time(&first, Duration::from_millis(500), "PostgreSQL outage");
-    settle().await;
-    assert_recovered(&p, &Driver::new(&p), &first, "PostgreSQL outage").await;
+    assert_recovered(&p, &first, "PostgreSQL outage").await;
 }
 
 /// f. SIGTERM with a 1 s drain limit under load (a third of the payments at the
@@ -429,8 +418,7 @@ async fn f_sigterm_with_a_short_drain_under_load() {
     .await;
     let took = *exit.lock().unwrap();
     assert!(took <= Duration::from_millis(2_500), "exit took {took:?} with a 1 s drain limit");
-    settle().await;
-    assert_recovered(&p, &Driver::new(&p), &first, "SIGTERM, 1 s drain").await;
+    assert_recovered(&p, &first, "SIGTERM, 1 s drain").await;
 }
 
 /// g. A NUL byte in any text field is INVALID_ARGUMENT before anything

@@ -11,8 +11,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use common::card::find_pans;
-use e2e::{Store, TestVault, authed, card, create_request, detokenize_request};
-use proto::vault::v1::{self as pb, GetTokenRequest, TokenKind};
+use e2e::{Store, TestVault, authed, card, delete_request, detokenize_request, extend_request, tokenize_single_use};
+use proto::vault::v1::TokenKind;
 use tracing_subscriber::fmt::MakeWriter;
 
 #[derive(Clone, Default)]
@@ -32,6 +32,36 @@ impl<'a> MakeWriter<'a> for Capture {
     type Writer = Capture;
     fn make_writer(&'a self) -> Capture {
         self.clone()
+    }
+}
+
+impl Capture {
+    /// Installs the test's subscriber: everything at TRACE except rustls,
+    /// whose TRACE events dump handshake bytes in hex (random digit runs that
+    /// may pass Luhn; never card data).
+    fn install() -> Self {
+        let capture = Capture::default();
+        tracing_subscriber::fmt()
+            .with_writer(capture.clone())
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace,rustls=debug"))
+            .with_ansi(false)
+            .init();
+        capture
+    }
+
+    /// Everything logged so far.
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// No Luhn-valid card number in `text` (named `what` in the failure), and
+/// none of `secrets`.
+fn assert_clean(what: &str, text: &str, secrets: &[String]) {
+    let pans: Vec<String> = find_pans(text).map(|p| format!("{}…{}", &p[..6], &p[p.len() - 4..])).collect();
+    assert!(pans.is_empty(), "card numbers in {what}: {pans:?}");
+    for secret in secrets {
+        assert!(!text.contains(secret.as_str()), "an API key appears in {what}");
     }
 }
 
@@ -56,14 +86,8 @@ async fn nothing_leaks_with_the_embedded_stores_and_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_leaks_through_payments() {
     use proto::payments::v1::{self as ppb, PaymentType};
-    let capture = Capture::default();
-    tracing_subscriber::fmt()
-        .with_writer(capture.clone())
-        .with_env_filter(tracing_subscriber::EnvFilter::new("trace,rustls=debug"))
-        .with_ansi(false)
-        .init();
+    let capture = Capture::install();
     let p = e2e::TestPlatform::start().await;
-    let skey = p.skey();
     let mut errors = Vec::new();
     let raw = |number: &str| {
         ppb::create_payment_request::Source::Card(ppb::Card {
@@ -87,28 +111,24 @@ async fn nothing_leaks_through_payments() {
             customer_id: "cus_s".into(),
             ..pay(PaymentType::Db, 1000, raw(number))
         };
-        p.payments().create_payment(authed(&skey, created)).await.unwrap();
+        p.create_payment(created).await.unwrap();
         let omni = ppb::CreatePaymentRequest { create_omni_token: true, ..pay(PaymentType::Pa, 1099, raw(number)) };
-        p.payments().create_payment(authed(&skey, omni)).await.unwrap();
+        p.create_payment(omni).await.unwrap();
         let t = p.single_use_token(number).await;
-        p.payments()
-            .create_payment(authed(&skey, pay(PaymentType::Db, 500, ppb::create_payment_request::Source::Token(t))))
-            .await
-            .unwrap();
+        p.create_payment(pay(PaymentType::Db, 500, ppb::create_payment_request::Source::Token(t))).await.unwrap();
     }
     // Card numbers where they do not belong.
     let mut misplaced = pay(PaymentType::Db, 100, raw("4242424242424242"));
     misplaced.description = "card 4111 1111 1111 1111".into();
-    errors.push(p.payments().create_payment(authed(&skey, misplaced)).await.unwrap_err().message().to_owned());
+    errors.push(p.create_payment(misplaced).await.unwrap_err().message().to_owned());
     let mut misplaced = pay(PaymentType::Db, 100, raw("4242424242424242"));
     misplaced.customer_id = "5555555555554444".into();
-    errors.push(p.payments().create_payment(authed(&skey, misplaced)).await.unwrap_err().message().to_owned());
+    errors.push(p.create_payment(misplaced).await.unwrap_err().message().to_owned());
     let bad = pay(PaymentType::Db, 100, ppb::create_payment_request::Source::RegistrationId("4242424242424242".into()));
-    errors.push(p.payments().create_payment(authed(&skey, bad)).await.unwrap_err().message().to_owned());
+    errors.push(p.create_payment(bad).await.unwrap_err().message().to_owned());
     let bad = pay(PaymentType::Db, 100, raw("4242424242424241"));
-    errors.push(p.payments().create_payment(authed(&skey, bad)).await.unwrap_err().message().to_owned());
-    let get = ppb::GetPaymentRequest { id: "4242424242424242".into() };
-    errors.push(p.payments().get_payment(authed(&skey, get)).await.unwrap_err().message().to_owned());
+    errors.push(p.create_payment(bad).await.unwrap_err().message().to_owned());
+    errors.push(p.get_payment("4242424242424242").await.unwrap_err().message().to_owned());
 
     let payments_store =
         payments_svc::storage::sql::SqlStore::connect(&p.payments_database_url, 2, std::time::Duration::from_secs(5))
@@ -118,37 +138,27 @@ async fn nothing_leaks_through_payments() {
     assert!(stored.iter().any(|v| v == "cus_s"), "the scan must see the payments");
     stored.extend(e2e::database_values(&p.vault.sql().await).await);
     stored.extend(e2e::redis_values(p.vault.redis_prefix.as_deref().unwrap()).await);
-    let skey_text = skey.clone();
+    let secrets = [p.skey()];
     p.stop().await;
-    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let logs = capture.text();
     assert!(logs.contains("payment"), "the capture must hold the services' logs");
     for (what, text) in
         [("logs", logs.as_str()), ("error messages", &errors.join("\n")), ("stores", &stored.join("\n"))]
     {
-        let pans: Vec<String> = find_pans(text).map(|p| format!("{}…{}", &p[..6], &p[p.len() - 4..])).collect();
-        assert!(pans.is_empty(), "card numbers in {what}: {pans:?}");
-        assert!(!text.contains(&skey_text), "the secret key appears in {what}");
+        assert_clean(what, text, &secrets);
     }
 }
 
 async fn scan(store: Store) {
-    let capture = Capture::default();
-    // Everything at TRACE except rustls, whose TRACE events dump handshake bytes
-    // in hex (random digit runs that may pass Luhn; never card data).
-    tracing_subscriber::fmt()
-        .with_writer(capture.clone())
-        .with_env_filter(tracing_subscriber::EnvFilter::new("trace,rustls=debug"))
-        .with_ansi(false)
-        .init();
+    let capture = Capture::install();
 
     let vault = TestVault::start(store).await;
     let pkey = vault.merchant.test_public.expose().to_owned();
     let mut errors: Vec<String> = Vec::new();
 
     for (number, cvv) in CARDS {
-        let t =
-            vault.tokens().create_token(authed(&pkey, create_request(card(number, cvv)))).await.unwrap().into_inner();
-        vault.tokens().get_token(authed(&pkey, GetTokenRequest { id: t.id.clone() })).await.unwrap();
+        let t = vault.create_token(&pkey, card(number, cvv)).await.unwrap();
+        vault.get_token(&pkey, &t.id).await.unwrap();
         vault.vault().detokenize(detokenize_request(&vault.merchant.id, &t.id, "pay_1")).await.unwrap();
         let used = vault.vault().detokenize(detokenize_request(&vault.merchant.id, &t.id, "pay_2")).await.unwrap_err();
         errors.push(used.message().to_owned());
@@ -161,7 +171,7 @@ async fn scan(store: Store) {
     expired.expiration_year = 2001;
     let failing = [card("4242424242424241", "123"), card("378282246310005", "123"), pan_as_name, expired];
     for c in failing {
-        let e = vault.tokens().create_token(authed(&pkey, create_request(c))).await.unwrap_err();
+        let e = vault.create_token(&pkey, c).await.unwrap_err();
         errors.push(e.message().to_owned());
     }
     // A card number sent where a token id or merchant id belongs.
@@ -171,8 +181,7 @@ async fn scan(store: Store) {
         let e = vault.vault().detokenize(detokenize_request(merchant, token, "pay_9")).await.unwrap_err();
         errors.push(e.message().to_owned());
     }
-    let e =
-        vault.tokens().get_token(authed(&pkey, GetTokenRequest { id: "4242424242424242".into() })).await.unwrap_err();
+    let e = vault.get_token(&pkey, "4242424242424242").await.unwrap_err();
     errors.push(e.message().to_owned());
     // A secret key sent to the wrong port, and a bad key.
     let refused = e2e::VaultClient::new(vault.internal_channel(None))
@@ -183,11 +192,7 @@ async fn scan(store: Store) {
         .await
         .unwrap_err();
     errors.push(refused.message().to_owned());
-    let e = vault
-        .tokens()
-        .get_token(authed("pkey_test_4242424242424242", GetTokenRequest { id: "x".into() }))
-        .await
-        .unwrap_err();
+    let e = vault.get_token("pkey_test_4242424242424242", "x").await.unwrap_err();
     errors.push(e.message().to_owned());
 
     // Durable tokens: from card data and from a single-use token; used, extended, deleted.
@@ -200,28 +205,13 @@ async fn scan(store: Store) {
             .unwrap()
             .into_inner();
         internal.detokenize(detokenize_request(&vault.merchant.id, &t.id, "")).await.unwrap();
-        let extend =
-            pb::ExtendTokenRequest { merchant_id: vault.merchant.id.clone(), id: t.id.clone(), livemode: false };
-        internal.extend_token(extend).await.unwrap();
+        internal.extend_token(extend_request(&vault.merchant.id, &t.id)).await.unwrap();
         if i == 0 {
-            let delete = pb::DeleteTokenRequest { merchant_id: vault.merchant.id.clone(), id: t.id, livemode: false };
-            internal.delete_token(delete).await.unwrap();
+            internal.delete_token(delete_request(&vault.merchant.id, &t.id)).await.unwrap();
         }
     }
-    let single = vault
-        .tokens()
-        .create_token(authed(&pkey, create_request(card("4012888888881881", "777"))))
-        .await
-        .unwrap()
-        .into_inner();
-    let from_single = pb::TokenizeRequest {
-        merchant_id: vault.merchant.id.clone(),
-        kind: TokenKind::Omni as i32,
-        source: Some(pb::tokenize_request::Source::SingleUseToken(single.id)),
-        customer_id: "cus_2".into(),
-        consumer_ref: "pay_x".into(),
-        livemode: false,
-    };
+    let single = vault.create_token(&pkey, card("4012888888881881", "777")).await.unwrap();
+    let from_single = tokenize_single_use(&vault.merchant.id, TokenKind::Omni, &single.id, "cus_2", "pay_x");
     internal.tokenize(from_single).await.unwrap();
     let mut bad =
         e2e::tokenize_card(&vault.merchant.id, TokenKind::Omni, card("4242424242424242", ""), "4111111111111111");
@@ -244,18 +234,14 @@ async fn scan(store: Store) {
         .collect();
     vault.stop().await;
 
-    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let logs = capture.text();
     if let Ok(path) = std::env::var("LOG_SCAN_DUMP") {
         std::fs::write(path, &logs).unwrap();
     }
     assert!(logs.contains("token detokenized"), "the capture must hold the vault's own logs");
     for (what, text) in [("logs", logs.as_str()), ("error messages", &errors.join("\n")), ("redis", &stored.join("\n"))]
     {
-        let pans: Vec<String> = find_pans(text).map(|p| format!("{}…{}", &p[..6], &p[p.len() - 4..])).collect();
-        assert!(pans.is_empty(), "card numbers in {what}: {pans:?}");
-        for key in &keys {
-            assert!(!text.contains(key.as_str()), "an API key appears in {what}");
-        }
+        assert_clean(what, text, &keys);
         assert!(!text.to_lowercase().contains("security_code:"), "a security code field appears in {what}");
     }
 }

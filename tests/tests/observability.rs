@@ -39,8 +39,8 @@ async fn every_call_is_counted_by_method_and_code() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     common::metrics::install(format!("127.0.0.1:{port}").parse().unwrap()).unwrap();
     let p = TestPlatform::start().await;
-    p.payments().create_payment(authed(&p.skey(), card_payment(100))).await.unwrap();
-    let refused = p.payments().create_payment(authed(&p.skey(), card_payment(0))).await.unwrap_err();
+    p.create_payment(card_payment(100)).await.unwrap();
+    let refused = p.create_payment(card_payment(0)).await.unwrap_err();
     assert_eq!(reason(&refused), "invalid_amount");
     let mut body = String::new();
     for _ in 0..50 {
@@ -63,7 +63,7 @@ async fn every_call_is_counted_by_method_and_code() {
 #[tokio::test]
 async fn a_payments_trace_id_reaches_the_vault() {
     let p = TestPlatform::start().await;
-    let created = p.payments().create_payment(authed(&p.skey(), card_payment(100))).await.unwrap().into_inner();
+    let created = p.create_payment(card_payment(100)).await.unwrap();
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let one_click = pb::CreatePaymentRequest {
         payment_type: PaymentType::Db as i32,

@@ -430,18 +430,8 @@ async fn an_unreadable_row_is_corrupt(s: SqlStore) {
     assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
 }
 
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod postgres {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::store(super::Db::Postgres).await.0).await } )*
-        }
-        mod sqlite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(super::store(super::Db::Sqlite).await.0).await } )*
-        }
-    };
-}
-
-conformance!(
+e2e::conformance!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)] crate::store =>
     insert_then_get,
     captures_stay_within_the_authorization,
     reversal_only_before_capture,

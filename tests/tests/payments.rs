@@ -48,6 +48,25 @@ fn omni(o: &str) -> pb::create_payment_request::Source {
     pb::create_payment_request::Source::OmniToken(o.into())
 }
 
+/// A card as a registration stores it: no security code.
+fn stored_card(number: &str, expiration_month: i32, expiration_year: i32) -> pb::Card {
+    pb::Card {
+        number: number.into(),
+        expiration_month,
+        expiration_year,
+        name: "Jane Doe".into(),
+        security_code: String::new(),
+    }
+}
+
+fn register(card: pb::Card, customer_id: &str, verify: bool) -> pb::CreateRegistrationRequest {
+    pb::CreateRegistrationRequest {
+        source: Some(pb::create_registration_request::Source::Card(card)),
+        customer_id: customer_id.into(),
+        verify,
+    }
+}
+
 fn si(mode: pb::StandingInstructionMode, source: pb::StandingInstructionSource) -> Option<pb::StandingInstruction> {
     Some(pb::StandingInstruction {
         mode: mode as i32,
@@ -55,11 +74,6 @@ fn si(mode: pb::StandingInstructionMode, source: pb::StandingInstructionSource) 
         source: source as i32,
         initial_transaction_id: String::new(),
     })
-}
-
-async fn ledger(p: &TestPlatform, query: pb::ListTransactionsRequest) -> Vec<String> {
-    let response = p.payments().list_transactions(authed(&p.skey(), query)).await.unwrap().into_inner();
-    response.transactions.into_iter().map(|t| t.transaction_type).collect()
 }
 
 fn by_payment(id: &str) -> pb::ListTransactionsRequest {
@@ -74,29 +88,17 @@ fn by_token(t: &str) -> pb::ListTransactionsRequest {
 async fn omise_single_payment_with_a_token_and_no_second_charge() {
     let p = TestPlatform::start().await;
     let t = p.single_use_token("4242424242424242").await;
-    let payment = p
-        .payments()
-        .create_payment(authed(&p.skey(), pay(PaymentType::Db, 1000, "THB", token(&t))))
-        .await
-        .unwrap()
-        .into_inner();
+    let payment = p.create_payment(pay(PaymentType::Db, 1000, "THB", token(&t))).await.unwrap();
     assert_eq!(payment.result.as_ref().unwrap().code, SUCCESS_TEST);
     assert_eq!((payment.payment_type(), payment.amount, payment.captured_amount), (PaymentType::Db, 1000, 1000));
     assert_eq!(payment.id.len(), 32);
     let c = payment.card.unwrap();
     assert_eq!((c.brand.as_str(), c.last_digits.as_str()), ("visa", "4242"));
 
-    let read = p
-        .vault
-        .tokens()
-        .get_token(authed(&p.pkey(), proto::vault::v1::GetTokenRequest { id: t.clone() }))
-        .await
-        .unwrap();
-    assert!(read.into_inner().used);
-    let again =
-        p.payments().create_payment(authed(&p.skey(), pay(PaymentType::Db, 1000, "THB", token(&t)))).await.unwrap_err();
+    assert!(p.vault.get_token(&p.pkey(), &t).await.unwrap().used);
+    let again = p.create_payment(pay(PaymentType::Db, 1000, "THB", token(&t))).await.unwrap_err();
     assert_eq!((again.code(), reason(&again).as_str()), (Code::FailedPrecondition, "used_token"));
-    assert_eq!(ledger(&p, by_token(&t)).await, ["DB"], "one charge, no second");
+    assert_eq!(p.ledger(by_token(&t)).await, ["DB"], "one charge, no second");
     p.stop().await;
 }
 
@@ -112,26 +114,13 @@ async fn declines_are_normal_responses_and_timeouts_are_never_approved() {
     ];
     for (number, amount, code) in cases {
         let t = p.single_use_token(number).await;
-        let payment = p
-            .payments()
-            .create_payment(authed(&p.skey(), pay(PaymentType::Db, amount, "EUR", token(&t))))
-            .await
-            .unwrap()
-            .into_inner();
+        let payment = p.create_payment(pay(PaymentType::Db, amount, "EUR", token(&t))).await.unwrap();
         assert_eq!(payment.result.unwrap().code, code, "{number} {amount}");
         assert_eq!(payment.captured_amount, 0, "nothing captured on {code}");
         // The payment reached the acquirer: the token is consumed all the same.
-        let reuse = p
-            .payments()
-            .create_payment(authed(&p.skey(), pay(PaymentType::Db, 1000, "EUR", token(&t))))
-            .await
-            .unwrap_err();
+        let reuse = p.create_payment(pay(PaymentType::Db, 1000, "EUR", token(&t))).await.unwrap_err();
         assert_eq!(reason(&reuse), "used_token");
-        let refund = p
-            .payments()
-            .refund_payment(authed(&p.skey(), pb::RefundPaymentRequest { id: payment.id, amount: 1 }))
-            .await
-            .unwrap_err();
+        let refund = p.refund(&payment.id, 1).await.unwrap_err();
         assert_eq!(reason(&refund), "invalid_state_transition", "a declined payment cannot be refunded");
     }
     p.stop().await;
@@ -152,15 +141,10 @@ async fn validation_refuses_bad_requests_without_consuming_the_token() {
         (pb::CreatePaymentRequest { source: None, ..pay(PaymentType::Db, 100, "EUR", token(&t)) }, "invalid_argument"),
     ];
     for (request, expected) in cases {
-        let err = p.payments().create_payment(authed(&p.skey(), request)).await.unwrap_err();
+        let err = p.create_payment(request).await.unwrap_err();
         assert_eq!((err.code(), reason(&err).as_str()), (Code::InvalidArgument, expected));
     }
-    let jpy = p
-        .payments()
-        .create_payment(authed(&p.skey(), pay(PaymentType::Db, 500, "JPY", token(&t))))
-        .await
-        .unwrap()
-        .into_inner();
+    let jpy = p.create_payment(pay(PaymentType::Db, 500, "JPY", token(&t))).await.unwrap();
     assert_eq!(
         (jpy.currency.as_str(), jpy.result.unwrap().code.as_str()),
         ("JPY", SUCCESS_TEST),
@@ -174,97 +158,54 @@ async fn validation_refuses_bad_requests_without_consuming_the_token() {
 #[tokio::test]
 async fn partial_captures_up_to_the_authorization_then_refunds_up_to_the_capture() {
     let p = TestPlatform::start().await;
-    let skey = p.skey();
-    let pa = p
-        .payments()
-        .create_payment(authed(&skey, pay(PaymentType::Pa, 1000, "EUR", with_card("5555555555554444"))))
-        .await
-        .unwrap()
-        .into_inner();
+    let pa = p.create_payment(pay(PaymentType::Pa, 1000, "EUR", with_card("5555555555554444"))).await.unwrap();
     assert_eq!((pa.payment_type(), pa.captured_amount), (PaymentType::Pa, 0));
-    let capture = |amount| pb::CapturePaymentRequest { id: pa.id.clone(), amount };
-    let cp1 = p.payments().capture_payment(authed(&skey, capture(400))).await.unwrap().into_inner();
+    let cp1 = p.capture(&pa.id, 400).await.unwrap();
     assert_eq!((cp1.payment_type(), cp1.reference_id.as_str(), cp1.amount), (PaymentType::Cp, pa.id.as_str(), 400));
-    p.payments().capture_payment(authed(&skey, capture(600))).await.unwrap();
-    let over = p.payments().capture_payment(authed(&skey, capture(1))).await.unwrap_err();
+    p.capture(&pa.id, 600).await.unwrap();
+    let over = p.capture(&pa.id, 1).await.unwrap_err();
     assert_eq!((over.code(), reason(&over).as_str()), (Code::FailedPrecondition, "amount_exceeds_authorized"));
-    let reverse =
-        p.payments().reverse_payment(authed(&skey, pb::ReversePaymentRequest { id: pa.id.clone() })).await.unwrap_err();
+    let reverse = p.reverse(&pa.id).await.unwrap_err();
     assert_eq!(reason(&reverse), "invalid_state_transition", "a captured PA cannot be reversed");
-    let read = p
-        .payments()
-        .get_payment(authed(&skey, pb::GetPaymentRequest { id: pa.id.clone() }))
-        .await
-        .unwrap()
-        .into_inner();
+    let read = p.get_payment(&pa.id).await.unwrap();
     assert_eq!((read.captured_amount, read.reversed), (1000, false), "the refused calls changed nothing");
 
-    let refund = |id: &str, amount| pb::RefundPaymentRequest { id: id.into(), amount };
-    let rf = p.payments().refund_payment(authed(&skey, refund(&cp1.id, 300))).await.unwrap().into_inner();
+    let rf = p.refund(&cp1.id, 300).await.unwrap();
     assert_eq!((rf.payment_type(), rf.reference_id.as_str()), (PaymentType::Rf, cp1.id.as_str()));
-    p.payments().refund_payment(authed(&skey, refund(&cp1.id, 100))).await.unwrap();
-    let too_much = p.payments().refund_payment(authed(&skey, refund(&cp1.id, 1))).await.unwrap_err();
+    p.refund(&cp1.id, 100).await.unwrap();
+    let too_much = p.refund(&cp1.id, 1).await.unwrap_err();
     assert_eq!(reason(&too_much), "amount_exceeds_authorized", "refunds stop at the captured amount");
-    let cp = p
-        .payments()
-        .get_payment(authed(&skey, pb::GetPaymentRequest { id: cp1.id.clone() }))
-        .await
-        .unwrap()
-        .into_inner();
+    let cp = p.get_payment(&cp1.id).await.unwrap();
     assert_eq!((cp.captured_amount, cp.refunded_amount), (400, 400));
-    let on_pa = p.payments().refund_payment(authed(&skey, refund(&pa.id, 1))).await.unwrap_err();
+    let on_pa = p.refund(&pa.id, 1).await.unwrap_err();
     assert_eq!(reason(&on_pa), "invalid_state_transition", "a PA is captured, not refunded");
-    assert_eq!(ledger(&p, by_payment(&pa.id)).await, ["PA", "CP", "CP"]);
+    assert_eq!(p.ledger(by_payment(&pa.id)).await, ["PA", "CP", "CP"]);
     p.stop().await;
 }
 
 #[tokio::test]
 async fn a_reversed_authorization_cannot_be_captured_and_a_race_has_one_winner() {
     let p = TestPlatform::start().await;
-    let skey = p.skey();
-    let pa = p
-        .payments()
-        .create_payment(authed(&skey, pay(PaymentType::Pa, 500, "USD", with_card("4242424242424242"))))
-        .await
-        .unwrap()
-        .into_inner();
-    let rv = p
-        .payments()
-        .reverse_payment(authed(&skey, pb::ReversePaymentRequest { id: pa.id.clone() }))
-        .await
-        .unwrap()
-        .into_inner();
+    let authorize = || pay(PaymentType::Pa, 500, "USD", with_card("4242424242424242"));
+    let pa = p.create_payment(authorize()).await.unwrap();
+    let rv = p.reverse(&pa.id).await.unwrap();
     assert_eq!((rv.payment_type(), rv.result.unwrap().code.as_str()), (PaymentType::Rv, SUCCESS_TEST));
-    let cp = p
-        .payments()
-        .capture_payment(authed(&skey, pb::CapturePaymentRequest { id: pa.id.clone(), amount: 100 }))
-        .await
-        .unwrap_err();
+    let cp = p.capture(&pa.id, 100).await.unwrap_err();
     assert_eq!(reason(&cp), "invalid_state_transition");
-    let twice =
-        p.payments().reverse_payment(authed(&skey, pb::ReversePaymentRequest { id: pa.id.clone() })).await.unwrap_err();
+    let twice = p.reverse(&pa.id).await.unwrap_err();
     assert_eq!(reason(&twice), "invalid_state_transition");
 
     // A concurrent capture and reversal of one PA: exactly one succeeds, every time.
     for _ in 0..8 {
-        let pa = p
-            .payments()
-            .create_payment(authed(&skey, pay(PaymentType::Pa, 500, "USD", with_card("4242424242424242"))))
-            .await
-            .unwrap()
-            .into_inner();
-        let (mut a, mut b) = (p.payments(), p.payments());
-        let capture = authed(&skey, pb::CapturePaymentRequest { id: pa.id.clone(), amount: 500 });
-        let reverse = authed(&skey, pb::ReversePaymentRequest { id: pa.id.clone() });
-        let (captured, reversed) = tokio::join!(a.capture_payment(capture), b.reverse_payment(reverse));
+        let pa = p.create_payment(authorize()).await.unwrap();
+        let (captured, reversed) = tokio::join!(p.capture(&pa.id, 500), p.reverse(&pa.id));
         assert!(
             captured.is_ok() != reversed.is_ok(),
             "capture {:?} / reverse {:?}",
             captured.is_ok(),
             reversed.is_ok()
         );
-        let read =
-            p.payments().get_payment(authed(&skey, pb::GetPaymentRequest { id: pa.id })).await.unwrap().into_inner();
+        let read = p.get_payment(&pa.id).await.unwrap();
         assert!(read.captured_amount == 0 || !read.reversed);
     }
     p.stop().await;
@@ -281,20 +222,10 @@ async fn save_card_for_later_then_one_click_with_several_cards_per_customer() {
         customer_id: "cus_1".into(),
         verify: false,
     };
-    let first = p.registrations().create_registration(authed(&skey, request)).await.unwrap().into_inner();
+    let first = p.create_registration(request).await.unwrap();
     assert_eq!(first.id.len(), 32);
-    let verified = pb::CreateRegistrationRequest {
-        source: Some(pb::create_registration_request::Source::Card(pb::Card {
-            number: "5555555555554444".into(),
-            expiration_month: 1,
-            expiration_year: 2031,
-            name: "Jane Doe".into(),
-            security_code: String::new(),
-        })),
-        customer_id: "cus_1".into(),
-        verify: true,
-    };
-    let second = p.registrations().create_registration(authed(&skey, verified)).await.unwrap().into_inner();
+    let verified = register(stored_card("5555555555554444", 1, 2031), "cus_1", true);
+    let second = p.create_registration(verified).await.unwrap();
     assert_eq!(second.result.unwrap().code, SUCCESS_TEST);
     let list = p
         .registrations()
@@ -314,67 +245,45 @@ async fn save_card_for_later_then_one_click_with_several_cards_per_customer() {
         standing_instruction: si(pb::StandingInstructionMode::Repeated, pb::StandingInstructionSource::Cit),
         ..pay(PaymentType::Pa, 2500, "EUR", registration(&first.id))
     };
-    let pa = p.payments().create_payment(authed(&skey, one_click)).await.unwrap().into_inner();
+    let pa = p.create_payment(one_click).await.unwrap();
     assert_eq!((pa.result.unwrap().code.as_str(), pa.registration_id.as_str()), (SUCCESS_TEST, first.id.as_str()));
-    p.payments().capture_payment(authed(&skey, pb::CapturePaymentRequest { id: pa.id, amount: 2500 })).await.unwrap();
+    p.capture(&pa.id, 2500).await.unwrap();
 
-    let declined_verification = pb::CreateRegistrationRequest {
-        source: Some(pb::create_registration_request::Source::Card(pb::Card {
-            number: "4000000000000002".into(),
-            expiration_month: 1,
-            expiration_year: 2031,
-            name: "Jane Doe".into(),
-            security_code: String::new(),
-        })),
-        customer_id: "cus_1".into(),
-        verify: true,
-    };
-    let refused =
-        p.registrations().create_registration(authed(&skey, declined_verification)).await.unwrap().into_inner();
+    let declined_verification = register(stored_card("4000000000000002", 1, 2031), "cus_1", true);
+    let refused = p.create_registration(declined_verification).await.unwrap();
     assert!(
         refused.id.is_empty() && refused.result.unwrap().code.starts_with("800."),
         "no registration for a declined card"
     );
-    assert_eq!(ledger(&p, by_token(&first.id)).await, ["RG", "PA", "CP"]);
+    assert_eq!(p.ledger(by_token(&first.id)).await, ["RG", "PA", "CP"]);
     p.stop().await;
 }
 
 #[tokio::test]
 async fn card_on_file_cit_then_mit_and_mit_refused_without_cit() {
     let p = TestPlatform::start().await;
-    let skey = p.skey();
     let initial = pb::CreatePaymentRequest {
         create_registration: true,
         customer_id: "cus_9".into(),
         standing_instruction: si(pb::StandingInstructionMode::Initial, pb::StandingInstructionSource::Cit),
         ..pay(PaymentType::Db, 1500, "EUR", with_card("4012888888881881"))
     };
-    let cit = p.payments().create_payment(authed(&skey, initial)).await.unwrap().into_inner();
+    let cit = p.create_payment(initial).await.unwrap();
     assert_eq!(cit.result.as_ref().unwrap().code, SUCCESS_TEST);
     assert_eq!(cit.registration_id.len(), 32, "tokenized during the payment");
     let mit = |r: &str| pb::CreatePaymentRequest {
         standing_instruction: si(pb::StandingInstructionMode::Repeated, pb::StandingInstructionSource::Mit),
         ..pay(PaymentType::Db, 990, "EUR", registration(r))
     };
-    let repeat = p.payments().create_payment(authed(&skey, mit(&cit.registration_id))).await.unwrap().into_inner();
+    let repeat = p.create_payment(mit(&cit.registration_id)).await.unwrap();
     assert_eq!(repeat.result.unwrap().code, SUCCESS_TEST);
 
-    let standalone = pb::CreateRegistrationRequest {
-        source: Some(pb::create_registration_request::Source::Card(pb::Card {
-            number: "4242424242424242".into(),
-            expiration_month: 1,
-            expiration_year: 2031,
-            name: "Jane Doe".into(),
-            security_code: String::new(),
-        })),
-        customer_id: "cus_9".into(),
-        verify: false,
-    };
-    let no_cit = p.registrations().create_registration(authed(&skey, standalone)).await.unwrap().into_inner();
-    let refused = p.payments().create_payment(authed(&skey, mit(&no_cit.id))).await.unwrap_err();
+    let standalone = register(stored_card("4242424242424242", 1, 2031), "cus_9", false);
+    let no_cit = p.create_registration(standalone).await.unwrap();
+    let refused = p.create_payment(mit(&no_cit.id)).await.unwrap_err();
     assert_eq!((refused.code(), reason(&refused).as_str()), (Code::FailedPrecondition, "mit_without_cit"));
-    assert_eq!(ledger(&p, by_token(&no_cit.id)).await, ["RG"], "nothing was charged");
-    assert_eq!(ledger(&p, by_token(&cit.registration_id)).await, ["RG", "DB"]);
+    assert_eq!(p.ledger(by_token(&no_cit.id)).await, ["RG"], "nothing was charged");
+    assert_eq!(p.ledger(by_token(&cit.registration_id)).await, ["RG", "DB"]);
     p.stop().await;
 }
 
@@ -386,37 +295,23 @@ async fn omni_tokens_write_tk_dt_dl_and_a_deleted_token_cannot_pay() {
         create_omni_token: true,
         ..pay(PaymentType::Db, 700, "EUR", with_card("4111111111111111"))
     };
-    let paid = p.payments().create_payment(authed(&skey, first)).await.unwrap().into_inner();
+    let paid = p.create_payment(first).await.unwrap();
     assert!(paid.omni_token.starts_with("omni_test_"), "{}", paid.omni_token);
-    p.payments().create_payment(authed(&skey, pay(PaymentType::Db, 300, "EUR", omni(&paid.omni_token)))).await.unwrap();
-    let deleted = p
-        .omni()
-        .delete_omni_token(authed(&skey, pb::DeleteOmniTokenRequest { id: paid.omni_token.clone() }))
-        .await
-        .unwrap();
-    assert!(deleted.into_inner().deleted);
-    let refused = p
-        .payments()
-        .create_payment(authed(&skey, pay(PaymentType::Db, 300, "EUR", omni(&paid.omni_token))))
-        .await
-        .unwrap_err();
+    p.create_payment(pay(PaymentType::Db, 300, "EUR", omni(&paid.omni_token))).await.unwrap();
+    let delete = authed(&skey, pb::DeleteOmniTokenRequest { id: paid.omni_token.clone() });
+    assert!(p.omni().delete_omni_token(delete).await.unwrap().into_inner().deleted);
+    let refused = p.create_payment(pay(PaymentType::Db, 300, "EUR", omni(&paid.omni_token))).await.unwrap_err();
     assert_eq!((refused.code(), reason(&refused).as_str()), (Code::NotFound, "token_deleted"));
-    let types = ledger(&p, by_token(&paid.omni_token)).await;
+    let types = p.ledger(by_token(&paid.omni_token)).await;
     assert_eq!(types, ["TK", "DT", "DB", "DL"], "{types:?}");
 
     let standalone = pb::CreateOmniTokenRequest {
-        card: Some(pb::Card {
-            number: "5555555555554444".into(),
-            expiration_month: 3,
-            expiration_year: 2032,
-            name: "J D".into(),
-            security_code: String::new(),
-        }),
+        card: Some(pb::Card { name: "J D".into(), ..stored_card("5555555555554444", 3, 2032) }),
         customer_id: "cus_o".into(),
     };
     let o = p.omni().create_omni_token(authed(&skey, standalone)).await.unwrap().into_inner();
     assert!(o.id.starts_with("omni_test_"));
-    assert_eq!(ledger(&p, by_token(&o.id)).await, ["TK"]);
+    assert_eq!(p.ledger(by_token(&o.id)).await, ["TK"]);
     p.stop().await;
 }
 
@@ -424,39 +319,17 @@ async fn omni_tokens_write_tk_dt_dl_and_a_deleted_token_cannot_pay() {
 async fn registration_deletion_refuses_payment_and_extension_lasts_24_months() {
     let p = TestPlatform::start().await;
     let skey = p.skey();
-    let request = pb::CreateRegistrationRequest {
-        source: Some(pb::create_registration_request::Source::Card(pb::Card {
-            number: "4242424242424242".into(),
-            expiration_month: 12,
-            expiration_year: 2030,
-            name: "Jane Doe".into(),
-            security_code: String::new(),
-        })),
-        customer_id: "cus_x".into(),
-        verify: false,
-    };
-    let reg = p.registrations().create_registration(authed(&skey, request)).await.unwrap().into_inner();
-    let extended = p
-        .registrations()
-        .extend_registration(authed(&skey, pb::ExtendRegistrationRequest { id: reg.id.clone() }))
-        .await
-        .unwrap()
-        .into_inner();
+    let request = register(stored_card("4242424242424242", 12, 2030), "cus_x", false);
+    let reg = p.create_registration(request).await.unwrap();
+    let extend = authed(&skey, pb::ExtendRegistrationRequest { id: reg.id.clone() });
+    let extended = p.registrations().extend_registration(extend).await.unwrap().into_inner();
     assert!(extended.extended);
     assert!(extended.retain_until.unwrap().seconds > reg.retain_until.unwrap().seconds);
-    let deleted = p
-        .registrations()
-        .delete_registration(authed(&skey, pb::DeleteRegistrationRequest { id: reg.id.clone() }))
-        .await
-        .unwrap();
-    assert!(deleted.into_inner().deleted);
-    let refused = p
-        .payments()
-        .create_payment(authed(&skey, pay(PaymentType::Db, 100, "EUR", registration(&reg.id))))
-        .await
-        .unwrap_err();
+    let delete = authed(&skey, pb::DeleteRegistrationRequest { id: reg.id.clone() });
+    assert!(p.registrations().delete_registration(delete).await.unwrap().into_inner().deleted);
+    let refused = p.create_payment(pay(PaymentType::Db, 100, "EUR", registration(&reg.id))).await.unwrap_err();
     assert_eq!(reason(&refused), "token_deleted");
-    assert_eq!(ledger(&p, by_token(&reg.id)).await, ["RG", "DR"]);
+    assert_eq!(p.ledger(by_token(&reg.id)).await, ["RG", "DR"]);
     p.stop().await;
 }
 
@@ -480,7 +353,7 @@ async fn sixteen_identical_requests_with_one_key_make_one_payment() {
         results.iter().filter_map(|r| r.as_ref().err()).collect::<Vec<_>>()
     );
     assert!(ok.iter().all(|r| *r == ok[0]), "identical responses");
-    assert_eq!(ledger(&p, by_token(&t)).await, ["DB"], "exactly one payment");
+    assert_eq!(p.ledger(by_token(&t)).await, ["DB"], "exactly one payment");
 
     let mut different = authed(&p.skey(), pay(PaymentType::Db, 4300, "EUR", token(&t)));
     different.metadata_mut().insert("idempotency-key", "order-42".parse().unwrap());
@@ -531,6 +404,6 @@ async fn a_vault_outage_is_unavailable_and_records_nothing() {
     request.set_timeout(std::time::Duration::from_secs(3));
     let err = p.payments().create_payment(request).await.unwrap_err();
     assert_eq!((err.code(), reason(&err).as_str()), (Code::Unavailable, "vault_unavailable"));
-    assert!(ledger(&p, by_token(&t)).await.is_empty());
+    assert!(p.ledger(by_token(&t)).await.is_empty());
     p.stop().await;
 }

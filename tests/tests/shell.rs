@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use e2e::{Store, TestVault};
+use e2e::{SilentRedis, Store, TestVault};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -15,22 +15,15 @@ async fn status(channel: tonic::transport::Channel, service: &str) -> ServingSta
 
 #[tokio::test]
 async fn a_silent_single_use_store_takes_tokens_and_vault_out_but_not_liveness() {
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("redis://{}", silent.local_addr().unwrap());
-    let held = tokio::spawn(async move {
-        let mut conns = Vec::new();
-        while let Ok((c, _)) = silent.accept().await {
-            conns.push(c);
-        }
-    });
-    let vault = TestVault::start(Store::RedisAt(url)).await;
+    let silent = SilentRedis::start().await;
+    let vault = TestVault::start(Store::RedisAt(silent.url.clone())).await;
     // Past the first probe's one-second limit.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(status(vault.public.clone(), "payvault.vault.v1.Tokens").await, ServingStatus::NotServing);
     assert_eq!(status(vault.public.clone(), "").await, ServingStatus::Serving, "liveness");
     let internal = vault.internal_channel(Some((&vault.ca, "payments-svc")));
     assert_eq!(status(internal, "payvault.vault.v1.Vault").await, ServingStatus::NotServing);
-    held.abort();
+    silent.close();
     vault.stop().await;
 }
 

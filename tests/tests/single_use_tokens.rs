@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{Store, TestVault, authed, card, create_request, detokenize_request, reason};
+use e2e::{SilentRedis, Store, TestVault, authed, card, create_request, detokenize_request, reason};
 use tonic::Code;
 
 async fn create_get_detokenize_once(store: Store) {
@@ -13,12 +13,7 @@ async fn create_get_detokenize_once(store: Store) {
     let pkey = vault.merchant.test_public.expose();
     let merchant_id = vault.merchant.id.clone();
 
-    let token = vault
-        .tokens()
-        .create_token(authed(pkey, create_request(card("4242 4242 4242 4242", "123"))))
-        .await
-        .unwrap()
-        .into_inner();
+    let token = vault.create_token(pkey, card("4242 4242 4242 4242", "123")).await.unwrap();
     assert!(token.id.starts_with("tokn_test_"), "{}", token.id);
     assert!(!token.livemode && !token.used);
     assert_eq!(token.charge_status, "unknown");
@@ -29,7 +24,7 @@ async fn create_get_detokenize_once(store: Store) {
     let ttl = token.expires_at.unwrap().seconds - token.created_at.unwrap().seconds;
     assert_eq!(ttl, 30 * 60);
 
-    let read = vault.tokens().get_token(authed(pkey, e2e_get(&token.id))).await.unwrap().into_inner();
+    let read = vault.get_token(pkey, &token.id).await.unwrap();
     assert_eq!(read, token, "GetToken returns what CreateToken returned");
 
     let out =
@@ -46,7 +41,7 @@ async fn create_get_detokenize_once(store: Store) {
         vault.vault().detokenize(detokenize_request(&merchant_id, &token.id, "pay_1")).await.unwrap().into_inner();
     assert_eq!(replay.card.unwrap().number, "4242424242424242", "the same consumer may retry");
 
-    let read = vault.tokens().get_token(authed(pkey, e2e_get(&token.id))).await.unwrap().into_inner();
+    let read = vault.get_token(pkey, &token.id).await.unwrap();
     assert!(read.used);
 
     // Past the replay window the card is gone even for the first consumer.
@@ -54,10 +49,6 @@ async fn create_get_detokenize_once(store: Store) {
     let late = vault.vault().detokenize(detokenize_request(&merchant_id, &token.id, "pay_1")).await.unwrap_err();
     assert_eq!(reason(&late), "used_token");
     vault.stop().await;
-}
-
-fn e2e_get(id: &str) -> proto::vault::v1::GetTokenRequest {
-    proto::vault::v1::GetTokenRequest { id: id.into() }
 }
 
 #[tokio::test]
@@ -74,16 +65,11 @@ async fn memory_create_get_detokenize_once() {
 async fn a_token_expires_after_thirty_minutes() {
     let vault = TestVault::start(Store::Redis).await;
     let pkey = vault.merchant.test_public.expose();
-    let token = vault
-        .tokens()
-        .create_token(authed(pkey, create_request(card("5555555555554444", ""))))
-        .await
-        .unwrap()
-        .into_inner();
+    let token = vault.create_token(pkey, card("5555555555554444", "")).await.unwrap();
     vault.clock.advance_ms(30 * 60 * 1000);
     let err = vault.vault().detokenize(detokenize_request(&vault.merchant.id, &token.id, "pay_1")).await.unwrap_err();
     assert_eq!((err.code(), reason(&err).as_str()), (Code::FailedPrecondition, "token_expired"));
-    let read = vault.tokens().get_token(authed(pkey, e2e_get(&token.id))).await.unwrap().into_inner();
+    let read = vault.get_token(pkey, &token.id).await.unwrap();
     assert!(!read.used, "an expired token's metadata is still readable and it was never used");
     vault.stop().await;
 }
@@ -91,12 +77,7 @@ async fn a_token_expires_after_thirty_minutes() {
 #[tokio::test]
 async fn concurrent_detokenizations_have_exactly_one_winner() {
     let vault = TestVault::start(Store::Redis).await;
-    let token = vault
-        .tokens()
-        .create_token(authed(vault.merchant.test_public.expose(), create_request(card("4111111111111111", "999"))))
-        .await
-        .unwrap()
-        .into_inner();
+    let token = vault.create_token(vault.merchant.test_public.expose(), card("4111111111111111", "999")).await.unwrap();
     let calls = (0..16).map(|i| {
         let mut client = vault.vault();
         let request = detokenize_request(&vault.merchant.id, &token.id, &format!("pay_{i}"));
@@ -129,7 +110,7 @@ async fn invalid_cards_are_refused_with_their_own_reason_and_nothing_is_stored()
         (no_name, "invalid_name"),
     ];
     for (c, expected) in cases {
-        let err = vault.tokens().create_token(authed(pkey, create_request(c))).await.unwrap_err();
+        let err = vault.create_token(pkey, c).await.unwrap_err();
         assert_eq!((err.code(), reason(&err).as_str()), (Code::InvalidArgument, expected));
         assert!(!err.message().contains("4242424242424242") && !err.message().contains("378282246310005"));
     }
@@ -146,24 +127,23 @@ async fn invalid_cards_are_refused_with_their_own_reason_and_nothing_is_stored()
 #[tokio::test]
 async fn keys_scope_tokens_to_their_merchant_and_mode() {
     let vault = TestVault::start(Store::Redis).await;
-    let mine = vault.merchant.test_public.expose();
-    let token = vault
-        .tokens()
-        .create_token(authed(mine, create_request(card("4242424242424242", ""))))
-        .await
-        .unwrap()
-        .into_inner();
+    // A token of the merchant's test mode; below, every other key and scope is refused it.
+    let token = vault.create_token(vault.merchant.test_public.expose(), card("4242424242424242", "")).await.unwrap();
 
-    let unauthenticated = vault.tokens().get_token(tonic::Request::new(e2e_get(&token.id))).await.unwrap_err();
+    let unauthenticated = vault
+        .tokens()
+        .get_token(tonic::Request::new(proto::vault::v1::GetTokenRequest { id: token.id.clone() }))
+        .await
+        .unwrap_err();
     assert_eq!(
         (unauthenticated.code(), reason(&unauthenticated).as_str()),
         (Code::Unauthenticated, "authentication_failure")
     );
-    let wrong_key = vault.tokens().get_token(authed("pkey_test_notakey", e2e_get(&token.id))).await.unwrap_err();
+    let wrong_key = vault.get_token("pkey_test_notakey", &token.id).await.unwrap_err();
     assert_eq!(wrong_key.code(), Code::Unauthenticated);
 
     for key in [vault.other_merchant.test_public.expose(), vault.merchant.live_public.expose()] {
-        let err = vault.tokens().get_token(authed(key, e2e_get(&token.id))).await.unwrap_err();
+        let err = vault.get_token(key, &token.id).await.unwrap_err();
         assert_eq!((err.code(), reason(&err).as_str()), (Code::NotFound, "token_not_found"));
     }
     let foreign =
@@ -178,12 +158,7 @@ async fn keys_scope_tokens_to_their_merchant_and_mode() {
     // The foreign attempt did not consume it.
     vault.vault().detokenize(detokenize_request(&vault.merchant.id, &token.id, "pay_1")).await.unwrap();
 
-    let live = vault
-        .tokens()
-        .create_token(authed(vault.merchant.live_public.expose(), create_request(card("4242424242424242", ""))))
-        .await
-        .unwrap()
-        .into_inner();
+    let live = vault.create_token(vault.merchant.live_public.expose(), card("4242424242424242", "")).await.unwrap();
     assert!(live.livemode && live.id.starts_with("tokn_") && !live.id.starts_with("tokn_test_"));
     vault.stop().await;
 }
@@ -191,12 +166,7 @@ async fn keys_scope_tokens_to_their_merchant_and_mode() {
 #[tokio::test]
 async fn the_internal_port_admits_only_allowed_platform_clients() {
     let vault = TestVault::start(Store::Memory).await;
-    let token = vault
-        .tokens()
-        .create_token(authed(vault.merchant.test_public.expose(), create_request(card("4242424242424242", "123"))))
-        .await
-        .unwrap()
-        .into_inner();
+    let token = vault.create_token(vault.merchant.test_public.expose(), card("4242424242424242", "123")).await.unwrap();
     let request = || detokenize_request(&vault.merchant.id, &token.id, "pay_1");
     let stranger_ca = vault_svc::dev::DevCa::generate().unwrap();
 
@@ -207,10 +177,7 @@ async fn the_internal_port_admits_only_allowed_platform_clients() {
     ];
     for (what, channel) in refused {
         let mut client = e2e::VaultClient::new(channel);
-        let mut req = tonic::Request::new(request());
-        req.metadata_mut()
-            .insert("authorization", format!("Bearer {}", vault.merchant.test_secret.expose()).parse().unwrap());
-        let err = client.detokenize(req).await.expect_err(what);
+        let err = client.detokenize(authed(vault.merchant.test_secret.expose(), request())).await.expect_err(what);
         assert!(matches!(err.code(), Code::Unavailable | Code::Unknown | Code::Internal), "{what}: {err:?}");
     }
     // A plaintext client is refused too.
@@ -227,16 +194,8 @@ async fn the_internal_port_admits_only_allowed_platform_clients() {
 
 #[tokio::test]
 async fn a_silent_redis_gives_unavailable_within_the_deadline() {
-    // A listener that accepts connections and never answers.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("redis://{}", silent.local_addr().unwrap());
-    let held = tokio::spawn(async move {
-        let mut conns = Vec::new();
-        while let Ok((c, _)) = silent.accept().await {
-            conns.push(c);
-        }
-    });
-    let vault = TestVault::start(Store::RedisAt(url)).await;
+    let silent = SilentRedis::start().await;
+    let vault = TestVault::start(Store::RedisAt(silent.url.clone())).await;
     let mut request = authed(vault.merchant.test_public.expose(), create_request(card("4242424242424242", "")));
     request.set_timeout(Duration::from_millis(800));
     let started = Instant::now();
@@ -246,7 +205,7 @@ async fn a_silent_redis_gives_unavailable_within_the_deadline() {
     if err.code() == Code::Unavailable {
         assert_eq!(reason(&err), "store_unavailable");
     }
-    held.abort();
+    silent.close();
     vault.stop().await;
 }
 
@@ -304,8 +263,8 @@ async fn health_and_reflection_are_served() {
 async fn the_public_port_can_be_served_over_tls() {
     let vault = TestVault::start_with_public_tls(Store::Memory).await;
     let pkey = vault.merchant.test_public.expose();
-    let token = vault.tokens().create_token(authed(pkey, create_request(card("4242424242424242", "")))).await.unwrap();
-    assert!(token.into_inner().id.starts_with("tokn_test_"));
+    let token = vault.create_token(pkey, card("4242424242424242", "")).await.unwrap();
+    assert!(token.id.starts_with("tokn_test_"));
     let plaintext =
         tonic::transport::Channel::from_shared(format!("http://{}", vault.public_addr)).unwrap().connect_lazy();
     let refused = e2e::TokensClient::new(plaintext)

@@ -113,31 +113,48 @@ async fn unlink(pool: &Pool, keys: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
-struct SetShared {
+/// A Redis operation: the connections its workers share, and `S`, the
+/// state they share besides (the keys to write or to consume).
+pub struct RedisOp<S> {
+    links: Links,
+    shared: Arc<S>,
+}
+
+/// One worker of a `RedisOp`: its way to Redis and the shared state.
+pub struct RedisWorker<S> {
+    link: Link,
+    shared: Arc<S>,
+}
+
+impl<S: Send + Sync + 'static> Op for RedisOp<S>
+where
+    RedisWorker<S>: Worker,
+{
+    type Worker = RedisWorker<S>;
+
+    fn worker(&self, index: usize) -> RedisWorker<S> {
+        RedisWorker { link: self.links.link(index), shared: Arc::clone(&self.shared) }
+    }
+}
+
+/// `SET key value NX EX 1800` of fresh keys.
+pub type RedisSet = RedisOp<NewKeys>;
+
+/// `GETDEL key` of pre-filled keys, each once.
+pub type RedisGetDel = RedisOp<Stock<String>>;
+
+/// The keys `RedisSet` writes: the run's prefix and a counter, and the value.
+pub struct NewKeys {
     prefix: String,
     value: Vec<u8>,
     next: AtomicU64,
-}
-
-pub struct RedisSet {
-    links: Links,
-    shared: Arc<SetShared>,
-}
-
-pub struct RedisSetWorker {
-    link: Link,
-    shared: Arc<SetShared>,
 }
 
 impl RedisSet {
     pub async fn new(url: &str, pool_size: usize, checkout: Checkout, value_size: usize) -> Result<Self, Error> {
         Ok(Self {
             links: Links::open(url, pool_size, checkout).await?,
-            shared: Arc::new(SetShared {
-                prefix: run_prefix(),
-                value: vec![0xa5; value_size],
-                next: AtomicU64::new(0),
-            }),
+            shared: Arc::new(NewKeys { prefix: run_prefix(), value: vec![0xa5; value_size], next: AtomicU64::new(0) }),
         })
     }
 
@@ -149,15 +166,7 @@ impl RedisSet {
     }
 }
 
-impl Op for RedisSet {
-    type Worker = RedisSetWorker;
-
-    fn worker(&self, index: usize) -> RedisSetWorker {
-        RedisSetWorker { link: self.links.link(index), shared: Arc::clone(&self.shared) }
-    }
-}
-
-impl Worker for RedisSetWorker {
+impl Worker for RedisWorker<NewKeys> {
     async fn call(&mut self) -> Result<(), Failure> {
         let s = &self.shared;
         let k = key(&s.prefix, s.next.fetch_add(1, Ordering::Relaxed));
@@ -168,16 +177,6 @@ impl Worker for RedisSetWorker {
             other => Err(Failure::Error(format!("SET NX answered {other:?}"))),
         }
     }
-}
-
-pub struct RedisGetDel {
-    links: Links,
-    keys: Arc<Stock<String>>,
-}
-
-pub struct RedisGetDelWorker {
-    link: Link,
-    keys: Arc<Stock<String>>,
 }
 
 impl RedisGetDel {
@@ -207,30 +206,22 @@ impl RedisGetDel {
             "loadgen: wrote {count} keys of {value_size} bytes in {:.1} s (untimed)",
             started.elapsed().as_secs_f64()
         );
-        Ok(Self { links, keys: Arc::new(Stock::new(keys)) })
+        Ok(Self { links, shared: Arc::new(Stock::new(keys)) })
     }
 
     pub fn supply(&self) -> Supply {
-        self.keys.supply()
+        self.shared.supply()
     }
 
     /// Removes the keys the run did not consume.
     pub async fn cleanup(&self) -> Result<(), Error> {
-        unlink(&self.links.pool, self.keys.unused()).await
+        unlink(&self.links.pool, self.shared.unused()).await
     }
 }
 
-impl Op for RedisGetDel {
-    type Worker = RedisGetDelWorker;
-
-    fn worker(&self, index: usize) -> RedisGetDelWorker {
-        RedisGetDelWorker { link: self.links.link(index), keys: Arc::clone(&self.keys) }
-    }
-}
-
-impl Worker for RedisGetDelWorker {
+impl Worker for RedisWorker<Stock<String>> {
     async fn call(&mut self) -> Result<(), Failure> {
-        let Some(k) = self.keys.take() else {
+        let Some(k) = self.shared.take() else {
             return Err(Failure::Exhausted);
         };
         let mut cmd = redis::cmd("GETDEL");

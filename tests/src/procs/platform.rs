@@ -43,6 +43,16 @@ pub struct PlatformOptions {
     pub vault_env: Vec<(String, String)>,
 }
 
+/// A process of the platform, as fault tests kill and start it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Process {
+    Payments,
+    Vault,
+    Redis,
+    /// The cluster holding the `payments` database.
+    Postgres,
+}
+
 /// The dev-init test merchant's id and keys.
 #[derive(Clone)]
 pub struct Keys {
@@ -84,35 +94,33 @@ impl Platform {
         let localhost = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
         let (public, internal, payments_port) = (spare_port(), spare_port(), spare_port());
         let data = data_dir.display().to_string();
-        let mut vault_env: Vec<(String, String)> = [
-            ("VAULT__PUBLIC_ADDR", localhost(public).to_string()),
-            ("VAULT__INTERNAL_ADDR", localhost(internal).to_string()),
-            ("VAULT__METRICS_ADDR", String::new()),
-            ("VAULT__DATA_DIR", data.clone()),
-            ("VAULT__REDIS__URL", redis.url()),
-            ("VAULT__DATABASE__URL", vault_pg.as_ref().unwrap_or(&pg).url("vault")),
-            ("VAULT__SHUTDOWN_DRAIN_SECS", "2".into()),
-            // No load balancer to wait for in a test.
-            ("VAULT__SHUTDOWN_PAUSE_MS", "0".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        vault_env.extend(options.vault_env.iter().cloned());
-        let mut payments_env: Vec<(String, String)> = [
-            ("PAYMENTS__ADDR", localhost(payments_port).to_string()),
-            ("PAYMENTS__METRICS_ADDR", String::new()),
-            ("PAYMENTS__DATA_DIR", data),
-            ("PAYMENTS__DATABASE__URL", pg.url("payments")),
-            ("PAYMENTS__VAULT__URL", format!("https://localhost:{internal}")),
-            ("PAYMENTS__ACQUIRER_TIMEOUT_MS", "1500".into()),
-            ("PAYMENTS__SHUTDOWN_DRAIN_SECS", "2".into()),
-            ("PAYMENTS__SHUTDOWN_PAUSE_MS", "0".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        payments_env.extend(options.payments_env.iter().cloned());
+        let vault_env = environment(
+            [
+                ("VAULT__PUBLIC_ADDR", localhost(public).to_string()),
+                ("VAULT__INTERNAL_ADDR", localhost(internal).to_string()),
+                ("VAULT__METRICS_ADDR", String::new()),
+                ("VAULT__DATA_DIR", data.clone()),
+                ("VAULT__REDIS__URL", redis.url()),
+                ("VAULT__DATABASE__URL", vault_pg.as_ref().unwrap_or(&pg).url("vault")),
+                ("VAULT__SHUTDOWN_DRAIN_SECS", "2".into()),
+                // No load balancer to wait for in a test.
+                ("VAULT__SHUTDOWN_PAUSE_MS", "0".into()),
+            ],
+            &options.vault_env,
+        );
+        let payments_env = environment(
+            [
+                ("PAYMENTS__ADDR", localhost(payments_port).to_string()),
+                ("PAYMENTS__METRICS_ADDR", String::new()),
+                ("PAYMENTS__DATA_DIR", data),
+                ("PAYMENTS__DATABASE__URL", pg.url("payments")),
+                ("PAYMENTS__VAULT__URL", format!("https://localhost:{internal}")),
+                ("PAYMENTS__ACQUIRER_TIMEOUT_MS", "1500".into()),
+                ("PAYMENTS__SHUTDOWN_DRAIN_SECS", "2".into()),
+                ("PAYMENTS__SHUTDOWN_PAUSE_MS", "0".into()),
+            ],
+            &options.payments_env,
+        );
 
         let vault = Service::spawn(ServiceKind::Vault, vault_env, dir.path(), localhost(public)).await;
         let payments = Service::spawn(ServiceKind::Payments, payments_env, dir.path(), localhost(payments_port)).await;
@@ -150,6 +158,26 @@ impl Platform {
         self.vault_pg.as_mut().unwrap_or(&mut self.pg)
     }
 
+    /// `kill -9` of `process` (a no-op if it is not running).
+    pub fn kill9(&mut self, process: Process) {
+        match process {
+            Process::Payments => self.payments.kill9(),
+            Process::Vault => self.vault.kill9(),
+            Process::Redis => self.redis.kill9(),
+            Process::Postgres => self.pg.kill9(),
+        }
+    }
+
+    /// Starts a killed `process` again, on the same ports and over the same data.
+    pub async fn start_again(&mut self, process: Process) {
+        match process {
+            Process::Payments => self.payments.start().await,
+            Process::Vault => self.vault.start().await,
+            Process::Redis => self.redis.start().await,
+            Process::Postgres => self.pg.start().await,
+        }
+    }
+
     /// An invariant checker over the payments database.
     pub async fn invariants(&self) -> Invariants {
         Invariants::connect(&self.payments_database_url()).await
@@ -160,6 +188,15 @@ impl Platform {
         let request = crate::authed(&self.keys.pkey, crate::create_request(crate::card(number, "123")));
         self.tokens_client().create_token(request).await.expect("CreateToken").into_inner().id
     }
+}
+
+/// A service's environment: the platform's `settings`, then the test's `extra`
+/// (which therefore win).
+fn environment<'a>(
+    settings: impl IntoIterator<Item = (&'a str, String)>,
+    extra: &[(String, String)],
+) -> Vec<(String, String)> {
+    settings.into_iter().map(|(k, v)| (k.to_owned(), v)).chain(extra.iter().cloned()).collect()
 }
 
 /// `vault-svc dev-init --data-dir <dir>`; returns the merchant from `merchant.env`.
