@@ -26,6 +26,19 @@ pub fn from_secs(secs: i64) -> crate::clock::Millis {
     secs * 1000
 }
 
+/// The migrations of the crate that expands it, for `Database::open`: its
+/// `migrations/postgres` and `migrations/sqlite` folders, embedded by
+/// `sqlx::migrate!` at build time.
+#[macro_export]
+macro_rules! migrations {
+    () => {
+        |dialect| match dialect {
+            $crate::database::Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
+            $crate::database::Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+        }
+    };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Postgres,

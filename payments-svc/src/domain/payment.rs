@@ -164,6 +164,11 @@ pub struct Payment {
 }
 
 impl Payment {
+    /// The merchant and mode the payment belongs to.
+    pub fn scope(&self) -> Scope<'_> {
+        Scope { merchant_id: &self.merchant_id, livemode: self.livemode }
+    }
+
     /// Whether this payment is merchant-initiated (a MIT standing instruction).
     pub fn merchant_initiated(&self) -> bool {
         self.standing_instruction.as_ref().is_some_and(|si| si.source == SiSource::Mit)

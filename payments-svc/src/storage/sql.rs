@@ -13,7 +13,7 @@ use std::time::Duration;
 use sqlx::AnyPool;
 
 use common::clock::Millis;
-use common::database::{Database, Dialect, classify, to_secs as secs};
+use common::database::{Database, classify, to_secs as secs};
 use common::deadline::bounded;
 
 use crate::domain::idempotency::Claim;
@@ -39,11 +39,7 @@ const COLUMNS: &str = "id, merchant_id, livemode, payment_type, reference_id, am
 
 impl SqlStore {
     pub async fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<Self, StoreError> {
-        let migrations = |dialect| match dialect {
-            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite"),
-            Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
-        };
-        Ok(Self { db: Database::open(url, max_connections, acquire_timeout, migrations).await? })
+        Ok(Self { db: Database::open(url, max_connections, acquire_timeout, common::migrations!()).await? })
     }
 
     pub fn pool(&self) -> &AnyPool {

@@ -172,15 +172,10 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         if outcome == AcquirerOutcome::TimedOut {
             return Ok(payment);
         }
-        self.answer_follow_up(scope, payment, outcome).await
+        self.answer_follow_up(payment, outcome).await
     }
 
-    async fn answer_follow_up(
-        &self,
-        scope: Scope<'_>,
-        payment: Payment,
-        outcome: AcquirerOutcome,
-    ) -> PaymentResult<Payment> {
+    async fn answer_follow_up(&self, payment: Payment, outcome: AcquirerOutcome) -> PaymentResult<Payment> {
         let mut next = payment;
         Self::answered(&mut next, outcome);
         let status = next.status;
@@ -191,7 +186,8 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         if status != Status::Failed {
             let card = next.card.clone().unwrap_or_default();
             let token = next.token.clone().unwrap_or_default();
-            ledger.push(self.entry(scope, LedgerKind::of_payment(next.payment_type), Some(&next), &token, &card));
+            let kind = LedgerKind::of_payment(next.payment_type);
+            ledger.push(self.entry(next.scope(), kind, Some(&next), &token, &card));
         }
         self.advance(next, RecoveryPoint::Started, &ledger, release).await
     }

@@ -112,7 +112,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                         acquirer_asked = false;
                         self.advance(next, RecoveryPoint::Started, &[], None).await?
                     }
-                    Ok(None) => self.answer_initial(scope, payment, AcquirerOutcome::NotProcessed).await?,
+                    Ok(None) => self.answer_initial(payment, AcquirerOutcome::NotProcessed).await?,
                     // The vault refused the token (used, expired, unknown): the
                     // payment did not happen, and the caller is told why.
                     Err(PaymentError::Vault(refusal)) if refusal != VaultError::Unavailable => {
@@ -136,7 +136,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                         self.report_charge_status(scope, &payment, ctx).await;
                         return Ok(payment);
                     }
-                    self.answer_initial(scope, payment, outcome).await?
+                    self.answer_initial(payment, outcome).await?
                 }
                 RecoveryPoint::CardObtained | RecoveryPoint::AcquirerAnswered => {
                     self.tokenize_paid(scope, payment, card.as_ref(), ctx).await?
@@ -222,12 +222,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
     }
 
     /// Records a definitive answer with the payment's ledger lines.
-    async fn answer_initial(
-        &self,
-        scope: Scope<'_>,
-        payment: Payment,
-        outcome: AcquirerOutcome,
-    ) -> PaymentResult<Payment> {
+    async fn answer_initial(&self, payment: Payment, outcome: AcquirerOutcome) -> PaymentResult<Payment> {
         let from = payment.recovery;
         let mut next = payment;
         Self::answered(&mut next, outcome);
@@ -242,9 +237,10 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         let mut ledger = Vec::new();
         if status != Status::Failed {
             if let Some(omni) = next.omni_token.as_deref().filter(|_| next.source_kind == Some(SourceKind::Omni)) {
-                ledger.push(self.entry(scope, LedgerKind::DT, Some(&next), omni, &masked));
+                ledger.push(self.entry(next.scope(), LedgerKind::DT, Some(&next), omni, &masked));
             }
-            ledger.push(self.entry(scope, LedgerKind::of_payment(next.payment_type), Some(&next), &used, &masked));
+            let kind = LedgerKind::of_payment(next.payment_type);
+            ledger.push(self.entry(next.scope(), kind, Some(&next), &used, &masked));
         }
         self.advance(next, from, &ledger, None).await
     }
