@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 
 use common::card::{Card, CardInput, contains_pan};
 use common::clock::{Millis, SharedClock};
+use vault_api::TokenSource;
 use vault_api::token_id::{self, TokenKind, TokenRef};
 
 use super::audit::{Actor, AuditEntry, AuditQuery, AuditRecord};
@@ -20,12 +21,6 @@ use super::single_use::{Detokenized, SingleUseTokens};
 use super::store::TokenStore;
 use super::store::cards::{CardRow, CardStore, Lookup, Scope};
 use crate::crypto::{Aad, KeyRing};
-
-/// Where the card comes from.
-pub enum Source<'a> {
-    Card(&'a CardInput),
-    SingleUse(&'a str),
-}
 
 /// A durable token as its merchant may see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,7 +156,7 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         &self,
         scope: Scope<'_>,
         kind: TokenKind,
-        source: Source<'_>,
+        source: TokenSource<'_, CardInput>,
         customer_id: &str,
         consumer_ref: &str,
         actor: &Actor,
@@ -169,8 +164,8 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         check_ref(customer_id, "customer_id must be at most 255 characters and not a card number")?;
         check_ref(consumer_ref, "consumer_ref must be at most 255 characters and not a card number")?;
         let card = match source {
-            Source::Card(input) => Card::validate(input, self.clock.now_ms())?,
-            Source::SingleUse(token) => match self.consume(scope, token, consumer_ref).await {
+            TokenSource::Card(input) => Card::validate(input, self.clock.now_ms())?,
+            TokenSource::SingleUse(token) => match self.consume(scope, token, consumer_ref).await {
                 Ok(d) => d.card,
                 Err(VaultError::UsedToken) if !consumer_ref.is_empty() => {
                     // A retry of a call that already consumed the token.
@@ -291,7 +286,7 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
     /// Raises retention to 24 months after expiry; extending again changes nothing.
     pub async fn extend(&self, scope: Scope<'_>, id: &str, actor: &Actor) -> Result<StoredView, VaultError> {
         let view = self.describe(scope, id).await?;
-        let expiry = common::card::Expiry { month: view.card.expiration_month, year: view.card.expiration_year };
+        let expiry = common::card::Expiry { month: view.card.masked.exp_month, year: view.card.masked.exp_year };
         let audit = self.audit("EX", scope.merchant_id, id, actor, "success");
         match self.store.extend(scope, id, retain_until(expiry, true), &audit).await? {
             Lookup::Found(row) => self.view(row).await,

@@ -12,12 +12,8 @@ use vault_api::TokenKind;
 use super::StoreError;
 use crate::domain::audit::{AuditEntry, AuditQuery, AuditRecord};
 
-/// Whose tokens: one merchant in one mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Scope<'a> {
-    pub merchant_id: &'a str,
-    pub livemode: bool,
-}
+/// Whose tokens: one merchant in one mode, as the contract scopes every call.
+pub use vault_api::Scope;
 
 /// A durable token as stored; `meta` and `card` are sealed blobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
