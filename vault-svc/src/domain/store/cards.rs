@@ -3,13 +3,11 @@
 //! append-only audit trail. Each method is one primitive; a write and its audit
 //! event commit together. The hot paths (`insert`, `use_token`) are a single
 //! statement on PostgreSQL.
-use std::future::Future;
-
 use common::clock::Millis;
 use futures::future::BoxFuture;
 use vault_api::TokenKind;
 
-use super::StoreError;
+use super::{StoreError, StoreFuture};
 use crate::domain::audit::{AuditEntry, AuditQuery, AuditRecord};
 
 /// Whose tokens: one merchant in one mode, as the contract scopes every call.
@@ -54,12 +52,7 @@ pub enum Lookup<T> {
 pub trait CardStore: Send + Sync + 'static {
     /// Inserts a new token and its audit event; `false` (nothing written) when
     /// the scope already holds the same card for the same customer and kind.
-    fn insert(
-        &self,
-        row: &CardRow,
-        consumer_ref: Option<&str>,
-        audit: &AuditEntry,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn insert(&self, row: &CardRow, consumer_ref: Option<&str>, audit: &AuditEntry) -> impl StoreFuture<bool>;
 
     /// The live token holding this card for this customer and kind.
     fn find_same_card(
@@ -68,14 +61,10 @@ pub trait CardStore: Send + Sync + 'static {
         kind: TokenKind,
         customer_id: &str,
         fingerprint: &str,
-    ) -> impl Future<Output = Result<Option<CardRow>, StoreError>> + Send;
+    ) -> impl StoreFuture<Option<CardRow>>;
 
     /// The live token a previous call with this `consumer_ref` created.
-    fn find_by_consumer(
-        &self,
-        scope: Scope<'_>,
-        consumer_ref: &str,
-    ) -> impl Future<Output = Result<Option<CardRow>, StoreError>> + Send;
+    fn find_by_consumer(&self, scope: Scope<'_>, consumer_ref: &str) -> impl StoreFuture<Option<CardRow>>;
 
     /// Replaces a live token's sealed data (new expiry or holder) and retention,
     /// keeping `extended`; writes the audit event. `None` if it is gone.
@@ -84,7 +73,7 @@ pub trait CardStore: Send + Sync + 'static {
         row: &CardRow,
         retain_until_extended: Millis,
         audit: &AuditEntry,
-    ) -> impl Future<Output = Result<Option<CardRow>, StoreError>> + Send;
+    ) -> impl StoreFuture<Option<CardRow>>;
 
     /// Marks a live token whose retention has not ended used at `now` and
     /// returns it, with its DT audit event in the same commit. A token past
@@ -95,9 +84,9 @@ pub trait CardStore: Send + Sync + 'static {
         id: &str,
         now: Millis,
         audit: &AuditEntry,
-    ) -> impl Future<Output = Result<Lookup<CardRow>, StoreError>> + Send;
+    ) -> impl StoreFuture<Lookup<CardRow>>;
 
-    fn get(&self, scope: Scope<'_>, id: &str) -> impl Future<Output = Result<Lookup<CardRow>, StoreError>> + Send;
+    fn get(&self, scope: Scope<'_>, id: &str) -> impl StoreFuture<Lookup<CardRow>>;
 
     /// A customer's live tokens (of `kind`, or every kind) ordered by id, after
     /// `after` (exclusive). The kind is filtered in the query, before the limit.
@@ -108,17 +97,11 @@ pub trait CardStore: Send + Sync + 'static {
         kind: Option<TokenKind>,
         after: &str,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<CardRow>, StoreError>> + Send;
+    ) -> impl StoreFuture<Vec<CardRow>>;
 
     /// Destroys the sealed data and marks the token deleted, with its audit
     /// event. `Found` when this call deleted it, `Deleted` when it already was.
-    fn delete(
-        &self,
-        scope: Scope<'_>,
-        id: &str,
-        now: Millis,
-        audit: &AuditEntry,
-    ) -> impl Future<Output = Result<Lookup<()>, StoreError>> + Send;
+    fn delete(&self, scope: Scope<'_>, id: &str, now: Millis, audit: &AuditEntry) -> impl StoreFuture<Lookup<()>>;
 
     /// Sets `extended` and the extended retention, with its audit event.
     fn extend(
@@ -127,32 +110,21 @@ pub trait CardStore: Send + Sync + 'static {
         id: &str,
         retain_until: Millis,
         audit: &AuditEntry,
-    ) -> impl Future<Output = Result<Lookup<CardRow>, StoreError>> + Send;
+    ) -> impl StoreFuture<Lookup<CardRow>>;
 
     /// Live tokens whose retention ended at or before `now`.
-    fn due(&self, now: Millis, limit: u32) -> impl Future<Output = Result<Vec<DueToken>, StoreError>> + Send;
+    fn due(&self, now: Millis, limit: u32) -> impl StoreFuture<Vec<DueToken>>;
 
     /// Live tokens of a merchant sealed under a data-key version below `version`.
-    fn sealed_below(
-        &self,
-        merchant_id: &str,
-        version: u32,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<CardRow>, StoreError>> + Send;
+    fn sealed_below(&self, merchant_id: &str, version: u32, limit: u32) -> impl StoreFuture<Vec<CardRow>>;
 
     /// Swaps a token's sealed data for a re-encryption, only if it is still at
     /// `row.dek_version`; `false` if it changed meanwhile.
-    fn reseal(
-        &self,
-        row: &CardRow,
-        meta: &[u8],
-        card: &[u8],
-        version: u32,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn reseal(&self, row: &CardRow, meta: &[u8], card: &[u8], version: u32) -> impl StoreFuture<bool>;
 
-    fn record(&self, audit: &AuditEntry) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn record(&self, audit: &AuditEntry) -> impl StoreFuture<()>;
 
-    fn audit_events(&self, query: AuditQuery<'_>) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
+    fn audit_events(&self, query: AuditQuery<'_>) -> impl StoreFuture<Vec<AuditRecord>>;
 }
 
 /// A merchant's data key as stored: sealed under a KEK version.
