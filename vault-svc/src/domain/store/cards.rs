@@ -1,8 +1,10 @@
 //! The durable store's contract, owned by the domain: card tokens
 //! (registration and omni), the merchants' wrapped data keys, and the
-//! append-only audit trail. Each method is one primitive; a write and its audit
-//! event commit together. The hot paths (`insert`, `use_token`) are a single
-//! statement on PostgreSQL.
+//! append-only audit trail. Each method a backend implements is one primitive;
+//! a write and its audit event commit together. The hot paths (`insert`,
+//! `mark_used`) are a single statement on PostgreSQL. What a write that found
+//! no live token answers (`Deleted` or `NotFound`) is the domain's rule, in the
+//! provided `use_token`, `delete` and `extend`.
 use common::clock::Millis;
 use futures::future::BoxFuture;
 use vault_api::TokenKind;
@@ -41,6 +43,14 @@ pub struct DueToken {
     pub kind: TokenKind,
 }
 
+/// A write on one scoped token and the audit event that commits with it.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenWrite<'a> {
+    pub scope: Scope<'a>,
+    pub id: &'a str,
+    pub audit: &'a AuditEntry,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup<T> {
     Found(T),
@@ -75,16 +85,9 @@ pub trait CardStore: Send + Sync + 'static {
         audit: &AuditEntry,
     ) -> impl StoreFuture<Option<CardRow>>;
 
-    /// Marks a live token whose retention has not ended used at `now` and
-    /// returns it, with its DT audit event in the same commit. A token past
-    /// retention but not yet swept answers `Deleted`.
-    fn use_token(
-        &self,
-        scope: Scope<'_>,
-        id: &str,
-        now: Millis,
-        audit: &AuditEntry,
-    ) -> impl StoreFuture<Lookup<CardRow>>;
+    /// Marks the live token used at `now`, if its retention has not ended, and
+    /// returns it, with its DT audit event in the same commit.
+    fn mark_used(&self, write: TokenWrite<'_>, now: Millis) -> impl StoreFuture<Option<CardRow>>;
 
     fn get(&self, scope: Scope<'_>, id: &str) -> impl StoreFuture<Lookup<CardRow>>;
 
@@ -99,18 +102,12 @@ pub trait CardStore: Send + Sync + 'static {
         limit: u32,
     ) -> impl StoreFuture<Vec<CardRow>>;
 
-    /// Destroys the sealed data and marks the token deleted, with its audit
-    /// event. `Found` when this call deleted it, `Deleted` when it already was.
-    fn delete(&self, scope: Scope<'_>, id: &str, now: Millis, audit: &AuditEntry) -> impl StoreFuture<Lookup<()>>;
+    /// Destroys a live token's sealed data and marks it deleted at `now`, with
+    /// its audit event; `false` if there is no live token.
+    fn mark_deleted(&self, write: TokenWrite<'_>, now: Millis) -> impl StoreFuture<bool>;
 
-    /// Sets `extended` and the extended retention, with its audit event.
-    fn extend(
-        &self,
-        scope: Scope<'_>,
-        id: &str,
-        retain_until: Millis,
-        audit: &AuditEntry,
-    ) -> impl StoreFuture<Lookup<CardRow>>;
+    /// Sets a live token's `extended` and extended retention, with its audit event.
+    fn mark_extended(&self, write: TokenWrite<'_>, retain_until: Millis) -> impl StoreFuture<Option<CardRow>>;
 
     /// Live tokens whose retention ended at or before `now`.
     fn due(&self, now: Millis, limit: u32) -> impl StoreFuture<Vec<DueToken>>;
@@ -125,6 +122,59 @@ pub trait CardStore: Send + Sync + 'static {
     fn record(&self, audit: &AuditEntry) -> impl StoreFuture<()>;
 
     fn audit_events(&self, query: AuditQuery<'_>) -> impl StoreFuture<Vec<AuditRecord>>;
+
+    /// [`mark_used`](Self::mark_used), or why not: a token past retention but
+    /// not yet swept answers `Deleted`.
+    fn use_token(
+        &self,
+        scope: Scope<'_>,
+        id: &str,
+        now: Millis,
+        audit: &AuditEntry,
+    ) -> impl StoreFuture<Lookup<CardRow>> {
+        async move { answer(self, scope, id, self.mark_used(TokenWrite { scope, id, audit }, now).await?).await }
+    }
+
+    /// [`mark_deleted`](Self::mark_deleted): `Found` when this call deleted
+    /// the token, `Deleted` when it already was.
+    fn delete(&self, scope: Scope<'_>, id: &str, now: Millis, audit: &AuditEntry) -> impl StoreFuture<Lookup<()>> {
+        async move {
+            let deleted = self.mark_deleted(TokenWrite { scope, id, audit }, now).await?;
+            answer(self, scope, id, deleted.then_some(())).await
+        }
+    }
+
+    /// [`mark_extended`](Self::mark_extended), or why not.
+    fn extend(
+        &self,
+        scope: Scope<'_>,
+        id: &str,
+        retain_until: Millis,
+        audit: &AuditEntry,
+    ) -> impl StoreFuture<Lookup<CardRow>> {
+        async move {
+            let extended = self.mark_extended(TokenWrite { scope, id, audit }, retain_until).await?;
+            answer(self, scope, id, extended).await
+        }
+    }
+}
+
+/// What a write on token `id` answers: what it `wrote`, or, if it found no
+/// live token, `Deleted` when the id exists (deleted, or past retention and not
+/// yet swept) and `NotFound` when it does not.
+async fn answer<C: CardStore + ?Sized, T>(
+    store: &C,
+    scope: Scope<'_>,
+    id: &str,
+    wrote: Option<T>,
+) -> Result<Lookup<T>, StoreError> {
+    if let Some(written) = wrote {
+        return Ok(Lookup::Found(written));
+    }
+    Ok(match store.get(scope, id).await? {
+        Lookup::NotFound => Lookup::NotFound,
+        Lookup::Found(_) | Lookup::Deleted => Lookup::Deleted,
+    })
 }
 
 /// A merchant's data key as stored: sealed under a KEK version.

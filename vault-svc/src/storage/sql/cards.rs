@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use super::{COLUMNS, Dialect, SqlStore, audit_insert, audit_texts, bind_event, card_row, scoped, token_kind};
 use crate::domain::audit::{AuditEntry, AuditQuery, AuditRecord};
 use crate::domain::store::StoreError;
-use crate::domain::store::cards::{CardRow, CardStore, DueToken, Lookup, Scope};
+use crate::domain::store::cards::{CardRow, CardStore, DueToken, Lookup, Scope, TokenWrite};
 use vault_api::token_id::TokenKind;
 
 fn audit_record(row: &AnyRow) -> Result<AuditRecord, StoreError> {
@@ -112,37 +112,22 @@ impl CardStore for SqlStore {
         self.returning_with_audit(statement, audit).await
     }
 
-    async fn use_token(
-        &self,
-        scope: Scope<'_>,
-        id: &str,
-        now: Millis,
-        audit: &AuditEntry,
-    ) -> Result<Lookup<CardRow>, StoreError> {
+    async fn mark_used(&self, w: TokenWrite<'_>, now: Millis) -> Result<Option<CardRow>, StoreError> {
         const UPDATE: &str = "UPDATE card_tokens SET last_used_at = $4 WHERE id = $1 AND merchant_id = $2 \
                               AND livemode = $3 AND deleted_at IS NULL AND retain_until > $4";
-        let found = match self.dialect() {
+        let statement = |sql| scoped(sql, w.scope, w.id).bind(secs(now));
+        match self.dialect() {
             Dialect::Postgres => {
                 let sql = format!(
                     "WITH t AS ({UPDATE} RETURNING {COLUMNS}), a AS (INSERT INTO audit_events (at, event_type, \
                      merchant_id, token_id, actor, correlation_id, outcome) SELECT $5, $6, t.merchant_id, t.id, $7, \
                      $8, $9 FROM t) SELECT {COLUMNS} FROM t"
                 );
-                self.find(bind_event(scoped(&sql, scope, id).bind(secs(now)), audit), card_row).await?
+                self.find(bind_event(statement(&sql), w.audit), card_row).await
             }
             Dialect::Sqlite => {
-                let sql = format!("{UPDATE} RETURNING {COLUMNS}");
-                let statement = scoped(&sql, scope, id).bind(secs(now));
-                self.returning_with_audit(statement, audit).await?
+                self.returning_with_audit(statement(&format!("{UPDATE} RETURNING {COLUMNS}")), w.audit).await
             }
-        };
-        match found {
-            Some(row) => Ok(Lookup::Found(row)),
-            None => Ok(match self.get(scope, id).await? {
-                // Past retention and not yet swept: as good as deleted.
-                Lookup::Found(_) | Lookup::Deleted => Lookup::Deleted,
-                Lookup::NotFound => Lookup::NotFound,
-            }),
         }
     }
 
@@ -180,45 +165,24 @@ impl CardStore for SqlStore {
         self.find_all(statement, card_row).await
     }
 
-    async fn delete(
-        &self,
-        scope: Scope<'_>,
-        id: &str,
-        now: Millis,
-        audit: &AuditEntry,
-    ) -> Result<Lookup<()>, StoreError> {
+    async fn mark_deleted(&self, w: TokenWrite<'_>, now: Millis) -> Result<bool, StoreError> {
         let statement = scoped(
             "UPDATE card_tokens SET meta = NULL, card = NULL, deleted_at = $4 \
              WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL",
-            scope,
-            id,
+            w.scope,
+            w.id,
         )
         .bind(secs(now));
-        if self.changed_with_audit(statement, audit).await? {
-            return Ok(Lookup::Found(()));
-        }
-        Ok(match self.get(scope, id).await? {
-            Lookup::NotFound => Lookup::NotFound,
-            _ => Lookup::Deleted,
-        })
+        self.changed_with_audit(statement, w.audit).await
     }
 
-    async fn extend(
-        &self,
-        scope: Scope<'_>,
-        id: &str,
-        retain_until: Millis,
-        audit: &AuditEntry,
-    ) -> Result<Lookup<CardRow>, StoreError> {
+    async fn mark_extended(&self, w: TokenWrite<'_>, retain_until: Millis) -> Result<Option<CardRow>, StoreError> {
         let sql = format!(
             "UPDATE card_tokens SET extended = $4, retain_until = $5 \
              WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL RETURNING {COLUMNS}"
         );
-        let statement = scoped(&sql, scope, id).bind(1_i64).bind(secs(retain_until));
-        match self.returning_with_audit(statement, audit).await? {
-            Some(row) => Ok(Lookup::Found(row)),
-            None => self.get(scope, id).await,
-        }
+        let statement = scoped(&sql, w.scope, w.id).bind(1_i64).bind(secs(retain_until));
+        self.returning_with_audit(statement, w.audit).await
     }
 
     async fn due(&self, now: Millis, limit: u32) -> Result<Vec<DueToken>, StoreError> {
