@@ -43,6 +43,18 @@ pub struct DueToken {
     pub kind: TokenKind,
 }
 
+/// A page of a customer's live tokens (of `kind`, or every kind) ordered by
+/// id, after `after` (exclusive). The kind is filtered in the query, before
+/// the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenQuery<'a> {
+    pub scope: Scope<'a>,
+    pub customer_id: &'a str,
+    pub kind: Option<TokenKind>,
+    pub after: &'a str,
+    pub limit: u32,
+}
+
 /// A write on one scoped token and the audit event that commits with it.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenWrite<'a> {
@@ -91,16 +103,8 @@ pub trait CardStore: Send + Sync + 'static {
 
     fn get(&self, scope: Scope<'_>, id: &str) -> impl StoreFuture<Lookup<CardRow>>;
 
-    /// A customer's live tokens (of `kind`, or every kind) ordered by id, after
-    /// `after` (exclusive). The kind is filtered in the query, before the limit.
-    fn list(
-        &self,
-        scope: Scope<'_>,
-        customer_id: &str,
-        kind: Option<TokenKind>,
-        after: &str,
-        limit: u32,
-    ) -> impl StoreFuture<Vec<CardRow>>;
+    /// The page of tokens `query` asks for.
+    fn tokens(&self, query: TokenQuery<'_>) -> impl StoreFuture<Vec<CardRow>>;
 
     /// Destroys a live token's sealed data and marks it deleted at `now`, with
     /// its audit event; `false` if there is no live token.
@@ -122,6 +126,18 @@ pub trait CardStore: Send + Sync + 'static {
     fn record(&self, audit: &AuditEntry) -> impl StoreFuture<()>;
 
     fn audit_events(&self, query: AuditQuery<'_>) -> impl StoreFuture<Vec<AuditRecord>>;
+
+    /// [`tokens`](Self::tokens) with the query spelled out.
+    fn list(
+        &self,
+        scope: Scope<'_>,
+        customer_id: &str,
+        kind: Option<TokenKind>,
+        after: &str,
+        limit: u32,
+    ) -> impl StoreFuture<Vec<CardRow>> {
+        async move { self.tokens(TokenQuery { scope, customer_id, kind, after, limit }).await }
+    }
 
     /// [`mark_used`](Self::mark_used), or why not: a token past retention but
     /// not yet swept answers `Deleted`.

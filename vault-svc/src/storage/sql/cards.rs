@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use super::{COLUMNS, Dialect, SqlStore, audit_insert, audit_texts, bind_event, card_row, scoped, token_kind};
 use crate::domain::audit::{AuditEntry, AuditQuery, AuditRecord};
 use crate::domain::store::StoreError;
-use crate::domain::store::cards::{CardRow, CardStore, DueToken, Lookup, Scope, TokenWrite};
+use crate::domain::store::cards::{CardRow, CardStore, DueToken, Lookup, Scope, TokenQuery, TokenWrite};
 use vault_api::token_id::TokenKind;
 
 fn audit_record(row: &AnyRow) -> Result<AuditRecord, StoreError> {
@@ -143,25 +143,18 @@ impl CardStore for SqlStore {
         Ok(Lookup::Found(card_row(&row)?))
     }
 
-    async fn list(
-        &self,
-        scope: Scope<'_>,
-        customer_id: &str,
-        kind: Option<TokenKind>,
-        after: &str,
-        limit: u32,
-    ) -> Result<Vec<CardRow>, StoreError> {
+    async fn tokens(&self, q: TokenQuery<'_>) -> Result<Vec<CardRow>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM card_tokens WHERE merchant_id = $1 AND livemode = $2 AND customer_id = $3 \
              AND deleted_at IS NULL AND id > $4 AND ($6 = '' OR kind = $6) ORDER BY id LIMIT $5"
         );
         let statement = sqlx::query(&sql)
-            .bind(scope.merchant_id)
-            .bind(i64::from(scope.livemode))
-            .bind(customer_id)
-            .bind(after)
-            .bind(i64::from(limit))
-            .bind(kind.map_or("", TokenKind::as_str));
+            .bind(q.scope.merchant_id)
+            .bind(i64::from(q.scope.livemode))
+            .bind(q.customer_id)
+            .bind(q.after)
+            .bind(i64::from(q.limit))
+            .bind(q.kind.map_or("", TokenKind::as_str));
         self.find_all(statement, card_row).await
     }
 
