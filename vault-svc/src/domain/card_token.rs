@@ -76,6 +76,18 @@ fn page_limit(requested: i32) -> u32 {
     }
 }
 
+impl<T> Page<T> {
+    /// A page of at most `limit` items; a full one names its last item's
+    /// `key` as the token of the next page.
+    fn of(items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Self {
+        let next_page_token = match items.last() {
+            Some(last) if items.len() == limit as usize => key(last),
+            _ => String::new(),
+        };
+        Self { items, next_page_token }
+    }
+}
+
 pub struct CardTokens<C, S> {
     store: Arc<C>,
     single_use: Arc<SingleUseTokens<S>>,
@@ -260,16 +272,12 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
     ) -> Result<Page<StoredView>, VaultError> {
         let limit = page_limit(page_size);
         let rows = self.store.list(scope, customer_id, kind, page_token, limit).await?;
-        let next_page_token = if rows.len() == limit as usize {
-            rows.last().map(|r| r.id.clone()).unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let mut items = Vec::with_capacity(rows.len());
-        for row in rows {
+        let page = Page::of(rows, limit, |r| r.id.clone());
+        let mut items = Vec::with_capacity(page.items.len());
+        for row in page.items {
             items.push(self.view(row).await?);
         }
-        Ok(Page { items, next_page_token })
+        Ok(Page { items, next_page_token: page.next_page_token })
     }
 
     /// Destroys the card data; `true` if this call deleted it, `false` if it already was.
@@ -318,12 +326,6 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
             after_id,
             limit,
         };
-        let items = self.store.audit_events(query).await?;
-        let next_page_token = if items.len() == limit as usize {
-            items.last().map(|e| e.id.to_string()).unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(Page { items, next_page_token })
+        Ok(Page::of(self.store.audit_events(query).await?, limit, |e| e.id.to_string()))
     }
 }

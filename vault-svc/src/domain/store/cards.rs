@@ -71,6 +71,8 @@ pub enum Lookup<T> {
     NotFound,
 }
 
+/// Where durable tokens and their audit trail live. A backend implements the
+/// primitives; `list`, `use_token`, `delete` and `extend` are provided.
 pub trait CardStore: Send + Sync + 'static {
     /// Inserts a new token and its audit event; `false` (nothing written) when
     /// the scope already holds the same card for the same customer and kind.
