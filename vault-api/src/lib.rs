@@ -4,8 +4,9 @@
 //! tower layers), the [`Reason`] of every `ErrorInfo`, the token-id shapes the
 //! vault issues and classifies ([`token_id`]), and the one conversion of cards
 //! and token kinds to and from the wire ([`convert`]). payments-svc sees the
-//! vault only through this crate; vault-svc takes its id shapes and card
-//! conversion from it, so the two cannot drift apart.
+//! vault only through this crate; vault-svc takes its id shapes, card
+//! conversion and the types both sides share ([`Scope`], [`TokenSource`],
+//! [`MaskedCard`]) from it, so the two cannot drift apart.
 
 pub mod client;
 pub mod convert;

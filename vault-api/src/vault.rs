@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use common::card::Card;
 use common::clock::Millis;
+use serde::{Deserialize, Serialize};
 
 use crate::Reason;
 use crate::token_id::TokenKind;
@@ -25,13 +26,17 @@ impl<'a> Scope<'a> {
 }
 
 /// What the platform shows of a card outside the vault: brand, BIN, last four,
-/// expiry and holder, never more.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// expiry and holder, never more. Serialized under the names of vault.proto's
+/// `CardMetadata`: the vault seals it so, inside its card metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MaskedCard {
     pub brand: String,
     pub bin: String,
+    #[serde(rename = "last_digits")]
     pub last4: String,
+    #[serde(rename = "expiration_month")]
     pub exp_month: u8,
+    #[serde(rename = "expiration_year")]
     pub exp_year: u16,
     pub name: String,
 }
@@ -70,8 +75,12 @@ pub enum VaultError {
     Internal,
 }
 
-pub enum TokenSource<'a> {
-    Card(&'a Card),
+/// Where a durable token's card comes from: card data, or a single-use token
+/// to consume. Callers hand over a validated [`Card`]; the vault takes the
+/// card as the wire carried it (`TokenSource<CardInput>`) and validates it
+/// itself.
+pub enum TokenSource<'a, C = Card> {
+    Card(&'a C),
     SingleUse(&'a str),
 }
 

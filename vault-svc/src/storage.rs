@@ -5,7 +5,7 @@
 //! them live in `domain`.
 use common::clock::Millis;
 
-use crate::domain::store::{Consumed, NewSingleUse, SingleUseRecord, StoreError, TokenStore};
+use crate::domain::store::{Claim, Consumed, NewSingleUse, SingleUseRecord, StoreError, TokenStore};
 
 pub mod memory;
 pub mod redis;
@@ -33,30 +33,17 @@ impl TokenStore for ConfiguredStore {
         }
     }
 
-    async fn consume(
-        &self,
-        id: &str,
-        merchant_id: &str,
-        consumer: &str,
-        now: Millis,
-        replay_ms: Millis,
-    ) -> Result<Consumed, StoreError> {
+    async fn consume_claim(&self, claim: Claim<'_>, now: Millis, replay_ms: Millis) -> Result<Consumed, StoreError> {
         match self {
-            Self::Memory(s) => s.consume(id, merchant_id, consumer, now, replay_ms).await,
-            Self::Redis(s) => s.consume(id, merchant_id, consumer, now, replay_ms).await,
+            Self::Memory(s) => s.consume_claim(claim, now, replay_ms).await,
+            Self::Redis(s) => s.consume_claim(claim, now, replay_ms).await,
         }
     }
 
-    async fn set_charge_status(
-        &self,
-        id: &str,
-        merchant_id: &str,
-        consumer: &str,
-        status: &str,
-    ) -> Result<bool, StoreError> {
+    async fn record_charge(&self, claim: Claim<'_>, status: &str) -> Result<bool, StoreError> {
         match self {
-            Self::Memory(s) => s.set_charge_status(id, merchant_id, consumer, status).await,
-            Self::Redis(s) => s.set_charge_status(id, merchant_id, consumer, status).await,
+            Self::Memory(s) => s.record_charge(claim, status).await,
+            Self::Redis(s) => s.record_charge(claim, status).await,
         }
     }
 

@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 
 use common::card::{Card, CardInput, contains_pan};
 use common::clock::{Millis, SharedClock};
+use vault_api::TokenSource;
 use vault_api::token_id::{self, TokenKind, TokenRef};
 
 use super::audit::{Actor, AuditEntry, AuditQuery, AuditRecord};
@@ -20,12 +21,6 @@ use super::single_use::{Detokenized, SingleUseTokens};
 use super::store::TokenStore;
 use super::store::cards::{CardRow, CardStore, Lookup, Scope};
 use crate::crypto::{Aad, KeyRing};
-
-/// Where the card comes from.
-pub enum Source<'a> {
-    Card(&'a CardInput),
-    SingleUse(&'a str),
-}
 
 /// A durable token as its merchant may see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +73,18 @@ fn page_limit(requested: i32) -> u32 {
     match requested {
         n if n <= 0 => DEFAULT_PAGE,
         n => (n as u32).min(MAX_PAGE),
+    }
+}
+
+impl<T> Page<T> {
+    /// A page of at most `limit` items; a full one names its last item's
+    /// `key` as the token of the next page.
+    fn of(items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Self {
+        let next_page_token = match items.last() {
+            Some(last) if items.len() == limit as usize => key(last),
+            _ => String::new(),
+        };
+        Self { items, next_page_token }
     }
 }
 
@@ -161,7 +168,7 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         &self,
         scope: Scope<'_>,
         kind: TokenKind,
-        source: Source<'_>,
+        source: TokenSource<'_, CardInput>,
         customer_id: &str,
         consumer_ref: &str,
         actor: &Actor,
@@ -169,8 +176,8 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         check_ref(customer_id, "customer_id must be at most 255 characters and not a card number")?;
         check_ref(consumer_ref, "consumer_ref must be at most 255 characters and not a card number")?;
         let card = match source {
-            Source::Card(input) => Card::validate(input, self.clock.now_ms())?,
-            Source::SingleUse(token) => match self.consume(scope, token, consumer_ref).await {
+            TokenSource::Card(input) => Card::validate(input, self.clock.now_ms())?,
+            TokenSource::SingleUse(token) => match self.consume(scope, token, consumer_ref).await {
                 Ok(d) => d.card,
                 Err(VaultError::UsedToken) if !consumer_ref.is_empty() => {
                     // A retry of a call that already consumed the token.
@@ -265,16 +272,12 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
     ) -> Result<Page<StoredView>, VaultError> {
         let limit = page_limit(page_size);
         let rows = self.store.list(scope, customer_id, kind, page_token, limit).await?;
-        let next_page_token = if rows.len() == limit as usize {
-            rows.last().map(|r| r.id.clone()).unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let mut items = Vec::with_capacity(rows.len());
-        for row in rows {
+        let page = Page::of(rows, limit, |r| r.id.clone());
+        let mut items = Vec::with_capacity(page.items.len());
+        for row in page.items {
             items.push(self.view(row).await?);
         }
-        Ok(Page { items, next_page_token })
+        Ok(Page { items, next_page_token: page.next_page_token })
     }
 
     /// Destroys the card data; `true` if this call deleted it, `false` if it already was.
@@ -291,7 +294,7 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
     /// Raises retention to 24 months after expiry; extending again changes nothing.
     pub async fn extend(&self, scope: Scope<'_>, id: &str, actor: &Actor) -> Result<StoredView, VaultError> {
         let view = self.describe(scope, id).await?;
-        let expiry = common::card::Expiry { month: view.card.expiration_month, year: view.card.expiration_year };
+        let expiry = common::card::Expiry { month: view.card.masked.exp_month, year: view.card.masked.exp_year };
         let audit = self.audit("EX", scope.merchant_id, id, actor, "success");
         match self.store.extend(scope, id, retain_until(expiry, true), &audit).await? {
             Lookup::Found(row) => self.view(row).await,
@@ -323,12 +326,6 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
             after_id,
             limit,
         };
-        let items = self.store.audit_events(query).await?;
-        let next_page_token = if items.len() == limit as usize {
-            items.last().map(|e| e.id.to_string()).unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(Page { items, next_page_token })
+        Ok(Page::of(self.store.audit_events(query).await?, limit, |e| e.id.to_string()))
     }
 }

@@ -12,6 +12,12 @@ pub use common::store::StoreError;
 
 pub mod cards;
 
+/// What every store call returns: a future of its result that may move
+/// between tasks.
+pub trait StoreFuture<T>: Future<Output = Result<T, StoreError>> + Send {}
+
+impl<T, F: Future<Output = Result<T, StoreError>> + Send> StoreFuture<T> for F {}
+
 /// A new single-use token. `meta` and `card` are sealed (encrypted) blobs.
 #[derive(Debug, Clone)]
 pub struct NewSingleUse {
@@ -54,22 +60,40 @@ pub enum Consumed {
     NotFound,
 }
 
+/// A consumer's hold on one merchant's token: whom consuming it marks used,
+/// and whom a charge report on it must come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim<'a> {
+    pub id: &'a str,
+    pub merchant_id: &'a str,
+    pub consumer: &'a str,
+}
+
+/// Where single-use tokens live; each call is one round trip. A backend
+/// implements the first five methods; `consume` and `set_charge_status` are
+/// the claim forms with the claim spelled out, for callers.
 pub trait TokenStore: Send + Sync + 'static {
     /// Stores a new token; `false` if the id already exists (nothing changes).
-    fn create(&self, token: &NewSingleUse) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn create(&self, token: &NewSingleUse) -> impl StoreFuture<bool>;
 
     /// Reads a token of `merchant_id`; another merchant's token is `None`.
-    fn get(
-        &self,
-        id: &str,
-        merchant_id: &str,
-        now: Millis,
-    ) -> impl Future<Output = Result<Option<SingleUseRecord>, StoreError>> + Send;
+    fn get(&self, id: &str, merchant_id: &str, now: Millis) -> impl StoreFuture<Option<SingleUseRecord>>;
 
-    /// Atomically marks the token used by `consumer` and returns its blobs.
-    /// Exactly one of any number of concurrent consumers gets `Fresh`; the same
-    /// consumer within `replay_ms` of that gets `Replay`; everyone else
-    /// `AlreadyUsed`. After consumption the card blob is kept only `replay_ms`.
+    /// Atomically marks the token used by the claim's consumer and returns its
+    /// blobs. Exactly one of any number of concurrent consumers gets `Fresh`;
+    /// the same consumer within `replay_ms` of that gets `Replay`; everyone
+    /// else `AlreadyUsed`. After consumption the card blob is kept only
+    /// `replay_ms`.
+    fn consume_claim(&self, claim: Claim<'_>, now: Millis, replay_ms: Millis) -> impl StoreFuture<Consumed>;
+
+    /// Records `status` on a token the claim's consumer used; `false` if it is
+    /// not the claim's merchant's or another consumer used it.
+    fn record_charge(&self, claim: Claim<'_>, status: &str) -> impl StoreFuture<bool>;
+
+    /// Checks the store answers (for health reporting).
+    fn ping(&self) -> impl StoreFuture<()>;
+
+    /// [`consume_claim`](Self::consume_claim) for `consumer` on token `id` of `merchant_id`.
     fn consume(
         &self,
         id: &str,
@@ -77,18 +101,12 @@ pub trait TokenStore: Send + Sync + 'static {
         consumer: &str,
         now: Millis,
         replay_ms: Millis,
-    ) -> impl Future<Output = Result<Consumed, StoreError>> + Send;
+    ) -> impl StoreFuture<Consumed> {
+        async move { self.consume_claim(Claim { id, merchant_id, consumer }, now, replay_ms).await }
+    }
 
-    /// Records `status` on a token used by `consumer`; `false` if it is not
-    /// this merchant's or another consumer used it.
-    fn set_charge_status(
-        &self,
-        id: &str,
-        merchant_id: &str,
-        consumer: &str,
-        status: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Checks the store answers (for health reporting).
-    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// [`record_charge`](Self::record_charge) for `consumer` on token `id` of `merchant_id`.
+    fn set_charge_status(&self, id: &str, merchant_id: &str, consumer: &str, status: &str) -> impl StoreFuture<bool> {
+        async move { self.record_charge(Claim { id, merchant_id, consumer }, status).await }
+    }
 }

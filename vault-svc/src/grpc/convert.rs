@@ -2,9 +2,9 @@
 //! card, token-kind and timestamp conversions are `vault_api::convert`'s, the
 //! one copy both services use.
 use proto::vault::v1 as pb;
-use vault_api::TokenKind;
 use vault_api::convert;
 pub use vault_api::convert::{card_input, millis, timestamp};
+use vault_api::{MaskedCard, TokenKind};
 
 use crate::domain::VaultError;
 use crate::domain::audit::AuditRecord;
@@ -47,10 +47,10 @@ pub fn token_summary(v: StoredView) -> pb::TokenSummary {
     pb::TokenSummary {
         id: v.id,
         kind: pb_kind(v.kind),
-        brand: v.card.brand,
-        last_digits: v.card.last_digits,
-        expiration_month: i32::from(v.card.expiration_month),
-        expiration_year: i32::from(v.card.expiration_year),
+        brand: v.card.masked.brand,
+        last_digits: v.card.masked.last4,
+        expiration_month: i32::from(v.card.masked.exp_month),
+        expiration_year: i32::from(v.card.masked.exp_year),
     }
 }
 
@@ -68,13 +68,14 @@ pub fn audit_event(e: AuditRecord) -> pb::AuditEvent {
 }
 
 pub fn card_metadata(m: CardMeta) -> pb::CardMetadata {
+    let MaskedCard { brand, bin, last4, exp_month, exp_year, name } = m.masked;
     pb::CardMetadata {
-        brand: m.brand,
-        bin: m.bin,
-        last_digits: m.last_digits,
-        expiration_month: i32::from(m.expiration_month),
-        expiration_year: i32::from(m.expiration_year),
-        name: m.name,
+        brand,
+        bin,
+        last_digits: last4,
+        expiration_month: i32::from(exp_month),
+        expiration_year: i32::from(exp_year),
+        name,
         fingerprint: m.fingerprint,
         country: m.country,
     }

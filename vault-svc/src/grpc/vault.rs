@@ -10,11 +10,12 @@ use tonic::{Request, Response, Status};
 use common::card::loggable;
 use common::server::CallInfo;
 use proto::vault::v1 as pb;
+use vault_api::TokenSource;
 
 use super::{convert, tls, within_deadline};
 use crate::domain::VaultError;
 use crate::domain::audit::Actor;
-use crate::domain::card_token::{CardTokens, Source};
+use crate::domain::card_token::CardTokens;
 use crate::domain::store::TokenStore;
 use crate::domain::store::cards::{CardStore, Scope};
 
@@ -82,9 +83,9 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         let source = match r.source.as_mut() {
             Some(pb::tokenize_request::Source::Card(card)) => {
                 input = convert::card_input(card);
-                Source::Card(&input)
+                TokenSource::Card(&input)
             }
-            Some(pb::tokenize_request::Source::SingleUseToken(token)) => Source::SingleUse(token),
+            Some(pb::tokenize_request::Source::SingleUseToken(token)) => TokenSource::SingleUse(token),
             None => return Err(VaultError::InvalidArgument("a card or a single_use_token is required").into()),
         };
         let result =

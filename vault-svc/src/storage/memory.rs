@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use common::clock::Millis;
 
-use crate::domain::store::{Consumed, NewSingleUse, SingleUseRecord, StoreError, TokenStore};
+use crate::domain::store::{Claim, Consumed, NewSingleUse, SingleUseRecord, StoreError, TokenStore};
 
 #[derive(Debug)]
 struct Entry {
@@ -93,14 +93,8 @@ impl TokenStore for MemoryTokenStore {
         }))
     }
 
-    async fn consume(
-        &self,
-        id: &str,
-        merchant_id: &str,
-        consumer: &str,
-        now: Millis,
-        replay_ms: Millis,
-    ) -> Result<Consumed, StoreError> {
+    async fn consume_claim(&self, claim: Claim<'_>, now: Millis, replay_ms: Millis) -> Result<Consumed, StoreError> {
+        let Claim { id, merchant_id, consumer } = claim;
         Ok(self.with(|map| {
             let Some(e) = live(map, id, now).filter(|e| e.merchant_id == merchant_id) else {
                 return Consumed::NotFound;
@@ -124,16 +118,10 @@ impl TokenStore for MemoryTokenStore {
         }))
     }
 
-    async fn set_charge_status(
-        &self,
-        id: &str,
-        merchant_id: &str,
-        consumer: &str,
-        status: &str,
-    ) -> Result<bool, StoreError> {
+    async fn record_charge(&self, claim: Claim<'_>, status: &str) -> Result<bool, StoreError> {
         Ok(self.with(|map| {
-            let Some(e) = map.get_mut(id).filter(|e| e.merchant_id == merchant_id) else { return false };
-            if e.used.as_ref().is_some_and(|(by, _)| by == consumer) {
+            let Some(e) = map.get_mut(claim.id).filter(|e| e.merchant_id == claim.merchant_id) else { return false };
+            if e.used.as_ref().is_some_and(|(by, _)| by == claim.consumer) {
                 e.charge_status = Some(status.to_owned());
                 return true;
             }

@@ -23,7 +23,7 @@ use deadpool_redis::{Config, Pool, PoolConfig, PoolError, Runtime, Timeouts};
 
 use common::clock::Millis;
 
-use crate::domain::store::{Consumed, NewSingleUse, SingleUseRecord, StoreError, TokenStore};
+use crate::domain::store::{Claim, Consumed, NewSingleUse, SingleUseRecord, StoreError, TokenStore};
 
 const CREATE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -221,22 +221,15 @@ impl TokenStore for RedisTokenStore {
         })
     }
 
-    async fn consume(
-        &self,
-        id: &str,
-        merchant_id: &str,
-        consumer: &str,
-        now: Millis,
-        replay_ms: Millis,
-    ) -> Result<Consumed, StoreError> {
-        let (hash, card) = self.keys(id);
+    async fn consume_claim(&self, claim: Claim<'_>, now: Millis, replay_ms: Millis) -> Result<Consumed, StoreError> {
+        let (hash, card) = self.keys(claim.id);
         let (slot, mut conn) = self.conn().await?;
         let reply: Vec<Value> = self
             .consume
             .key(hash)
             .key(card)
-            .arg(merchant_id)
-            .arg(consumer)
+            .arg(claim.merchant_id)
+            .arg(claim.consumer)
             .arg(instant(now))
             .arg(instant(replay_ms.max(1)))
             .invoke_async(&mut conn)
@@ -255,20 +248,14 @@ impl TokenStore for RedisTokenStore {
         })
     }
 
-    async fn set_charge_status(
-        &self,
-        id: &str,
-        merchant_id: &str,
-        consumer: &str,
-        status: &str,
-    ) -> Result<bool, StoreError> {
-        let (hash, _) = self.keys(id);
+    async fn record_charge(&self, claim: Claim<'_>, status: &str) -> Result<bool, StoreError> {
+        let (hash, _) = self.keys(claim.id);
         let (slot, mut conn) = self.conn().await?;
         let recorded: i64 = self
             .charge
             .key(hash)
-            .arg(merchant_id)
-            .arg(consumer)
+            .arg(claim.merchant_id)
+            .arg(claim.consumer)
             .arg(status)
             .invoke_async(&mut conn)
             .await

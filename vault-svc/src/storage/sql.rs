@@ -37,6 +37,9 @@ const INSERT_AUDIT: &str = "INSERT INTO audit_events (at, event_type, merchant_i
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
+/// How a result row becomes a record: `card_row`, `wrapped_key`, …
+type Decode<T> = fn(&AnyRow) -> Result<T, StoreError>;
+
 fn token_kind(row: &AnyRow) -> Result<TokenKind, StoreError> {
     TokenKind::parse(&column::<String>(row, "kind")?)
         .ok_or_else(|| StoreError::Corrupt("unknown token kind in card_tokens".into()))
@@ -117,6 +120,18 @@ impl SqlStore {
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.db.ping().await
+    }
+
+    /// The row `statement` finds, if any, decoded by `decode`.
+    async fn find<T>(&self, statement: Query<'_>, decode: Decode<T>) -> Result<Option<T>, StoreError> {
+        let row = statement.fetch_optional(self.pool()).await.map_err(classify)?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Every row `statement` finds, decoded by `decode`.
+    async fn find_all<T>(&self, statement: Query<'_>, decode: Decode<T>) -> Result<Vec<T>, StoreError> {
+        let rows = statement.fetch_all(self.pool()).await.map_err(classify)?;
+        rows.iter().map(decode).collect()
     }
 
     /// Runs `statement` and, if it changed a row, the audit insert, in one

@@ -1,23 +1,19 @@
 //! The durable store's contract, owned by the domain: card tokens
 //! (registration and omni), the merchants' wrapped data keys, and the
-//! append-only audit trail. Each method is one primitive; a write and its audit
-//! event commit together. The hot paths (`insert`, `use_token`) are a single
-//! statement on PostgreSQL.
-use std::future::Future;
-
+//! append-only audit trail. Each method a backend implements is one primitive;
+//! a write and its audit event commit together. The hot paths (`insert`,
+//! `mark_used`) are a single statement on PostgreSQL. What a write that found
+//! no live token answers (`Deleted` or `NotFound`) is the domain's rule, in the
+//! provided `use_token`, `delete` and `extend`.
 use common::clock::Millis;
 use futures::future::BoxFuture;
 use vault_api::TokenKind;
 
-use super::StoreError;
+use super::{StoreError, StoreFuture};
 use crate::domain::audit::{AuditEntry, AuditQuery, AuditRecord};
 
-/// Whose tokens: one merchant in one mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Scope<'a> {
-    pub merchant_id: &'a str,
-    pub livemode: bool,
-}
+/// Whose tokens: one merchant in one mode, as the contract scopes every call.
+pub use vault_api::Scope;
 
 /// A durable token as stored; `meta` and `card` are sealed blobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +43,26 @@ pub struct DueToken {
     pub kind: TokenKind,
 }
 
+/// A page of a customer's live tokens (of `kind`, or every kind) ordered by
+/// id, after `after` (exclusive). The kind is filtered in the query, before
+/// the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenQuery<'a> {
+    pub scope: Scope<'a>,
+    pub customer_id: &'a str,
+    pub kind: Option<TokenKind>,
+    pub after: &'a str,
+    pub limit: u32,
+}
+
+/// A write on one scoped token and the audit event that commits with it.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenWrite<'a> {
+    pub scope: Scope<'a>,
+    pub id: &'a str,
+    pub audit: &'a AuditEntry,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup<T> {
     Found(T),
@@ -55,15 +71,12 @@ pub enum Lookup<T> {
     NotFound,
 }
 
+/// Where durable tokens and their audit trail live. A backend implements the
+/// primitives; `list`, `use_token`, `delete` and `extend` are provided.
 pub trait CardStore: Send + Sync + 'static {
     /// Inserts a new token and its audit event; `false` (nothing written) when
     /// the scope already holds the same card for the same customer and kind.
-    fn insert(
-        &self,
-        row: &CardRow,
-        consumer_ref: Option<&str>,
-        audit: &AuditEntry,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn insert(&self, row: &CardRow, consumer_ref: Option<&str>, audit: &AuditEntry) -> impl StoreFuture<bool>;
 
     /// The live token holding this card for this customer and kind.
     fn find_same_card(
@@ -72,14 +85,10 @@ pub trait CardStore: Send + Sync + 'static {
         kind: TokenKind,
         customer_id: &str,
         fingerprint: &str,
-    ) -> impl Future<Output = Result<Option<CardRow>, StoreError>> + Send;
+    ) -> impl StoreFuture<Option<CardRow>>;
 
     /// The live token a previous call with this `consumer_ref` created.
-    fn find_by_consumer(
-        &self,
-        scope: Scope<'_>,
-        consumer_ref: &str,
-    ) -> impl Future<Output = Result<Option<CardRow>, StoreError>> + Send;
+    fn find_by_consumer(&self, scope: Scope<'_>, consumer_ref: &str) -> impl StoreFuture<Option<CardRow>>;
 
     /// Replaces a live token's sealed data (new expiry or holder) and retention,
     /// keeping `extended`; writes the audit event. `None` if it is gone.
@@ -88,23 +97,39 @@ pub trait CardStore: Send + Sync + 'static {
         row: &CardRow,
         retain_until_extended: Millis,
         audit: &AuditEntry,
-    ) -> impl Future<Output = Result<Option<CardRow>, StoreError>> + Send;
+    ) -> impl StoreFuture<Option<CardRow>>;
 
-    /// Marks a live token whose retention has not ended used at `now` and
-    /// returns it, with its DT audit event in the same commit. A token past
-    /// retention but not yet swept answers `Deleted`.
-    fn use_token(
-        &self,
-        scope: Scope<'_>,
-        id: &str,
-        now: Millis,
-        audit: &AuditEntry,
-    ) -> impl Future<Output = Result<Lookup<CardRow>, StoreError>> + Send;
+    /// Marks the live token used at `now`, if its retention has not ended, and
+    /// returns it, with its DT audit event in the same commit.
+    fn mark_used(&self, write: TokenWrite<'_>, now: Millis) -> impl StoreFuture<Option<CardRow>>;
 
-    fn get(&self, scope: Scope<'_>, id: &str) -> impl Future<Output = Result<Lookup<CardRow>, StoreError>> + Send;
+    fn get(&self, scope: Scope<'_>, id: &str) -> impl StoreFuture<Lookup<CardRow>>;
 
-    /// A customer's live tokens (of `kind`, or every kind) ordered by id, after
-    /// `after` (exclusive). The kind is filtered in the query, before the limit.
+    /// The page of tokens `query` asks for.
+    fn tokens(&self, query: TokenQuery<'_>) -> impl StoreFuture<Vec<CardRow>>;
+
+    /// Destroys a live token's sealed data and marks it deleted at `now`, with
+    /// its audit event; `false` if there is no live token.
+    fn mark_deleted(&self, write: TokenWrite<'_>, now: Millis) -> impl StoreFuture<bool>;
+
+    /// Sets a live token's `extended` and extended retention, with its audit event.
+    fn mark_extended(&self, write: TokenWrite<'_>, retain_until: Millis) -> impl StoreFuture<Option<CardRow>>;
+
+    /// Live tokens whose retention ended at or before `now`.
+    fn due(&self, now: Millis, limit: u32) -> impl StoreFuture<Vec<DueToken>>;
+
+    /// Live tokens of a merchant sealed under a data-key version below `version`.
+    fn sealed_below(&self, merchant_id: &str, version: u32, limit: u32) -> impl StoreFuture<Vec<CardRow>>;
+
+    /// Swaps a token's sealed data for a re-encryption, only if it is still at
+    /// `row.dek_version`; `false` if it changed meanwhile.
+    fn reseal(&self, row: &CardRow, meta: &[u8], card: &[u8], version: u32) -> impl StoreFuture<bool>;
+
+    fn record(&self, audit: &AuditEntry) -> impl StoreFuture<()>;
+
+    fn audit_events(&self, query: AuditQuery<'_>) -> impl StoreFuture<Vec<AuditRecord>>;
+
+    /// [`tokens`](Self::tokens) with the query spelled out.
     fn list(
         &self,
         scope: Scope<'_>,
@@ -112,51 +137,62 @@ pub trait CardStore: Send + Sync + 'static {
         kind: Option<TokenKind>,
         after: &str,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<CardRow>, StoreError>> + Send;
+    ) -> impl StoreFuture<Vec<CardRow>> {
+        async move { self.tokens(TokenQuery { scope, customer_id, kind, after, limit }).await }
+    }
 
-    /// Destroys the sealed data and marks the token deleted, with its audit
-    /// event. `Found` when this call deleted it, `Deleted` when it already was.
-    fn delete(
+    /// [`mark_used`](Self::mark_used), or why not: a token past retention but
+    /// not yet swept answers `Deleted`.
+    fn use_token(
         &self,
         scope: Scope<'_>,
         id: &str,
         now: Millis,
         audit: &AuditEntry,
-    ) -> impl Future<Output = Result<Lookup<()>, StoreError>> + Send;
+    ) -> impl StoreFuture<Lookup<CardRow>> {
+        async move { answer(self, scope, id, self.mark_used(TokenWrite { scope, id, audit }, now).await?).await }
+    }
 
-    /// Sets `extended` and the extended retention, with its audit event.
+    /// [`mark_deleted`](Self::mark_deleted): `Found` when this call deleted
+    /// the token, `Deleted` when it already was.
+    fn delete(&self, scope: Scope<'_>, id: &str, now: Millis, audit: &AuditEntry) -> impl StoreFuture<Lookup<()>> {
+        async move {
+            let deleted = self.mark_deleted(TokenWrite { scope, id, audit }, now).await?;
+            answer(self, scope, id, deleted.then_some(())).await
+        }
+    }
+
+    /// [`mark_extended`](Self::mark_extended), or why not.
     fn extend(
         &self,
         scope: Scope<'_>,
         id: &str,
         retain_until: Millis,
         audit: &AuditEntry,
-    ) -> impl Future<Output = Result<Lookup<CardRow>, StoreError>> + Send;
+    ) -> impl StoreFuture<Lookup<CardRow>> {
+        async move {
+            let extended = self.mark_extended(TokenWrite { scope, id, audit }, retain_until).await?;
+            answer(self, scope, id, extended).await
+        }
+    }
+}
 
-    /// Live tokens whose retention ended at or before `now`.
-    fn due(&self, now: Millis, limit: u32) -> impl Future<Output = Result<Vec<DueToken>, StoreError>> + Send;
-
-    /// Live tokens of a merchant sealed under a data-key version below `version`.
-    fn sealed_below(
-        &self,
-        merchant_id: &str,
-        version: u32,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<CardRow>, StoreError>> + Send;
-
-    /// Swaps a token's sealed data for a re-encryption, only if it is still at
-    /// `row.dek_version`; `false` if it changed meanwhile.
-    fn reseal(
-        &self,
-        row: &CardRow,
-        meta: &[u8],
-        card: &[u8],
-        version: u32,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    fn record(&self, audit: &AuditEntry) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    fn audit_events(&self, query: AuditQuery<'_>) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
+/// What a write on token `id` answers: what it `wrote`, or, if it found no
+/// live token, `Deleted` when the id exists (deleted, or past retention and not
+/// yet swept) and `NotFound` when it does not.
+async fn answer<C: CardStore + ?Sized, T>(
+    store: &C,
+    scope: Scope<'_>,
+    id: &str,
+    wrote: Option<T>,
+) -> Result<Lookup<T>, StoreError> {
+    if let Some(written) = wrote {
+        return Ok(Lookup::Found(written));
+    }
+    Ok(match store.get(scope, id).await? {
+        Lookup::NotFound => Lookup::NotFound,
+        Lookup::Found(_) | Lookup::Deleted => Lookup::Deleted,
+    })
 }
 
 /// A merchant's data key as stored: sealed under a KEK version.

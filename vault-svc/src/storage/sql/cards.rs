@@ -3,12 +3,26 @@
 //! byte are refused on SQLite as PostgreSQL refuses them (`Invalid`).
 use common::clock::Millis;
 use common::database::{classify, column, flag, from_secs, to_secs as secs};
+use sqlx::any::AnyRow;
 
 use super::{COLUMNS, Dialect, SqlStore, audit_insert, audit_texts, bind_event, card_row, scoped, token_kind};
 use crate::domain::audit::{AuditEntry, AuditQuery, AuditRecord};
 use crate::domain::store::StoreError;
-use crate::domain::store::cards::{CardRow, CardStore, DueToken, Lookup, Scope};
+use crate::domain::store::cards::{CardRow, CardStore, DueToken, Lookup, Scope, TokenQuery, TokenWrite};
 use vault_api::token_id::TokenKind;
+
+fn audit_record(row: &AnyRow) -> Result<AuditRecord, StoreError> {
+    Ok(AuditRecord {
+        id: column(row, "id")?,
+        at: from_secs(column(row, "at")?),
+        event_type: column(row, "event_type")?,
+        merchant_id: column(row, "merchant_id")?,
+        token_id: column(row, "token_id")?,
+        actor: column(row, "actor")?,
+        correlation_id: column(row, "correlation_id")?,
+        outcome: column(row, "outcome")?,
+    })
+}
 
 impl CardStore for SqlStore {
     async fn insert(&self, r: &CardRow, consumer_ref: Option<&str>, audit: &AuditEntry) -> Result<bool, StoreError> {
@@ -59,16 +73,13 @@ impl CardStore for SqlStore {
             "SELECT {COLUMNS} FROM card_tokens WHERE merchant_id = $1 AND livemode = $2 AND kind = $3 \
              AND customer_id = $4 AND fingerprint = $5 AND deleted_at IS NULL"
         );
-        let row = sqlx::query(&sql)
+        let statement = sqlx::query(&sql)
             .bind(scope.merchant_id)
             .bind(i64::from(scope.livemode))
             .bind(kind.as_str())
             .bind(customer_id)
-            .bind(fingerprint)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(classify)?;
-        row.as_ref().map(card_row).transpose()
+            .bind(fingerprint);
+        self.find(statement, card_row).await
     }
 
     async fn find_by_consumer(&self, scope: Scope<'_>, consumer_ref: &str) -> Result<Option<CardRow>, StoreError> {
@@ -76,14 +87,8 @@ impl CardStore for SqlStore {
             "SELECT {COLUMNS} FROM card_tokens WHERE merchant_id = $1 AND livemode = $2 AND consumer_ref = $3 \
              AND deleted_at IS NULL ORDER BY created_at LIMIT 1"
         );
-        let row = sqlx::query(&sql)
-            .bind(scope.merchant_id)
-            .bind(i64::from(scope.livemode))
-            .bind(consumer_ref)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(classify)?;
-        row.as_ref().map(card_row).transpose()
+        let statement = sqlx::query(&sql).bind(scope.merchant_id).bind(i64::from(scope.livemode)).bind(consumer_ref);
+        self.find(statement, card_row).await
     }
 
     async fn refresh(
@@ -107,39 +112,22 @@ impl CardStore for SqlStore {
         self.returning_with_audit(statement, audit).await
     }
 
-    async fn use_token(
-        &self,
-        scope: Scope<'_>,
-        id: &str,
-        now: Millis,
-        audit: &AuditEntry,
-    ) -> Result<Lookup<CardRow>, StoreError> {
+    async fn mark_used(&self, w: TokenWrite<'_>, now: Millis) -> Result<Option<CardRow>, StoreError> {
         const UPDATE: &str = "UPDATE card_tokens SET last_used_at = $4 WHERE id = $1 AND merchant_id = $2 \
                               AND livemode = $3 AND deleted_at IS NULL AND retain_until > $4";
-        let found = match self.dialect() {
+        let statement = |sql| scoped(sql, w.scope, w.id).bind(secs(now));
+        match self.dialect() {
             Dialect::Postgres => {
                 let sql = format!(
                     "WITH t AS ({UPDATE} RETURNING {COLUMNS}), a AS (INSERT INTO audit_events (at, event_type, \
                      merchant_id, token_id, actor, correlation_id, outcome) SELECT $5, $6, t.merchant_id, t.id, $7, \
                      $8, $9 FROM t) SELECT {COLUMNS} FROM t"
                 );
-                let statement = bind_event(scoped(&sql, scope, id).bind(secs(now)), audit);
-                let row = statement.fetch_optional(self.pool()).await.map_err(classify)?;
-                row.as_ref().map(card_row).transpose()?
+                self.find(bind_event(statement(&sql), w.audit), card_row).await
             }
             Dialect::Sqlite => {
-                let sql = format!("{UPDATE} RETURNING {COLUMNS}");
-                let statement = scoped(&sql, scope, id).bind(secs(now));
-                self.returning_with_audit(statement, audit).await?
+                self.returning_with_audit(statement(&format!("{UPDATE} RETURNING {COLUMNS}")), w.audit).await
             }
-        };
-        match found {
-            Some(row) => Ok(Lookup::Found(row)),
-            None => Ok(match self.get(scope, id).await? {
-                // Past retention and not yet swept: as good as deleted.
-                Lookup::Found(_) | Lookup::Deleted => Lookup::Deleted,
-                Lookup::NotFound => Lookup::NotFound,
-            }),
         }
     }
 
@@ -155,92 +143,57 @@ impl CardStore for SqlStore {
         Ok(Lookup::Found(card_row(&row)?))
     }
 
-    async fn list(
-        &self,
-        scope: Scope<'_>,
-        customer_id: &str,
-        kind: Option<TokenKind>,
-        after: &str,
-        limit: u32,
-    ) -> Result<Vec<CardRow>, StoreError> {
+    async fn tokens(&self, q: TokenQuery<'_>) -> Result<Vec<CardRow>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM card_tokens WHERE merchant_id = $1 AND livemode = $2 AND customer_id = $3 \
              AND deleted_at IS NULL AND id > $4 AND ($6 = '' OR kind = $6) ORDER BY id LIMIT $5"
         );
-        let rows = sqlx::query(&sql)
-            .bind(scope.merchant_id)
-            .bind(i64::from(scope.livemode))
-            .bind(customer_id)
-            .bind(after)
-            .bind(i64::from(limit))
-            .bind(kind.map_or("", TokenKind::as_str))
-            .fetch_all(self.pool())
-            .await
-            .map_err(classify)?;
-        rows.iter().map(card_row).collect()
+        let statement = sqlx::query(&sql)
+            .bind(q.scope.merchant_id)
+            .bind(i64::from(q.scope.livemode))
+            .bind(q.customer_id)
+            .bind(q.after)
+            .bind(i64::from(q.limit))
+            .bind(q.kind.map_or("", TokenKind::as_str));
+        self.find_all(statement, card_row).await
     }
 
-    async fn delete(
-        &self,
-        scope: Scope<'_>,
-        id: &str,
-        now: Millis,
-        audit: &AuditEntry,
-    ) -> Result<Lookup<()>, StoreError> {
+    async fn mark_deleted(&self, w: TokenWrite<'_>, now: Millis) -> Result<bool, StoreError> {
         let statement = scoped(
             "UPDATE card_tokens SET meta = NULL, card = NULL, deleted_at = $4 \
              WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL",
-            scope,
-            id,
+            w.scope,
+            w.id,
         )
         .bind(secs(now));
-        if self.changed_with_audit(statement, audit).await? {
-            return Ok(Lookup::Found(()));
-        }
-        Ok(match self.get(scope, id).await? {
-            Lookup::NotFound => Lookup::NotFound,
-            _ => Lookup::Deleted,
-        })
+        self.changed_with_audit(statement, w.audit).await
     }
 
-    async fn extend(
-        &self,
-        scope: Scope<'_>,
-        id: &str,
-        retain_until: Millis,
-        audit: &AuditEntry,
-    ) -> Result<Lookup<CardRow>, StoreError> {
+    async fn mark_extended(&self, w: TokenWrite<'_>, retain_until: Millis) -> Result<Option<CardRow>, StoreError> {
         let sql = format!(
             "UPDATE card_tokens SET extended = $4, retain_until = $5 \
              WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL RETURNING {COLUMNS}"
         );
-        let statement = scoped(&sql, scope, id).bind(1_i64).bind(secs(retain_until));
-        match self.returning_with_audit(statement, audit).await? {
-            Some(row) => Ok(Lookup::Found(row)),
-            None => self.get(scope, id).await,
-        }
+        let statement = scoped(&sql, w.scope, w.id).bind(1_i64).bind(secs(retain_until));
+        self.returning_with_audit(statement, w.audit).await
     }
 
     async fn due(&self, now: Millis, limit: u32) -> Result<Vec<DueToken>, StoreError> {
-        let rows = sqlx::query(
+        let statement = sqlx::query(
             "SELECT id, merchant_id, livemode, kind FROM card_tokens WHERE deleted_at IS NULL AND retain_until <= $1 \
              ORDER BY retain_until, id LIMIT $2",
         )
         .bind(secs(now))
-        .bind(i64::from(limit))
-        .fetch_all(self.pool())
-        .await
-        .map_err(classify)?;
-        rows.iter()
-            .map(|row| {
-                Ok(DueToken {
-                    id: column(row, "id")?,
-                    merchant_id: column(row, "merchant_id")?,
-                    livemode: flag(row, "livemode")?,
-                    kind: token_kind(row)?,
-                })
+        .bind(i64::from(limit));
+        let due = |row: &AnyRow| {
+            Ok(DueToken {
+                id: column(row, "id")?,
+                merchant_id: column(row, "merchant_id")?,
+                livemode: flag(row, "livemode")?,
+                kind: token_kind(row)?,
             })
-            .collect()
+        };
+        self.find_all(statement, due).await
     }
 
     async fn sealed_below(&self, merchant_id: &str, version: u32, limit: u32) -> Result<Vec<CardRow>, StoreError> {
@@ -248,14 +201,8 @@ impl CardStore for SqlStore {
             "SELECT {COLUMNS} FROM card_tokens WHERE merchant_id = $1 AND dek_version < $2 AND deleted_at IS NULL \
              ORDER BY id LIMIT $3"
         );
-        let rows = sqlx::query(&sql)
-            .bind(merchant_id)
-            .bind(i64::from(version))
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await
-            .map_err(classify)?;
-        rows.iter().map(card_row).collect()
+        let statement = sqlx::query(&sql).bind(merchant_id).bind(i64::from(version)).bind(i64::from(limit));
+        self.find_all(statement, card_row).await
     }
 
     async fn reseal(&self, row: &CardRow, meta: &[u8], card: &[u8], version: u32) -> Result<bool, StoreError> {
@@ -280,7 +227,7 @@ impl CardStore for SqlStore {
     }
 
     async fn audit_events(&self, q: AuditQuery<'_>) -> Result<Vec<AuditRecord>, StoreError> {
-        let rows = sqlx::query(
+        let statement = sqlx::query(
             "SELECT id, at, event_type, merchant_id, token_id, actor, correlation_id, outcome FROM audit_events \
              WHERE merchant_id = $1 AND ($2 = '' OR token_id = $2) AND at >= $3 AND at <= $4 AND id > $5 \
              ORDER BY id LIMIT $6",
@@ -290,23 +237,7 @@ impl CardStore for SqlStore {
         .bind(secs(q.from))
         .bind(secs(q.to))
         .bind(q.after_id)
-        .bind(i64::from(q.limit))
-        .fetch_all(self.pool())
-        .await
-        .map_err(classify)?;
-        rows.iter()
-            .map(|row| {
-                Ok(AuditRecord {
-                    id: column(row, "id")?,
-                    at: from_secs(column(row, "at")?),
-                    event_type: column(row, "event_type")?,
-                    merchant_id: column(row, "merchant_id")?,
-                    token_id: column(row, "token_id")?,
-                    actor: column(row, "actor")?,
-                    correlation_id: column(row, "correlation_id")?,
-                    outcome: column(row, "outcome")?,
-                })
-            })
-            .collect()
+        .bind(i64::from(q.limit));
+        self.find_all(statement, audit_record).await
     }
 }

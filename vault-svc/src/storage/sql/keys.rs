@@ -31,8 +31,7 @@ impl KeyStore for SqlStore {
     fn data_keys<'a>(&'a self, merchant_id: &'a str) -> BoxFuture<'a, Result<Vec<WrappedKey>, StoreError>> {
         async move {
             let sql = format!("SELECT {KEY_COLUMNS} FROM data_keys WHERE merchant_id = $1");
-            let rows = sqlx::query(&sql).bind(merchant_id).fetch_all(self.pool()).await.map_err(classify)?;
-            rows.iter().map(wrapped_key).collect()
+            self.find_all(sqlx::query(&sql).bind(merchant_id), wrapped_key).await
         }
         .boxed()
     }
@@ -62,8 +61,7 @@ impl KeyStore for SqlStore {
     fn all_data_keys(&self) -> BoxFuture<'_, Result<Vec<WrappedKey>, StoreError>> {
         async move {
             let sql = format!("SELECT {KEY_COLUMNS} FROM data_keys ORDER BY merchant_id, purpose, version");
-            let rows = sqlx::query(&sql).fetch_all(self.pool()).await.map_err(classify)?;
-            rows.iter().map(wrapped_key).collect()
+            self.find_all(sqlx::query(&sql), wrapped_key).await
         }
         .boxed()
     }
