@@ -82,6 +82,9 @@ fn vault_error(status: &Status) -> VaultError {
         (Code::NotFound, _) => VaultError::NotFound,
         (Code::InvalidArgument, reason) => VaultError::Rejected { reason: reason.unwrap_or(Reason::InvalidArgument) },
         (Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted, _) => VaultError::Unavailable,
+        // The vault sends every status with a reason: one without is the
+        // transport's (a connection reset when the vault died mid-call).
+        (Code::Unknown | Code::Internal, None) => VaultError::Unavailable,
         _ => VaultError::Internal,
     }
 }
@@ -236,5 +239,7 @@ mod tests {
         let bare = Status::invalid_argument("no details");
         assert_eq!(vault_error(&bare), VaultError::Rejected { reason: Reason::InvalidArgument });
         assert_eq!(vault_error(&Status::unavailable("connection refused")), VaultError::Unavailable);
+        assert_eq!(vault_error(&Status::unknown("transport error")), VaultError::Unavailable);
+        assert_eq!(vault_error(&Status::internal("h2 protocol error")), VaultError::Unavailable);
     }
 }

@@ -102,11 +102,7 @@ fn scoped<'q>(sql: &'q str, scope: Scope<'q>, id: &'q str) -> Query<'q> {
 impl SqlStore {
     /// Connects (creating a SQLite file if needed) and applies the migrations.
     pub async fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<Self, StoreError> {
-        let migrations = |dialect| match dialect {
-            Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
-            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite"),
-        };
-        Ok(Self { db: Database::open(url, max_connections, acquire_timeout, migrations).await? })
+        Ok(Self { db: Database::open(url, max_connections, acquire_timeout, common::migrations!()).await? })
     }
 
     pub fn dialect(&self) -> Dialect {
