@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod database;
+pub mod model;
 pub mod payments;
 pub mod procs;
 pub mod redis;
