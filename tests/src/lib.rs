@@ -9,6 +9,7 @@
 
 pub mod conformance;
 pub mod database;
+pub mod model;
 pub mod payments;
 pub mod procs;
 pub mod redis;

@@ -112,7 +112,17 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                         acquirer_asked = false;
                         self.advance(next, RecoveryPoint::Started, &[], None).await?
                     }
-                    Ok(None) => self.answer_initial(payment, AcquirerOutcome::NotProcessed).await?,
+                    Ok(None) => {
+                        let failed = self.answer_initial(payment, AcquirerOutcome::NotProcessed).await?;
+                        // Lost to a client's retry that obtained the card first
+                        // and may be asking the acquirer now: an inquiry could
+                        // come before its request, so the payment is the
+                        // retry's to finish.
+                        if failed.recovery == RecoveryPoint::CardObtained && failed.status == Status::Pending {
+                            return Ok(failed);
+                        }
+                        failed
+                    }
                     // The vault refused the token (used, expired, unknown): the
                     // payment did not happen, and the caller is told why.
                     Err(PaymentError::Vault(refusal)) if refusal != VaultError::Unavailable => {
