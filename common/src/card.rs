@@ -1,6 +1,8 @@
-//! Card data as a type: a `CardNumber` is parsed once (digits, Luhn, brand,
-//! length per brand) and never prints in full; a `SecurityCode` never prints at
-//! all. Validation failures carry the public error reason they map to.
+//! Card data as a type: a `CardNumber` is parsed once (digits, then the
+//! network table: brand, length per network, Luhn where the network requires
+//! it) and never prints in full; a `SecurityCode` never prints at all.
+//! Validation failures carry the public error reason they map to. The table
+//! (`networks`) also drives the card-number detector (`pan`), re-exported here.
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -8,6 +10,11 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::clock::{Millis, year_month};
 use crate::reason::Reason;
+
+mod networks;
+mod pan;
+
+pub use pan::{contains_pan, find_pans, loggable, naive_pans};
 
 /// Why card data was refused; each maps to its own public error reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +46,7 @@ impl CardError {
     }
 }
 
+/// A card network, named as in the API (`visa`, `mastercard`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Brand {
@@ -50,6 +58,10 @@ pub enum Brand {
     Diners,
     Unionpay,
     Maestro,
+    Mir,
+    Elo,
+    Hipercard,
+    Rupay,
 }
 
 impl Brand {
@@ -63,37 +75,31 @@ impl Brand {
             Self::Diners => "diners",
             Self::Unionpay => "unionpay",
             Self::Maestro => "maestro",
+            Self::Mir => "mir",
+            Self::Elo => "elo",
+            Self::Hipercard => "hipercard",
+            Self::Rupay => "rupay",
         }
     }
 
-    /// Detects the brand from the leading digits (IIN ranges); the more specific
-    /// ranges are tried first (Discover's 622126–622925 before UnionPay's 62).
+    /// The network whose published range is the longest prefix of `digits`
+    /// (Discover's 622126–622925 over UnionPay's 62, Elo's 401178 over Visa's 4).
     pub fn detect(digits: &str) -> Option<Self> {
-        let prefix = |n: usize| -> u32 { digits.get(..n).and_then(|p| p.parse().ok()).unwrap_or(0) };
-        let (p1, p2, p3, p4, p6) = (prefix(1), prefix(2), prefix(3), prefix(4), prefix(6));
-        Some(match () {
-            _ if p2 == 34 || p2 == 37 => Self::Amex,
-            _ if (300..=305).contains(&p3) || p2 == 36 || p2 == 38 || p2 == 39 => Self::Diners,
-            _ if (3528..=3589).contains(&p4) => Self::Jcb,
-            _ if matches!(p4, 5018 | 5020 | 5038 | 5893 | 6304 | 6759 | 6761 | 6762 | 6763) => Self::Maestro,
-            _ if (51..=55).contains(&p2) || (2221..=2720).contains(&p4) => Self::Mastercard,
-            _ if p4 == 6011 || (644..=649).contains(&p3) || p2 == 65 => Self::Discover,
-            _ if (622126..=622925).contains(&p6) => Self::Discover,
-            _ if p2 == 62 => Self::Unionpay,
-            _ if p1 == 4 => Self::Visa,
-            _ => return None,
-        })
+        networks::lookup(digits.as_bytes()).map(|n| n.brand)
     }
 
-    fn valid_length(self, len: usize) -> bool {
-        match self {
-            Self::Visa => matches!(len, 13 | 16 | 19),
-            Self::Mastercard => len == 16,
-            Self::Amex => len == 15,
-            Self::Discover | Self::Jcb | Self::Unionpay => (16..=19).contains(&len),
-            Self::Diners => (14..=19).contains(&len),
-            Self::Maestro => (12..=19).contains(&len),
-        }
+    fn network(self) -> Option<&'static networks::Network> {
+        networks::NETWORKS.iter().find(|n| n.brand == self)
+    }
+
+    /// Whether the network issues numbers of `len` digits.
+    pub fn valid_length(self, len: usize) -> bool {
+        self.network().is_some_and(|n| n.lengths.contains(len))
+    }
+
+    /// Whether the network's numbers end in a Luhn check digit (UnionPay's need not).
+    pub fn requires_luhn(self) -> bool {
+        self.network().is_none_or(|n| n.luhn)
     }
 
     pub fn security_code_len(self) -> usize {
@@ -109,18 +115,7 @@ impl fmt::Display for Brand {
 
 /// True when the digit string passes the Luhn (mod 10) check.
 pub fn luhn_valid(digits: &str) -> bool {
-    let mut sum = 0u32;
-    for (i, c) in digits.bytes().rev().enumerate() {
-        let Some(mut d) = (c as char).to_digit(10) else { return false };
-        if i % 2 == 1 {
-            d *= 2;
-            if d > 9 {
-                d -= 9;
-            }
-        }
-        sum += d;
-    }
-    !digits.is_empty() && sum.is_multiple_of(10)
+    networks::luhn(digits.as_bytes())
 }
 
 /// A validated primary account number. Zeroized on drop; `Debug` and `Display`
@@ -130,17 +125,19 @@ pub fn luhn_valid(digits: &str) -> bool {
 pub struct CardNumber(String);
 
 impl CardNumber {
-    /// Parses a number given with optional spaces or dashes.
+    /// Parses a number given with optional spaces or dashes: 12–19 digits that
+    /// the network table accepts (range, length, Luhn where required). A
+    /// Luhn-valid number in no network's range is an unsupported brand.
     pub fn parse(input: &str) -> Result<Self, CardError> {
         let digits: Zeroizing<String> = Zeroizing::new(input.chars().filter(|c| !matches!(c, ' ' | '-')).collect());
-        if !(12..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) || !luhn_valid(&digits) {
+        if !(12..=19).contains(&digits.len()) {
             return Err(CardError::InvalidNumber);
         }
-        let brand = Brand::detect(&digits).ok_or(CardError::UnsupportedBrand)?;
-        if !brand.valid_length(digits.len()) {
-            return Err(CardError::InvalidNumber);
+        match networks::check(digits.as_bytes()) {
+            networks::Verdict::Card(_) => Ok(Self(digits.as_str().to_owned())),
+            networks::Verdict::NoNetwork => Err(CardError::UnsupportedBrand),
+            networks::Verdict::Invalid => Err(CardError::InvalidNumber),
         }
-        Ok(Self(digits.as_str().to_owned()))
     }
 
     /// The digits in clear: only for the vault's encryption and the acquirer call.
@@ -326,49 +323,6 @@ impl Card {
     }
 }
 
-/// True when the text holds a run of 13–19 digits (spaces and dashes allowed
-/// between them) that passes Luhn: the shape of a card number. Used to refuse
-/// card numbers pasted into free-text fields and to scan logs and stores.
-pub fn contains_pan(text: &str) -> bool {
-    find_pans(text).next().is_some()
-}
-
-/// `text` as it may be logged: request-supplied identifiers pass through this
-/// so a card number pasted into the wrong field never reaches a log line.
-pub fn loggable(text: &str) -> &str {
-    if contains_pan(text) { "[redacted]" } else { text }
-}
-
-/// Every Luhn-valid run of 13–19 digits in `text`; single spaces or dashes
-/// between digits are allowed, as people write card numbers.
-pub fn find_pans(text: &str) -> impl Iterator<Item = String> + '_ {
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    std::iter::from_fn(move || {
-        while i < bytes.len() {
-            if !bytes[i].is_ascii_digit() {
-                i += 1;
-                continue;
-            }
-            let mut digits = String::new();
-            while i < bytes.len() {
-                let separator_then_digit =
-                    matches!(bytes[i], b' ' | b'-') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
-                if bytes[i].is_ascii_digit() {
-                    digits.push(bytes[i] as char);
-                } else if !separator_then_digit {
-                    break;
-                }
-                i += 1;
-            }
-            if (13..=19).contains(&digits.len()) && luhn_valid(&digits) {
-                return Some(digits);
-            }
-        }
-        None
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +360,60 @@ mod tests {
             assert_eq!(Brand::detect(n), Some(brand), "{n}");
         }
         assert_eq!(Brand::detect("9999999999999995"), None);
+    }
+
+    #[test]
+    fn the_test_cards_keep_their_brands() {
+        let cases = [
+            ("4242424242424242", Brand::Visa),
+            ("4111111111111111", Brand::Visa),
+            ("5555555555554444", Brand::Mastercard),
+            ("4012888888881881", Brand::Visa),
+            ("4000000000000002", Brand::Visa),
+            ("378282246310005", Brand::Amex),
+            ("6011111111111117", Brand::Discover),
+            ("3530111333300000", Brand::Jcb),
+            ("30569309025904", Brand::Diners),
+            ("2223003122003222", Brand::Mastercard),
+            ("6221260000000000", Brand::Discover),
+        ];
+        for (n, brand) in cases {
+            assert_eq!(CardNumber::parse(n).map(|c| c.brand()), Ok(brand), "{n}");
+        }
+    }
+
+    #[test]
+    fn published_ranges_and_lengths_are_accepted() {
+        let cases = [
+            ("2204000000000000", Brand::Mir),
+            ("6362970000457013", Brand::Elo),
+            ("4011780000000006", Brand::Elo),
+            ("6500310000000005", Brand::Elo),
+            ("6062825624254001", Brand::Hipercard),
+            ("3841000000000000004", Brand::Hipercard),
+            ("6521000000000007", Brand::Rupay),
+            ("5085000000000007", Brand::Rupay),
+            ("8200000000000001", Brand::Rupay),
+            ("501800000009", Brand::Maestro),
+            ("6400000000000003", Brand::Maestro),
+            ("67590000000000005", Brand::Maestro),
+            ("6221260000000000001", Brand::Discover),
+            ("3530111333300000001", Brand::Jcb),
+            ("4242424242424242428", Brand::Visa),
+            // UnionPay: 14–19 digits, no Luhn digit required.
+            ("6200000000000001", Brand::Unionpay),
+            ("62000000000001", Brand::Unionpay),
+            ("8100000000000000", Brand::Unionpay),
+        ];
+        for (n, brand) in cases {
+            assert_eq!(CardNumber::parse(n).map(|c| c.brand()), Ok(brand), "{n}");
+            assert_eq!(brand.as_str(), serde_json::to_value(brand).unwrap(), "{brand}");
+        }
+        assert!(!Brand::Unionpay.requires_luhn() && Brand::Mir.requires_luhn());
+        assert!(Brand::Diners.valid_length(14) && !Brand::Amex.valid_length(16));
+        // In a network's range but of a length it does not issue.
+        assert_eq!(CardNumber::parse("6200000000001"), Err(CardError::InvalidNumber));
+        assert_eq!(CardNumber::parse("6362970000000000004"), Err(CardError::InvalidNumber));
     }
 
     #[test]
