@@ -25,6 +25,7 @@ use common::card::Card;
 use common::clock::Millis;
 use common::result_code;
 use payments_svc::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Inquiry, Operation};
+use payments_svc::domain::idempotency::Claim;
 use payments_svc::domain::payment::{LedgerEntry, LedgerRecord, Payment, RecoveryPoint, Reservation, Scope};
 use payments_svc::domain::store::{Begun, KeyState, LedgerQuery, PaymentStore, StoreError};
 use vault_api::{CallContext, StoredToken, TokenKind, TokenSource, Vault, VaultError};
@@ -171,16 +172,8 @@ impl<S: PaymentStore> PaymentStore for CrashStore<S> {
         self.life.read(self.inner.ledger(scope, query, after_seq, limit)).await
     }
 
-    async fn acquire_key(
-        &self,
-        merchant_id: &str,
-        key: &str,
-        method: &str,
-        request_hash: &str,
-        now: Millis,
-        lease_until: Millis,
-    ) -> Result<KeyState, StoreError> {
-        self.life.write(self.inner.acquire_key(merchant_id, key, method, request_hash, now, lease_until)).await
+    async fn acquire_key(&self, claim: &Claim<'_>, now: Millis, lease_until: Millis) -> Result<KeyState, StoreError> {
+        self.life.write(self.inner.acquire_key(claim, now, lease_until)).await
     }
 
     async fn renew_key(&self, merchant_id: &str, key: &str, lease_until: Millis) -> Result<(), StoreError> {

@@ -84,10 +84,7 @@ async fn assert_recovered(p: &Platform, first: &Journal, context: &str) -> Journ
 fn assert_unavailable_in_time(journal: &Journal, margin: Duration, context: &str) {
     let late = journal.late(margin);
     assert!(late.is_empty(), "{context}: {} calls answered late or never:\n  {}", late.len(), late.join("\n  "));
-    let answered = |c: &&e2e::procs::load::Call| match c.outcome.code() {
-        Some(Code::Ok | Code::Unavailable) => true,
-        _ => false,
-    };
+    let answered = |c: &&e2e::procs::load::Call| matches!(c.outcome.code(), Some(Code::Ok | Code::Unavailable));
     let wrong: Vec<String> = journal
         .calls
         .iter()
