@@ -26,8 +26,8 @@ use common::clock::Millis;
 use common::result_code;
 use payments_svc::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Inquiry, Operation};
 use payments_svc::domain::idempotency::Claim;
-use payments_svc::domain::payment::{LedgerEntry, LedgerRecord, Payment, RecoveryPoint, Reservation, Scope};
-use payments_svc::domain::store::{Begun, KeyState, LedgerQuery, PaymentStore, StoreError};
+use payments_svc::domain::payment::{LedgerEntry, LedgerRecord, Payment, Reservation, Scope};
+use payments_svc::domain::store::{Begun, KeyState, LedgerQuery, PaymentStore, Step, StoreError};
 use vault_api::{CallContext, StoredToken, TokenKind, TokenSource, Vault, VaultError};
 
 /// Where a process dies: after its `after_writes`-th store write, at once
@@ -127,15 +127,8 @@ impl<S: PaymentStore> PaymentStore for CrashStore<S> {
         self.life.write(self.inner.begin(payment, reservation, lease_until)).await
     }
 
-    async fn advance(
-        &self,
-        next: &Payment,
-        from: RecoveryPoint,
-        ledger: &[LedgerEntry],
-        release: Option<Reservation>,
-        lease_until: Millis,
-    ) -> Result<bool, StoreError> {
-        self.life.write(self.inner.advance(next, from, ledger, release, lease_until)).await
+    async fn advance(&self, next: &Payment, step: Step<'_>) -> Result<bool, StoreError> {
+        self.life.write(self.inner.advance(next, step)).await
     }
 
     async fn unfinished(&self, now: Millis, limit: u32) -> Result<Vec<Payment>, StoreError> {
@@ -208,8 +201,9 @@ impl<V> CrashVault<V> {
         Self { inner, life }
     }
 
-    fn check(&self) -> Result<(), VaultError> {
-        if self.life.alive() { Ok(()) } else { Err(VaultError::Unavailable) }
+    /// `call`, made only while the process lives (a dead one's vault is away).
+    async fn alive<T>(&self, call: impl Future<Output = Result<T, VaultError>>) -> Result<T, VaultError> {
+        if self.life.alive() { call.await } else { Err(VaultError::Unavailable) }
     }
 }
 
@@ -221,8 +215,7 @@ impl<V: Vault> Vault for CrashVault<V> {
         consumer_ref: &str,
         ctx: &CallContext,
     ) -> Result<Card, VaultError> {
-        self.check()?;
-        self.inner.detokenize(scope, token, consumer_ref, ctx).await
+        self.alive(self.inner.detokenize(scope, token, consumer_ref, ctx)).await
     }
 
     async fn report_charge(
@@ -233,8 +226,7 @@ impl<V: Vault> Vault for CrashVault<V> {
         status: &str,
         ctx: &CallContext,
     ) -> Result<bool, VaultError> {
-        self.check()?;
-        self.inner.report_charge(scope, token, consumer_ref, status, ctx).await
+        self.alive(self.inner.report_charge(scope, token, consumer_ref, status, ctx)).await
     }
 
     async fn tokenize(
@@ -246,8 +238,7 @@ impl<V: Vault> Vault for CrashVault<V> {
         consumer_ref: &str,
         ctx: &CallContext,
     ) -> Result<StoredToken, VaultError> {
-        self.check()?;
-        self.inner.tokenize(scope, kind, source, customer_id, consumer_ref, ctx).await
+        self.alive(self.inner.tokenize(scope, kind, source, customer_id, consumer_ref, ctx)).await
     }
 
     async fn list(
@@ -259,18 +250,15 @@ impl<V: Vault> Vault for CrashVault<V> {
         page_token: &str,
         ctx: &CallContext,
     ) -> Result<(Vec<StoredToken>, String), VaultError> {
-        self.check()?;
-        self.inner.list(scope, kind, customer_id, page_size, page_token, ctx).await
+        self.alive(self.inner.list(scope, kind, customer_id, page_size, page_token, ctx)).await
     }
 
     async fn delete(&self, scope: Scope<'_>, id: &str, ctx: &CallContext) -> Result<bool, VaultError> {
-        self.check()?;
-        self.inner.delete(scope, id, ctx).await
+        self.alive(self.inner.delete(scope, id, ctx)).await
     }
 
     async fn extend(&self, scope: Scope<'_>, id: &str, ctx: &CallContext) -> Result<StoredToken, VaultError> {
-        self.check()?;
-        self.inner.extend(scope, id, ctx).await
+        self.alive(self.inner.extend(scope, id, ctx)).await
     }
 }
 

@@ -37,7 +37,6 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use sqlx::Row as _;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Status};
 
@@ -330,7 +329,7 @@ impl Sent {
 // ---------------------------------------------------------------------------
 // What the store holds, read with SQL.
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 struct Row {
     id: String,
     kind: String,
@@ -340,7 +339,8 @@ struct Row {
     result_code: String,
     captured: i64,
     refunded: i64,
-    reversed: bool,
+    /// 0 or 1.
+    reversed: i64,
     recovery: String,
     token: Option<String>,
     card_bin: Option<String>,
@@ -348,7 +348,7 @@ struct Row {
     tokenize: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 struct Line {
     kind: String,
     payment_id: String,
@@ -357,7 +357,7 @@ struct Line {
     token: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 struct Key {
     key: String,
     state: String,
@@ -371,57 +371,29 @@ struct Snapshot {
     keys: Vec<Key>,
 }
 
+/// Every row a query answers, by column name.
+async fn fetch<T>(pool: &sqlx::AnyPool, sql: &str) -> Vec<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
+    sqlx::query_as(sql).fetch_all(pool).await.unwrap()
+}
+
 impl Snapshot {
     async fn read(store: &SqlStore) -> Self {
         let pool = store.pool();
-        let rows = sqlx::query(
-            "SELECT id, payment_type, reference_id, amount, status, result_code, captured_amount, refunded_amount, \
-             reversed, recovery_point, token, card_bin, registration_id, tokenize FROM payments ORDER BY id",
-        )
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| Row {
-            id: r.get("id"),
-            kind: r.get("payment_type"),
-            reference_id: r.get("reference_id"),
-            amount: r.get("amount"),
-            status: r.get("status"),
-            result_code: r.get("result_code"),
-            captured: r.get("captured_amount"),
-            refunded: r.get("refunded_amount"),
-            reversed: r.get::<i64, _>("reversed") != 0,
-            recovery: r.get("recovery_point"),
-            token: r.get("token"),
-            card_bin: r.get("card_bin"),
-            registration_id: r.get("registration_id"),
-            tokenize: r.get("tokenize"),
-        })
-        .collect();
-        let lines = sqlx::query(
-            "SELECT transaction_type, payment_id, amount, result_code, token FROM transactions ORDER BY seq",
-        )
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| Line {
-            kind: r.get("transaction_type"),
-            payment_id: r.get("payment_id"),
-            amount: r.get("amount"),
-            result_code: r.get("result_code"),
-            token: r.get("token"),
-        })
-        .collect();
-        let keys = sqlx::query("SELECT key, state, locked_until FROM idempotency_keys")
-            .fetch_all(pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| Key { key: r.get("key"), state: r.get("state"), locked_until: r.get("locked_until") })
-            .collect();
-        Self { rows, lines, keys }
+        let rows = fetch(
+            pool,
+            "SELECT id, payment_type AS kind, reference_id, amount, status, result_code, captured_amount AS captured, \
+             refunded_amount AS refunded, reversed, recovery_point AS recovery, token, card_bin, registration_id, \
+             tokenize FROM payments ORDER BY id",
+        );
+        let lines = fetch(
+            pool,
+            "SELECT transaction_type AS kind, payment_id, amount, result_code, token FROM transactions ORDER BY seq",
+        );
+        let keys = fetch(pool, "SELECT key, state, locked_until FROM idempotency_keys");
+        Self { rows: rows.await, lines: lines.await, keys: keys.await }
     }
 
     fn row(&self, id: &str) -> Option<&Row> {
@@ -494,8 +466,8 @@ fn amounts(s: &Snapshot, settled: bool) -> Result<(), TestCaseError> {
                 }
                 let reversals = s.children(&p.id, "RV").filter(|c| holds(c)).count();
                 prop_assert!(reversals <= 1, "reversed twice: {p:?}");
-                prop_assert_eq!(p.reversed, reversals == 1, "reversed flag ≠ its reversals: {:?}", p);
-                prop_assert!(!(p.reversed && p.captured > 0), "reversed and captured: {p:?}");
+                prop_assert_eq!(p.reversed == 1, reversals == 1, "reversed flag ≠ its reversals: {:?}", p);
+                prop_assert!(!(p.reversed == 1 && p.captured > 0), "reversed and captured: {p:?}");
                 if p.status != "approved" {
                     prop_assert_eq!(s.children(&p.id, "CP").count() + s.children(&p.id, "RV").count(), 0);
                 }
@@ -577,7 +549,7 @@ fn acquirer(s: &Snapshot, book: &Book, settled: bool) -> Result<(), TestCaseErro
                 );
                 if settled {
                     prop_assert_eq!(p.captured, captured, "PA captured ≠ the acquirer's captures: {:?}", p);
-                    prop_assert_eq!(p.reversed, reversed == 1, "PA reversed ≠ the acquirer's: {:?}", p);
+                    prop_assert_eq!(p.reversed == 1, reversed == 1, "PA reversed ≠ the acquirer's: {:?}", p);
                 }
             }
             "DB" | "CP" => {
@@ -722,6 +694,12 @@ impl Case<'_> {
     }
 
     /// Earlier payments of `kinds`, by their requests.
+    /// The request `of` picks among those of `kinds` sent so far, if any.
+    fn target(&self, kinds: &[&str], of: Index) -> Option<&Sent> {
+        let targets = self.of_kind(kinds);
+        (!targets.is_empty()).then(|| &self.sent[targets[of.index(targets.len())]])
+    }
+
     fn of_kind(&self, kinds: &[&str]) -> Vec<usize> {
         let kind = |b: &Body| match b {
             Body::Create(r) if r.payment_type == pb::PaymentType::Pa as i32 => "PA",
@@ -778,30 +756,18 @@ impl Case<'_> {
                 self.send_new(body, script, crash, twice).await;
             }
             Step::Capture { of, percent, script, crash, twice } => {
-                let targets = self.of_kind(&["PA"]);
-                if targets.is_empty() {
-                    return Ok(());
-                }
-                let target = &self.sent[targets[of.index(targets.len())]];
+                let Some(target) = self.target(&["PA"], of) else { return Ok(()) };
                 let amount = (target.amount() * percent / 100).max(1);
                 let body = Body::Capture(pb::CapturePaymentRequest { id: target.id.clone(), amount });
                 self.send_new(body, script, crash, twice).await;
             }
             Step::Reverse { of, script, crash, twice } => {
-                let targets = self.of_kind(&["PA"]);
-                if targets.is_empty() {
-                    return Ok(());
-                }
-                let target = &self.sent[targets[of.index(targets.len())]];
+                let Some(target) = self.target(&["PA"], of) else { return Ok(()) };
                 let body = Body::Reverse(pb::ReversePaymentRequest { id: target.id.clone() });
                 self.send_new(body, script, crash, twice).await;
             }
             Step::Refund { of, percent, script, crash, twice } => {
-                let targets = self.of_kind(&["DB", "CP"]);
-                if targets.is_empty() {
-                    return Ok(());
-                }
-                let target = &self.sent[targets[of.index(targets.len())]];
+                let Some(target) = self.target(&["DB", "CP"], of) else { return Ok(()) };
                 let amount = (target.amount() * percent / 100).max(1);
                 let body = Body::Refund(pb::RefundPaymentRequest { id: target.id.clone(), amount });
                 self.send_new(body, script, crash, twice).await;

@@ -13,11 +13,16 @@ use payments_svc::domain::payment::{
     LedgerEntry, LedgerKind, MaskedCard, Outcome, Payment, PaymentType, RecoveryPoint, Reservation, Scope, SiMode,
     SiSource, SiType, SourceKind, StandingInstruction, Status,
 };
-use payments_svc::domain::store::{Begun, KeyState, LedgerQuery, PaymentStore, StoreError};
+use payments_svc::domain::store::{Begun, KeyState, LedgerQuery, PaymentStore, Step, StoreError};
 use payments_svc::storage::sql::SqlStore;
 
 const T0: i64 = 1_795_392_000_000;
 const M: Scope<'static> = Scope { merchant_id: "mrch_1", livemode: false };
+
+/// A step of work from `from` with these effects.
+fn step(from: RecoveryPoint, ledger: &[LedgerEntry], release: Option<Reservation>, lease_until: i64) -> Step<'_> {
+    Step { from, ledger, release, lease_until }
+}
 
 /// A migrated store and its database (dropped when the test ends).
 async fn store(db: Db) -> (SqlStore, TestDatabase) {
@@ -103,7 +108,7 @@ async fn reserve(s: &SqlStore, id: &str, original: &str, reservation: Reservatio
 async fn release(s: &SqlStore, id: &str, original: &str, reservation: Reservation) {
     let failed = Payment { status: Status::Failed, ..follow_up(id, original, reservation) };
     let failed = Payment { recovery: RecoveryPoint::Finished, ..failed };
-    assert!(s.advance(&failed, RecoveryPoint::Started, &[], Some(reservation), 0).await.unwrap());
+    assert!(s.advance(&failed, step(RecoveryPoint::Started, &[], Some(reservation), 0)).await.unwrap());
 }
 
 fn entry(p: &Payment, kind: &'static str) -> LedgerEntry {
@@ -250,16 +255,18 @@ async fn a_payment_moves_through_its_recovery_points_once(s: SqlStore) {
     let obtained =
         Payment { recovery: RecoveryPoint::CardObtained, ..payment("db1", PaymentType::DB, 1000, Status::Pending) };
     let obtained = Payment { captured_amount: 0, source_kind: Some(SourceKind::SingleUse), ..obtained };
-    assert!(!s.advance(&obtained, RecoveryPoint::CardObtained, &[], None, lease).await.unwrap(), "not there yet");
-    assert!(s.advance(&obtained, RecoveryPoint::Started, &[], None, lease).await.unwrap());
-    assert!(!s.advance(&obtained, RecoveryPoint::Started, &[], None, lease).await.unwrap(), "only once");
+    assert!(!s.advance(&obtained, step(RecoveryPoint::CardObtained, &[], None, lease)).await.unwrap(), "not there yet");
+    assert!(s.advance(&obtained, step(RecoveryPoint::Started, &[], None, lease)).await.unwrap());
+    assert!(!s.advance(&obtained, step(RecoveryPoint::Started, &[], None, lease)).await.unwrap(), "only once");
     let answered = Payment {
         status: Status::Approved,
         captured_amount: 1000,
         recovery: RecoveryPoint::AcquirerAnswered,
         ..obtained.clone()
     };
-    assert!(s.advance(&answered, RecoveryPoint::CardObtained, &[entry(&answered, "DB")], None, lease).await.unwrap());
+    assert!(
+        s.advance(&answered, step(RecoveryPoint::CardObtained, &[entry(&answered, "DB")], None, lease)).await.unwrap()
+    );
     assert_eq!(s.get(M, "db1").await.unwrap(), Some(answered.clone()));
     assert_eq!(s.ledger(M, LedgerQuery::Payment("db1"), 0, 10).await.unwrap().len(), 1);
     // While it is unfinished, its lease decides who works on it.
@@ -269,7 +276,7 @@ async fn a_payment_moves_through_its_recovery_points_once(s: SqlStore) {
     assert!(s.take_lease("db1", lease + 1000, lease + 30_000).await.unwrap());
     assert!(!s.take_lease("db1", lease + 1000, lease + 30_000).await.unwrap(), "taken once");
     let finished = Payment { recovery: RecoveryPoint::Finished, ..answered };
-    assert!(s.advance(&finished, RecoveryPoint::AcquirerAnswered, &[], None, 0).await.unwrap());
+    assert!(s.advance(&finished, step(RecoveryPoint::AcquirerAnswered, &[], None, 0)).await.unwrap());
     assert!(s.unfinished(lease + 100_000, 10).await.unwrap().is_empty(), "finished work is nobody's");
 }
 
@@ -286,7 +293,7 @@ async fn a_pending_follow_up_keeps_its_reservation(s: SqlStore) {
         recovery: RecoveryPoint::AcquirerAnswered,
         ..follow_up("cp1", "pa1", Reservation::Capture(199))
     };
-    assert!(s.advance(&approved, RecoveryPoint::Started, &[entry(&approved, "CP")], None, 0).await.unwrap());
+    assert!(s.advance(&approved, step(RecoveryPoint::Started, &[entry(&approved, "CP")], None, 0)).await.unwrap());
     let pa = s.get(M, "pa1").await.unwrap().unwrap();
     assert_eq!((pa.captured_amount, s.get(M, "cp1").await.unwrap().unwrap().captured_amount), (199, 199));
     // A retry of the same follow-up finds it and reserves nothing twice.

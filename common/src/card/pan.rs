@@ -24,7 +24,7 @@
 //! `naive_pans` is the strict but noisy second opinion for leak scans: every
 //! Luhn-valid run of 13–19 consecutive digits, inside longer runs included.
 //! Rules, examples and the choices behind them: docs/CARD_NETWORKS.md.
-use std::ops::ControlFlow;
+use std::ops::{ControlFlow, Range};
 
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -79,17 +79,8 @@ pub fn find_pans(text: &str) -> impl Iterator<Item = String> + '_ {
 pub fn naive_pans(text: &str) -> impl Iterator<Item = String> + '_ {
     let bytes = text.as_bytes();
     let mut found = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if !bytes[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < bytes.len() && bytes[i].is_ascii_digit() {
-            i += 1;
-        }
-        let run = &bytes[start..i];
+    for digits in runs(bytes, |b| b.is_ascii_digit()) {
+        let run = &bytes[digits];
         let mut at = 0;
         while at + MIN_DIGITS <= run.len() {
             let longest =
@@ -147,6 +138,17 @@ fn is_card(digits: &[u8]) -> bool {
     (MIN_DIGITS..=MAX_DIGITS).contains(&digits.len()) && matches!(networks::check(digits), Verdict::Card(_))
 }
 
+/// The maximal runs of bytes that are `within`, left to right.
+fn runs(bytes: &[u8], within: fn(&u8) -> bool) -> impl Iterator<Item = Range<usize>> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let start = i + bytes.get(i..)?.iter().position(within)?;
+        let end = bytes[start..].iter().position(|b| !within(b)).map_or(bytes.len(), |n| start + n);
+        i = end;
+        Some(start..end)
+    })
+}
+
 fn is_separator(b: u8) -> bool {
     matches!(b, b' ' | b'-' | b'.')
 }
@@ -158,18 +160,9 @@ fn scan(text: &str, mut found: impl FnMut(&[u8]) -> ControlFlow<()>) -> ControlF
     let bytes = text.as_bytes();
     let mut window = [Group::default(); MAX_GROUPS];
     let mut held = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if !bytes[i].is_ascii_alphanumeric() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        let mut all_digits = true;
-        while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
-            all_digits &= bytes[i].is_ascii_digit();
-            i += 1;
-        }
+    for token in runs(bytes, |b| b.is_ascii_alphanumeric()) {
+        let (start, end) = (token.start, token.end);
+        let all_digits = bytes[token].iter().all(u8::is_ascii_digit);
         let joined = held > 0 && window[held - 1].end + 1 == start && is_separator(bytes[start - 1]);
         if !all_digits || !joined {
             while held > 0 {
@@ -180,7 +173,7 @@ fn scan(text: &str, mut found: impl FnMut(&[u8]) -> ControlFlow<()>) -> ControlF
             if held == MAX_GROUPS {
                 advance(bytes, &mut window, &mut held, &mut found)?;
             }
-            window[held] = Group { start, end: i, after_plus: start > 0 && bytes[start - 1] == b'+' };
+            window[held] = Group { start, end, after_plus: start > 0 && bytes[start - 1] == b'+' };
             held += 1;
         }
     }

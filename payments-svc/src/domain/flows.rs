@@ -17,7 +17,7 @@ use super::error::PaymentError;
 use super::payment::{
     LedgerEntry, LedgerKind, LedgerRecord, MaskedCard, Payment, PaymentType, RecoveryPoint, Reservation, Scope, Status,
 };
-use super::store::{LedgerQuery, PaymentStore};
+use super::store::{LedgerQuery, PaymentStore, Step};
 use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest};
 
 mod follow_up;
@@ -93,7 +93,7 @@ impl<P: PaymentStore, V, A: Acquirer> Payments<P, V, A> {
         ledger: &[LedgerEntry],
         release: Option<Reservation>,
     ) -> Result<Payment, PaymentError> {
-        if self.store.advance(&next, from, ledger, release, self.lease_until()).await? {
+        if self.store.advance(&next, Step { from, ledger, release, lease_until: self.lease_until() }).await? {
             return Ok(next);
         }
         let scope = Scope { merchant_id: &next.merchant_id, livemode: next.livemode };

@@ -49,6 +49,17 @@ pub enum Begun {
     Refused,
 }
 
+/// What one step of a payment's work writes besides the payment: where it
+/// moves on from, its ledger lines, the release of a follow-up's reservation,
+/// and the lease its worker keeps (0 once finished).
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    pub from: RecoveryPoint,
+    pub ledger: &'a [LedgerEntry],
+    pub release: Option<Reservation>,
+    pub lease_until: Millis,
+}
+
 pub trait PaymentStore: Send + Sync + 'static {
     /// Records a payment `pending` at its first recovery point, holding a
     /// lease until `lease_until`; a follow-up's `reservation` on its original
@@ -60,19 +71,12 @@ pub trait PaymentStore: Send + Sync + 'static {
         lease_until: Millis,
     ) -> impl Future<Output = Result<Begun, StoreError>> + Send;
 
-    /// Moves a payment on from recovery point `from` to `next`'s state, with
-    /// its ledger lines and the release of a follow-up's reservation, in one
-    /// commit; `false` (nothing written) if it is no longer at `from`. The
-    /// captured amount is written only while the payment is pending (later
-    /// captures move a PA's captured amount on their own).
-    fn advance(
-        &self,
-        next: &Payment,
-        from: RecoveryPoint,
-        ledger: &[LedgerEntry],
-        release: Option<Reservation>,
-        lease_until: Millis,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Moves a payment on from recovery point `step.from` to `next`'s state,
+    /// with the step's ledger lines and the release of a follow-up's
+    /// reservation, in one commit; `false` (nothing written) if it is no
+    /// longer at `from`. The captured amount is written only while the payment
+    /// is pending (later captures move a PA's captured amount on their own).
+    fn advance(&self, next: &Payment, step: Step<'_>) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Unfinished payments whose lease ran out before `now`, oldest lease first.
     fn unfinished(&self, now: Millis, limit: u32) -> impl Future<Output = Result<Vec<Payment>, StoreError>> + Send;

@@ -18,7 +18,7 @@ use common::deadline::bounded;
 
 use crate::domain::idempotency::Claim;
 use crate::domain::payment::{LedgerEntry, LedgerRecord, Payment, RecoveryPoint, Reservation, Scope};
-use crate::domain::store::{Begun, KeyState, LedgerQuery, PaymentStore, StoreError};
+use crate::domain::store::{Begun, KeyState, LedgerQuery, PaymentStore, Step, StoreError};
 
 mod rows;
 mod write_ahead;
@@ -101,14 +101,8 @@ impl PaymentStore for SqlStore {
         .await
     }
 
-    async fn advance(
-        &self,
-        next: &Payment,
-        from: RecoveryPoint,
-        ledger: &[LedgerEntry],
-        release: Option<Reservation>,
-        lease_until: Millis,
-    ) -> Result<bool, StoreError> {
+    async fn advance(&self, next: &Payment, step: Step<'_>) -> Result<bool, StoreError> {
+        let Step { from, ledger, release, lease_until } = step;
         bounded(async {
             self.db.check_text(payment_texts(next).chain(ledger.iter().flat_map(ledger_texts)))?;
             let mut tx = self.pool().begin().await.map_err(classify)?;
