@@ -31,6 +31,9 @@ pub enum CardError {
     InvalidName,
     #[error("a billing field is too long or malformed")]
     InvalidBilling,
+    /// A card number in the cardholder name or a billing field (never echoed).
+    #[error("the cardholder name or a billing field holds a card number")]
+    NumberInText,
 }
 
 impl CardError {
@@ -42,6 +45,7 @@ impl CardError {
             Self::InvalidSecurityCode => Reason::InvalidSecurityCode,
             Self::InvalidName => Reason::InvalidName,
             Self::InvalidBilling => Reason::InvalidBillingAddress,
+            Self::NumberInText => Reason::CardNumberInText,
         }
     }
 }
@@ -304,13 +308,17 @@ impl Card {
             code => Some(SecurityCode::parse(code, number.brand())?),
         };
         let name = input.name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME_LEN || contains_pan(name) {
+        if name.is_empty() || name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
             return Err(CardError::InvalidName);
         }
         let b = &input.billing;
         let fields = [&b.city, &b.country, &b.postal_code, &b.state, &b.street1, &b.street2, &b.phone_number];
-        if fields.iter().any(|f| f.chars().count() > MAX_BILLING_FIELD_LEN || contains_pan(f)) {
+        let bad = |f: &&String| f.chars().count() > MAX_BILLING_FIELD_LEN || f.chars().any(char::is_control);
+        if fields.iter().any(bad) {
             return Err(CardError::InvalidBilling);
+        }
+        if contains_pan(name) || fields.iter().any(|f| contains_pan(f)) {
+            return Err(CardError::NumberInText);
         }
         let country_ok =
             b.country.is_empty() || (b.country.len() == 2 && b.country.bytes().all(|c| c.is_ascii_alphabetic()));
@@ -429,7 +437,9 @@ mod tests {
     fn name_is_required_and_may_not_hide_a_card_number() {
         let with_name = |name: &str| card("4242424242424242", name, "");
         assert_eq!(with_name("  ").err(), Some(CardError::InvalidName));
-        assert_eq!(with_name("4242 4242 4242 4242").err(), Some(CardError::InvalidName));
+        // A card number in the name is refused as such (card_number_in_text).
+        assert_eq!(with_name("4242 4242 4242 4242").err(), Some(CardError::NumberInText));
+        assert_eq!(CardError::NumberInText.reason(), "card_number_in_text");
         assert_eq!(with_name(" Jane Doe ").unwrap().name, "Jane Doe");
         assert_eq!(CardError::InvalidName.reason(), "invalid_name");
         assert_eq!(CardError::InvalidExpiration.reason(), "invalid_expiration_date");

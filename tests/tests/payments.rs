@@ -407,3 +407,58 @@ async fn a_vault_outage_is_unavailable_and_records_nothing() {
     assert!(p.ledger(by_token(&t)).await.is_empty());
     p.stop().await;
 }
+
+#[tokio::test]
+async fn card_numbers_in_text_fields_are_refused_before_any_side_effect() {
+    let p = TestPlatform::start().await;
+    let t = p.single_use_token("4242424242424242").await;
+    // As people paste them: with the CVV or expiry after, with dots, in a sentence.
+    let hostile = [
+        "4242 4242 4242 4242 737",
+        "4242424242424242 1230",
+        "4242.4242.4242.4242",
+        "order 4012 8888 8888 1881 737",
+        "Jane 4242 4242 4242 4242 737",
+    ];
+    let mit = |id: &str| pb::StandingInstruction {
+        mode: pb::StandingInstructionMode::Repeated as i32,
+        r#type: pb::StandingInstructionType::Unscheduled as i32,
+        source: pb::StandingInstructionSource::Cit as i32,
+        initial_transaction_id: id.into(),
+    };
+    for text in hostile {
+        let base = || pay(PaymentType::Db, 100, "EUR", token(&t));
+        let cases = [
+            pb::CreatePaymentRequest { customer_id: text.into(), ..base() },
+            pb::CreatePaymentRequest { merchant_transaction_id: text.into(), ..base() },
+            pb::CreatePaymentRequest { description: text.into(), ..base() },
+            pb::CreatePaymentRequest { standing_instruction: Some(mit(text)), ..base() },
+        ];
+        for request in cases {
+            let err = p.create_payment(request).await.unwrap_err();
+            assert_eq!((err.code(), reason(&err).as_str()), (Code::InvalidArgument, "card_number_in_text"), "{text}");
+            assert!(!err.message().contains(text), "the message never echoes it");
+        }
+        let mut card = with_card("5555555555554444");
+        if let pb::create_payment_request::Source::Card(c) = &mut card {
+            c.name = text.into();
+        }
+        let err = p.create_payment(pay(PaymentType::Db, 100, "EUR", card)).await.unwrap_err();
+        assert_eq!(reason(&err), "card_number_in_text", "the cardholder name: {text}");
+        for header in ["idempotency-key", "x-correlation-id"] {
+            let mut request = authed(&p.skey(), base());
+            request.metadata_mut().insert(header, text.parse().unwrap());
+            let err = p.payments().create_payment(request).await.unwrap_err();
+            assert_eq!((err.code(), reason(&err).as_str()), (Code::InvalidArgument, "card_number_in_text"), "{header}");
+        }
+    }
+    // Our own kind of ids pass: a UUID and 32 hex with long digit runs.
+    for key in ["123e4567-e89b-12d3-a456-426614174000", "3f2a4242424242424242b1c0ffee0000"] {
+        let mut request = authed(&p.skey(), pay(PaymentType::Pa, 100, "EUR", with_card("4242424242424242")));
+        request.metadata_mut().insert("idempotency-key", key.parse().unwrap());
+        p.payments().create_payment(request).await.expect(key);
+    }
+    let paid = p.create_payment(pay(PaymentType::Db, 100, "EUR", token(&t))).await.unwrap();
+    assert_eq!(paid.status(), pb::PaymentStatus::Approved, "nothing consumed the token before");
+    p.stop().await;
+}

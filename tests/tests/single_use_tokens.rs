@@ -27,6 +27,11 @@ async fn create_get_detokenize_once(store: Store) {
     let read = vault.get_token(pkey, &token.id).await.unwrap();
     assert_eq!(read, token, "GetToken returns what CreateToken returned");
 
+    // A card number as the consumer would be kept in the store: refused, nothing consumed.
+    let carded = vault.vault().detokenize(detokenize_request(&merchant_id, &token.id, "4242424242424242")).await;
+    let carded = carded.unwrap_err();
+    assert_eq!((carded.code(), reason(&carded).as_str()), (Code::InvalidArgument, "card_number_in_text"));
+
     let out =
         vault.vault().detokenize(detokenize_request(&merchant_id, &token.id, "pay_1")).await.unwrap().into_inner();
     let c = out.card.unwrap();

@@ -95,6 +95,20 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // A card number in a correlation header would reach logs and the
+        // audit trail: refused before the handler runs.
+        let headers = request.headers();
+        let carded = ["x-correlation-id", "x-request-id"]
+            .into_iter()
+            .find(|name| headers.get(*name).and_then(|v| v.to_str().ok()).is_some_and(crate::card::contains_pan));
+        if let Some(name) = carded {
+            let refusal = crate::grpc::error_status(
+                Code::InvalidArgument,
+                crate::reason::Reason::CardNumberInText,
+                format!("invalid request: {name} holds a card number; card data goes only in card fields"),
+            );
+            return Box::pin(async move { Ok(refusal.into_http()) });
+        }
         let info = CallInfo::from_headers(request.headers(), self.max);
         let cut = tokio::time::Instant::from_std(info.deadline + GRACE);
         let stores_until = info.deadline.checked_sub(STORE_MARGIN).unwrap_or(info.deadline);

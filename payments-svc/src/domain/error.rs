@@ -18,6 +18,12 @@ pub enum PaymentError {
     /// A malformed request; names the field, never its value.
     #[error("invalid request: {0}")]
     InvalidArgument(&'static str),
+    /// A text field that is too long or holds control characters.
+    #[error("invalid request: {0} must be text of at most 255 characters, without control characters")]
+    InvalidText(&'static str),
+    /// A text field that holds a card number (never echoed).
+    #[error("invalid request: {0} holds a card number; card data goes only in card fields")]
+    CardNumberInText(&'static str),
     #[error("payment not found")]
     NotFound,
     /// The transition is not allowed from the payment's state; the payment is unchanged.

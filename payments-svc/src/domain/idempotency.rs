@@ -55,8 +55,11 @@ pub fn derived_id(merchant_id: &str, key: &str, method: &str) -> String {
 }
 
 pub fn check_key(key: &str) -> Result<(), PaymentError> {
-    if key.is_empty() || key.len() > MAX_KEY_LEN || common::card::contains_pan(key) {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
         return Err(PaymentError::InvalidArgument("idempotency-key must be 1 to 255 characters"));
+    }
+    if common::card::contains_pan(key) {
+        return Err(PaymentError::CardNumberInText("idempotency-key"));
     }
     Ok(())
 }

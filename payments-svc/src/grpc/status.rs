@@ -12,7 +12,10 @@ impl From<PaymentError> for Status {
         let (code, reason) = match &e {
             PaymentError::InvalidCard(c) => (Code::InvalidArgument, c.reason()),
             PaymentError::InvalidMoney(m) => (Code::InvalidArgument, m.reason()),
-            PaymentError::InvalidArgument(_) => (Code::InvalidArgument, Reason::InvalidArgument),
+            PaymentError::InvalidArgument(_) | PaymentError::InvalidText(_) => {
+                (Code::InvalidArgument, Reason::InvalidArgument)
+            }
+            PaymentError::CardNumberInText(_) => (Code::InvalidArgument, Reason::CardNumberInText),
             PaymentError::NotFound => (Code::NotFound, Reason::NotFound),
             PaymentError::InvalidStateTransition(_) => (Code::FailedPrecondition, Reason::InvalidStateTransition),
             PaymentError::AmountExceeds => (Code::FailedPrecondition, Reason::AmountExceedsAuthorized),

@@ -62,9 +62,14 @@ pub(crate) fn aad<'a>(merchant_id: &'a str, id: &'a str, kind: TokenKind, part: 
     Aad { merchant_id, token_id: id, kind }
 }
 
-fn check_ref(value: &str, what: &'static str) -> Result<(), VaultError> {
-    if value.len() > MAX_REF || contains_pan(value) {
-        return Err(VaultError::InvalidArgument(what));
+/// A caller's reference (`field`): at most 255 bytes of text without control
+/// characters (else `malformed`), never a card number.
+pub(crate) fn check_ref(value: &str, field: &'static str, malformed: &'static str) -> Result<(), VaultError> {
+    if value.len() > MAX_REF || value.chars().any(char::is_control) {
+        return Err(VaultError::InvalidArgument(malformed));
+    }
+    if contains_pan(value) {
+        return Err(VaultError::CardNumberInText(field));
     }
     Ok(())
 }
@@ -173,8 +178,8 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         consumer_ref: &str,
         actor: &Actor,
     ) -> Result<StoredView, VaultError> {
-        check_ref(customer_id, "customer_id must be at most 255 characters and not a card number")?;
-        check_ref(consumer_ref, "consumer_ref must be at most 255 characters and not a card number")?;
+        check_ref(customer_id, "customer_id", "customer_id must be at most 255 characters of text")?;
+        check_ref(consumer_ref, "consumer_ref", "consumer_ref must be at most 255 characters of text")?;
         let card = match source {
             TokenSource::Card(input) => Card::validate(input, self.clock.now_ms())?,
             TokenSource::SingleUse(token) => match self.consume(scope, token, consumer_ref).await {

@@ -12,6 +12,9 @@ pub enum VaultError {
     /// A required field is missing or malformed; names the field, never its value.
     #[error("invalid request: {0}")]
     InvalidArgument(&'static str),
+    /// A text field that holds a card number; names the field, never its value.
+    #[error("invalid request: {0} holds a card number; card data goes only in card fields")]
+    CardNumberInText(&'static str),
     #[error("token not found")]
     TokenNotFound,
     /// A durable token id that this merchant does not have.

@@ -132,6 +132,7 @@ impl<S: TokenStore> SingleUseTokens<S> {
         if consumer_ref.is_empty() || consumer_ref.len() > MAX_CONSUMER_REF {
             return Err(VaultError::InvalidArgument("consumer_ref must be 1 to 255 characters"));
         }
+        super::card_token::check_ref(consumer_ref, "consumer_ref", "consumer_ref must be 1 to 255 characters of text")?;
         if token_id::single_use_livemode(id).is_none() {
             return Err(VaultError::TokenNotFound);
         }

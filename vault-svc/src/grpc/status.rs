@@ -15,6 +15,7 @@ impl From<VaultError> for Status {
         let (code, reason) = match &e {
             VaultError::InvalidCard(c) => (Code::InvalidArgument, c.reason()),
             VaultError::InvalidArgument(_) => (Code::InvalidArgument, Reason::InvalidArgument),
+            VaultError::CardNumberInText(_) => (Code::InvalidArgument, Reason::CardNumberInText),
             VaultError::TokenNotFound => (Code::NotFound, Reason::TokenNotFound),
             VaultError::NotFound => (Code::NotFound, Reason::NotFound),
             VaultError::TokenDeleted => (Code::NotFound, Reason::TokenDeleted),

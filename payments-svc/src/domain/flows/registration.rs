@@ -37,7 +37,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         verify: bool,
         ctx: &CallContext,
     ) -> Result<RegistrationOutcome, PaymentError> {
-        check_text(customer_id, "customer_id must be at most 255 characters")?;
+        check_text(customer_id, "customer_id")?;
         let source = match source {
             Source::Card(input) => Registrable::Card(Box::new(Card::validate(&input, self.clock.now_ms())?)),
             Source::Token(t) => Registrable::SingleUse(t),
@@ -145,7 +145,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         customer_id: &str,
         ctx: &CallContext,
     ) -> Result<StoredToken, PaymentError> {
-        check_text(customer_id, "customer_id must be at most 255 characters")?;
+        check_text(customer_id, "customer_id")?;
         let card = Card::validate(&input, self.clock.now_ms())?;
         let token =
             self.vault.tokenize(scope, TokenKind::Omni, TokenSource::Card(&card), customer_id, &id, ctx).await?;

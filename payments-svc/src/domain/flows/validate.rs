@@ -70,11 +70,15 @@ pub struct ValidPayment {
 
 const MAX_TEXT: usize = 255;
 
-/// Caller-supplied text: bounded, free of NUL and control characters (which
-/// a store would refuse after the acquirer was called), and never a card number.
-pub fn check_text(value: &str, what: &'static str) -> Result<(), PaymentError> {
-    if value.chars().count() > MAX_TEXT || value.chars().any(char::is_control) || contains_pan(value) {
-        return Err(PaymentError::InvalidArgument(what));
+/// Caller-supplied text of `field`: bounded, free of NUL and control
+/// characters (which a store would refuse after the acquirer was called), and
+/// never a card number (`common::card`'s detector).
+pub fn check_text(value: &str, field: &'static str) -> Result<(), PaymentError> {
+    if value.chars().count() > MAX_TEXT || value.chars().any(char::is_control) {
+        return Err(PaymentError::InvalidText(field));
+    }
+    if contains_pan(value) {
+        return Err(PaymentError::CardNumberInText(field));
     }
     Ok(())
 }
@@ -92,9 +96,9 @@ pub fn payment(req: NewPayment, now: Millis) -> Result<ValidPayment, PaymentErro
         return Err(PaymentError::InvalidArgument("payment_type must be PAYMENT_TYPE_PA or PAYMENT_TYPE_DB"));
     }
     let money = Money::new(req.amount, Currency::parse(&req.currency)?, false)?;
-    check_text(&req.customer_id, "customer_id must be at most 255 characters")?;
-    check_text(&req.merchant_transaction_id, "merchant_transaction_id must be at most 255 characters")?;
-    check_text(&req.description, "description must be at most 255 characters")?;
+    check_text(&req.customer_id, "customer_id")?;
+    check_text(&req.merchant_transaction_id, "merchant_transaction_id")?;
+    check_text(&req.description, "description")?;
     let tokenize = match (req.create_registration, req.create_omni_token) {
         (true, true) => return Err(PaymentError::InvalidArgument("ask for a registration or an omni token, not both")),
         (true, false) => Some(TokenKind::Registration),
@@ -107,10 +111,7 @@ pub fn payment(req: NewPayment, now: Millis) -> Result<ValidPayment, PaymentErro
     }
     let merchant_initiated = req.standing_instruction.as_ref().is_some_and(|si| si.source == SiSource::Mit);
     if let Some(si) = &req.standing_instruction {
-        check_text(
-            &si.initial_transaction_id,
-            "standing_instruction.initial_transaction_id must be at most 255 characters of text",
-        )?;
+        check_text(&si.initial_transaction_id, "standing_instruction.initial_transaction_id")?;
         if si.mode == SiMode::Initial && si.source == SiSource::Mit {
             return Err(PaymentError::InvalidArgument("an INITIAL standing instruction is cardholder-initiated"));
         }
@@ -180,16 +181,16 @@ mod tests {
         assert!(matches!(refused(NewPayment { amount: 0, ..request(token()) }), PaymentError::InvalidMoney(_)));
         assert!(matches!(
             refused(NewPayment { description: "4242424242424242".into(), ..request(token()) }),
-            PaymentError::InvalidArgument(_)
+            PaymentError::CardNumberInText("description")
         ));
         for nul in ["a\0b", "tab\there", "line\nbreak"] {
             assert!(matches!(
                 refused(NewPayment { description: nul.into(), ..request(token()) }),
-                PaymentError::InvalidArgument(_)
+                PaymentError::InvalidText("description")
             ));
             assert!(matches!(
                 refused(NewPayment { customer_id: nul.into(), ..request(token()) }),
-                PaymentError::InvalidArgument(_)
+                PaymentError::InvalidText("customer_id")
             ));
         }
         assert!(matches!(
