@@ -410,8 +410,6 @@ async fn a_vault_outage_is_unavailable_and_records_nothing() {
 
 #[tokio::test]
 async fn card_numbers_in_text_fields_are_refused_before_any_side_effect() {
-    let p = TestPlatform::start().await;
-    let t = p.single_use_token("4242424242424242").await;
     // As people paste them: with the CVV or expiry after, with dots, in a sentence.
     let hostile = [
         "4242 4242 4242 4242 737",
@@ -420,6 +418,8 @@ async fn card_numbers_in_text_fields_are_refused_before_any_side_effect() {
         "order 4012 8888 8888 1881 737",
         "Jane 4242 4242 4242 4242 737",
     ];
+    let p = TestPlatform::start().await;
+    let t = p.single_use_token("4242424242424242").await;
     let mit = |id: &str| pb::StandingInstruction {
         mode: pb::StandingInstructionMode::Repeated as i32,
         r#type: pb::StandingInstructionType::Unscheduled as i32,
