@@ -25,13 +25,13 @@ pub fn error_status(code: Code, reason: Reason, message: impl Into<String>) -> S
 }
 
 /// The status a request that failed with `error` answers: `error_status`
-/// with the error's fixed text, the cause logged once when the fault is the
-/// server's (`UNAVAILABLE`, `INTERNAL`) or `logged` says so.
-pub fn failure(code: Code, reason: Reason, error: &impl std::fmt::Display, logged: bool) -> Status {
+/// with `message` (a fixed text of ours), the cause logged once when the fault
+/// is the server's (`UNAVAILABLE`, `INTERNAL`) or `logged` says so.
+pub fn failure(code: Code, reason: Reason, error: &impl std::fmt::Display, message: String, logged: bool) -> Status {
     if logged || matches!(code, Code::Unavailable | Code::Internal) {
         tracing::error!(%error, reason = reason.as_str(), "request failed");
     }
-    error_status(code, reason, error.to_string())
+    error_status(code, reason, message)
 }
 
 /// The `ErrorInfo` reason text of a status, if it has one.

@@ -32,6 +32,17 @@ impl StoreError {
         matches!(self, Self::Unavailable(_))
     }
 
+    /// What a client is told: a fixed text of ours, never the driver's (the
+    /// cause is logged once, by the status mapping).
+    pub fn public_text(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "the store is unavailable; retry",
+            Self::Conflict(_) => "the request conflicted with a concurrent change",
+            Self::Invalid(_) => "the store refused a value of the request",
+            Self::Corrupt(_) => "stored data could not be read",
+        }
+    }
+
     /// The gRPC code and reason of a call that failed with this, in either
     /// service: only `Unavailable` is UNAVAILABLE.
     pub fn code_and_reason(&self) -> (Code, Reason) {

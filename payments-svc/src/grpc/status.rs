@@ -37,7 +37,11 @@ impl From<PaymentError> for Status {
             PaymentError::IdempotencyKeyReused => (Code::InvalidArgument, Reason::IdempotencyKeyReused),
             PaymentError::IdempotencyKeyInUse => (Code::Aborted, Reason::IdempotencyKeyInUse),
         };
-        failure(code, reason, &e, matches!(e, PaymentError::Store(_)))
+        let message = match &e {
+            PaymentError::Store(store) => store.public_text().to_owned(),
+            other => other.to_string(),
+        };
+        failure(code, reason, &e, message, matches!(e, PaymentError::Store(_)))
     }
 }
 
@@ -59,6 +63,9 @@ mod tests {
             let status = Status::from(PaymentError::Store(e));
             assert_eq!(status.code(), code);
             assert_eq!(error_reason(&status).as_deref(), Some(reason));
+            for driver in ["pool timed out", "23505", "22021", "column 3"] {
+                assert!(!status.message().contains(driver), "a fixed text, not the driver's: {}", status.message());
+            }
         }
         // The caller's deadline ran out while the work goes on: a reason of its own.
         let late = Status::from(PaymentError::DeadlineExceeded);

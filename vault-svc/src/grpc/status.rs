@@ -4,11 +4,10 @@
 //! never echo a card number, security code or key.
 use tonic::{Code, Status};
 
-use common::grpc::error_status;
+use common::grpc::failure;
 use vault_api::Reason;
 
 use crate::domain::VaultError;
-use crate::domain::store::StoreError;
 
 impl From<VaultError> for Status {
     fn from(e: VaultError) -> Self {
@@ -22,24 +21,22 @@ impl From<VaultError> for Status {
             VaultError::Conflict => (Code::Aborted, Reason::Conflict),
             VaultError::UsedToken => (Code::FailedPrecondition, Reason::UsedToken),
             VaultError::TokenExpired => (Code::FailedPrecondition, Reason::TokenExpired),
-            VaultError::Store(StoreError::Unavailable(_)) | VaultError::DeadlineExceeded => {
-                (Code::Unavailable, Reason::StoreUnavailable)
-            }
-            VaultError::Store(StoreError::Conflict(_)) => (Code::Aborted, Reason::Conflict),
-            VaultError::Store(StoreError::Invalid(_)) => (Code::InvalidArgument, Reason::InvalidArgument),
-            VaultError::Store(StoreError::Corrupt(_)) => (Code::Internal, Reason::Internal),
+            VaultError::DeadlineExceeded => (Code::Unavailable, Reason::StoreUnavailable),
+            VaultError::Store(store) => store.code_and_reason(),
             VaultError::Crypto(_) | VaultError::Corrupt => (Code::Internal, Reason::Internal),
         };
-        if matches!(code, Code::Unavailable | Code::Internal) || matches!(e, VaultError::Store(_)) {
-            tracing::error!(error = %e, reason = reason.as_str(), "request failed");
-        }
-        error_status(code, reason, e.to_string())
+        let message = match &e {
+            VaultError::Store(store) => store.public_text().to_owned(),
+            other => other.to_string(),
+        };
+        failure(code, reason, &e, message, matches!(e, VaultError::Store(_)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::store::StoreError;
     use common::card::CardError;
     use common::grpc::error_reason;
 
@@ -65,6 +62,9 @@ mod tests {
             let status = Status::from(e);
             assert_eq!(status.code(), code);
             assert_eq!(error_reason(&status).as_deref(), Some(reason));
+            for driver in ["pool timed out", "23505", "22021", "column 3"] {
+                assert!(!status.message().contains(driver), "a fixed text, not the driver's: {}", status.message());
+            }
         }
     }
 }
