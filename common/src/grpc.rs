@@ -24,14 +24,22 @@ pub fn error_status(code: Code, reason: Reason, message: impl Into<String>) -> S
     )
 }
 
+/// A service's domain error, as `failure` reads it.
+pub trait DomainError: std::fmt::Display {
+    /// The store failure behind it, if any: the client is told its fixed
+    /// `public_text`, and its cause (the driver's text) is logged.
+    fn store_error(&self) -> Option<&crate::store::StoreError>;
+}
+
 /// The status a request that failed with `error` answers: `error_status`
-/// with `message` (a fixed text of ours), the cause logged once when the fault
-/// is the server's (`UNAVAILABLE`, `INTERNAL`) or `logged` says so.
-pub fn failure(code: Code, reason: Reason, error: &impl std::fmt::Display, message: String, logged: bool) -> Status {
-    if logged || matches!(code, Code::Unavailable | Code::Internal) {
+/// with a fixed text of ours, the cause logged once when the fault is the
+/// server's (`UNAVAILABLE`, `INTERNAL`) or the store's.
+pub fn failure(code: Code, reason: Reason, error: &impl DomainError) -> Status {
+    let store = error.store_error();
+    if store.is_some() || matches!(code, Code::Unavailable | Code::Internal) {
         tracing::error!(%error, reason = reason.as_str(), "request failed");
     }
-    error_status(code, reason, message)
+    error_status(code, reason, store.map_or_else(|| error.to_string(), |s| s.public_text().to_owned()))
 }
 
 /// The `ErrorInfo` reason text of a status, if it has one.

@@ -32,17 +32,23 @@ pub enum Operation {
     Refund,
 }
 
+/// A request to the acquirer over card `C`: the card in clear to execute it
+/// (`AcquirerRequest`), or what the payment record holds of it to inquire
+/// about it by its reference (`Inquiry`), never the card number.
 #[derive(Debug)]
-pub struct AcquirerRequest<'a> {
+pub struct AcquirerRequest<'a, C = Card> {
     pub payment_id: &'a str,
     pub operation: Operation,
     pub money: Money,
     /// The card, for Authorize, Debit and AccountVerification.
-    pub card: Option<&'a Card>,
+    pub card: Option<&'a C>,
     /// The acquirer's reference of the original authorization, for Capture, Reverse, Refund.
     pub original_reference: Option<&'a str>,
     pub merchant_initiated: bool,
 }
+
+/// An inquiry about an earlier request, by its reference.
+pub type Inquiry<'a> = AcquirerRequest<'a, MaskedCard>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AcquirerOutcome {
@@ -57,18 +63,6 @@ pub enum AcquirerOutcome {
     TimedOut,
     /// The acquirer has no such request: nothing happened (only an inquiry says so).
     NotProcessed,
-}
-
-/// An inquiry about an earlier request, by its reference: what the payment
-/// record holds, never the card number.
-#[derive(Debug)]
-pub struct Inquiry<'a> {
-    pub payment_id: &'a str,
-    pub operation: Operation,
-    pub money: Money,
-    /// What is known of the card, for Authorize, Debit and AccountVerification.
-    pub card: Option<&'a MaskedCard>,
-    pub original_reference: Option<&'a str>,
 }
 
 pub trait Acquirer: Send + Sync + 'static {

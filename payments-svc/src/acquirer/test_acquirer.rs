@@ -257,6 +257,7 @@ mod tests {
             money: money(amount, "EUR"),
             card,
             original_reference: card.is_none().then_some("ref_pay_0"),
+            merchant_initiated: false,
         }
     }
 

@@ -2,7 +2,7 @@
 //! [`Reason`]; server-side causes are logged here, once. Messages never echo input.
 use tonic::{Code, Status};
 
-use common::grpc::failure;
+use common::grpc::{DomainError, failure};
 use vault_api::{Reason, VaultError};
 
 use crate::domain::PaymentError;
@@ -37,11 +37,13 @@ impl From<PaymentError> for Status {
             PaymentError::IdempotencyKeyReused => (Code::InvalidArgument, Reason::IdempotencyKeyReused),
             PaymentError::IdempotencyKeyInUse => (Code::Aborted, Reason::IdempotencyKeyInUse),
         };
-        let message = match &e {
-            PaymentError::Store(store) => store.public_text().to_owned(),
-            other => other.to_string(),
-        };
-        failure(code, reason, &e, message, matches!(e, PaymentError::Store(_)))
+        failure(code, reason, &e)
+    }
+}
+
+impl DomainError for PaymentError {
+    fn store_error(&self) -> Option<&common::store::StoreError> {
+        if let Self::Store(store) = self { Some(store) } else { None }
     }
 }
 

@@ -4,7 +4,7 @@
 //! never echo a card number, security code or key.
 use tonic::{Code, Status};
 
-use common::grpc::failure;
+use common::grpc::{DomainError, failure};
 use vault_api::Reason;
 
 use crate::domain::VaultError;
@@ -25,11 +25,13 @@ impl From<VaultError> for Status {
             VaultError::Store(store) => store.code_and_reason(),
             VaultError::Crypto(_) | VaultError::Corrupt => (Code::Internal, Reason::Internal),
         };
-        let message = match &e {
-            VaultError::Store(store) => store.public_text().to_owned(),
-            other => other.to_string(),
-        };
-        failure(code, reason, &e, message, matches!(e, VaultError::Store(_)))
+        failure(code, reason, &e)
+    }
+}
+
+impl DomainError for VaultError {
+    fn store_error(&self) -> Option<&common::store::StoreError> {
+        if let Self::Store(store) = self { Some(store) } else { None }
     }
 }
 

@@ -225,6 +225,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             money: money_of(payment)?,
             card: payment.card.as_ref().filter(|_| payment.reference_id.is_none()),
             original_reference,
+            merchant_initiated: payment.merchant_initiated(),
         };
         Ok(tokio::time::timeout(self.acquirer_timeout, self.acquirer.inquire(inquiry))
             .await
