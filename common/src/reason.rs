@@ -46,6 +46,7 @@ reasons! {
     InvalidCurrency => "invalid_currency",
     InvalidArgument => "invalid_argument",
     CardNumberInText => "card_number_in_text",
+    MetadataTooLarge => "metadata_too_large",
     InvalidIban => "invalid_iban",
     InvalidBic => "invalid_bic",
     InvalidAccountHolder => "invalid_account_holder",

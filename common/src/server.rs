@@ -24,12 +24,12 @@ use tonic::service::{Routes, RoutesBuilder};
 use tonic::transport::Server;
 use tonic::transport::server::Connected;
 
-pub use call::{CallInfo, CallLayer};
+pub use call::{CallInfo, CallLayer, DEFAULT_MAX_METADATA};
 pub use health::Check;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Serve = Box<
-    dyn FnOnce(Routes, Duration, BoxFuture<'static, ()>) -> BoxFuture<'static, Result<(), tonic::transport::Error>>
+    dyn FnOnce(Routes, Settings, BoxFuture<'static, ()>) -> BoxFuture<'static, Result<(), tonic::transport::Error>>
         + Send,
 >;
 
@@ -43,7 +43,17 @@ pub struct Settings {
     pub shutdown_pause: Duration,
     /// How long in-flight calls may take to finish once accepting stops.
     pub shutdown_drain: Duration,
+    /// The metadata a call may carry (`call::DEFAULT_MAX_METADATA` by
+    /// default); more is RESOURCE_EXHAUSTED / `metadata_too_large` on that
+    /// call alone. HTTP/2 itself accepts header blocks up to
+    /// `HTTP2_MAX_HEADER_LIST`, so a larger one never costs the connection.
+    pub max_metadata: usize,
 }
+
+/// The header-block size HTTP/2 accepts (its SETTINGS_MAX_HEADER_LIST_SIZE);
+/// beyond it the stream (or, for a flood of frames, the connection) is
+/// refused by the HTTP/2 layer.
+pub const HTTP2_MAX_HEADER_LIST: u32 = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShellError {
@@ -78,11 +88,13 @@ impl Port {
         IO::ConnectInfo: Clone + Send + Sync + 'static,
         IE: Into<BoxError>,
     {
-        let serve: Serve = Box::new(move |routes, request_timeout, stop| {
+        let serve: Serve = Box::new(move |routes, settings, stop| {
             Box::pin(async move {
+                let call = CallLayer::new(settings.request_timeout).max_metadata(settings.max_metadata);
                 Server::builder()
+                    .http2_max_header_list_size(HTTP2_MAX_HEADER_LIST.max(settings.max_metadata as u32))
                     .layer(crate::metrics::GrpcMetricsLayer)
-                    .layer(CallLayer::new(request_timeout))
+                    .layer(call)
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(incoming, stop)
                     .await
@@ -186,7 +198,7 @@ impl Shell {
             let stop: BoxFuture<'static, ()> = Box::pin(async move {
                 let _ = stop.wait_for(|stop| *stop).await;
             });
-            let server = serve(routes.routes(), settings.request_timeout, stop);
+            let server = serve(routes.routes(), settings, stop);
             servers.push(async move { server.await.map_err(|error| ShellError::Serve { port: label, error }) });
         }
         let servers = futures::future::try_join_all(servers);

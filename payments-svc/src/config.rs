@@ -28,6 +28,8 @@ pub struct PaymentsConfig {
     pub shutdown_pause_ms: u64,
     /// How long in-flight calls may take to finish after that.
     pub shutdown_drain_secs: u64,
+    /// The metadata (headers) a call may carry, in bytes; more is RESOURCE_EXHAUSTED.
+    pub max_metadata_bytes: usize,
     pub idempotency: IdempotencyConfig,
     pub reconcile: ReconcileConfig,
     pub telemetry: TelemetryConfig,
@@ -76,6 +78,7 @@ impl Default for PaymentsConfig {
             request_timeout_ms: 10_000,
             shutdown_pause_ms: 2_000,
             shutdown_drain_secs: 20,
+            max_metadata_bytes: common::server::DEFAULT_MAX_METADATA,
             idempotency: IdempotencyConfig::default(),
             reconcile: ReconcileConfig::default(),
             telemetry: TelemetryConfig::default(),
@@ -118,6 +121,7 @@ impl PaymentsConfig {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             shutdown_pause: Duration::from_millis(self.shutdown_pause_ms),
             shutdown_drain: Duration::from_secs(self.shutdown_drain_secs),
+            max_metadata: self.max_metadata_bytes,
         }
     }
 

@@ -462,3 +462,25 @@ async fn card_numbers_in_text_fields_are_refused_before_any_side_effect() {
     assert_eq!(paid.status(), pb::PaymentStatus::Approved, "nothing consumed the token before");
     p.stop().await;
 }
+
+#[tokio::test]
+async fn oversized_metadata_is_refused_on_its_own_call_and_the_connection_lives() {
+    let p = TestPlatform::start().await;
+    let mut client = p.payments();
+    let request = || authed(&p.skey(), pay(PaymentType::Pa, 100, "EUR", with_card("4242424242424242")));
+    let long_key = "k".repeat(300);
+    let mut too_long = request();
+    too_long.metadata_mut().insert("idempotency-key", long_key.parse().unwrap());
+    let err = client.create_payment(too_long).await.unwrap_err();
+    assert_eq!((err.code(), reason(&err).as_str()), (Code::InvalidArgument, "invalid_argument"));
+    for (header, size) in [("idempotency-key", 16 * 1024), ("x-padding", 64 * 1024)] {
+        let mut big = request();
+        big.metadata_mut().insert(header, "k".repeat(size).parse().unwrap());
+        let err = client.create_payment(big).await.unwrap_err();
+        assert_eq!((err.code(), reason(&err).as_str()), (Code::ResourceExhausted, "metadata_too_large"), "{header}");
+        // The same connection goes on serving.
+        let fine = client.create_payment(request()).await.unwrap().into_inner();
+        assert_eq!(fine.status(), pb::PaymentStatus::Approved);
+    }
+    p.stop().await;
+}

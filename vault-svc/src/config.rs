@@ -38,6 +38,8 @@ pub struct VaultConfig {
     pub shutdown_pause_ms: u64,
     /// How long in-flight calls may take to finish after that.
     pub shutdown_drain_secs: u64,
+    /// The metadata (headers) a call may carry, in bytes; more is RESOURCE_EXHAUSTED.
+    pub max_metadata_bytes: usize,
     pub telemetry: TelemetryConfig,
 }
 
@@ -58,6 +60,7 @@ impl Default for VaultConfig {
             request_timeout_ms: 5_000,
             shutdown_pause_ms: 2_000,
             shutdown_drain_secs: 20,
+            max_metadata_bytes: common::server::DEFAULT_MAX_METADATA,
             telemetry: TelemetryConfig::default(),
         }
     }
@@ -156,6 +159,7 @@ impl VaultConfig {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             shutdown_pause: Duration::from_millis(self.shutdown_pause_ms),
             shutdown_drain: Duration::from_secs(self.shutdown_drain_secs),
+            max_metadata: self.max_metadata_bytes,
         }
     }
 

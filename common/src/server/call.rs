@@ -54,23 +54,36 @@ impl CallInfo {
     }
 }
 
-/// Adds `CallInfo` to every request and caps the call at its deadline.
+/// Adds `CallInfo` to every request and caps the call at its deadline;
+/// refuses metadata over its limit, or with a card number in a correlation
+/// header, before the handler runs.
 #[derive(Debug, Clone, Copy)]
 pub struct CallLayer {
     max: Duration,
+    max_metadata: usize,
 }
 
 impl CallLayer {
-    /// `max`: the configured request timeout.
+    /// `max`: the configured request timeout; metadata up to
+    /// `DEFAULT_MAX_METADATA` bytes.
     pub fn new(max: Duration) -> Self {
-        Self { max }
+        Self { max, max_metadata: DEFAULT_MAX_METADATA }
+    }
+
+    /// Refuses calls whose metadata (names and values, as HPACK counts them:
+    /// 32 bytes more per entry) is over `bytes`, with RESOURCE_EXHAUSTED.
+    pub fn max_metadata(self, bytes: usize) -> Self {
+        Self { max_metadata: bytes, ..self }
     }
 }
+
+/// The metadata a call may carry unless configured otherwise (16 KiB).
+pub const DEFAULT_MAX_METADATA: usize = 16 * 1024;
 
 impl<S> Layer<S> for CallLayer {
     type Service = CallLimit<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        CallLimit { inner, max: self.max }
+        CallLimit { inner, max: self.max, max_metadata: self.max_metadata }
     }
 }
 
@@ -78,6 +91,7 @@ impl<S> Layer<S> for CallLayer {
 pub struct CallLimit<S> {
     inner: S,
     max: Duration,
+    max_metadata: usize,
 }
 
 impl<S, B, R> Service<http::Request<B>> for CallLimit<S>
@@ -95,18 +109,7 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        // A card number in a correlation header would reach logs and the
-        // audit trail: refused before the handler runs.
-        let headers = request.headers();
-        let carded = ["x-correlation-id", "x-request-id"]
-            .into_iter()
-            .find(|name| headers.get(*name).and_then(|v| v.to_str().ok()).is_some_and(crate::card::contains_pan));
-        if let Some(name) = carded {
-            let refusal = crate::grpc::error_status(
-                Code::InvalidArgument,
-                crate::reason::Reason::CardNumberInText,
-                format!("invalid request: {name} holds a card number; card data goes only in card fields"),
-            );
+        if let Some(refusal) = refusal(request.headers(), self.max_metadata) {
             return Box::pin(async move { Ok(refusal.into_http()) });
         }
         let info = CallInfo::from_headers(request.headers(), self.max);
@@ -126,6 +129,23 @@ where
             }
         })
     }
+}
+
+/// Why a call is refused before its handler runs, if it is: metadata over
+/// `max_metadata` bytes, or a card number in a correlation header (it would
+/// reach logs and the audit trail).
+fn refusal(headers: &http::HeaderMap, max_metadata: usize) -> Option<tonic::Status> {
+    use crate::reason::Reason;
+    let size: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 32).sum();
+    if size > max_metadata {
+        let message = format!("the call's metadata is over {max_metadata} bytes");
+        return Some(crate::grpc::error_status(Code::ResourceExhausted, Reason::MetadataTooLarge, message));
+    }
+    let carded = ["x-correlation-id", "x-request-id"]
+        .into_iter()
+        .find(|name| headers.get(*name).and_then(|v| v.to_str().ok()).is_some_and(crate::card::contains_pan))?;
+    let message = format!("invalid request: {carded} holds a card number; card data goes only in card fields");
+    Some(crate::grpc::error_status(Code::InvalidArgument, Reason::CardNumberInText, message))
 }
 
 #[cfg(test)]
@@ -158,6 +178,22 @@ mod tests {
         let status = tonic::Status::from_header_map(response.headers()).unwrap();
         assert_eq!(status.code(), Code::DeadlineExceeded);
         assert_eq!(crate::grpc::error_reason(&status).as_deref(), Some("deadline_exceeded"));
+    }
+
+    #[test]
+    fn oversized_metadata_and_carded_correlation_ids_are_refused() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-correlation-id", "order-17".parse().unwrap());
+        assert!(refusal(&headers, DEFAULT_MAX_METADATA).is_none());
+        headers.insert("x-big", "x".repeat(DEFAULT_MAX_METADATA).parse().unwrap());
+        let big = refusal(&headers, DEFAULT_MAX_METADATA).unwrap();
+        assert_eq!(big.code(), Code::ResourceExhausted);
+        assert_eq!(crate::grpc::error_reason(&big).as_deref(), Some("metadata_too_large"));
+        headers.remove("x-big");
+        headers.insert("x-request-id", "order 4012 8888 8888 1881 737".parse().unwrap());
+        let carded = refusal(&headers, DEFAULT_MAX_METADATA).unwrap();
+        assert_eq!(crate::grpc::error_reason(&carded).as_deref(), Some("card_number_in_text"));
+        assert!(!carded.message().contains("4012"));
     }
 
     use std::convert::Infallible;
