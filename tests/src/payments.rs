@@ -167,3 +167,26 @@ interval_ms = 100
         vault.stop().await;
     }
 }
+
+/// A repeated, unscheduled, cardholder-initiated standing instruction naming
+/// `initial_transaction_id`.
+pub fn repeated_cit(initial_transaction_id: &str) -> pb::StandingInstruction {
+    pb::StandingInstruction {
+        mode: pb::StandingInstructionMode::Repeated as i32,
+        r#type: pb::StandingInstructionType::Unscheduled as i32,
+        source: pb::StandingInstructionSource::Cit as i32,
+        initial_transaction_id: initial_transaction_id.into(),
+    }
+}
+
+/// `base` with `text` in each of its text fields in turn: `customer_id`,
+/// `merchant_transaction_id`, `description`, the standing instruction's
+/// `initial_transaction_id`.
+pub fn text_in_each_field(text: &str, base: impl Fn() -> pb::CreatePaymentRequest) -> [pb::CreatePaymentRequest; 4] {
+    [
+        pb::CreatePaymentRequest { customer_id: text.into(), ..base() },
+        pb::CreatePaymentRequest { merchant_transaction_id: text.into(), ..base() },
+        pb::CreatePaymentRequest { description: text.into(), ..base() },
+        pb::CreatePaymentRequest { standing_instruction: Some(repeated_cit(text)), ..base() },
+    ]
+}

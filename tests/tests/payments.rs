@@ -420,21 +420,9 @@ async fn card_numbers_in_text_fields_are_refused_before_any_side_effect() {
     ];
     let p = TestPlatform::start().await;
     let t = p.single_use_token("4242424242424242").await;
-    let mit = |id: &str| pb::StandingInstruction {
-        mode: pb::StandingInstructionMode::Repeated as i32,
-        r#type: pb::StandingInstructionType::Unscheduled as i32,
-        source: pb::StandingInstructionSource::Cit as i32,
-        initial_transaction_id: id.into(),
-    };
     for text in hostile {
         let base = || pay(PaymentType::Db, 100, "EUR", token(&t));
-        let cases = [
-            pb::CreatePaymentRequest { customer_id: text.into(), ..base() },
-            pb::CreatePaymentRequest { merchant_transaction_id: text.into(), ..base() },
-            pb::CreatePaymentRequest { description: text.into(), ..base() },
-            pb::CreatePaymentRequest { standing_instruction: Some(mit(text)), ..base() },
-        ];
-        for request in cases {
+        for request in e2e::text_in_each_field(text, base) {
             let err = p.create_payment(request).await.unwrap_err();
             assert_eq!((err.code(), reason(&err).as_str()), (Code::InvalidArgument, "card_number_in_text"), "{text}");
             assert!(!err.message().contains(text), "the message never echoes it");
