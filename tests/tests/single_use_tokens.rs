@@ -278,3 +278,24 @@ async fn the_public_port_can_be_served_over_tls() {
     assert!(refused.is_err(), "plaintext is not accepted on a TLS port");
     vault.stop().await;
 }
+
+#[tokio::test]
+async fn a_restarted_redis_fails_no_call_once_it_is_back() {
+    let mut redis = e2e::procs::RedisServer::new().await;
+    let vault = TestVault::start(Store::RedisAt(redis.url())).await;
+    let pkey = vault.merchant.test_public.expose();
+    // Every pooled connection opened and in use.
+    for _ in 0..32 {
+        vault.create_token(pkey, card("4242424242424242", "123")).await.unwrap();
+    }
+    redis.kill9();
+    redis.start().await;
+    // Each connection broke with the restart; none may cost a caller a failure.
+    for i in 0..32 {
+        let token = vault.create_token(pkey, card("4242424242424242", "123")).await;
+        let token = token.unwrap_or_else(|e| panic!("call {i} after the restart: {e:?}"));
+        let out = vault.vault().detokenize(detokenize_request(&vault.merchant.id, &token.id, "pay_1")).await;
+        assert!(out.is_ok(), "detokenize {i} after the restart: {out:?}");
+    }
+    vault.stop().await;
+}

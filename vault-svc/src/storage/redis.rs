@@ -13,12 +13,13 @@
 //! slot is emptied only when its connection fails, and refilled on next use.
 //! Instants are stored as `seconds.millis` (e.g. `1796003123.456`), never as a
 //! 13-digit millisecond count that a card-number scan of the store would flag.
+use std::future::Future;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use deadpool_redis::redis::aio::MultiplexedConnection;
-use deadpool_redis::redis::{self, RedisError, RetryMethod, Script, Value};
+use deadpool_redis::redis::{self, RedisError, RedisResult, RetryMethod, Script, Value};
 use deadpool_redis::{Config, Pool, PoolConfig, PoolError, Runtime, Timeouts};
 
 use common::clock::Millis;
@@ -144,15 +145,41 @@ impl RedisTokenStore {
         (hash, card)
     }
 
-    /// A connection from the next slot, opened through the pool if the slot is empty.
-    async fn conn(&self) -> Result<(usize, MultiplexedConnection), StoreError> {
+    /// A connection from the next slot, opened through the pool if the slot is
+    /// empty; `true` when it was open already (it may have broken since).
+    async fn conn(&self) -> Result<(usize, MultiplexedConnection, bool), StoreError> {
         let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         if let Some(conn) = self.slots[slot].lock().unwrap_or_else(|e| e.into_inner()).clone() {
-            return Ok((slot, conn));
+            return Ok((slot, conn, true));
         }
+        Ok((slot, self.open(slot).await?, false))
+    }
+
+    /// A new connection through the pool, kept in `slot`.
+    async fn open(&self, slot: usize) -> Result<MultiplexedConnection, StoreError> {
         let conn = deadpool_redis::Connection::take(self.pool.get().await.map_err(pool_failed)?);
         *self.slots[slot].lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
-        Ok((slot, conn))
+        Ok(conn)
+    }
+
+    /// Runs `command` on a slot's connection: one round trip. A connection
+    /// that was open before and turns out dropped (Redis restarted since, so
+    /// the command never reached it) is replaced and the command sent once
+    /// more, on the new one; every other failure is the answer.
+    async fn run<T, F, Fut>(&self, command: F) -> Result<T, StoreError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let (slot, conn, was_open) = self.conn().await?;
+        match command(conn).await {
+            Err(e) if was_open && e.is_connection_dropped() => {
+                tracing::debug!(error = %e, "Redis connection dropped; sending on a new one");
+                let conn = self.open(slot).await?;
+                command(conn).await.map_err(|e| self.failed(slot, e))
+            }
+            result => result.map_err(|e| self.failed(slot, e)),
+        }
     }
 
     /// Maps a command error; a broken connection leaves its slot for a new one.
@@ -184,34 +211,29 @@ fn bytes(v: Option<&Value>) -> Vec<u8> {
 impl TokenStore for RedisTokenStore {
     async fn create(&self, t: &NewSingleUse) -> Result<bool, StoreError> {
         let (hash, card) = self.keys(&t.id);
-        let (slot, mut conn) = self.conn().await?;
         let created: i64 = self
-            .create
-            .key(hash)
-            .key(card)
-            .arg(&t.merchant_id)
-            .arg(instant(t.expires_at))
-            .arg(t.meta.as_slice())
-            .arg(t.card.as_slice())
-            .arg((t.expires_at - t.created_at).max(1))
-            .arg((t.retain_until - t.created_at).max(1))
-            .arg(instant(t.retain_until))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.failed(slot, e))?;
+            .run(|mut conn| {
+                let mut invocation = self.create.key(&hash);
+                invocation.key(&card).arg(&t.merchant_id).arg(instant(t.expires_at));
+                invocation.arg(t.meta.as_slice()).arg(t.card.as_slice());
+                invocation.arg((t.expires_at - t.created_at).max(1)).arg((t.retain_until - t.created_at).max(1));
+                invocation.arg(instant(t.retain_until));
+                async move { invocation.invoke_async(&mut conn).await }
+            })
+            .await?;
         Ok(created == 1)
     }
 
     async fn get(&self, id: &str, merchant_id: &str, now: Millis) -> Result<Option<SingleUseRecord>, StoreError> {
         type Fields = (Option<String>, Option<String>, Option<String>, Option<Vec<u8>>, Option<String>, Option<String>);
         let (hash, _) = self.keys(id);
-        let (slot, mut conn) = self.conn().await?;
-        let (m, x, r, d, u, cs): Fields = redis::cmd("HMGET")
-            .arg(hash)
-            .arg(&["m", "x", "r", "d", "u", "cs"])
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.failed(slot, e))?;
+        let (m, x, r, d, u, cs): Fields = self
+            .run(|mut conn| {
+                let mut command = redis::cmd("HMGET");
+                command.arg(&hash).arg(&["m", "x", "r", "d", "u", "cs"]);
+                async move { command.query_async(&mut conn).await }
+            })
+            .await?;
         let (x, r) = (x.as_deref().and_then(parse_instant), r.as_deref().and_then(parse_instant));
         Ok(match (m, x, r, d) {
             (Some(m), Some(expires_at), Some(retain_until), Some(meta)) if m == merchant_id && now < retain_until => {
@@ -223,18 +245,16 @@ impl TokenStore for RedisTokenStore {
 
     async fn consume_claim(&self, claim: Claim<'_>, now: Millis, replay_ms: Millis) -> Result<Consumed, StoreError> {
         let (hash, card) = self.keys(claim.id);
-        let (slot, mut conn) = self.conn().await?;
+        // Sent twice only if the first never reached Redis; a consumption that
+        // did is replayed to the same consumer anyway.
         let reply: Vec<Value> = self
-            .consume
-            .key(hash)
-            .key(card)
-            .arg(claim.merchant_id)
-            .arg(claim.consumer)
-            .arg(instant(now))
-            .arg(instant(replay_ms.max(1)))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.failed(slot, e))?;
+            .run(|mut conn| {
+                let mut invocation = self.consume.key(&hash);
+                invocation.key(&card).arg(claim.merchant_id).arg(claim.consumer);
+                invocation.arg(instant(now)).arg(instant(replay_ms.max(1)));
+                async move { invocation.invoke_async(&mut conn).await }
+            })
+            .await?;
         let code = match reply.first() {
             Some(Value::Int(c)) => c.to_owned(),
             _ => return Err(StoreError::Corrupt("unexpected reply from consume script".into())),
@@ -250,21 +270,19 @@ impl TokenStore for RedisTokenStore {
 
     async fn record_charge(&self, claim: Claim<'_>, status: &str) -> Result<bool, StoreError> {
         let (hash, _) = self.keys(claim.id);
-        let (slot, mut conn) = self.conn().await?;
         let recorded: i64 = self
-            .charge
-            .key(hash)
-            .arg(claim.merchant_id)
-            .arg(claim.consumer)
-            .arg(status)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.failed(slot, e))?;
+            .run(|mut conn| {
+                let mut invocation = self.charge.key(&hash);
+                invocation.arg(claim.merchant_id).arg(claim.consumer).arg(status);
+                async move { invocation.invoke_async(&mut conn).await }
+            })
+            .await?;
         Ok(recorded == 1)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let (slot, mut conn) = self.conn().await?;
+        // No second try: a health probe reports what the first use finds.
+        let (slot, mut conn, _) = self.conn().await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await.map_err(|e| self.failed(slot, e))?;
         Ok(())
     }
