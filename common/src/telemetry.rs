@@ -51,7 +51,11 @@ pub fn init(service: &'static str, cfg: &TelemetryConfig) -> TelemetryGuard {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match cfg.log_format {
         LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json().with_current_span(true)).try_init(),
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        // Colour only for a person at a terminal: a file or a pipe gets plain text.
+        LogFormat::Text => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            registry.with(tracing_subscriber::fmt::layer().with_ansi(ansi)).try_init()
+        }
     };
     if result.is_ok() {
         tracing::debug!(service, "telemetry initialised");

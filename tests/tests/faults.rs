@@ -157,6 +157,9 @@ async fn clean_load_keeps_the_invariants_and_replays_identically() {
     let charge = driver.charge_status_mismatches(&first).await;
     assert!(charge.is_empty(), "charge status reported to the vault:\n  {}", charge.join("\n  "));
     assert!(!p.payments.logs().is_empty() && !p.vault.logs().is_empty(), "logs are captured");
+    for logs in [p.payments.logs(), p.vault.logs()] {
+        assert!(!logs.contains('\x1b'), "logs written to a file carry no colour codes");
+    }
 }
 
 /// The checker sees what it must: corrupt rows on purpose and read the
