@@ -81,12 +81,14 @@ impl Dependencies {
     /// The payments domain over these dependencies, and what the server needs besides.
     fn assemble(self) -> Assembled {
         let store = Arc::new(self.store);
+        let vault_probe = self.vault.clone();
         let vault = Arc::new(self.vault);
         let payments = Payments::new(store.clone(), vault, Arc::new(TestAcquirer), self.clock, self.acquirer_timeout)
             .with_lease(self.lease);
         Assembled {
             payments: Arc::new(payments),
             store,
+            vault: vault_probe,
             directory: self.directory,
             server: self.server,
             reconcile_every: self.reconcile_every,
@@ -98,6 +100,8 @@ impl Dependencies {
 struct Assembled {
     payments: Arc<Payments<SqlStore, GrpcVault, TestAcquirer>>,
     store: Arc<SqlStore>,
+    /// What the vault health check asks.
+    vault: GrpcVault,
     directory: DirectoryHandle,
     server: common::server::Settings,
     reconcile_every: Option<Duration>,
@@ -128,10 +132,11 @@ impl Application {
     /// Serves until `shutdown` resolves, then drains (see `common::server`):
     /// in-flight calls and the work they detached finish within the drain
     /// limit; work the limit cuts stays pending under its lease for the
-    /// reconciler. Health: every service follows the payments database.
+    /// reconciler. Health: every service follows the payments database;
+    /// Registrations and OmniTokens follow the vault too.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), BoxError> {
         let Self { listener, deps } = self;
-        let Assembled { payments, store, directory, server, reconcile_every, schedule } = deps.assemble();
+        let Assembled { payments, store, vault, directory, server, reconcile_every, schedule } = deps.assemble();
         let reconciler =
             reconcile_every.map(|every| tokio::spawn(reconcile::run_every(payments.clone(), every, schedule)));
         let tracker = tokio_util::task::TaskTracker::new();
@@ -141,6 +146,12 @@ impl Application {
             let store = store.clone();
             async move { store.ping().await }
         });
+        // Registrations and omni tokens are the vault's: they follow its health.
+        // Payments serve reads and card payments without it.
+        let vault = Check::new("vault", move || {
+            let vault = vault.clone();
+            async move { vault.serving().await }
+        });
         let port = Port::tcp("payments", listener)
             .add_service(PaymentsApi::new(PaymentsService(shared.clone())))
             .add_service(RegistrationsApi::new(RegistrationsService(shared.clone())))
@@ -148,6 +159,7 @@ impl Application {
         let served = Shell::new(server)
             .reflect(proto::FILE_DESCRIPTOR_SET)
             .watch(database.guards::<PaymentsApi>().guards::<RegistrationsApi>().guards::<OmniTokensApi>())
+            .watch(vault.guards::<RegistrationsApi>().guards::<OmniTokensApi>())
             .port(port)
             .detached(tracker)
             .run_until(shutdown)

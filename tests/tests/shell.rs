@@ -43,3 +43,35 @@ async fn every_service_is_serving_when_its_stores_are_up() {
     assert!(serving);
     vault.stop().await;
 }
+
+/// The status of `service` once it is `wanted`, or the last one seen within 5 s.
+async fn settles(channel: &tonic::transport::Channel, service: &str, wanted: ServingStatus) -> ServingStatus {
+    let mut seen = ServingStatus::Unknown;
+    for _ in 0..50 {
+        seen = status(channel.clone(), service).await;
+        if seen == wanted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn payments_health_follows_the_vault_for_what_needs_it() {
+    use ServingStatus::{NotServing, Serving};
+    let up = e2e::TestPlatform::start().await;
+    for service in ["payvault.payments.v1.Payments", "payvault.payments.v1.Registrations"] {
+        assert_eq!(settles(&up.payments, service, Serving).await, Serving, "{service} with the vault up");
+    }
+    up.stop().await;
+    let down = e2e::TestPlatform::start_with_vault_down().await;
+    // Once the first probes are in (services start NOT_SERVING until then).
+    let payments = settles(&down.payments, "payvault.payments.v1.Payments", Serving).await;
+    assert_eq!(payments, Serving, "payments serve reads and card payments without the vault");
+    for service in ["payvault.payments.v1.Registrations", "payvault.payments.v1.OmniTokens"] {
+        assert_eq!(status(down.payments.clone(), service).await, NotServing, "{service} is the vault's");
+    }
+    assert_eq!(status(down.payments.clone(), "").await, Serving, "liveness");
+    down.stop().await;
+}

@@ -42,6 +42,7 @@ pub struct VaultEndpoint {
 #[derive(Clone)]
 pub struct GrpcVault {
     service: Retry<RetryPolicy, VaultRpc>,
+    channel: Channel,
 }
 
 impl GrpcVault {
@@ -59,8 +60,21 @@ impl GrpcVault {
             .tcp_nodelay(true)
             .connect_lazy();
         let policy = RetryPolicy::new(RetryParams::default()).map_err(|e| format!("vault retry policy: {e:?}"))?;
-        let service = ServiceBuilder::new().layer(RetryLayer::new(policy)).service(VaultRpc::new(channel));
-        Ok(Self { service })
+        let service = ServiceBuilder::new().layer(RetryLayer::new(policy)).service(VaultRpc::new(channel.clone()));
+        Ok(Self { service, channel })
+    }
+
+    /// Whether the vault's internal `Vault` service answers SERVING to a
+    /// `grpc.health.v1` check (its stores are up): payments' health follows it.
+    pub async fn serving(&self) -> Result<(), String> {
+        use tonic_health::pb::health_check_response::ServingStatus;
+        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+        let request = HealthCheckRequest { service: "payvault.vault.v1.Vault".into() };
+        let answer = HealthClient::new(self.channel.clone()).check(request).await.map_err(|s| s.code().to_string())?;
+        match answer.into_inner().status() {
+            ServingStatus::Serving => Ok(()),
+            other => Err(format!("the vault reports {}", other.as_str_name())),
+        }
     }
 
     async fn call<M: Rpc>(&self, message: M, ctx: &CallContext) -> Result<M::Response, VaultError>
