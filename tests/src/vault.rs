@@ -35,6 +35,8 @@ pub enum Store {
 
 pub struct TestVault {
     pub public: Channel,
+    /// The plaintext health-only port.
+    pub health: Channel,
     pub public_addr: std::net::SocketAddr,
     pub internal_addr: std::net::SocketAddr,
     pub ca: Arc<DevCa>,
@@ -131,7 +133,9 @@ impl TestVault {
         let mut deps = Dependencies::from_config(&cfg).await.unwrap();
         deps.clock = Arc::new(clock.clone());
         let app = Application::bind(&cfg.public_addr, &cfg.internal_addr, deps).await.unwrap();
+        let app = app.with_health_port("127.0.0.1:0").await.unwrap();
         let (public_addr, internal_addr) = (app.public_addr(), app.internal_addr());
+        let health_addr = app.health_addr().unwrap();
         let server = ServerTask::spawn("vault-svc", |shutdown| app.run_until(shutdown));
         let public = if public_tls {
             let tls = ClientTlsConfig::new()
@@ -144,6 +148,7 @@ impl TestVault {
         };
         Self {
             public,
+            health: Channel::from_shared(format!("http://{health_addr}")).unwrap().connect_lazy(),
             public_addr,
             internal_addr,
             ca,

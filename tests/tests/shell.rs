@@ -75,3 +75,20 @@ async fn payments_health_follows_the_vault_for_what_needs_it() {
     assert_eq!(status(down.payments.clone(), "").await, Serving, "liveness");
     down.stop().await;
 }
+
+#[tokio::test]
+async fn the_health_port_answers_in_plaintext_while_the_public_port_is_tls() {
+    use ServingStatus::{NotServing, Serving};
+    let vault = TestVault::start_with_public_tls(Store::Memory).await;
+    for service in ["payvault.vault.v1.Tokens", "payvault.vault.v1.Vault", ""] {
+        assert_eq!(settles(&vault.health, service, Serving).await, Serving, "{service:?} on the health port");
+    }
+    assert_eq!(status(vault.public.clone(), "payvault.vault.v1.Tokens").await, Serving, "the same status over TLS");
+    vault.stop().await;
+    let silent = SilentRedis::start().await;
+    let vault = TestVault::start(Store::RedisAt(silent.url.clone())).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(status(vault.health.clone(), "payvault.vault.v1.Tokens").await, NotServing, "it follows the store");
+    silent.close();
+    vault.stop().await;
+}

@@ -23,6 +23,9 @@ pub struct VaultConfig {
     pub internal_addr: String,
     /// Prometheus `/metrics`; empty disables it.
     pub metrics_addr: String,
+    /// A plaintext port serving only `grpc.health.v1`, for probes that cannot
+    /// speak TLS (the kubelet's); empty: none.
+    pub health_addr: String,
     /// Where the embedded run keeps its KEK, certificates and merchant directory.
     pub data_dir: PathBuf,
     pub redis: RedisConfig,
@@ -50,6 +53,7 @@ impl Default for VaultConfig {
             public_tls: false,
             internal_addr: "127.0.0.1:50061".into(),
             metrics_addr: "127.0.0.1:9464".into(),
+            health_addr: String::new(),
             data_dir: ".payvault".into(),
             redis: RedisConfig::default(),
             database: common::database::DatabaseConfig::default(),

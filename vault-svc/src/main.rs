@@ -198,7 +198,10 @@ async fn serve(cfg: VaultConfig) -> Result<(), BoxError> {
         common::metrics::install(cfg.metrics_addr.parse().map_err(|_| "metrics_addr is not an address")?)?;
     }
     let deps = Dependencies::from_config(&cfg).await?;
-    let app = Application::bind(&cfg.public_addr, &cfg.internal_addr, deps).await?;
+    let mut app = Application::bind(&cfg.public_addr, &cfg.internal_addr, deps).await?;
+    if !cfg.health_addr.is_empty() {
+        app = app.with_health_port(&cfg.health_addr).await?;
+    }
     app.run_until(shutdown_signal()).await?;
     tracing::info!("vault-svc stopped");
     Ok(())

@@ -90,6 +90,9 @@ impl Dependencies {
 pub struct Application {
     public: TcpListener,
     internal: TcpListener,
+    /// A plaintext port serving only `grpc.health.v1` (for the kubelet's gRPC
+    /// probe, which cannot speak TLS), if configured.
+    health: Option<TcpListener>,
     deps: Dependencies,
 }
 
@@ -101,7 +104,17 @@ impl Application {
     pub async fn bind(public_addr: &str, internal_addr: &str, deps: Dependencies) -> Result<Self, BoxError> {
         let public = TcpListener::bind(public_addr).await.map_err(|e| format!("bind {public_addr}: {e}"))?;
         let internal = TcpListener::bind(internal_addr).await.map_err(|e| format!("bind {internal_addr}: {e}"))?;
-        Ok(Self { public, internal, deps })
+        Ok(Self { public, internal, health: None, deps })
+    }
+
+    /// Also serves health alone, in plaintext, on `addr`.
+    pub async fn with_health_port(self, addr: &str) -> Result<Self, BoxError> {
+        let health = TcpListener::bind(addr).await.map_err(|e| format!("bind {addr}: {e}"))?;
+        Ok(Self { health: Some(health), ..self })
+    }
+
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health.as_ref().and_then(|h| h.local_addr().ok())
     }
 
     pub fn public_addr(&self) -> SocketAddr {
@@ -115,7 +128,7 @@ impl Application {
     /// Serves until `shutdown` resolves, then drains (see `common::server`).
     /// Health: `Tokens` follows the single-use store, `Vault` both stores.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), BoxError> {
-        let Self { public, internal, deps } = self;
+        let Self { public, internal, health, deps } = self;
         let internal_tls = tls::server_config(&deps.tls, &deps.allowed_clients)?;
         let cards = Arc::new(deps.cards);
         let keys = Arc::new(KeyRing::new(deps.keks, cards.clone() as Arc<dyn KeyStore>, deps.clock.clone()));
@@ -145,14 +158,16 @@ impl Application {
         let sweeper = deps
             .sweep_every
             .map(|every| AbortOnDrop(tokio::spawn(sweep_every(cards, deps.clock, every, deps.sweep_batch))));
-        Shell::new(deps.server)
+        let mut shell = Shell::new(deps.server)
             .reflect(proto::FILE_DESCRIPTOR_SET)
             .watch(single_use.guards::<Tokens>().guards::<Vault>())
             .watch(durable_store.guards::<Vault>())
             .port(public)
-            .port(internal)
-            .run_until(shutdown)
-            .await?;
+            .port(internal);
+        if let Some(health) = health {
+            shell = shell.port(Port::tcp("health", health));
+        }
+        shell.run_until(shutdown).await?;
         drop(sweeper);
         Ok(())
     }
