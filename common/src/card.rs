@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::clock::{Millis, year_month};
+use crate::field::FieldFault;
 use crate::reason::Reason;
 
 mod networks;
@@ -295,9 +296,6 @@ impl fmt::Debug for Card {
     }
 }
 
-const MAX_NAME_LEN: usize = 255;
-const MAX_BILLING_FIELD_LEN: usize = 255;
-
 impl Card {
     /// Validates every field; the first failure decides the reason.
     pub fn validate(input: &CardInput, now: Millis) -> Result<Self, CardError> {
@@ -308,16 +306,16 @@ impl Card {
             code => Some(SecurityCode::parse(code, number.brand())?),
         };
         let name = input.name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
-            return Err(CardError::InvalidName);
-        }
         let b = &input.billing;
         let fields = [&b.city, &b.country, &b.postal_code, &b.state, &b.street1, &b.street2, &b.phone_number];
-        let bad = |f: &&String| f.chars().count() > MAX_BILLING_FIELD_LEN || f.chars().any(char::is_control);
-        if fields.iter().any(bad) {
+        let fault = |f: &str| crate::field::check(f).err();
+        if name.is_empty() || fault(name) == Some(FieldFault::Malformed) {
+            return Err(CardError::InvalidName);
+        }
+        if fields.iter().any(|f| fault(f) == Some(FieldFault::Malformed)) {
             return Err(CardError::InvalidBilling);
         }
-        if contains_pan(name) || fields.iter().any(|f| contains_pan(f)) {
+        if fault(name).is_some() || fields.iter().any(|f| fault(f).is_some()) {
             return Err(CardError::NumberInText);
         }
         let country_ok =

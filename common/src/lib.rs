@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod database;
 pub mod deadline;
+pub mod field;
 pub mod grpc;
 pub mod ids;
 pub mod lifecycle;

@@ -96,8 +96,7 @@ impl<P: PaymentStore, V, A: Acquirer> Payments<P, V, A> {
         if self.store.advance(&next, Step { from, ledger, release, lease_until: self.lease_until() }).await? {
             return Ok(next);
         }
-        let scope = Scope { merchant_id: &next.merchant_id, livemode: next.livemode };
-        self.original(scope, &next.id).await
+        self.original(next.scope(), &next.id).await
     }
 
     pub fn store(&self) -> &P {

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use common::card::{Card, CardInput, contains_pan};
+use common::card::{Card, CardInput};
 use common::clock::{Millis, SharedClock};
+use common::field::FieldFault;
 use vault_api::TokenSource;
 use vault_api::token_id::{self, TokenKind, TokenRef};
 
@@ -42,7 +43,6 @@ pub struct Page<T> {
     pub next_page_token: String,
 }
 
-const MAX_REF: usize = 255;
 const MAX_PAGE: u32 = 100;
 const DEFAULT_PAGE: u32 = 20;
 
@@ -62,16 +62,13 @@ pub(crate) fn aad<'a>(merchant_id: &'a str, id: &'a str, kind: TokenKind, part: 
     Aad { merchant_id, token_id: id, kind }
 }
 
-/// A caller's reference (`field`): at most 255 bytes of text without control
-/// characters (else `malformed`), never a card number.
+/// A caller's reference (`field`, `common::field`'s rules): `malformed` when
+/// too long or holding control characters.
 pub(crate) fn check_ref(value: &str, field: &'static str, malformed: &'static str) -> Result<(), VaultError> {
-    if value.len() > MAX_REF || value.chars().any(char::is_control) {
-        return Err(VaultError::InvalidArgument(malformed));
-    }
-    if contains_pan(value) {
-        return Err(VaultError::CardNumberInText(field));
-    }
-    Ok(())
+    common::field::check(value).map_err(|fault| match fault {
+        FieldFault::Malformed => VaultError::InvalidArgument(malformed),
+        FieldFault::CardNumber => VaultError::CardNumberInText(field),
+    })
 }
 
 fn page_limit(requested: i32) -> u32 {

@@ -59,7 +59,6 @@ struct Meta {
 
 const META: &str = "single_use_meta";
 const CARD: &str = "single_use_card";
-const MAX_CONSUMER_REF: usize = 255;
 
 pub struct SingleUseTokens<S> {
     store: S,
@@ -129,8 +128,8 @@ impl<S: TokenStore> SingleUseTokens<S> {
 
     /// Consumes the token for `consumer_ref` and returns the card in clear.
     pub async fn detokenize(&self, merchant_id: &str, id: &str, consumer_ref: &str) -> Result<Detokenized, VaultError> {
-        if consumer_ref.is_empty() || consumer_ref.len() > MAX_CONSUMER_REF {
-            return Err(VaultError::InvalidArgument("consumer_ref must be 1 to 255 characters"));
+        if consumer_ref.is_empty() {
+            return Err(VaultError::InvalidArgument("consumer_ref must be 1 to 255 characters of text"));
         }
         super::card_token::check_ref(consumer_ref, "consumer_ref", "consumer_ref must be 1 to 255 characters of text")?;
         if token_id::single_use_livemode(id).is_none() {

@@ -2,8 +2,9 @@
 //! refused for without asking a store, the vault or the acquirer, checked
 //! here, so a refused request has no side effect (no token consumed, nothing
 //! written). What comes out is a `ValidPayment` the later phases trust.
-use common::card::{Card, CardInput, contains_pan};
+use common::card::{Card, CardInput};
 use common::clock::Millis;
+use common::field::FieldFault;
 use common::money::{Currency, Money};
 
 use crate::domain::error::PaymentError;
@@ -68,19 +69,12 @@ pub struct ValidPayment {
     pub standing_instruction: Option<StandingInstruction>,
 }
 
-const MAX_TEXT: usize = 255;
-
-/// Caller-supplied text of `field`: bounded, free of NUL and control
-/// characters (which a store would refuse after the acquirer was called), and
-/// never a card number (`common::card`'s detector).
+/// Caller-supplied text of `field` (`common::field`'s rules).
 pub fn check_text(value: &str, field: &'static str) -> Result<(), PaymentError> {
-    if value.chars().count() > MAX_TEXT || value.chars().any(char::is_control) {
-        return Err(PaymentError::InvalidText(field));
-    }
-    if contains_pan(value) {
-        return Err(PaymentError::CardNumberInText(field));
-    }
-    Ok(())
+    common::field::check(value).map_err(|fault| match fault {
+        FieldFault::Malformed => PaymentError::InvalidText(field),
+        FieldFault::CardNumber => PaymentError::CardNumberInText(field),
+    })
 }
 
 /// A durable token id of `kind` by the vault's own classification, or
