@@ -36,6 +36,8 @@ use crate::domain::store::PaymentStore;
 const DUPLICATE_WAIT: Duration = Duration::from_secs(5);
 /// Time kept back from the caller's deadline to answer before it.
 const ANSWER_MARGIN: Duration = Duration::from_millis(50);
+/// How long writing a key's record (after the answer) may take.
+const RECORD_TIME: Duration = Duration::from_secs(2);
 
 /// A response the protocol stores; `is_final` is false while its work waits
 /// for an outcome (a payment pending at the acquirer), so its key is released
@@ -145,48 +147,77 @@ where
     // its last recovery point, is resumed by a retry or the reconciler.
     let deadline = tokio::time::Instant::now() + time_left.saturating_sub(ANSWER_MARGIN);
     let call: Call<Res> = Box::new(move |id| Box::pin(call(id)));
-    let work = common::deadline::within(deadline, keyed(shared.payments.clone(), request, wait, call));
-    let handle = shared.tracker.spawn(work);
-    match tokio::time::timeout(time_left, handle).await {
+    let payments = shared.payments.clone();
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let work = common::deadline::within(deadline, async move {
+        let (result, record) = keyed(payments.clone(), request, wait, call).await;
+        // The caller is answered first; the key's record is written after, on
+        // its own time, so a store that does not answer never delays the
+        // answer and a response finished near the deadline is still kept.
+        let _ = answer.send(result);
+        if let Some(record) = record {
+            let until = tokio::time::Instant::now() + RECORD_TIME;
+            if let Err(error) = common::deadline::within(until, record.write(payments.store())).await {
+                tracing::error!(%error, "idempotency record not written");
+            }
+        }
+    });
+    shared.tracker.spawn(work);
+    match tokio::time::timeout(time_left, answered).await {
         Ok(Ok(result)) => result,
-        Ok(Err(panicked)) => {
-            tracing::error!(error = %panicked, method, "request work failed");
+        Ok(Err(_)) => {
+            tracing::error!(method, "request work ended without an answer");
             Err(Status::from(PaymentError::Internal))
         }
         Err(_) => Err(Status::from(PaymentError::DeadlineExceeded)),
     }
 }
 
+/// What a keyed request leaves under its key once it is answered.
+struct KeyRecord {
+    owner: String,
+    key: String,
+    /// The response or error stored and replayed; `None`: the key is released
+    /// for a retry to resume the work.
+    stored: Option<Vec<u8>>,
+}
+
+impl KeyRecord {
+    async fn write(self, store: &impl PaymentStore) -> Result<(), crate::domain::store::StoreError> {
+        match self.stored {
+            Some(stored) => store.complete_key(&self.owner, &self.key, &stored).await,
+            None => store.release_key(&self.owner, &self.key).await,
+        }
+    }
+}
+
 /// The detached work: the key protocol (if any) around `call`, with the
-/// leases renewed while it runs.
+/// leases renewed while it runs; its answer, and what to record under the key.
 async fn keyed<P: PaymentStore, V: Vault, A: Acquirer, Res: Reply>(
     payments: Arc<Payments<P, V, A>>,
     request: KeyedRequest,
     wait: Duration,
     call: Call<Res>,
-) -> Result<Res, Status> {
+) -> (Result<Res, Status>, Option<KeyRecord>) {
     let KeyedRequest { owner, key, method, hash } = request;
     let Some(key) = key else {
         let id = new_id();
-        return renewing(&payments, None, &id, call(id.clone())).await.map_err(Status::from);
+        return (renewing(&payments, None, &id, call(id.clone())).await.map_err(Status::from), None);
     };
-    let store = payments.store();
     let claim = Claim { owner: &owner, key: &key, method, hash: &hash };
-    match begin(store, payments.clock(), &claim, wait, payments.lease()).await.map_err(Status::from)? {
-        Begin::Replay(stored) => decode(&stored),
-        Begin::Proceed => {
+    match begin(payments.store(), payments.clock(), &claim, wait, payments.lease()).await {
+        Err(refused) => (Err(Status::from(refused)), None),
+        Ok(Begin::Replay(stored)) => (decode(&stored), None),
+        Ok(Begin::Proceed) => {
             let id = derived_id(&owner, &key, method);
             let result = renewing(&payments, Some((&owner, &key)), &id, call(id.clone())).await.map_err(Status::from);
-            let recorded = match &result {
-                Ok(response) if response.is_final() => store.complete_key(&owner, &key, &encode_ok(response)).await,
-                Ok(_) => store.release_key(&owner, &key).await,
-                Err(status) if retryable(status.code()) => store.release_key(&owner, &key).await,
-                Err(status) => store.complete_key(&owner, &key, &encode_err(status)).await,
+            let stored = match &result {
+                Ok(response) if response.is_final() => Some(encode_ok(response)),
+                Ok(_) => None,
+                Err(status) if retryable(status.code()) => None,
+                Err(status) => Some(encode_err(status)),
             };
-            if let Err(error) = recorded {
-                tracing::error!(%error, "idempotency record not written");
-            }
-            result
+            (result, Some(KeyRecord { owner, key, stored }))
         }
     }
 }
