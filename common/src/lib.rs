@@ -11,6 +11,7 @@ pub mod deadline;
 pub mod field;
 pub mod grpc;
 pub mod ids;
+pub mod keys;
 pub mod lifecycle;
 pub mod metrics;
 pub mod money;

@@ -30,6 +30,10 @@ pub struct PaymentsConfig {
     pub shutdown_drain_secs: u64,
     /// The metadata (headers) a call may carry, in bytes; more is RESOURCE_EXHAUSTED.
     pub max_metadata_bytes: usize,
+    /// The reference key (`v<n>:<base64>` lines, the highest version
+    /// current) that idempotency keys and request hashes are stored keyed
+    /// under; default `<data_dir>/reference.key`. `PAYMENTS_REFERENCE_KEY` wins.
+    pub reference_key_file: Option<PathBuf>,
     pub idempotency: IdempotencyConfig,
     pub reconcile: ReconcileConfig,
     pub telemetry: TelemetryConfig,
@@ -79,6 +83,7 @@ impl Default for PaymentsConfig {
             shutdown_pause_ms: 2_000,
             shutdown_drain_secs: 20,
             max_metadata_bytes: common::server::DEFAULT_MAX_METADATA,
+            reference_key_file: None,
             idempotency: IdempotencyConfig::default(),
             reconcile: ReconcileConfig::default(),
             telemetry: TelemetryConfig::default(),
@@ -127,6 +132,10 @@ impl PaymentsConfig {
 
     pub fn database_url(&self) -> String {
         self.database.url_or_file(&self.data_dir, "payments.db")
+    }
+
+    pub fn reference_key_file(&self) -> PathBuf {
+        self.reference_key_file.clone().unwrap_or_else(|| self.data_dir.join("reference.key"))
     }
 
     pub fn vault_tls_paths(&self) -> [PathBuf; 3] {

@@ -8,6 +8,7 @@ pub mod idempotency;
 pub mod ledger;
 pub mod payment;
 pub mod reconcile;
+pub mod references;
 pub mod store;
 
 pub use error::{PaymentError, PaymentResult};

@@ -25,6 +25,7 @@ use crate::acquirer::Acquirer;
 use crate::domain::PaymentError;
 use crate::domain::flows::Payments;
 use crate::domain::payment::Scope;
+use crate::domain::references::References;
 use crate::domain::store::PaymentStore;
 use idempotent::Reply;
 
@@ -37,6 +38,8 @@ const VAULT_MARGIN: Duration = Duration::from_millis(100);
 pub struct Shared<P, V, A> {
     pub payments: Arc<Payments<P, V, A>>,
     pub directory: DirectoryHandle,
+    /// What idempotency keys and requests are stored keyed under.
+    pub references: Arc<References>,
     pub max_deadline: Duration,
     /// The detached work of every call, so the drain can wait for it.
     pub tracker: tokio_util::task::TaskTracker,

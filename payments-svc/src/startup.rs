@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use common::auth::DirectoryHandle;
 use common::clock::{SharedClock, SystemClock};
+use common::keys::KeySet;
 use common::server::{Check, Port, Shell};
 use proto::payments::v1::omni_tokens_server::OmniTokensServer;
 use proto::payments::v1::payments_server::PaymentsServer;
@@ -21,12 +22,17 @@ use crate::acquirer::test_acquirer::TestAcquirer;
 use crate::config::PaymentsConfig;
 use crate::domain::flows::Payments;
 use crate::domain::reconcile::{self, Pass, Schedule};
+use crate::domain::references::References;
 use crate::domain::store::PaymentStore;
 use crate::grpc::Shared;
 use crate::grpc::omni_tokens::OmniTokensService;
 use crate::grpc::payments::PaymentsService;
 use crate::grpc::registrations::RegistrationsService;
 use crate::storage::sql::SqlStore;
+
+/// The environment variable that, when set, holds the reference key (lines
+/// separated by newlines or `;`) instead of its file.
+pub const REFERENCE_KEY_ENV: &str = "PAYMENTS_REFERENCE_KEY";
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -38,6 +44,8 @@ pub struct Dependencies {
     pub store: SqlStore,
     pub vault: GrpcVault,
     pub directory: DirectoryHandle,
+    /// What idempotency keys and requests are stored keyed under.
+    pub references: References,
     pub clock: SharedClock,
     pub acquirer_timeout: Duration,
     /// Call deadline and drain timing.
@@ -61,11 +69,15 @@ impl Dependencies {
             key_pem: read(&key)?,
         };
         let directory = cfg.merchants.load(&cfg.data_dir)?;
+        let reference_file = cfg.reference_key_file();
+        let references = KeySet::load(REFERENCE_KEY_ENV, &reference_file)
+            .map_err(|e| format!("reference key ({} or {REFERENCE_KEY_ENV}): {e}", reference_file.display()))?;
         let timeout = Duration::from_millis(cfg.database.connect_timeout_ms);
         Ok(Self {
             store: SqlStore::connect(&cfg.database_url(), cfg.database.max_connections, timeout).await?,
             vault: GrpcVault::connect_lazy(&endpoint)?,
             directory,
+            references: References::new(references),
             clock: Arc::new(SystemClock),
             acquirer_timeout: Duration::from_millis(cfg.acquirer_timeout_ms),
             server: cfg.server_settings(),
@@ -87,6 +99,7 @@ impl Dependencies {
             .with_lease(self.lease);
         Assembled {
             payments: Arc::new(payments),
+            references: Arc::new(self.references),
             store,
             vault: vault_probe,
             directory: self.directory,
@@ -99,6 +112,7 @@ impl Dependencies {
 
 struct Assembled {
     payments: Arc<Payments<SqlStore, GrpcVault, TestAcquirer>>,
+    references: Arc<References>,
     store: Arc<SqlStore>,
     /// What the vault health check asks.
     vault: GrpcVault,
@@ -136,12 +150,13 @@ impl Application {
     /// Registrations and OmniTokens follow the vault too.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), BoxError> {
         let Self { listener, deps } = self;
-        let Assembled { payments, store, vault, directory, server, reconcile_every, schedule } = deps.assemble();
+        let Assembled { payments, references, store, vault, directory, server, reconcile_every, schedule } =
+            deps.assemble();
         let reconciler =
             reconcile_every.map(|every| tokio::spawn(reconcile::run_every(payments.clone(), every, schedule)));
         let tracker = tokio_util::task::TaskTracker::new();
-        let shared =
-            Arc::new(Shared { payments, directory, max_deadline: server.request_timeout, tracker: tracker.clone() });
+        let max_deadline = server.request_timeout;
+        let shared = Arc::new(Shared { payments, directory, references, max_deadline, tracker: tracker.clone() });
         let database = Check::new("payments database", move || {
             let store = store.clone();
             async move { store.ping().await }

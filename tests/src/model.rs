@@ -185,6 +185,10 @@ impl<S: PaymentStore> PaymentStore for CrashStore<S> {
         self.life.write(self.inner.release_key(merchant_id, key)).await
     }
 
+    async fn has_key(&self, merchant_id: &str, key: &str) -> Result<bool, StoreError> {
+        self.life.read(self.inner.has_key(merchant_id, key)).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.life.read(self.inner.ping()).await
     }

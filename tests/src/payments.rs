@@ -48,6 +48,7 @@ impl TestPlatform {
         dir.write("certs/ca.pem", &vault.ca.ca_pem);
         dir.write("certs/client.pem", &client.cert_pem);
         dir.write("certs/client.key", &client.key_pem);
+        dir.write("reference.key", common::keys::KeySet::random().to_text().as_str());
         let database = TestDatabase::new(Db::Postgres).await;
         let toml = format!(
             r#"addr = "127.0.0.1:0"

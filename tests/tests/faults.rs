@@ -224,8 +224,12 @@ async fn harness_kills_and_restarts_every_process() {
     p.payments.kill9();
     assert!(!p.payments.is_running());
     let call = driver.call(&load::new_key(), &Op::Create(load::db_over("tokn_test_x", 100)), deadline).await;
-    // Refused connections are UNAVAILABLE; a call caught in the channel's reconnect ends at its deadline.
-    let down = matches!(call.outcome.code(), Some(Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded));
+    // Refused connections are UNAVAILABLE; a call caught in the channel's reconnect ends at its
+    // deadline; one written onto the connection the kill reset is the client's own UNKNOWN
+    // ("transport error", no reason: no server sent it).
+    let transport = call.outcome.code() == Some(Code::Unknown) && call.outcome.reason().is_empty();
+    let down =
+        transport || matches!(call.outcome.code(), Some(Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded));
     assert!(down, "payments down: {}", call.outcome.label());
     p.payments.restart().await;
     assert!(

@@ -163,6 +163,10 @@ async fn nothing_leaks_through_payments() {
             .unwrap();
     let mut stored = e2e::table_values(payments_store.pool(), &["payments", "transactions", "idempotency_keys"]).await;
     assert!(stored.iter().any(|v| v == "cus_s"), "the scan must see the payments");
+    for key in ["order-1", "123e4567-e89b-12d3-a456-426614174000"] {
+        assert!(!stored.iter().any(|v| v.contains(key)), "idempotency key {key} is stored as sent");
+    }
+    assert!(stored.iter().any(|v| v.starts_with("v1:")), "the scan must see the keyed idempotency records");
     stored.extend(e2e::database_values(&p.vault.sql().await).await);
     stored.extend(e2e::redis_values(p.vault.redis_prefix.as_deref().unwrap()).await);
     let secrets = [p.skey()];
@@ -254,6 +258,9 @@ async fn scan(store: Store) {
     let database = e2e::database_values(&vault.sql().await).await;
     assert!(database.iter().any(|v| v == "cus_1"), "the scan must see the stored tokens");
     stored.extend(database);
+    for reference in ["pay_1", "pay_2", "pay_x"] {
+        assert!(!stored.iter().any(|v| v.contains(reference)), "consumer_ref {reference} is stored as sent");
+    }
     let keys: Vec<String> = [&vault.merchant, &vault.other_merchant]
         .iter()
         .flat_map(|m| [&m.test_public, &m.test_secret, &m.live_public, &m.live_secret])

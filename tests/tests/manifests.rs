@@ -19,6 +19,9 @@ fn the_dev_overlays_secrets_are_what_the_services_read() {
     let kek =
         vault_svc::crypto::KekSet::parse(&literal("dev", "kek")).expect("the dev KEK parses as the vault reads it");
     assert_eq!(kek.current().0, 1);
+    let reference = common::keys::KeySet::parse(&literal("dev", "reference.key"))
+        .expect("the dev reference key parses as payments-svc reads it");
+    assert_eq!(reference.current().0, 1);
     let dir = e2e::scratch::ScratchDir::new();
     let path = dir.write("merchants.json", literal("dev", "merchants.json"));
     common::auth::DirectoryFile::read(&path).expect("the dev merchant directory reads as the services read it");

@@ -46,8 +46,8 @@ use e2e::model::{Book, Crash, CrashStore, CrashVault, Decision, Life, Outcome, S
 use e2e::{Db, Store, TestDatabase, TestVault, authed, card, create_request};
 use payments_svc::acquirer::Operation;
 use payments_svc::domain::flows::Payments;
-use payments_svc::domain::idempotency::derived_id;
 use payments_svc::domain::reconcile::Schedule;
+use payments_svc::domain::references::References;
 use payments_svc::grpc::Shared;
 use payments_svc::grpc::payments::PaymentsService;
 use payments_svc::storage::sql::SqlStore;
@@ -202,6 +202,8 @@ struct Env {
     vault: TestVault,
     client: GrpcVault,
     directory: DirectoryHandle,
+    /// One reference key for every process of a case, as a deployment keeps it.
+    references: Arc<References>,
     skey: String,
     pkey: String,
     merchant_id: String,
@@ -223,7 +225,8 @@ impl Env {
         let skey = vault.merchant.test_secret.expose().to_owned();
         let pkey = vault.merchant.test_public.expose().to_owned();
         let merchant_id = vault.merchant.id.clone();
-        Self { vault, client, directory, skey, pkey, merchant_id }
+        let references = Arc::new(References::new(common::keys::KeySet::random()));
+        Self { vault, client, directory, references, skey, pkey, merchant_id }
     }
 
     fn scope(&self) -> Scope<'_> {
@@ -309,6 +312,8 @@ impl Body {
 #[derive(Debug)]
 struct Sent {
     key: String,
+    /// What the store keeps of the key (keyed under the reference key).
+    stored_key: String,
     body: Body,
     /// The payment id the key stands for.
     id: String,
@@ -440,7 +445,8 @@ fn check(s: &Snapshot, book: &Book, sent: &[Sent], tokens: &[String], settled: b
     single_use(s, book, tokens)?;
     answers(s, sent)?;
     for request in sent {
-        prop_assert!(s.keys.iter().any(|k| k.key == request.key), "a request's key is not recorded: {request:?}");
+        let recorded = s.keys.iter().any(|k| k.key == request.stored_key);
+        prop_assert!(recorded, "a request's key is not recorded: {request:?}");
     }
     if settled {
         prop_assert_eq!(s.unfinished(), 0, "unfinished payments after reconciliation: {:#?}", s.rows);
@@ -660,6 +666,7 @@ impl Case<'_> {
         let shared = Shared {
             payments: payments.clone(),
             directory: self.env.directory.clone(),
+            references: self.env.references.clone(),
             max_deadline: Duration::from_secs(2),
             tracker: tracker.clone(),
         };
@@ -673,9 +680,13 @@ impl Case<'_> {
     /// A new request under a new key, scripted at the acquirer, sent.
     async fn send_new(&mut self, body: Body, script: Script, crash: Option<Crash>, twice: bool) {
         let key = format!("k-{}", common::ids::hex(8));
-        let id = derived_id(&self.env.owner(), &key, body.method());
+        let version = self.env.references.current();
+        let (id, stored_key) = (
+            version.payment_id(&self.env.owner(), &key, body.method()),
+            version.idempotency_key(&self.env.owner(), &key),
+        );
         self.book.lock().unwrap().script(&id, script);
-        self.sent.push(Sent { key, body, id, answers: Vec::new() });
+        self.sent.push(Sent { key, stored_key, body, id, answers: Vec::new() });
         self.send(self.sent.len() - 1, crash, twice).await;
     }
 

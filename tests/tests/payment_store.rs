@@ -7,12 +7,15 @@
 use common::text::Text;
 use std::sync::Arc;
 
+use common::keys::KeySet;
 use e2e::{Db, TestDatabase};
-use payments_svc::domain::idempotency::Claim;
+use payments_svc::domain::PaymentError;
+use payments_svc::domain::idempotency::{self, Begin, Claim};
 use payments_svc::domain::payment::{
     LedgerEntry, LedgerKind, MaskedCard, Outcome, Payment, PaymentType, RecoveryPoint, Reservation, Scope, SiMode,
     SiSource, SiType, SourceKind, StandingInstruction, Status,
 };
+use payments_svc::domain::references::References;
 use payments_svc::domain::store::{Begun, KeyState, LedgerQuery, PaymentStore, Step, StoreError};
 use payments_svc::storage::sql::SqlStore;
 
@@ -342,6 +345,52 @@ async fn idempotency_keys_hold_one_request(s: SqlStore) {
     );
 }
 
+/// A key claimed before the reference key is rotated keeps its record, its
+/// request hash and its payment id after; new keys go under the new version.
+async fn keys_claimed_before_a_rotation_are_found_after_it(s: SqlStore) {
+    let clock: common::clock::SharedClock = Arc::new(common::clock::ManualClock::new(T0));
+    let (wait, lease) = (std::time::Duration::ZERO, std::time::Duration::from_secs(30));
+    let v1 = KeySet::random();
+    let (before, after) = (References::new(v1.clone()), References::new(v1.with_new_version()));
+    let first = idempotency::choose(&s, idempotency::claims(&before, "m", "key-1", "CreatePayment", b"req").unwrap())
+        .await
+        .unwrap();
+    assert!(first.key.starts_with("v1:") && !first.key.contains("key-1"), "{}", first.key);
+    assert_eq!(idempotency::begin(&s, &clock, &first.claim(), wait, lease).await.unwrap(), Begin::Proceed);
+    s.complete_key("m", &first.key, b"answer").await.unwrap();
+
+    let retried = idempotency::choose(&s, idempotency::claims(&after, "m", "key-1", "CreatePayment", b"req").unwrap())
+        .await
+        .unwrap();
+    assert_eq!((&retried.key, &retried.payment_id), (&first.key, &first.payment_id), "the retry finds the v1 record");
+    assert_eq!(
+        idempotency::begin(&s, &clock, &retried.claim(), wait, lease).await.unwrap(),
+        Begin::Replay(b"answer".to_vec())
+    );
+    let changed =
+        idempotency::choose(&s, idempotency::claims(&after, "m", "key-1", "CreatePayment", b"other").unwrap())
+            .await
+            .unwrap();
+    assert!(matches!(
+        idempotency::begin(&s, &clock, &changed.claim(), wait, lease).await,
+        Err(PaymentError::IdempotencyKeyReused)
+    ));
+
+    let new = idempotency::choose(&s, idempotency::claims(&after, "m", "key-2", "CreatePayment", b"req").unwrap())
+        .await
+        .unwrap();
+    assert!(new.key.starts_with("v2:"), "{}", new.key);
+    assert_eq!(idempotency::begin(&s, &clock, &new.claim(), wait, lease).await.unwrap(), Begin::Proceed);
+    let stored: Vec<(String, String)> = sqlx::query_as("SELECT key, request_hash FROM idempotency_keys ORDER BY key")
+        .fetch_all(s.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+    for (key, hash) in stored {
+        assert!(!key.contains("key-") && hash.starts_with(&key[..3]), "{key} {hash}");
+    }
+}
+
 async fn key_leases_expire_and_are_taken_over(s: SqlStore) {
     let lease = T0 + 30_000;
     assert_eq!(
@@ -449,6 +498,7 @@ e2e::conformance!(
     a_pending_follow_up_keeps_its_reservation,
     idempotency_keys_hold_one_request,
     key_leases_expire_and_are_taken_over,
+    keys_claimed_before_a_rotation_are_found_after_it,
     a_nul_byte_in_a_text_is_invalid,
     a_check_constraint_on_input_is_invalid,
     a_duplicate_id_is_a_conflict,

@@ -1,9 +1,9 @@
 //! Development set-up for the embedded run (`vault-svc dev-init`): a dev KEK,
-//! a dev CA with a server certificate for localhost and a client certificate
-//! for payments-svc, and a test merchant whose keys go to `merchant.env`.
+//! payments-svc's dev reference key, a dev CA with a server certificate for
+//! localhost and a client certificate for payments-svc, and a test merchant
+//! whose keys go to `merchant.env`.
 //! Never for production: there the KEK, certificates and directory come from
 //! Kubernetes Secrets.
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -14,7 +14,7 @@ use rcgen::{
 
 use common::auth::create_merchant;
 
-use crate::crypto::kek::{KekSet, Key};
+use crate::crypto::kek::KekSet;
 
 /// A development certificate authority that can issue server and client certificates.
 pub struct DevCa {
@@ -84,9 +84,17 @@ pub fn init(dir: &Path) -> Result<Vec<&'static str>, DevInitError> {
 
     let kek = dir.join("kek");
     if !kek.exists() {
-        let set = KekSet::new(BTreeMap::from([(1, Key::random())])).unwrap_or_else(|_| unreachable!());
+        let set = KekSet::random();
         write_private(&kek, set.to_text().as_bytes())?;
         made.push("dev KEK (kek)");
+    }
+
+    // payments-svc's key for the references it stores (idempotency keys and
+    // request hashes are kept only as HMACs under it).
+    let reference_key = dir.join("reference.key");
+    if !reference_key.exists() {
+        write_private(&reference_key, KekSet::random().to_text().as_bytes())?;
+        made.push("payments-svc reference key (reference.key)");
     }
 
     let files = ["ca.pem", "server.pem", "server.key", "client.pem", "client.key"];
@@ -129,10 +137,11 @@ mod tests {
     #[test]
     fn init_makes_a_working_set_up_once() {
         let dir = std::env::temp_dir().join(format!("payvault-dev-{}", common::ids::hex(8)));
-        assert_eq!(init(&dir).unwrap().len(), 3);
+        assert_eq!(init(&dir).unwrap().len(), 4);
         assert!(init(&dir).unwrap().is_empty(), "a second run keeps what exists");
 
         FileKeyProvider { path: dir.join("kek") }.load().unwrap();
+        common::keys::KeySet::load("PAYVAULT_TEST_UNSET", &dir.join("reference.key")).unwrap();
         let read = |f: &str| fs::read(dir.join("certs").join(f)).unwrap();
         let tls = TlsMaterial { ca_pem: read("ca.pem"), cert_pem: read("server.pem"), key_pem: read("server.key") };
         server_config(&tls, &["payments-svc".into()]).unwrap();

@@ -1,5 +1,6 @@
 //! Idempotency keys: the first request with a key runs and its response is
-//! stored with a hash of the request; a retry with the same request gets the
+//! stored with a keyed hash of the request (keys and hashes are stored keyed,
+//! `references`); a retry with the same request gets the
 //! stored response; the same key with another request is refused; a duplicate
 //! arriving while the first is in flight waits briefly for its response, then
 //! is refused as in use. A key also fixes the payment id, so a retried payment
@@ -7,11 +8,10 @@
 //! tokenizes twice.
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use common::clock::SharedClock;
 
 use super::error::PaymentError;
+use super::references::References;
 use super::store::{KeyState, PaymentStore};
 
 pub const MAX_KEY_LEN: usize = 255;
@@ -26,34 +26,6 @@ pub enum Begin {
     Replay(Vec<u8>),
 }
 
-pub fn request_hash(method: &str, encoded_request: &[u8]) -> String {
-    let mut h = Sha256::new();
-    h.update(method.as_bytes());
-    h.update([0]);
-    h.update(encoded_request);
-    hex::encode(h.finalize())
-}
-
-/// The payment id a key stands for: stable across retries, distinct per
-/// merchant, and never carrying a card-length digit run (a hash that would is
-/// rehashed with a counter, deterministically).
-pub fn derived_id(merchant_id: &str, key: &str, method: &str) -> String {
-    (0u32..)
-        .map(|round| {
-            let mut h = Sha256::new();
-            for part in [merchant_id, method, key] {
-                h.update(part.as_bytes());
-                h.update([0]);
-            }
-            if round > 0 {
-                h.update(round.to_be_bytes());
-            }
-            hex::encode(&h.finalize()[..16])
-        })
-        .find(|id| common::ids::is_card_safe(id))
-        .unwrap_or_default()
-}
-
 pub fn check_key(key: &str) -> Result<(), PaymentError> {
     if key.is_empty() || key.len() > MAX_KEY_LEN {
         return Err(PaymentError::InvalidArgument("idempotency-key must be 1 to 255 characters"));
@@ -64,14 +36,66 @@ pub fn check_key(key: &str) -> Result<(), PaymentError> {
     Ok(())
 }
 
-/// A request's claim on an idempotency key.
+/// A request's claim on an idempotency key, as stored: the owner (merchant
+/// and mode) in clear, the key and the request keyed.
 #[derive(Debug, Clone, Copy)]
 pub struct Claim<'a> {
-    /// Whose keys (merchant and mode).
     pub owner: &'a str,
     pub key: &'a str,
     pub method: &'a str,
     pub hash: &'a str,
+}
+
+/// A request's claim under one version of the reference key, and the
+/// payment id the key stands for under it.
+#[derive(Debug, Clone)]
+pub struct KeyedClaim {
+    pub owner: String,
+    pub key: String,
+    pub method: &'static str,
+    pub hash: String,
+    pub payment_id: String,
+}
+
+impl KeyedClaim {
+    pub fn claim(&self) -> Claim<'_> {
+        Claim { owner: &self.owner, key: &self.key, method: self.method, hash: &self.hash }
+    }
+}
+
+/// The claims `key` (checked) with `encoded_request` may stand for: under
+/// the current version of the reference key first, then the older ones.
+pub fn claims(
+    references: &References,
+    owner: &str,
+    key: &str,
+    method: &'static str,
+    encoded_request: &[u8],
+) -> Result<Vec<KeyedClaim>, PaymentError> {
+    check_key(key)?;
+    let versions = std::iter::once(references.current()).chain(references.older());
+    Ok(versions
+        .map(|v| KeyedClaim {
+            owner: owner.to_owned(),
+            key: v.idempotency_key(owner, key),
+            method,
+            hash: v.request(method, encoded_request),
+            payment_id: v.payment_id(owner, key, method),
+        })
+        .collect())
+}
+
+/// The claim to make: one under an older version whose record exists (a
+/// retry across a rotation of the reference key), else the current one. With
+/// one version, as between rotations, no store call.
+pub async fn choose<P: PaymentStore>(store: &P, mut claims: Vec<KeyedClaim>) -> Result<KeyedClaim, PaymentError> {
+    for i in 1..claims.len() {
+        let older = &claims[i];
+        if store.has_key(&older.owner, &older.key).await? {
+            return Ok(claims.swap_remove(i));
+        }
+    }
+    claims.into_iter().next().ok_or(PaymentError::Internal)
 }
 
 /// Claims the key for `claim`'s request (holding it for `lease`), or says
@@ -83,7 +107,6 @@ pub async fn begin<P: PaymentStore>(
     wait: Duration,
     lease: Duration,
 ) -> Result<Begin, PaymentError> {
-    check_key(claim.key)?;
     let started = tokio::time::Instant::now();
     loop {
         let now = clock.now_ms();
@@ -107,14 +130,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hashes_and_ids_are_stable_and_distinct() {
-        assert_eq!(request_hash("m", b"a"), request_hash("m", b"a"));
-        assert_ne!(request_hash("m", b"a"), request_hash("m", b"b"));
-        assert_ne!(request_hash("m1", b"a"), request_hash("m2", b"a"));
-        let id = derived_id("mrch_1", "key-1", "CreatePayment");
-        assert_eq!(id.len(), 32);
-        assert_eq!(id, derived_id("mrch_1", "key-1", "CreatePayment"));
-        assert_ne!(id, derived_id("mrch_2", "key-1", "CreatePayment"));
-        assert!(check_key("").is_err() && check_key(&"k".repeat(256)).is_err() && check_key("k").is_ok());
+    fn keys_are_checked_and_claimed_under_every_version_current_first() {
+        let references = References::new(common::keys::KeySet::random().with_new_version());
+        assert!(claims(&references, "o", "", "CreatePayment", b"r").is_err());
+        assert!(claims(&references, "o", &"k".repeat(256), "CreatePayment", b"r").is_err());
+        let both = claims(&references, "o", "k", "CreatePayment", b"r").unwrap();
+        assert_eq!(both.len(), 2);
+        assert!(both[0].key.starts_with("v2:") && both[1].key.starts_with("v1:"));
+        assert_ne!(both[0].payment_id, both[1].payment_id);
     }
 }

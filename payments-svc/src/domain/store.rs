@@ -142,5 +142,8 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// takes it again.
     fn release_key(&self, merchant_id: &str, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Whether a record of this key exists, in any state.
+    fn has_key(&self, merchant_id: &str, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

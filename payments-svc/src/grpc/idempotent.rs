@@ -28,7 +28,7 @@ use super::Shared;
 use crate::acquirer::Acquirer;
 use crate::domain::PaymentError;
 use crate::domain::flows::{Payments, new_id};
-use crate::domain::idempotency::{Begin, Claim, begin, derived_id, request_hash};
+use crate::domain::idempotency::{Begin, KeyedClaim, begin, choose, claims};
 use crate::domain::store::PaymentStore;
 
 /// How long an in-flight duplicate waits for the first request's answer, at
@@ -134,10 +134,9 @@ where
                 .to_owned(),
         ),
     };
-    // Keys are per merchant and mode.
+    // Keys are per merchant and mode, and stored keyed.
     let owner = format!("{}:{}", caller.merchant_id, if caller.livemode { "live" } else { "test" });
-    let hash = request_hash(method, request);
-    let request = KeyedRequest { owner, key, method, hash };
+    let claims = key.map(|key| claims(&shared.references, &owner, &key, method, request)).transpose()?;
     // A duplicate gives up waiting for the first request before this handler
     // gives up waiting for it, so it is told the key is in use.
     // (and before the store calls it polls with are cut by the deadline).
@@ -150,7 +149,7 @@ where
     let payments = shared.payments.clone();
     let (answer, answered) = tokio::sync::oneshot::channel();
     let work = common::deadline::within(deadline, async move {
-        let (result, record) = keyed(payments.clone(), request, wait, call).await;
+        let (result, record) = keyed(payments.clone(), claims, wait, call).await;
         // The caller is answered first; the key's record is written after, on
         // its own time, so a store that does not answer never delays the
         // answer and a response finished near the deadline is still kept.
@@ -195,21 +194,23 @@ impl KeyRecord {
 /// leases renewed while it runs; its answer, and what to record under the key.
 async fn keyed<P: PaymentStore, V: Vault, A: Acquirer, Res: Reply>(
     payments: Arc<Payments<P, V, A>>,
-    request: KeyedRequest,
+    claims: Option<Vec<KeyedClaim>>,
     wait: Duration,
     call: Call<Res>,
 ) -> (Result<Res, Status>, Option<KeyRecord>) {
-    let KeyedRequest { owner, key, method, hash } = request;
-    let Some(key) = key else {
+    let Some(claims) = claims else {
         let id = new_id();
         return (renewing(&payments, None, &id, call(id.clone())).await.map_err(Status::from), None);
     };
-    let claim = Claim { owner: &owner, key: &key, method, hash: &hash };
-    match begin(payments.store(), payments.clock(), &claim, wait, payments.lease()).await {
+    let claim = match choose(payments.store(), claims).await {
+        Ok(claim) => claim,
+        Err(error) => return (Err(Status::from(error)), None),
+    };
+    match begin(payments.store(), payments.clock(), &claim.claim(), wait, payments.lease()).await {
         Err(refused) => (Err(Status::from(refused)), None),
         Ok(Begin::Replay(stored)) => (decode(&stored), None),
         Ok(Begin::Proceed) => {
-            let id = derived_id(&owner, &key, method);
+            let KeyedClaim { owner, key, payment_id: id, .. } = claim;
             let result = renewing(&payments, Some((&owner, &key)), &id, call(id.clone())).await.map_err(Status::from);
             let stored = match &result {
                 Ok(response) if response.is_final() => Some(encode_ok(response)),
@@ -257,14 +258,6 @@ async fn renewing<P: PaymentStore, V, A: Acquirer, T>(
 /// The work of a call, given the id the request stands for.
 type Call<Res> = Box<dyn FnOnce(String) -> BoxFuture<'static, Result<Res, PaymentError>> + Send>;
 
-/// A request's idempotency key (if any), as the protocol needs it.
-struct KeyedRequest {
-    /// Whose keys: merchant and mode.
-    owner: String,
-    key: Option<String>,
-    method: &'static str,
-    hash: String,
-}
 #[cfg(test)]
 mod tests {
     use super::*;

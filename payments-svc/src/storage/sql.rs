@@ -255,6 +255,10 @@ impl PaymentStore for SqlStore {
         self.run(statement.bind(merchant_id).bind(key)).await
     }
 
+    async fn has_key(&self, merchant_id: &str, key: &str) -> Result<bool, StoreError> {
+        bounded(async { self.key_exists(merchant_id, key).await }).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.db.ping().await
     }

@@ -167,7 +167,7 @@ impl CustodianKeyProvider {
             let expected = check.get(version).map(|c| c.as_slice()).unwrap_or_default();
             check_mac(key).verify_slice(expected).map_err(|_| CustodianError::Mismatch { version: *version })?;
         }
-        KekSet::new(rebuilt.into_iter().map(|(v, k)| (v, Key(k))).collect())
+        KekSet::new(rebuilt.into_iter().map(|(v, k)| (v, Key::new(k))).collect())
             .map_err(|_| CustodianError::EmptyCheck { path: check_path.clone() })
     }
 }

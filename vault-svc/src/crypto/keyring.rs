@@ -177,6 +177,20 @@ impl KeyRing {
         Ok(fingerprint(&self.keys(merchant_id).await?.fingerprint, pan))
     }
 
+    /// What a caller's reference (a `consumer_ref`) is stored as: its keyed
+    /// hash under the merchant's fingerprint key, separated from card
+    /// fingerprints by a prefix no card number has. `None` for a merchant
+    /// without keys (who can have stored nothing): keys are never created here.
+    pub async fn reference(&self, merchant_id: &str, reference: &str) -> Result<Option<String>, RingError> {
+        let keys = match self.cached(merchant_id) {
+            // The fingerprint key never changes: a cached one stays right.
+            Some(keys) => keys,
+            None if self.store.data_keys(merchant_id).await?.is_empty() => return Ok(None),
+            None => self.load(merchant_id).await?,
+        };
+        Ok(Some(format!("ref_{}", fingerprint(&keys.fingerprint, &format!("ref\0{reference}")))))
+    }
+
     /// The merchant's current data-key version for re-encryption run
     /// `rotation_id`: adds version `current + 1` unless this run already did.
     pub async fn data_key_for_rotation(
@@ -216,7 +230,7 @@ impl KeyRing {
                 continue;
             }
             let key = self.unwrap_key(&k)?;
-            let rewrapped = self.wrap_key(&k.merchant_id, k.purpose, k.version, &Key(key));
+            let rewrapped = self.wrap_key(&k.merchant_id, k.purpose, k.version, &Key::new(key));
             let rewrapped = WrappedKey { created_at: k.created_at, rotation_id: k.rotation_id, ..rewrapped };
             let audit = self.audit("KR", &k.merchant_id, &key_id(k.purpose, k.version), who);
             if self.store.rewrap(&rewrapped, k.kek_version, &audit).await? {

@@ -183,15 +183,24 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
                 Ok(d) => d.card,
                 Err(VaultError::UsedToken) if !consumer_ref.is_empty() => {
                     // A retry of a call that already consumed the token.
-                    let done = self.store.find_by_consumer(scope, consumer_ref).await?;
+                    let Some(consumer) = self.keys.reference(scope.merchant_id, consumer_ref).await? else {
+                        return Err(VaultError::UsedToken);
+                    };
+                    let done = self.store.find_by_consumer(scope, &consumer).await?;
                     return self.view(done.ok_or(VaultError::UsedToken)?).await;
                 }
                 Err(e) => return Err(e),
             },
         };
-        let consumer = (!consumer_ref.is_empty()).then_some(consumer_ref);
         for _ in 0..3 {
             let row = self.sealed_row(scope, kind.new_id(scope.livemode), kind, customer_id, &card).await?;
+            // Stored keyed, as the single-use store keeps it (the sealing
+            // gave the merchant its keys).
+            let consumer = match consumer_ref {
+                "" => None,
+                reference => self.keys.reference(scope.merchant_id, reference).await?,
+            };
+            let consumer = consumer.as_deref();
             let audit = self.audit(kind.created_event(), scope.merchant_id, &row.id, actor, "created");
             if self.store.insert(&row, consumer, &audit).await? {
                 return self.view(row).await;

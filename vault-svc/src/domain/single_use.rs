@@ -1,7 +1,8 @@
 //! Single-use tokens (Omise's model): created from card data with a public key,
 //! usable once within 30 minutes, metadata kept 7 days. Consumption is atomic
 //! in the store; a consumer may repeat its own consumption within two minutes
-//! (a retried payment) and gets the same card back.
+//! (a retried payment) and gets the same card back. The store keeps the
+//! consumer's reference keyed (`KeyRing::reference`), never as sent.
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -135,8 +136,11 @@ impl<S: TokenStore> SingleUseTokens<S> {
         if token_id::single_use_livemode(id).is_none() {
             return Err(VaultError::TokenNotFound);
         }
+        let Some(consumer) = self.keys.reference(merchant_id, consumer_ref).await? else {
+            return Err(VaultError::TokenNotFound);
+        };
         let now = self.clock.now_ms();
-        let outcome = self.store.consume(id, merchant_id, consumer_ref, now, self.policy.replay_ms).await?;
+        let outcome = self.store.consume(id, merchant_id, &consumer, now, self.policy.replay_ms).await?;
         let (meta, card) = match outcome {
             Consumed::Fresh { meta, card } | Consumed::Replay { meta, card } => (meta, card),
             Consumed::AlreadyUsed => return Err(VaultError::UsedToken),
@@ -163,7 +167,8 @@ impl<S: TokenStore> SingleUseTokens<S> {
         if token_id::single_use_livemode(id).is_none() || consumer_ref.is_empty() {
             return Ok(false);
         }
-        Ok(self.store.set_charge_status(id, merchant_id, consumer_ref, status).await?)
+        let Some(consumer) = self.keys.reference(merchant_id, consumer_ref).await? else { return Ok(false) };
+        Ok(self.store.set_charge_status(id, merchant_id, &consumer, status).await?)
     }
 
     async fn open_meta(&self, merchant_id: &str, id: &str, sealed: &[u8]) -> Result<Meta, VaultError> {

@@ -168,6 +168,16 @@ impl SqlStore {
         })
     }
 
+    pub(super) async fn key_exists(&self, merchant_id: &str, key: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM idempotency_keys WHERE merchant_id = $1 AND key = $2")
+            .bind(merchant_id)
+            .bind(key)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(classify)?;
+        Ok(row.is_some())
+    }
+
     pub(super) async fn renew_key_lease(&self, merchant_id: &str, key: &str, until: Millis) -> Result<(), StoreError> {
         let statement = sqlx::query(
             "UPDATE idempotency_keys SET locked_until = $3 WHERE merchant_id = $1 AND key = $2 AND state = 'in_flight'",
