@@ -230,7 +230,9 @@ impl DirectoryHandle {
     }
 
     pub fn authenticate(&self, metadata: &MetadataMap, allowed: &[KeyKind]) -> Result<Caller, AuthError> {
-        self.current.load().authenticate(metadata, allowed)
+        let caller = self.current.load().authenticate(metadata, allowed)?;
+        crate::telemetry::spans::note_merchant(&caller.merchant_id);
+        Ok(caller)
     }
 
     /// Re-reads the file whenever its modification time changes (a Kubernetes

@@ -116,6 +116,21 @@ impl Database {
         &self.pool
     }
 
+    /// One round trip (or transaction) of `operation`: in its span, timed by
+    /// operation (`telemetry::spans::round_trip`), bounded by the caller's
+    /// deadline (`deadline::bounded`).
+    pub async fn trip<T>(
+        &self,
+        operation: &'static str,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let system = match self.dialect {
+            Dialect::Postgres => "postgresql",
+            Dialect::Sqlite => "sqlite",
+        };
+        crate::telemetry::spans::round_trip(system, operation, crate::deadline::bounded(call)).await
+    }
+
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }

@@ -3,12 +3,14 @@
 //! every port, `grpc.health.v1` (one status per service name, driven by the
 //! checks that guard it; "" is liveness and stays SERVING while the process
 //! lives), server reflection (v1 and v1alpha, so old and new grpcurl work), the
-//! metrics layer, and the per-call deadline and correlation id (`call`). On
+//! per-call span, log line and RED metrics (`trace`), and the per-call
+//! deadline and correlation id (`call`). On
 //! shutdown it drains: every service NOT_SERVING, a pause so load balancers
 //! stop routing, stop accepting, then in-flight calls finish within the drain
 //! limit.
 pub mod call;
 pub mod health;
+pub mod trace;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,6 +28,7 @@ use tonic::transport::server::Connected;
 
 pub use call::{CallInfo, CallLayer, DEFAULT_MAX_METADATA};
 pub use health::Check;
+pub use trace::TraceLayer;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Serve = Box<
@@ -93,7 +96,7 @@ impl Port {
                 let call = CallLayer::new(settings.request_timeout).max_metadata(settings.max_metadata);
                 Server::builder()
                     .http2_max_header_list_size(HTTP2_MAX_HEADER_LIST.max(settings.max_metadata as u32))
-                    .layer(crate::metrics::GrpcMetricsLayer)
+                    .layer(trace::TraceLayer)
                     .layer(call)
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(incoming, stop)

@@ -1,11 +1,19 @@
 //! Logging and tracing set-up: one `init` per process, returning a guard that
-//! flushes on drop. Timestamps are RFC 3339 so no log line carries a 13-digit
-//! number that a card-number scan could mistake for a PAN.
+//! flushes on drop. Logs are plain text (colour only at a terminal) or JSON
+//! lines with the trace and span ids (`json`); spans go to an OTLP collector
+//! when the standard `OTEL_*` variables ask for it (`otel`). Timestamps are
+//! RFC 3339 so no log line carries a 13-digit number that a card-number scan
+//! could mistake for a PAN.
 use std::io::Write;
+use std::time::Duration;
 
 use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
+
+pub mod json;
+pub mod otel;
+pub mod spans;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -29,28 +37,41 @@ pub enum LogFormat {
     #[default]
     #[serde(alias = "pretty")]
     Text,
-    /// For machines: one JSON object per event, with the current span.
+    /// For machines: one JSON object per event, with the trace and span ids.
     Json,
 }
 
-/// Flushes what telemetry has buffered when dropped: the log writers today
-/// (the fmt layer writes to stdout as events happen; the flush pushes out what
-/// the standard streams still hold), the OTLP exporter once there is one.
+/// How long the exporter may take to flush at shutdown.
+const FLUSH_LIMIT: Duration = Duration::from_secs(5);
+
+/// Flushes what telemetry has buffered when dropped: the batched spans (within
+/// `FLUSH_LIMIT`) and what the standard streams still hold.
 #[must_use = "telemetry is flushed when the guard is dropped"]
-pub struct TelemetryGuard(());
+pub struct TelemetryGuard(Option<opentelemetry_sdk::trace::SdkTracerProvider>);
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
+        if let Some(provider) = self.0.take() {
+            otel::shutdown(&provider, FLUSH_LIMIT);
+        }
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
     }
 }
 
+/// Installs the process's subscriber (call inside the runtime when traces
+/// may be exported).
 pub fn init(service: &'static str, cfg: &TelemetryConfig) -> TelemetryGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log_level));
-    let registry = tracing_subscriber::registry().with(filter);
+    let (provider, failed) = match otel::enabled().then(|| otel::provider(service)) {
+        Some(Ok(provider)) => (Some(provider), None),
+        Some(Err(error)) => (None, Some(error)),
+        None => (None, None),
+    };
+    let traces = provider.as_ref().map(|p| otel::layer(p, service));
+    let registry = tracing_subscriber::registry().with(filter).with(traces);
     let result = match cfg.log_format {
-        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json().with_current_span(true)).try_init(),
+        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().event_format(json::JsonWithTrace)).try_init(),
         // Colour only for a person at a terminal: a file or a pipe gets plain text.
         LogFormat::Text => {
             let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
@@ -58,7 +79,10 @@ pub fn init(service: &'static str, cfg: &TelemetryConfig) -> TelemetryGuard {
         }
     };
     if result.is_ok() {
-        tracing::debug!(service, "telemetry initialised");
+        tracing::debug!(service, traces = provider.is_some(), "telemetry initialised");
+        if let Some(error) = failed {
+            tracing::warn!(%error, "traces are not exported");
+        }
     }
-    TelemetryGuard(())
+    TelemetryGuard(provider)
 }

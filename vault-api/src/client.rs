@@ -60,7 +60,9 @@ impl GrpcVault {
             .tcp_nodelay(true)
             .connect_lazy();
         let policy = RetryPolicy::new(RetryParams::default()).map_err(|e| format!("vault retry policy: {e:?}"))?;
-        let service = ServiceBuilder::new().layer(RetryLayer::new(policy)).service(VaultRpc::new(channel.clone()));
+        let service = ServiceBuilder::new()
+            .layer(RetryLayer::new(policy))
+            .service(VaultRpc::new(channel.clone(), endpoint.domain.as_str()));
         Ok(Self { service, channel })
     }
 

@@ -161,7 +161,8 @@ where
             }
         }
     });
-    shared.tracker.spawn(work);
+    // The detached work stays in the call's span (and trace).
+    shared.tracker.spawn(tracing::Instrument::in_current_span(work));
     match tokio::time::timeout(time_left, answered).await {
         Ok(Ok(result)) => result,
         Ok(Err(_)) => {

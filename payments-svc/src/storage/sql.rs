@@ -14,7 +14,6 @@ use sqlx::AnyPool;
 
 use common::clock::Millis;
 use common::database::{Database, classify, to_secs as secs};
-use common::deadline::bounded;
 
 use crate::domain::idempotency::Claim;
 use crate::domain::payment::{LedgerEntry, LedgerRecord, Payment, RecoveryPoint, Reservation, Scope};
@@ -48,8 +47,8 @@ impl SqlStore {
 
     /// Runs a statement whose result is only success or failure, bounded by
     /// the current deadline.
-    async fn run(&self, statement: Query<'_>) -> Result<(), StoreError> {
-        bounded(async { statement.execute(self.pool()).await.map(|_| ()).map_err(classify) }).await
+    async fn run(&self, operation: &'static str, statement: Query<'_>) -> Result<(), StoreError> {
+        self.db.trip(operation, async { statement.execute(self.pool()).await.map(|_| ()).map_err(classify) }).await
     }
 }
 
@@ -60,53 +59,55 @@ impl PaymentStore for SqlStore {
         reservation: Option<Reservation>,
         lease_until: Millis,
     ) -> Result<Begun, StoreError> {
-        bounded(async {
-            static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-                let values = (1..=35).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-                format!("INSERT INTO payments ({COLUMNS}) VALUES ({values}) ON CONFLICT (id) DO NOTHING")
-            });
-            self.db.check_text(payment_texts(p))?;
-            let mut tx = self.pool().begin().await.map_err(classify)?;
-            let inserted = bind_payment(sqlx::query(INSERT.as_str()), p)
-                .bind(secs(lease_until))
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-            if inserted.rows_affected() == 0 {
-                let sql = format!("SELECT {COLUMNS} FROM payments WHERE id = $1");
-                let row = sqlx::query(&sql).bind(p.id.as_str()).fetch_one(&mut *tx).await.map_err(classify)?;
-                let existing = payment(&row)?;
-                tx.commit().await.map_err(classify)?;
-                // Another merchant's payment with this id is not this request's.
-                if existing.merchant_id != p.merchant_id || existing.livemode != p.livemode {
-                    return Ok(Begun::Refused);
-                }
-                return Ok(Begun::Existing(Box::new(existing)));
-            }
-            if let (Some(reservation), Some(original)) = (reservation, p.reference_id.as_deref()) {
-                let reserved = sqlx::query(reserve_sql(reservation))
-                    .bind(original)
-                    .bind(amount(reservation))
+        self.db
+            .trip("begin", async {
+                static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                    let values = (1..=35).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+                    format!("INSERT INTO payments ({COLUMNS}) VALUES ({values}) ON CONFLICT (id) DO NOTHING")
+                });
+                self.db.check_text(payment_texts(p))?;
+                let mut tx = self.pool().begin().await.map_err(classify)?;
+                let inserted = bind_payment(sqlx::query(INSERT.as_str()), p)
+                    .bind(secs(lease_until))
                     .execute(&mut *tx)
                     .await
                     .map_err(classify)?;
-                if reserved.rows_affected() != 1 {
-                    tx.rollback().await.map_err(classify)?;
-                    return Ok(Begun::Refused);
+                if inserted.rows_affected() == 0 {
+                    let sql = format!("SELECT {COLUMNS} FROM payments WHERE id = $1");
+                    let row = sqlx::query(&sql).bind(p.id.as_str()).fetch_one(&mut *tx).await.map_err(classify)?;
+                    let existing = payment(&row)?;
+                    tx.commit().await.map_err(classify)?;
+                    // Another merchant's payment with this id is not this request's.
+                    if existing.merchant_id != p.merchant_id || existing.livemode != p.livemode {
+                        return Ok(Begun::Refused);
+                    }
+                    return Ok(Begun::Existing(Box::new(existing)));
                 }
-            }
-            tx.commit().await.map_err(classify)?;
-            Ok(Begun::New)
-        })
-        .await
+                if let (Some(reservation), Some(original)) = (reservation, p.reference_id.as_deref()) {
+                    let reserved = sqlx::query(reserve_sql(reservation))
+                        .bind(original)
+                        .bind(amount(reservation))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(classify)?;
+                    if reserved.rows_affected() != 1 {
+                        tx.rollback().await.map_err(classify)?;
+                        return Ok(Begun::Refused);
+                    }
+                }
+                tx.commit().await.map_err(classify)?;
+                Ok(Begun::New)
+            })
+            .await
     }
 
     async fn advance(&self, next: &Payment, step: Step<'_>) -> Result<bool, StoreError> {
         let Step { from, ledger, release, lease_until } = step;
-        bounded(async {
-            self.db.check_text(payment_texts(next).chain(ledger.iter().flat_map(ledger_texts)))?;
-            let mut tx = self.pool().begin().await.map_err(classify)?;
-            let moved = sqlx::query(
+        self.db
+            .trip("advance", async {
+                self.db.check_text(payment_texts(next).chain(ledger.iter().flat_map(ledger_texts)))?;
+                let mut tx = self.pool().begin().await.map_err(classify)?;
+                let moved = sqlx::query(
                 "UPDATE payments SET captured_amount = CASE WHEN status = 'pending' THEN $2 ELSE captured_amount END, \
                  status = $3, result_code = $4, result_description = $5, registration_id = $6, omni_token = $7, \
                  card_brand = $8, card_bin = $9, card_last4 = $10, card_exp_month = $11, card_exp_year = $12, \
@@ -120,33 +121,33 @@ impl PaymentStore for SqlStore {
             .bind(next.result.description.as_str())
             .bind(next.registration_id.as_deref())
             .bind(next.omni_token.as_deref());
-            let moved = bind_card(moved, next.card.as_ref())
-                .bind(next.acquirer_reference.as_deref())
-                .bind(next.recovery.as_str())
-                .bind(if next.recovery == RecoveryPoint::Finished { 0 } else { secs(lease_until) })
-                .bind(from.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-            if moved.rows_affected() != 1 {
-                tx.rollback().await.map_err(classify)?;
-                return Ok(false);
-            }
-            for entry in ledger {
-                ledger_insert(entry).execute(&mut *tx).await.map_err(classify)?;
-            }
-            if let (Some(reservation), Some(original)) = (release, next.reference_id.as_deref()) {
-                sqlx::query(release_sql(reservation))
-                    .bind(original)
-                    .bind(amount(reservation))
+                let moved = bind_card(moved, next.card.as_ref())
+                    .bind(next.acquirer_reference.as_deref())
+                    .bind(next.recovery.as_str())
+                    .bind(if next.recovery == RecoveryPoint::Finished { 0 } else { secs(lease_until) })
+                    .bind(from.as_str())
                     .execute(&mut *tx)
                     .await
                     .map_err(classify)?;
-            }
-            tx.commit().await.map_err(classify)?;
-            Ok(true)
-        })
-        .await
+                if moved.rows_affected() != 1 {
+                    tx.rollback().await.map_err(classify)?;
+                    return Ok(false);
+                }
+                for entry in ledger {
+                    ledger_insert(entry).execute(&mut *tx).await.map_err(classify)?;
+                }
+                if let (Some(reservation), Some(original)) = (release, next.reference_id.as_deref()) {
+                    sqlx::query(release_sql(reservation))
+                        .bind(original)
+                        .bind(amount(reservation))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(classify)?;
+                }
+                tx.commit().await.map_err(classify)?;
+                Ok(true)
+            })
+            .await
     }
 
     async fn unfinished(&self, now: Millis, limit: u32) -> Result<Vec<Payment>, StoreError> {
@@ -162,41 +163,44 @@ impl PaymentStore for SqlStore {
     }
 
     async fn get(&self, scope: Scope<'_>, id: &str) -> Result<Option<Payment>, StoreError> {
-        bounded(async {
-            let sql = format!("SELECT {COLUMNS} FROM payments WHERE id = $1 AND merchant_id = $2 AND livemode = $3");
-            let row = sqlx::query(&sql)
-                .bind(id)
-                .bind(scope.merchant_id)
-                .bind(i64::from(scope.livemode))
-                .fetch_optional(self.pool())
-                .await
-                .map_err(classify)?;
-            row.as_ref().map(payment).transpose()
-        })
-        .await
+        self.db
+            .trip("get", async {
+                let sql =
+                    format!("SELECT {COLUMNS} FROM payments WHERE id = $1 AND merchant_id = $2 AND livemode = $3");
+                let row = sqlx::query(&sql)
+                    .bind(id)
+                    .bind(scope.merchant_id)
+                    .bind(i64::from(scope.livemode))
+                    .fetch_optional(self.pool())
+                    .await
+                    .map_err(classify)?;
+                row.as_ref().map(payment).transpose()
+            })
+            .await
     }
 
     async fn has_initial_cit(&self, scope: Scope<'_>, token: &str) -> Result<bool, StoreError> {
-        bounded(async {
-            let found: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM payments WHERE merchant_id = $1 AND livemode = $2 \
+        self.db
+            .trip("has_initial_cit", async {
+                let found: Option<i64> = sqlx::query_scalar(
+                    "SELECT 1 FROM payments WHERE merchant_id = $1 AND livemode = $2 \
                  AND (token = $3 OR registration_id = $3 OR omni_token = $3) AND status = 'approved' \
                  AND si_mode = 'INITIAL' AND si_source = 'CIT' LIMIT 1",
-            )
-            .bind(scope.merchant_id)
-            .bind(i64::from(scope.livemode))
-            .bind(token)
-            .fetch_optional(self.pool())
+                )
+                .bind(scope.merchant_id)
+                .bind(i64::from(scope.livemode))
+                .bind(token)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(classify)?;
+                Ok(found.is_some())
+            })
             .await
-            .map_err(classify)?;
-            Ok(found.is_some())
-        })
-        .await
     }
 
     async fn record(&self, entry: &LedgerEntry) -> Result<(), StoreError> {
         self.db.check_text(ledger_texts(entry))?;
-        self.run(ledger_insert(entry)).await
+        self.run("record", ledger_insert(entry)).await
     }
 
     async fn ledger(
@@ -214,22 +218,24 @@ impl PaymentStore for SqlStore {
         let by_time = format!("{base} AND created_at >= $4 AND created_at <= $5 ORDER BY seq LIMIT $6");
         let scoped = |sql| sqlx::query(sql).bind(scope.merchant_id).bind(i64::from(scope.livemode)).bind(after_seq);
         let limit = i64::from(limit);
-        let rows = bounded(async {
-            match query {
-                LedgerQuery::Payment(id) => scoped(&by_payment).bind(id).bind(limit).fetch_all(self.pool()).await,
-                LedgerQuery::Token(token) => scoped(&by_token).bind(token).bind(limit).fetch_all(self.pool()).await,
-                LedgerQuery::Between(from, to) => {
-                    scoped(&by_time).bind(secs(from)).bind(secs(to)).bind(limit).fetch_all(self.pool()).await
+        let rows = self
+            .db
+            .trip("ledger", async {
+                match query {
+                    LedgerQuery::Payment(id) => scoped(&by_payment).bind(id).bind(limit).fetch_all(self.pool()).await,
+                    LedgerQuery::Token(token) => scoped(&by_token).bind(token).bind(limit).fetch_all(self.pool()).await,
+                    LedgerQuery::Between(from, to) => {
+                        scoped(&by_time).bind(secs(from)).bind(secs(to)).bind(limit).fetch_all(self.pool()).await
+                    }
                 }
-            }
-            .map_err(classify)
-        })
-        .await?;
+                .map_err(classify)
+            })
+            .await?;
         rows.iter().map(ledger_record).collect()
     }
 
     async fn acquire_key(&self, claim: &Claim<'_>, now: Millis, lease_until: Millis) -> Result<KeyState, StoreError> {
-        bounded(async { self.acquire_key_leased(claim, now, lease_until).await }).await
+        self.db.trip("acquire_key", async { self.acquire_key_leased(claim, now, lease_until).await }).await
     }
 
     async fn renew_key(&self, merchant_id: &str, key: &str, lease_until: Millis) -> Result<(), StoreError> {
@@ -244,7 +250,7 @@ impl PaymentStore for SqlStore {
         let statement = sqlx::query(
             "UPDATE idempotency_keys SET state = 'done', response = $3 WHERE merchant_id = $1 AND key = $2",
         );
-        self.run(statement.bind(merchant_id).bind(key).bind(response)).await
+        self.run("complete_key", statement.bind(merchant_id).bind(key).bind(response)).await
     }
 
     async fn release_key(&self, merchant_id: &str, key: &str) -> Result<(), StoreError> {
@@ -252,11 +258,11 @@ impl PaymentStore for SqlStore {
             "UPDATE idempotency_keys SET state = 'released', locked_until = 0 WHERE merchant_id = $1 AND key = $2 \
              AND state = 'in_flight'",
         );
-        self.run(statement.bind(merchant_id).bind(key)).await
+        self.run("release_key", statement.bind(merchant_id).bind(key)).await
     }
 
     async fn has_key(&self, merchant_id: &str, key: &str) -> Result<bool, StoreError> {
-        bounded(async { self.key_exists(merchant_id, key).await }).await
+        self.db.trip("has_key", async { self.key_exists(merchant_id, key).await }).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

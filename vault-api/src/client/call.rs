@@ -13,6 +13,9 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tower::Service;
 
+use common::telemetry::spans;
+use tracing::Instrument;
+
 use super::retry::HasDeadline;
 use crate::vault::CallContext;
 use proto::vault::v1 as pb;
@@ -36,13 +39,17 @@ impl<M> HasDeadline for Call<M> {
 pub trait Rpc: Clone + Send + 'static {
     type Response: Send + 'static;
 
+    /// The method's name in the `Vault` service, for its span.
+    const METHOD: &'static str;
+
     fn send(client: Client, request: Request<Self>) -> BoxFuture<'static, Result<Response<Self::Response>, Status>>;
 }
 
 macro_rules! rpc {
-    ($($request:ty => $response:ty, $method:ident;)+) => {
+    ($($request:ty => $response:ty, $method:ident, $name:literal;)+) => {
         $(impl Rpc for $request {
             type Response = $response;
+            const METHOD: &'static str = $name;
 
             fn send(mut client: Client, request: Request<Self>) -> BoxFuture<'static, Result<Response<$response>, Status>> {
                 Box::pin(async move { client.$method(request).await })
@@ -52,25 +59,30 @@ macro_rules! rpc {
 }
 
 rpc! {
-    pb::DetokenizeRequest => pb::DetokenizeResponse, detokenize;
-    pb::ReportChargeRequest => pb::ReportChargeResponse, report_charge;
-    pb::TokenizeRequest => pb::StoredToken, tokenize;
-    pb::ListTokensRequest => pb::ListTokensResponse, list_tokens;
-    pb::DeleteTokenRequest => pb::DeleteTokenResponse, delete_token;
-    pb::ExtendTokenRequest => pb::StoredToken, extend_token;
+    pb::DetokenizeRequest => pb::DetokenizeResponse, detokenize, "Detokenize";
+    pb::ReportChargeRequest => pb::ReportChargeResponse, report_charge, "ReportCharge";
+    pb::TokenizeRequest => pb::StoredToken, tokenize, "Tokenize";
+    pb::ListTokensRequest => pb::ListTokensResponse, list_tokens, "ListTokens";
+    pb::DeleteTokenRequest => pb::DeleteTokenResponse, delete_token, "DeleteToken";
+    pb::ExtendTokenRequest => pb::StoredToken, extend_token, "ExtendToken";
 }
 
-/// The innermost service: one attempt of one RPC over the (lazy) channel.
+/// The innermost service: one attempt of one RPC over the (lazy) channel,
+/// in a client span whose context the attempt carries as `traceparent`.
 #[derive(Clone)]
 pub struct VaultRpc {
     client: Client,
+    /// The vault's host, for the span's `server.address`.
+    address: std::sync::Arc<str>,
 }
 
 impl VaultRpc {
-    pub(crate) fn new(channel: Channel) -> Self {
-        Self { client: pb::vault_client::VaultClient::with_interceptor(channel, Propagate) }
+    pub(crate) fn new(channel: Channel, address: &str) -> Self {
+        Self { client: pb::vault_client::VaultClient::with_interceptor(channel, Propagate), address: address.into() }
     }
 }
+
+const SERVICE: &str = "payvault.vault.v1.Vault";
 
 impl<M: Rpc> Service<Call<M>> for VaultRpc {
     type Response = M::Response;
@@ -83,10 +95,21 @@ impl<M: Rpc> Service<Call<M>> for VaultRpc {
     }
 
     fn call(&mut self, call: Call<M>) -> Self::Future {
+        let span = spans::client(SERVICE, M::METHOD, &self.address);
+        let mut ctx = call.ctx;
+        // Without an exporter the span has no context: the caller's own
+        // traceparent travels on, so the vault still logs the trace id.
+        if let Some(traceparent) = spans::traceparent(&span) {
+            ctx.traceparent = Some(traceparent);
+        }
         let mut request = Request::new(call.message);
-        request.extensions_mut().insert(call.ctx);
+        request.extensions_mut().insert(ctx);
         let response = M::send(self.client.clone(), request);
-        Box::pin(async move { response.await.map(Response::into_inner) })
+        Box::pin(async move {
+            let result = response.instrument(span.clone()).await;
+            spans::record_status(&span, result.as_ref().map_or_else(|s| s.code() as i32, |_| 0));
+            result.map(Response::into_inner)
+        })
     }
 }
 

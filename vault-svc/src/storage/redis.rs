@@ -166,20 +166,23 @@ impl RedisTokenStore {
     /// that was open before and turns out dropped (Redis restarted since, so
     /// the command never reached it) is replaced and the command sent once
     /// more, on the new one; every other failure is the answer.
-    async fn run<T, F, Fut>(&self, command: F) -> Result<T, StoreError>
+    async fn run<T, F, Fut>(&self, operation: &'static str, command: F) -> Result<T, StoreError>
     where
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let (slot, conn, was_open) = self.conn().await?;
-        match command(conn).await {
-            Err(e) if was_open && e.is_connection_dropped() => {
-                tracing::debug!(error = %e, "Redis connection dropped; sending on a new one");
-                let conn = self.open(slot).await?;
-                command(conn).await.map_err(|e| self.failed(slot, e))
+        common::telemetry::spans::round_trip("redis", operation, async {
+            let (slot, conn, was_open) = self.conn().await?;
+            match command(conn).await {
+                Err(e) if was_open && e.is_connection_dropped() => {
+                    tracing::debug!(error = %e, "Redis connection dropped; sending on a new one");
+                    let conn = self.open(slot).await?;
+                    command(conn).await.map_err(|e| self.failed(slot, e))
+                }
+                result => result.map_err(|e| self.failed(slot, e)),
             }
-            result => result.map_err(|e| self.failed(slot, e)),
-        }
+        })
+        .await
     }
 
     /// Maps a command error; a broken connection leaves its slot for a new one.
@@ -212,7 +215,7 @@ impl TokenStore for RedisTokenStore {
     async fn create(&self, t: &NewSingleUse) -> Result<bool, StoreError> {
         let (hash, card) = self.keys(&t.id);
         let created: i64 = self
-            .run(|mut conn| {
+            .run("create", |mut conn| {
                 let mut invocation = self.create.key(&hash);
                 invocation.key(&card).arg(&t.merchant_id).arg(instant(t.expires_at));
                 invocation.arg(t.meta.as_slice()).arg(t.card.as_slice());
@@ -228,7 +231,7 @@ impl TokenStore for RedisTokenStore {
         type Fields = (Option<String>, Option<String>, Option<String>, Option<Vec<u8>>, Option<String>, Option<String>);
         let (hash, _) = self.keys(id);
         let (m, x, r, d, u, cs): Fields = self
-            .run(|mut conn| {
+            .run("get", |mut conn| {
                 let mut command = redis::cmd("HMGET");
                 command.arg(&hash).arg(&["m", "x", "r", "d", "u", "cs"]);
                 async move { command.query_async(&mut conn).await }
@@ -248,7 +251,7 @@ impl TokenStore for RedisTokenStore {
         // Sent twice only if the first never reached Redis; a consumption that
         // did is replayed to the same consumer anyway.
         let reply: Vec<Value> = self
-            .run(|mut conn| {
+            .run("consume", |mut conn| {
                 let mut invocation = self.consume.key(&hash);
                 invocation.key(&card).arg(claim.merchant_id).arg(claim.consumer);
                 invocation.arg(instant(now)).arg(instant(replay_ms.max(1)));
@@ -271,7 +274,7 @@ impl TokenStore for RedisTokenStore {
     async fn record_charge(&self, claim: Claim<'_>, status: &str) -> Result<bool, StoreError> {
         let (hash, _) = self.keys(claim.id);
         let recorded: i64 = self
-            .run(|mut conn| {
+            .run("report_charge", |mut conn| {
                 let mut invocation = self.charge.key(&hash);
                 invocation.arg(claim.merchant_id).arg(claim.consumer).arg(status);
                 async move { invocation.invoke_async(&mut conn).await }

@@ -109,6 +109,15 @@ impl SqlStore {
         self.db.dialect()
     }
 
+    /// One round trip of `operation`, in its span (`Database::trip`).
+    async fn trip<T>(
+        &self,
+        operation: &'static str,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.db.trip(operation, call).await
+    }
+
     /// The pool itself, for operators' queries and tests.
     pub fn pool(&self) -> &AnyPool {
         self.db.pool()

@@ -121,7 +121,7 @@ impl SqlStore {
     pub(super) async fn renew_work_lease(&self, id: &str, until: Millis) -> Result<(), StoreError> {
         let statement =
             sqlx::query("UPDATE payments SET lease_until = $2 WHERE id = $1 AND recovery_point <> 'finished'");
-        self.run(statement.bind(id).bind(secs(until))).await
+        self.run("renew_lease", statement.bind(id).bind(secs(until))).await
     }
 
     pub(super) async fn acquire_key_leased(
@@ -182,7 +182,7 @@ impl SqlStore {
         let statement = sqlx::query(
             "UPDATE idempotency_keys SET locked_until = $3 WHERE merchant_id = $1 AND key = $2 AND state = 'in_flight'",
         );
-        self.run(statement.bind(merchant_id).bind(key).bind(secs(until))).await
+        self.run("renew_key", statement.bind(merchant_id).bind(key).bind(secs(until))).await
     }
 
     pub(super) async fn sweep_idempotency_keys(
