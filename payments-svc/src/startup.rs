@@ -146,8 +146,8 @@ impl Application {
     /// Serves until `shutdown` resolves, then drains (see `common::server`):
     /// in-flight calls and the work they detached finish within the drain
     /// limit; work the limit cuts stays pending under its lease for the
-    /// reconciler. Health: every service follows the payments database;
-    /// Registrations and OmniTokens follow the vault too.
+    /// reconciler. Health: every service follows the payments database and
+    /// the vault.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), BoxError> {
         let Self { listener, deps } = self;
         let Assembled { payments, references, store, vault, directory, server, reconcile_every, schedule } =
@@ -161,8 +161,8 @@ impl Application {
             let store = store.clone();
             async move { store.ping().await }
         });
-        // Registrations and omni tokens are the vault's: they follow its health.
-        // Payments serve reads and card payments without it.
+        // Every service follows the vault too: token, registration and omni
+        // payments need it, and a balancer should send them where it answers.
         let vault = Check::new("vault", move || {
             let vault = vault.clone();
             async move { vault.serving().await }
@@ -174,7 +174,7 @@ impl Application {
         let served = Shell::new(server)
             .reflect(proto::FILE_DESCRIPTOR_SET)
             .watch(database.guards::<PaymentsApi>().guards::<RegistrationsApi>().guards::<OmniTokensApi>())
-            .watch(vault.guards::<RegistrationsApi>().guards::<OmniTokensApi>())
+            .watch(vault.guards::<PaymentsApi>().guards::<RegistrationsApi>().guards::<OmniTokensApi>())
             .port(port)
             .detached(tracker)
             .run_until(shutdown)
