@@ -1,5 +1,6 @@
 //! The server shell as a client sees it: health per service name follows the
-//! dependencies that service needs, and "" (liveness) stays SERVING.
+//! dependencies that service needs, "" (liveness) stays SERVING, and on
+//! SIGTERM NOT_SERVING holds for the pause before the port closes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -92,4 +93,35 @@ async fn the_health_port_answers_in_plaintext_while_the_public_port_is_tls() {
     assert_eq!(status(vault.health.clone(), "payvault.vault.v1.Tokens").await, NotServing, "it follows the store");
     silent.close();
     vault.stop().await;
+}
+
+/// On SIGTERM a real vault-svc process reports NOT_SERVING for every named
+/// service for the whole configured pause, still answering, and only then
+/// closes its port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sigterm_not_serving_holds_for_the_pause_before_the_port_closes() {
+    use e2e::procs::{Platform, PlatformOptions};
+    let pause = Duration::from_millis(1500);
+    let vault_env = vec![("VAULT__SHUTDOWN_PAUSE_MS".into(), pause.as_millis().to_string())];
+    let mut p = Platform::start(PlatformOptions { vault_env, ..PlatformOptions::default() }).await;
+    assert_eq!(p.vault.health("payvault.vault.v1.Tokens").await, Some(ServingStatus::Serving));
+    let signalled = std::time::Instant::now();
+    p.vault.sigterm();
+    let mut not_serving_until = Duration::ZERO;
+    while signalled.elapsed() < pause * 3 {
+        match p.vault.health("payvault.vault.v1.Tokens").await {
+            Some(ServingStatus::NotServing) => not_serving_until = signalled.elapsed(),
+            Some(ServingStatus::Serving) if signalled.elapsed() > Duration::from_millis(200) => {
+                panic!("SERVING after SIGTERM")
+            }
+            None if not_serving_until > Duration::ZERO => break,
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        not_serving_until >= pause - Duration::from_millis(300),
+        "NOT_SERVING seen only until {not_serving_until:?} of a {pause:?} pause"
+    );
+    assert!(p.vault.wait_exit(Duration::from_secs(10)).is_some(), "the vault exits after its drain");
 }
