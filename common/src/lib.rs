@@ -3,6 +3,7 @@
 //! gRPC status helpers and the one server shell (`server`).
 
 pub mod auth;
+pub mod bank;
 pub mod card;
 pub mod clock;
 pub mod config;

@@ -68,6 +68,8 @@ fn assert_clean(what: &str, text: &str, secrets: &[String]) {
     let ours: String = text.lines().filter(|line| !line.contains(" rustls::")).collect::<Vec<_>>().join("\n");
     let naive: Vec<String> = naive_pans(&ours).map(masked).collect();
     assert!(naive.is_empty(), "Luhn-valid digit runs in {what}: {naive:?}");
+    let ibans: Vec<String> = common::bank::find_ibans(text).collect();
+    assert!(ibans.is_empty(), "IBANs in {what}: {ibans:?}");
     for secret in secrets {
         assert!(!text.contains(secret.as_str()), "an API key appears in {what}");
     }

@@ -201,6 +201,7 @@ fn assert_nothing_card_like(spans: &[Received], secrets: &[String]) {
         .collect();
     assert!(strict.is_empty(), "card numbers in {} spans: {carded:#?}", strict.len());
     assert_eq!(common::card::naive_pans(&text).count(), 0, "Luhn-valid digit runs in spans: {carded:#?}");
+    assert_eq!(common::bank::find_ibans(&text).count(), 0, "IBANs in spans");
     for secret in secrets {
         assert!(!text.contains(secret.as_str()), "a key or idempotency key in a span");
     }
