@@ -87,7 +87,7 @@ async fn a_registration_lives_is_used_extended_and_deleted() {
     assert_eq!(token.id.len(), 32);
     assert!(token.id.bytes().all(|b| b.is_ascii_hexdigit()));
     assert_eq!((token.kind(), token.customer_id.as_str(), token.extended), (TokenKind::Registration, "cus_42", false));
-    assert_eq!(year_of(&token.retain_until), "2032-03-01", "14 months after the end of 12/2030");
+    assert_eq!(year_of(&token.retain_until), "2032-02-01", "14 months after 12/2030, as the guide counts");
     assert!(token.last_used_at.is_none());
 
     let list = list_tokens(&mut client, by_customer(&m, "cus_42")).await;
@@ -108,7 +108,7 @@ async fn a_registration_lives_is_used_extended_and_deleted() {
     let extend = || extend_request(&m, &token.id);
     let extended = client.extend_token(scoped(extend(), "corr-ex")).await.unwrap().into_inner();
     assert!(extended.extended);
-    assert_eq!(year_of(&extended.retain_until), "2033-01-01", "24 months after the end of 12/2030");
+    assert_eq!(year_of(&extended.retain_until), "2032-12-01", "24 months after 12/2030");
     let again = client.extend_token(extend()).await.unwrap().into_inner();
     assert_eq!(again.retain_until, extended.retain_until, "no extension goes further");
 
@@ -174,7 +174,7 @@ async fn the_same_card_for_the_same_customer_is_one_token_with_fresh_details() {
     assert_eq!(second.id, first.id, "the existing token is returned");
     let meta = second.card.unwrap();
     assert_eq!((meta.expiration_month, meta.expiration_year, meta.name.as_str()), (6, 2033, "Jane Q. Doe"));
-    assert_eq!(year_of(&second.retain_until), "2034-09-01", "retention follows the new expiry");
+    assert_eq!(year_of(&second.retain_until), "2034-08-01", "retention follows the new expiry");
     let card = client.detokenize(detok(&m, &first.id)).await.unwrap().into_inner().card.unwrap();
     assert_eq!((card.expiration_year, card.name.as_str()), (2033, "Jane Q. Doe"));
 

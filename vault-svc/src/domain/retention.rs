@@ -1,6 +1,9 @@
-//! The data retention rule: a card token is deleted 14 months after the end of
-//! its card's expiry month (24 when extended, never more), by a sweeper that
-//! deletes due tokens in bounded batches and audits each deletion.
+//! The data retention rule, as the registration-token guide's example puts it
+//! (a card expiring 1-Feb-Y1 is deleted 14 months after, on 1-Apr-Y2): a card
+//! token is deleted on the first day of the fourteenth month after its
+//! expiry month M/Y, read as the first of M (24 when extended, never more),
+//! by a sweeper that deletes due tokens in bounded batches and audits each
+//! deletion.
 use common::card::Expiry;
 use common::clock::Millis;
 
@@ -12,11 +15,11 @@ pub const MONTHS: u32 = 14;
 pub const EXTENDED_MONTHS: u32 = 24;
 
 /// The first instant at which the token is due: 00:00 UTC on the first day of
-/// the month `months` after the end of the expiry month (12/Y1 → 1 March Y3).
+/// the month `months` after the expiry month (02/Y1 → 1-Apr-Y2).
 pub fn retain_until(expiry: Expiry, extended: bool) -> Millis {
     let months = if extended { EXTENDED_MONTHS } else { MONTHS };
-    // The end of the expiry month is the first day of the next month.
-    let index = i64::from(expiry.year) * 12 + i64::from(expiry.month) + i64::from(months);
+    // Months since year 0, January = 0: the expiry month M/Y is its first day.
+    let index = i64::from(expiry.year) * 12 + i64::from(expiry.month) - 1 + i64::from(months);
     let (year, month) = (index.div_euclid(12), index.rem_euclid(12) + 1);
     first_of_month(year as i32, month as u8)
 }
@@ -64,20 +67,22 @@ mod tests {
     }
 
     #[test]
-    fn fourteen_months_after_the_end_of_the_expiry_month() {
-        // The policy's own example: 12/Y1 → 1 March Y3.
-        assert_eq!(date(retain_until(Expiry { month: 12, year: 2025 }, false)), "2027-03-01T00");
-        assert_eq!(date(retain_until(Expiry { month: 1, year: 2026 }, false)), "2027-04-01T00");
-        assert_eq!(date(retain_until(Expiry { month: 10, year: 2026 }, false)), "2028-01-01T00");
-        // Leap years: February's end (the 29th in 2024) changes nothing: 1 March + 14 months.
-        assert_eq!(date(retain_until(Expiry { month: 2, year: 2024 }, false)), "2025-05-01T00");
-        assert_eq!(date(retain_until(Expiry { month: 12, year: 2026 }, false)), "2028-03-01T00");
-        assert_eq!(date(retain_until(Expiry { month: 2, year: 2028 }, true)), "2030-03-01T00");
+    fn fourteen_months_after_the_expiry_month_as_the_guide_counts() {
+        // The guide's own example: a card expiring 1-Feb-Y1 is deleted on 1-Apr-Y2.
+        assert_eq!(date(retain_until(Expiry { month: 2, year: 2025 }, false)), "2026-04-01T00");
+        assert_eq!(date(retain_until(Expiry { month: 12, year: 2025 }, false)), "2027-02-01T00");
+        assert_eq!(date(retain_until(Expiry { month: 1, year: 2026 }, false)), "2027-03-01T00");
+        assert_eq!(date(retain_until(Expiry { month: 10, year: 2026 }, false)), "2027-12-01T00");
+        assert_eq!(date(retain_until(Expiry { month: 11, year: 2026 }, false)), "2028-01-01T00");
+        // Leap years change nothing: 1 February + 14 months.
+        assert_eq!(date(retain_until(Expiry { month: 2, year: 2024 }, false)), "2025-04-01T00");
+        assert_eq!(date(retain_until(Expiry { month: 2, year: 2028 }, true)), "2030-02-01T00");
     }
 
     #[test]
     fn extension_is_twenty_four_months_and_no_more() {
-        assert_eq!(date(retain_until(Expiry { month: 12, year: 2025 }, true)), "2028-01-01T00");
+        assert_eq!(date(retain_until(Expiry { month: 2, year: 2025 }, true)), "2027-02-01T00");
+        assert_eq!(date(retain_until(Expiry { month: 12, year: 2025 }, true)), "2027-12-01T00");
         assert_eq!(
             retain_until(Expiry { month: 12, year: 2025 }, true),
             retain_until(Expiry { month: 12, year: 2025 }, true)
