@@ -37,13 +37,16 @@ pub struct Currency {
 }
 
 impl Currency {
-    /// Parses an active ISO 4217 alphabetic code. The code must already be in upper
-    /// case: `"eur"` is refused rather than silently upper-cased, as the API documents
-    /// currencies as upper-case codes and a request hash must not depend on normalisation.
-    /// Codes without a minor unit (`XAU`, `XDR`, `XTS`, `XXX`, ...) are refused.
+    /// Parses an active ISO 4217 alphabetic code in any case (Omise sends `thb`;
+    /// the code kept is upper-case). Codes without a minor unit (`XAU`, `XDR`,
+    /// `XTS`, `XXX`, ...) are refused, and so is anything but three letters.
     pub fn parse(code: &str) -> Result<Currency, MoneyError> {
+        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(MoneyError::InvalidCurrency);
+        }
+        let code = code.to_ascii_uppercase();
         CURRENCIES
-            .binary_search_by(|(c, _)| (*c).cmp(code))
+            .binary_search_by(|(c, _)| (*c).cmp(code.as_str()))
             .map(|i| {
                 let (code, exponent) = CURRENCIES[i];
                 Currency { code, exponent }
@@ -325,12 +328,15 @@ mod tests {
     }
 
     #[test]
-    fn refuses_unknown_lowercase_and_non_currency_codes() {
+    fn refuses_unknown_and_non_currency_codes_and_takes_any_case() {
         for code in [
-            "", "EU", "EURO", "eur", "Eur", " EUR", "EUR ", "ABC", "XAU", "XDR", "XTS", "XXX", "HRK", "ZWL", "BGN",
-            "ANG", "SLL", "CUC",
+            "", "EU", "EURO", " EUR", "EUR ", "ABC", "XAU", "XDR", "XTS", "XXX", "HRK", "ZWL", "BGN", "ANG", "SLL",
+            "CUC", "E1R", "€UR",
         ] {
             assert_eq!(Currency::parse(code), Err(MoneyError::InvalidCurrency), "{code:?}");
+        }
+        for code in ["thb", "Eur", "jPY"] {
+            assert_eq!(Currency::parse(code).unwrap().code(), code.to_ascii_uppercase(), "{code:?}");
         }
     }
 

@@ -88,8 +88,10 @@ fn by_token(t: &str) -> pb::ListTransactionsRequest {
 async fn omise_single_payment_with_a_token_and_no_second_charge() {
     let p = TestPlatform::start().await;
     let t = p.single_use_token("4242424242424242").await;
-    let payment = p.create_payment(pay(PaymentType::Db, 1000, "THB", token(&t))).await.unwrap();
+    // Omise sends lowercase codes: taken in any case, kept upper-case.
+    let payment = p.create_payment(pay(PaymentType::Db, 1000, "thb", token(&t))).await.unwrap();
     assert_eq!(payment.result.as_ref().unwrap().code, SUCCESS_TEST);
+    assert_eq!(payment.currency, "THB");
     assert_eq!((payment.payment_type(), payment.amount, payment.captured_amount), (PaymentType::Db, 1000, 1000));
     assert_eq!(payment.id.len(), 32);
     let c = payment.card.unwrap();

@@ -146,6 +146,15 @@ async fn keys_scope_tokens_to_their_merchant_and_mode() {
     );
     let wrong_key = vault.get_token("pkey_test_notakey", &token.id).await.unwrap_err();
     assert_eq!(wrong_key.code(), Code::Unauthenticated);
+    // Omise's token endpoints take the public key only: the secret key is refused.
+    let secret = vault.merchant.test_secret.expose();
+    let refused = [
+        vault.get_token(secret, &token.id).await.unwrap_err(),
+        vault.create_token(secret, card("4242424242424242", "123")).await.unwrap_err(),
+    ];
+    for err in refused {
+        assert_eq!((err.code(), reason(&err).as_str()), (Code::PermissionDenied, "permission_denied"));
+    }
 
     for key in [vault.other_merchant.test_public.expose(), vault.merchant.live_public.expose()] {
         let err = vault.get_token(key, &token.id).await.unwrap_err();

@@ -102,7 +102,8 @@ pub fn find_ibans(text: &str) -> impl Iterator<Item = String> + '_ {
         let mut end = start;
         while compact.len() < format.length && end < bytes.len() {
             match bytes[end] {
-                b' ' if compact.len().is_multiple_of(4) && bytes.get(end + 1).is_some_and(u8::is_ascii_alphanumeric) => {}
+                b' ' if compact.len().is_multiple_of(4)
+                    && bytes.get(end + 1).is_some_and(u8::is_ascii_alphanumeric) => {}
                 b if b.is_ascii_alphanumeric() => compact.push(b.to_ascii_uppercase() as char),
                 _ => break,
             }

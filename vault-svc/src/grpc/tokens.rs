@@ -32,7 +32,9 @@ impl<S> TokensService<S> {
     }
 }
 
-const KEYS: &[KeyKind] = &[KeyKind::Public, KeyKind::Secret];
+/// Omise's token endpoints take public-key authentication only: a secret key
+/// here is PERMISSION_DENIED (it belongs on the server, never in a browser).
+const KEYS: &[KeyKind] = &[KeyKind::Public];
 
 #[tonic::async_trait]
 impl<S: TokenStore> pb::tokens_server::Tokens for TokensService<S> {
