@@ -195,6 +195,7 @@ impl Drop for AbortOnDrop {
 /// The in-process retention sweeper (the CronJob runs `vault-svc sweep` instead).
 async fn sweep_every(cards: Arc<SqlStore>, clock: SharedClock, every: Duration, batch: u32) {
     let actor = Actor { name: "retention-sweeper".into(), correlation_id: String::new() };
+    retention::counters::register();
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
