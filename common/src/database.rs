@@ -3,6 +3,7 @@
 //! `Database` is the scaffolding both `SqlStore`s share: open the pool, apply
 //! the service's embedded migrations, ping, read columns. Every sqlx failure
 //! becomes a `StoreError` through `classify` (in `database/classify.rs`).
+//! `pool_gauges` reports how full the pool is.
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -13,6 +14,7 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::store::StoreError;
 
 mod classify;
+pub mod pool_gauges;
 
 pub use classify::{classify, classify_migration};
 

@@ -4,12 +4,14 @@
 //! checks that guard it; "" is liveness and stays SERVING while the process
 //! lives), server reflection (v1 and v1alpha, so old and new grpcurl work), the
 //! per-call span, log line and RED metrics (`trace`), and the per-call
-//! deadline and correlation id (`call`). On
+//! deadline and correlation id (`call`); it samples the gauges the services
+//! hand it (`sampler`) while it serves. On
 //! shutdown it drains: every service NOT_SERVING, a pause so load balancers
 //! stop routing, stop accepting, then in-flight calls finish within the drain
 //! limit.
 pub mod call;
 pub mod health;
+pub mod sampler;
 pub mod trace;
 
 use std::convert::Infallible;
@@ -28,6 +30,7 @@ use tonic::transport::server::Connected;
 
 pub use call::{CallInfo, CallLayer, DEFAULT_MAX_METADATA};
 pub use health::Check;
+pub use sampler::Sample;
 pub use trace::TraceLayer;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -132,6 +135,7 @@ pub struct Shell {
     settings: Settings,
     descriptor_sets: Vec<&'static [u8]>,
     checks: Vec<Check>,
+    samples: Vec<Sample>,
     ports: Vec<Port>,
     detached: Option<tokio_util::task::TaskTracker>,
 }
@@ -139,7 +143,7 @@ pub struct Shell {
 impl Shell {
     pub fn new(settings: Settings) -> Self {
         let descriptor_sets = vec![tonic_health::pb::FILE_DESCRIPTOR_SET, tonic_types::pb::FILE_DESCRIPTOR_SET];
-        Self { settings, descriptor_sets, checks: Vec::new(), ports: Vec::new(), detached: None }
+        Self { settings, descriptor_sets, checks: Vec::new(), samples: Vec::new(), ports: Vec::new(), detached: None }
     }
 
     /// Work the services run detached from their calls (see payments'
@@ -163,6 +167,12 @@ impl Shell {
         self
     }
 
+    /// Sets gauges from in-process state while the shell serves (see `sampler`).
+    pub fn sample(mut self, sample: impl Fn() + Send + Sync + 'static) -> Self {
+        self.samples.push(std::sync::Arc::new(sample));
+        self
+    }
+
     pub fn port(mut self, port: Port) -> Self {
         self.ports.push(port);
         self
@@ -170,7 +180,7 @@ impl Shell {
 
     /// Serves every port until `shutdown` resolves (or a port fails), then drains.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), ShellError> {
-        let Self { settings, descriptor_sets, checks, ports, detached } = self;
+        let Self { settings, descriptor_sets, checks, samples, ports, detached } = self;
         let served: Vec<&'static str> = ports.iter().flat_map(|p| p.services.iter().copied()).collect();
         for check in &checks {
             if let Some(service) = check.services().iter().find(|s| !served.contains(s)) {
@@ -180,6 +190,7 @@ impl Shell {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let health = health::Health::new(reporter, served, checks).await;
         let monitor = AbortOnDrop(tokio::spawn(health.clone().monitor()));
+        let _sampler = AbortOnDrop(tokio::spawn(sampler::run(samples.into())));
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut servers = Vec::with_capacity(ports.len());

@@ -1,7 +1,8 @@
 //! Wiring of payments-svc: its dependencies from configuration, and the
 //! `Payments`, `Registrations` and `OmniTokens` services on one port, handed to
-//! the server shell (`common::server`) with the database it watches and the
-//! detached work its drain waits for; the in-process reconciler.
+//! the server shell (`common::server`) with the database it watches, the pool
+//! gauges it samples and the detached work its drain waits for; the
+//! in-process reconciler (which also samples the backlog gauges).
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use tokio::net::TcpListener;
 
 use common::auth::DirectoryHandle;
 use common::clock::{SharedClock, SystemClock};
+use common::database::pool_gauges;
 use common::keys::KeySet;
 use common::server::{Check, Port, Shell};
 use proto::payments::v1::omni_tokens_server::OmniTokensServer;
@@ -35,6 +37,9 @@ use crate::storage::sql::SqlStore;
 pub const REFERENCE_KEY_ENV: &str = "PAYMENTS_REFERENCE_KEY";
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The `service` label of the payments pool gauges.
+const SERVICE: &str = "payments-svc";
 
 type PaymentsApi = PaymentsServer<PaymentsService<SqlStore, GrpcVault, TestAcquirer>>;
 type RegistrationsApi = RegistrationsServer<RegistrationsService<SqlStore, GrpcVault, TestAcquirer>>;
@@ -157,6 +162,7 @@ impl Application {
         let tracker = tokio_util::task::TaskTracker::new();
         let max_deadline = server.request_timeout;
         let shared = Arc::new(Shared { payments, directory, references, max_deadline, tracker: tracker.clone() });
+        let pool = pool_gauges::sampler(SERVICE, store.pool());
         let database = Check::new("payments database", move || {
             let store = store.clone();
             async move { store.ping().await }
@@ -175,6 +181,7 @@ impl Application {
             .reflect(proto::FILE_DESCRIPTOR_SET)
             .watch(database.guards::<PaymentsApi>().guards::<RegistrationsApi>().guards::<OmniTokensApi>())
             .watch(vault.guards::<PaymentsApi>().guards::<RegistrationsApi>().guards::<OmniTokensApi>())
+            .sample(pool)
             .port(port)
             .detached(tracker)
             .run_until(shutdown)

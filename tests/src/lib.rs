@@ -4,7 +4,8 @@
 //! end), and hands out generated clients and request builders.
 //! `vault` and `payments` start the services, `server` watches their tasks,
 //! `database`, `redis` and `scratch` own the test's stores and files,
-//! `conformance` runs a store suite on both backends.
+//! `conformance` runs a store suite on both backends; `prometheus` reads
+//! scrapes and the PromQL of the deploy/observability assets.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod conformance;
@@ -12,6 +13,7 @@ pub mod database;
 pub mod model;
 pub mod payments;
 pub mod procs;
+pub mod prometheus;
 pub mod redis;
 pub mod scratch;
 pub mod server;

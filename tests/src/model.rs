@@ -27,7 +27,7 @@ use common::result_code;
 use payments_svc::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Inquiry, Operation};
 use payments_svc::domain::idempotency::Claim;
 use payments_svc::domain::payment::{LedgerEntry, LedgerRecord, Payment, Reservation, Scope};
-use payments_svc::domain::store::{Begun, KeyState, LedgerQuery, PaymentStore, Step, StoreError};
+use payments_svc::domain::store::{Backlog, Begun, KeyState, LedgerQuery, PaymentStore, Step, StoreError};
 use vault_api::{CallContext, StoredToken, TokenKind, TokenSource, Vault, VaultError};
 
 /// Where a process dies: after its `after_writes`-th store write, at once
@@ -187,6 +187,10 @@ impl<S: PaymentStore> PaymentStore for CrashStore<S> {
 
     async fn has_key(&self, merchant_id: &str, key: &str) -> Result<bool, StoreError> {
         self.life.read(self.inner.has_key(merchant_id, key)).await
+    }
+
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        self.life.read(self.inner.backlog()).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -17,6 +17,6 @@ pub mod util;
 pub use invariants::{InvariantOptions, Invariants};
 pub use load::{Call, Driver, Journal, LoadConfig, Op, Outcome};
 pub use pg::PgServer;
-pub use platform::{Keys, Platform, PlatformOptions, Process, recovery_env};
+pub use platform::{Keys, MetricsPorts, Platform, PlatformOptions, Process, recovery_env};
 pub use redis::RedisServer;
 pub use service::{Service, ServiceKind};

@@ -1,7 +1,8 @@
 //! The `PaymentStore` conformance suite, on a real PostgreSQL (a schema per
 //! test) and on SQLite (a file per test): payments written ahead and moved
 //! through their recovery points, the guards of follow-up reservations, the
-//! ledger, leases, idempotency keys and their leases.
+//! ledger, leases, idempotency keys and their leases, and the backlog the
+//! reconciler's gauges show.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use common::text::Text;
@@ -16,7 +17,7 @@ use payments_svc::domain::payment::{
     SiSource, SiType, SourceKind, StandingInstruction, Status,
 };
 use payments_svc::domain::references::References;
-use payments_svc::domain::store::{Begun, KeyState, LedgerQuery, PaymentStore, Step, StoreError};
+use payments_svc::domain::store::{Backlog, Begun, KeyState, LedgerQuery, PaymentStore, Step, StoreError};
 use payments_svc::storage::sql::SqlStore;
 
 const T0: i64 = 1_795_392_000_000;
@@ -453,6 +454,37 @@ async fn key_leases_expire_and_are_taken_over(s: SqlStore) {
     );
 }
 
+/// What `payments_pending`, `payments_pending_oldest_age_seconds` and
+/// `idempotency_keys_in_flight` are sampled from: pending payments (the
+/// oldest's creation) and keys in flight; finished work and done keys are
+/// not counted.
+async fn the_backlog_counts_pending_payments_and_keys_in_flight(s: SqlStore) {
+    assert_eq!(s.backlog().await.unwrap(), Backlog::default(), "an empty store");
+    insert(&s, &payment("done", PaymentType::DB, 100, Status::Approved), &[]).await;
+    let pending = |id: &str, created_at| Payment {
+        recovery: RecoveryPoint::CardObtained,
+        captured_amount: 0,
+        created_at,
+        ..payment(id, PaymentType::DB, 1099, Status::Pending)
+    };
+    let (older, newer) = (pending("older", T0), pending("newer", T0 + 5_000));
+    for p in [&older, &newer] {
+        assert_eq!(s.begin(p, None, T0 + 30_000).await.unwrap(), Begun::New);
+    }
+    for key in ["k1", "k2"] {
+        let claim = Claim { owner: "m", key, method: "Create", hash: "h" };
+        assert_eq!(s.acquire_key(&claim, T0, T0 + 30_000).await.unwrap(), KeyState::Acquired);
+    }
+    s.complete_key("m", "k2", b"answer").await.unwrap();
+    let counted = Backlog { pending: 2, oldest_pending: Some(T0), keys_in_flight: 1 };
+    assert_eq!(s.backlog().await.unwrap(), counted);
+
+    let resolved = Payment { status: Status::Approved, recovery: RecoveryPoint::Finished, ..older };
+    assert!(s.advance(&resolved, step(RecoveryPoint::CardObtained, &[], None, 0)).await.unwrap());
+    s.release_key("m", "k1").await.unwrap();
+    assert_eq!(s.backlog().await.unwrap(), Backlog { pending: 1, oldest_pending: Some(T0 + 5_000), keys_in_flight: 0 });
+}
+
 async fn a_nul_byte_in_a_text_is_invalid(s: SqlStore) {
     // PostgreSQL refuses it (22021); SQLite would store it, so the store refuses it first.
     let p = Payment { description: "order\0 42".into(), ..payment("pa1", PaymentType::PA, 1000, Status::Approved) };
@@ -499,6 +531,7 @@ e2e::conformance!(
     idempotency_keys_hold_one_request,
     key_leases_expire_and_are_taken_over,
     keys_claimed_before_a_rotation_are_found_after_it,
+    the_backlog_counts_pending_payments_and_keys_in_flight,
     a_nul_byte_in_a_text_is_invalid,
     a_check_constraint_on_input_is_invalid,
     a_duplicate_id_is_a_conflict,

@@ -1,7 +1,8 @@
 //! Wiring of vault-svc: its dependencies from configuration, and the public
 //! `Tokens` port (plaintext for the local run, or TLS) and the internal `Vault`
 //! port (mTLS) handed to the server shell (`common::server`) with the stores it
-//! watches; the optional in-process retention sweeper.
+//! watches and the pool gauges it samples; the optional in-process retention
+//! sweeper.
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use tokio::net::TcpListener;
 
 use common::auth::DirectoryHandle;
 use common::clock::{SharedClock, SystemClock};
+use common::database::pool_gauges;
 use common::server::{Check, Port, Shell};
 use proto::vault::v1::tokens_server::TokensServer;
 use proto::vault::v1::vault_server::VaultServer;
@@ -32,6 +34,9 @@ use crate::storage::redis::{RedisSettings, RedisTokenStore};
 use crate::storage::sql::SqlStore;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The `service` label of the vault's pool gauges.
+const SERVICE: &str = "vault-svc";
 
 /// Everything the vault is built from; tests assemble this themselves.
 pub struct Dependencies {
@@ -143,6 +148,10 @@ impl Application {
         .add_service(Tokens::new(TokensService::new(tokens.clone(), deps.directory, timeout)));
         let internal = Port::incoming("internal", tls::incoming(internal, internal_tls))
             .add_service(Vault::new(VaultService::new(durable, deps.allowed_clients.into(), timeout)));
+        let redis_gauges = {
+            let tokens = tokens.clone();
+            move || tokens.store().sample_pool()
+        };
         let single_use = Check::new("single-use store", move || {
             let tokens = tokens.clone();
             async move { tokens.store().ping().await }
@@ -157,11 +166,13 @@ impl Application {
 
         let sweeper = deps
             .sweep_every
-            .map(|every| AbortOnDrop(tokio::spawn(sweep_every(cards, deps.clock, every, deps.sweep_batch))));
+            .map(|every| AbortOnDrop(tokio::spawn(sweep_every(cards.clone(), deps.clock, every, deps.sweep_batch))));
         let mut shell = Shell::new(deps.server)
             .reflect(proto::FILE_DESCRIPTOR_SET)
             .watch(single_use.guards::<Tokens>().guards::<Vault>())
             .watch(durable_store.guards::<Vault>())
+            .sample(pool_gauges::sampler(SERVICE, cards.pool()))
+            .sample(redis_gauges)
             .port(public)
             .port(internal);
         if let Some(health) = health {
@@ -184,6 +195,7 @@ impl Drop for AbortOnDrop {
 /// The in-process retention sweeper (the CronJob runs `vault-svc sweep` instead).
 async fn sweep_every(cards: Arc<SqlStore>, clock: SharedClock, every: Duration, batch: u32) {
     let actor = Actor { name: "retention-sweeper".into(), correlation_id: String::new() };
+    retention::counters::register();
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;

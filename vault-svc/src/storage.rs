@@ -18,6 +18,15 @@ pub enum ConfiguredStore {
     Redis(redis::RedisTokenStore),
 }
 
+impl ConfiguredStore {
+    /// Sets the store's connection gauges (Redis only: the in-process store has none).
+    pub fn sample_pool(&self) {
+        if let Self::Redis(s) = self {
+            s.sample_pool();
+        }
+    }
+}
+
 impl TokenStore for ConfiguredStore {
     async fn create(&self, token: &NewSingleUse) -> Result<bool, StoreError> {
         match self {

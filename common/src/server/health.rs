@@ -1,7 +1,9 @@
 //! Health per service name: a `Check` probes one dependency (a store, a
 //! downstream service) and names the services that need it; a service is
 //! SERVING while every check guarding it passes. Probes run together every two
-//! seconds, each within one second; a transition is logged once.
+//! seconds, each within one second; a transition is logged once. Each probe's
+//! latest result is the gauge `health_check_up{check}` (1 or 0), which the
+//! store-outage alert reads (deploy/observability/alerts.yaml).
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
@@ -91,6 +93,7 @@ impl Health {
             tick.tick().await;
             let results = futures::future::join_all(self.checks.iter().map(Check::run)).await;
             for ((check, result), last) in self.checks.iter().zip(&results).zip(&mut up) {
+                metrics::gauge!("health_check_up", "check" => check.name).set(if result.is_ok() { 1.0 } else { 0.0 });
                 if *last != Some(result.is_ok()) {
                     match result {
                         Ok(()) => {

@@ -5,7 +5,8 @@
 //! whose answer was lost is resolved by inquiry, the remaining recovery points
 //! of approved payments are completed. It then releases idempotency keys left
 //! in flight past their lease and purges records past their retention. Run on
-//! an interval inside payments-svc and as `payments-svc reconcile` (CronJob).
+//! an interval inside payments-svc and as `payments-svc reconcile` (CronJob);
+//! the interval loop reports each pass and the backlog left after it (`report`).
 use common::text::Text;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +16,8 @@ use super::payment::{Scope, Status};
 use crate::acquirer::Acquirer;
 use crate::domain::store::PaymentStore;
 use vault_api::{CallContext, Vault};
+
+mod report;
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -83,20 +86,39 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
     }
 }
 
-/// Runs a pass every `every` until the process stops; a failed pass is logged.
+/// Runs a pass every `every` until the process stops; a failed pass is
+/// logged. After each, the backlog is counted for the gauges.
 pub async fn run_every<P: PaymentStore, V: Vault, A: Acquirer>(
     payments: Arc<Payments<P, V, A>>,
     every: Duration,
     schedule: Schedule,
 ) {
+    report::register();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         match payments.reconcile(schedule).await {
-            Ok(pass) if pass == Pass::default() => {}
-            Ok(pass) => tracing::info!(?pass, "reconciler pass"),
-            Err(error) => tracing::warn!(%error, "reconciler pass failed; retrying next interval"),
+            Ok(pass) => {
+                report::pass(&pass);
+                if pass != Pass::default() {
+                    tracing::info!(?pass, "reconciler pass");
+                }
+            }
+            Err(error) => {
+                report::failed_pass();
+                tracing::warn!(%error, "reconciler pass failed; retrying next interval");
+            }
         }
+        sample_backlog(&*payments).await;
+    }
+}
+
+/// Sets the backlog gauges; while the store is down they keep their last
+/// value (the outage shows in `health_check_up` and the pass counters).
+async fn sample_backlog<P: PaymentStore, V: Vault, A: Acquirer>(payments: &Payments<P, V, A>) {
+    match payments.store().backlog().await {
+        Ok(backlog) => report::backlog(&backlog, payments.clock().now_ms()),
+        Err(error) => tracing::debug!(%error, "backlog not counted"),
     }
 }

@@ -60,6 +60,17 @@ pub struct Step<'a> {
     pub lease_until: Millis,
 }
 
+/// The work waiting, as the reconciler's gauges show it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Payments (initial and follow-ups) in status `pending`.
+    pub pending: u64,
+    /// When the oldest of them was created (`None`: none is pending).
+    pub oldest_pending: Option<Millis>,
+    /// Idempotency keys in flight (their lease may have run out).
+    pub keys_in_flight: u64,
+}
+
 pub trait PaymentStore: Send + Sync + 'static {
     /// Records a payment `pending` at its first recovery point, holding a
     /// lease until `lease_until`; a follow-up's `reservation` on its original
@@ -144,6 +155,9 @@ pub trait PaymentStore: Send + Sync + 'static {
 
     /// Whether a record of this key exists, in any state.
     fn has_key(&self, merchant_id: &str, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Counts pending payments and keys in flight, in one round trip.
+    fn backlog(&self) -> impl Future<Output = Result<Backlog, StoreError>> + Send;
 
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

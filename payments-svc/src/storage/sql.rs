@@ -13,11 +13,11 @@ use std::time::Duration;
 use sqlx::AnyPool;
 
 use common::clock::Millis;
-use common::database::{Database, classify, to_secs as secs};
+use common::database::{Database, classify, column, from_secs, to_secs as secs};
 
 use crate::domain::idempotency::Claim;
 use crate::domain::payment::{LedgerEntry, LedgerRecord, Payment, RecoveryPoint, Reservation, Scope};
-use crate::domain::store::{Begun, KeyState, LedgerQuery, PaymentStore, Step, StoreError};
+use crate::domain::store::{Backlog, Begun, KeyState, LedgerQuery, PaymentStore, Step, StoreError};
 
 mod rows;
 mod write_ahead;
@@ -263,6 +263,24 @@ impl PaymentStore for SqlStore {
 
     async fn has_key(&self, merchant_id: &str, key: &str) -> Result<bool, StoreError> {
         self.db.trip("has_key", async { self.key_exists(merchant_id, key).await }).await
+    }
+
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        // Partial indexes (migration 0004) keep each count to the rows it counts.
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM payments WHERE status = 'pending') AS pending, \
+             (SELECT MIN(created_at) FROM payments WHERE status = 'pending') AS oldest, \
+             (SELECT COUNT(*) FROM idempotency_keys WHERE state = 'in_flight') AS keys_in_flight",
+        )
+        .fetch_one(self.pool())
+        .await
+        .map_err(classify)?;
+        let count = |name| column::<i64>(&row, name).map(|n| u64::try_from(n).unwrap_or(0));
+        Ok(Backlog {
+            pending: count("pending")?,
+            oldest_pending: column::<Option<i64>>(&row, "oldest")?.map(from_secs),
+            keys_in_flight: count("keys_in_flight")?,
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

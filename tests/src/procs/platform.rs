@@ -41,6 +41,16 @@ pub struct PlatformOptions {
     pub payments_env: Vec<(String, String)>,
     /// Extra `VAULT__…` variables, applied last.
     pub vault_env: Vec<(String, String)>,
+    /// Serve Prometheus `/metrics` from each service on a spare port
+    /// (`Platform::metrics`); off: no exporter, as before.
+    pub metrics: bool,
+}
+
+/// Where each service serves `/metrics` (with `PlatformOptions::metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsPorts {
+    pub vault: u16,
+    pub payments: u16,
 }
 
 /// A process of the platform, as fault tests kill and start it.
@@ -78,6 +88,7 @@ pub struct Platform {
     pub keys: Keys,
     /// The vault's internal (mTLS) port.
     pub vault_internal_addr: SocketAddr,
+    pub metrics: Option<MetricsPorts>,
     dir: ScratchDir,
 }
 
@@ -94,11 +105,13 @@ impl Platform {
         let localhost = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
         let (public, internal, payments_port) = (spare_port(), spare_port(), spare_port());
         let data = data_dir.display().to_string();
+        let metrics = options.metrics.then(|| MetricsPorts { vault: spare_port(), payments: spare_port() });
+        let metrics_addr = |port: fn(MetricsPorts) -> u16| metrics.map(|m| localhost(port(m)).to_string());
         let vault_env = environment(
             [
                 ("VAULT__PUBLIC_ADDR", localhost(public).to_string()),
                 ("VAULT__INTERNAL_ADDR", localhost(internal).to_string()),
-                ("VAULT__METRICS_ADDR", String::new()),
+                ("VAULT__METRICS_ADDR", metrics_addr(|m| m.vault).unwrap_or_default()),
                 ("VAULT__DATA_DIR", data.clone()),
                 ("VAULT__REDIS__URL", redis.url()),
                 ("VAULT__DATABASE__URL", vault_pg.as_ref().unwrap_or(&pg).url("vault")),
@@ -111,7 +124,7 @@ impl Platform {
         let payments_env = environment(
             [
                 ("PAYMENTS__ADDR", localhost(payments_port).to_string()),
-                ("PAYMENTS__METRICS_ADDR", String::new()),
+                ("PAYMENTS__METRICS_ADDR", metrics_addr(|m| m.payments).unwrap_or_default()),
                 ("PAYMENTS__DATA_DIR", data),
                 ("PAYMENTS__DATABASE__URL", pg.url("payments")),
                 ("PAYMENTS__VAULT__URL", format!("https://localhost:{internal}")),
@@ -124,7 +137,7 @@ impl Platform {
 
         let vault = Service::spawn(ServiceKind::Vault, vault_env, dir.path(), localhost(public)).await;
         let payments = Service::spawn(ServiceKind::Payments, payments_env, dir.path(), localhost(payments_port)).await;
-        Self { payments, vault, redis, pg, vault_pg, keys, vault_internal_addr: localhost(internal), dir }
+        Self { payments, vault, redis, pg, vault_pg, keys, vault_internal_addr: localhost(internal), metrics, dir }
     }
 
     /// The platform's folder: dev-init data (`data/`) and the services' logs.

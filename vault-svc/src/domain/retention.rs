@@ -3,13 +3,15 @@
 //! token is deleted on the first day of the fourteenth month after its
 //! expiry month M/Y, read as the first of M (24 when extended, never more),
 //! by a sweeper that deletes due tokens in bounded batches and audits each
-//! deletion.
+//! deletion; what it did is counted (`counters`).
 use common::card::Expiry;
 use common::clock::Millis;
 
 use super::audit::{Actor, AuditEntry};
 use super::error::VaultError;
 use super::store::cards::{CardStore, Lookup, Scope};
+
+pub mod counters;
 
 pub const MONTHS: u32 = 14;
 pub const EXTENDED_MONTHS: u32 = 24;
@@ -34,6 +36,12 @@ fn first_of_month(year: i32, month: u8) -> Millis {
 /// Deletes every token due at `now`, `batch` at a time, auditing each as
 /// DL/DR by `actor`. Returns how many it deleted.
 pub async fn sweep<C: CardStore>(store: &C, now: Millis, batch: u32, actor: &Actor) -> Result<usize, VaultError> {
+    let swept = sweep_batches(store, now, batch, actor).await;
+    counters::run(swept.is_ok());
+    swept
+}
+
+async fn sweep_batches<C: CardStore>(store: &C, now: Millis, batch: u32, actor: &Actor) -> Result<usize, VaultError> {
     let mut deleted = 0;
     loop {
         let due = store.due(now, batch.max(1)).await?;
@@ -50,9 +58,9 @@ pub async fn sweep<C: CardStore>(store: &C, now: Millis, batch: u32, actor: &Act
                 "retention_expired",
             );
             let scope = Scope { merchant_id: &token.merchant_id, livemode: token.livemode };
-            if store.delete(scope, &token.id, now, &audit).await? == Lookup::Found(()) {
-                deleted += 1;
-            }
+            let found = store.delete(scope, &token.id, now, &audit).await? == Lookup::Found(());
+            counters::token(found);
+            deleted += usize::from(found);
         }
     }
 }

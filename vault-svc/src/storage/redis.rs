@@ -13,6 +13,7 @@
 //! slot is emptied only when its connection fails, and refilled on next use.
 //! Instants are stored as `seconds.millis` (e.g. `1796003123.456`), never as a
 //! 13-digit millisecond count that a card-number scan of the store would flag.
+//! `pool_gauges` reports the slots.
 use std::future::Future;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +26,8 @@ use deadpool_redis::{Config, Pool, PoolConfig, PoolError, Runtime, Timeouts};
 use common::clock::Millis;
 
 use crate::domain::store::{Claim, Consumed, NewSingleUse, SingleUseRecord, StoreError, TokenStore};
+
+mod pool_gauges;
 
 const CREATE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
