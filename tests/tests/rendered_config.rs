@@ -325,19 +325,21 @@ impl Cluster {
     }
 
     /// Writes `template`'s files under a folder of its own and computes its
-    /// container's environment (see the module).
-    fn pod(&mut self, kind: &str, workload: &str, template: &Value, ns: &str) -> Pod {
+    /// container's environment (see the module); `None` for a workload that
+    /// does not run one of payvault's images.
+    fn pod(&mut self, kind: &str, workload: &str, template: &Value, ns: &str) -> Option<Pod> {
         let containers = list(&template["spec"], "containers");
-        assert_eq!(containers.len(), 1, "{workload}: one container per pod");
-        let container = containers[0].clone();
+        let container = containers.first()?.clone();
         let image = str_of(&container, &["image"]).unwrap();
-        let binary = if image.contains("vault-svc") {
+        let binary = if image.contains("payvault/vault-svc") {
             ServiceKind::Vault
-        } else if image.contains("payments-svc") {
+        } else if image.contains("payvault/payments-svc") {
             ServiceKind::Payments
         } else {
-            panic!("{workload}: image {image} is not payvault's")
+            eprintln!("{workload}: image {image} is not payvault's: not started");
+            return None;
         };
+        assert_eq!(containers.len(), 1, "{workload}: one container per pod");
         let dir = self.dir.join(workload);
         std::fs::create_dir_all(&dir).unwrap();
 
@@ -418,7 +420,7 @@ impl Cluster {
         }
         let env = env.into_iter().map(|(k, v)| (k, self.localise(workload, ns, &v, &mounts))).collect();
         let args = list(&container, "args").iter().map(|a| a.as_str().unwrap().to_owned()).collect();
-        Pod { workload: workload.to_owned(), kind: kind.to_owned(), binary, args, env, container, dir }
+        Some(Pod { workload: workload.to_owned(), kind: kind.to_owned(), binary, args, env, container, dir })
     }
 
     /// Every payvault pod of the render: Deployments (the vault first), then CronJobs.
@@ -426,7 +428,7 @@ impl Cluster {
         let mut pods = Vec::new();
         for (kind, workload, template) in self.workloads() {
             let ns = self.find(&kind, &workload).map(|o| namespace(o).to_owned()).unwrap();
-            pods.push(self.pod(&kind, &workload, &template, &ns));
+            pods.extend(self.pod(&kind, &workload, &template, &ns));
         }
         pods.sort_by_key(|p| (p.kind != "Deployment", p.binary != ServiceKind::Vault));
         pods
