@@ -12,10 +12,12 @@
 pub mod call;
 pub mod health;
 pub mod sampler;
+pub mod tls;
 pub mod trace;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -85,6 +87,29 @@ impl Port {
         Self::incoming(label, TcpListenerStream::new(listener))
     }
 
+    /// A TLS port: every connection's handshake with `config` first
+    /// ([`tls::incoming`]).
+    pub fn tls(label: &'static str, listener: TcpListener, config: Arc<rustls::ServerConfig>) -> Self {
+        Self::incoming(label, tls::incoming(listener, config))
+    }
+
+    /// A TLS port with `config`, or a plaintext one without (a public port
+    /// whose TLS is a setting).
+    pub fn tcp_or_tls(label: &'static str, listener: TcpListener, config: Option<Arc<rustls::ServerConfig>>) -> Self {
+        match config {
+            Some(config) => Self::tls(label, listener, config),
+            None => Self::tcp(label, listener),
+        }
+    }
+
+    /// A plaintext port that serves `grpc.health.v1` (and its reflection)
+    /// alone, with every service's status as the ports serving it report it:
+    /// for the kubelet's gRPC probes, which cannot speak TLS. It carries no
+    /// API, so it may stay plaintext where every other port is TLS.
+    pub fn health_only(listener: TcpListener) -> Self {
+        Self::tcp("health", listener)
+    }
+
     /// A port over any stream of accepted connections (e.g. TLS handshakes
     /// already done); `label` names it in logs and errors.
     pub fn incoming<I, IO, IE>(label: &'static str, incoming: I) -> Self
@@ -128,6 +153,18 @@ impl Port {
         self.services.push(S::NAME);
         self
     }
+}
+
+/// Binds `addr` (`host:port`; port 0 picks one), the error naming it.
+pub async fn bind(addr: &str) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr).await.map_err(|source| BindError { addr: addr.to_owned(), source })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("bind {addr}: {source}")]
+pub struct BindError {
+    addr: String,
+    source: std::io::Error,
 }
 
 /// The shell: settings, descriptor sets for reflection, health checks, ports.

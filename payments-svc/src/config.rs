@@ -13,11 +13,17 @@ use common::telemetry::TelemetryConfig;
 #[serde(default, deny_unknown_fields)]
 pub struct PaymentsConfig {
     pub addr: String,
+    /// Serve `addr` over TLS with `tls.cert`/`tls.key` (plaintext for the local run).
+    pub public_tls: bool,
+    /// A plaintext port serving only `grpc.health.v1`, for probes that cannot
+    /// speak TLS (the kubelet's); empty: none.
+    pub health_addr: String,
     /// Prometheus `/metrics`; empty disables it.
     pub metrics_addr: String,
     pub data_dir: PathBuf,
     pub database: common::database::DatabaseConfig,
     pub vault: VaultConfig,
+    pub tls: TlsConfig,
     pub merchants: MerchantsConfig,
     /// How long the acquirer may take before a payment is recorded as timed out.
     pub acquirer_timeout_ms: u64,
@@ -73,10 +79,13 @@ impl Default for PaymentsConfig {
     fn default() -> Self {
         Self {
             addr: "127.0.0.1:50052".into(),
+            public_tls: false,
+            health_addr: String::new(),
             metrics_addr: "127.0.0.1:9465".into(),
             data_dir: ".payvault".into(),
             database: common::database::DatabaseConfig::default(),
             vault: VaultConfig::default(),
+            tls: TlsConfig::default(),
             merchants: MerchantsConfig::default(),
             acquirer_timeout_ms: 2_000,
             request_timeout_ms: 10_000,
@@ -94,7 +103,8 @@ impl Default for PaymentsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VaultConfig {
-    /// The vault's internal (mTLS) port.
+    /// The vault's internal (mTLS) port; with `balance = "dns"`, several
+    /// URLs may be given, comma-separated.
     pub url: String,
     /// The name on the vault's server certificate.
     pub domain: String,
@@ -102,12 +112,46 @@ pub struct VaultConfig {
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// How calls reach the vault's replicas.
+    pub balance: VaultBalance,
+    /// With `balance = "dns"`, how often the url's name is resolved again.
+    pub resolve_interval_ms: u64,
+}
+
+/// How payments-svc spreads its vault calls (vault_api::client::balance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VaultBalance {
+    /// Every address the url's name resolves to (a headless Service: every
+    /// ready vault pod) whose health reports SERVING takes calls.
+    #[default]
+    Dns,
+    /// One connection to the one address the name has when it connects.
+    Off,
 }
 
 impl Default for VaultConfig {
     fn default() -> Self {
-        Self { url: "https://localhost:50061".into(), domain: "localhost".into(), ca: None, cert: None, key: None }
+        Self {
+            url: "https://localhost:50061".into(),
+            domain: "localhost".into(),
+            ca: None,
+            cert: None,
+            key: None,
+            balance: VaultBalance::Dns,
+            resolve_interval_ms: 5_000,
+        }
     }
+}
+
+/// The server certificate of the public port (`public_tls`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first; default `<data_dir>/certs/server.pem`.
+    pub cert: Option<PathBuf>,
+    /// Its private key; default `<data_dir>/certs/server.key`.
+    pub key: Option<PathBuf>,
 }
 
 impl PaymentsConfig {
@@ -136,6 +180,15 @@ impl PaymentsConfig {
 
     pub fn reference_key_file(&self) -> PathBuf {
         self.reference_key_file.clone().unwrap_or_else(|| self.data_dir.join("reference.key"))
+    }
+
+    /// The public port's certificate chain and key.
+    pub fn public_tls_paths(&self) -> [PathBuf; 2] {
+        let certs = self.data_dir.join("certs");
+        [
+            self.tls.cert.clone().unwrap_or_else(|| certs.join("server.pem")),
+            self.tls.key.clone().unwrap_or_else(|| certs.join("server.key")),
+        ]
     }
 
     pub fn vault_tls_paths(&self) -> [PathBuf; 3] {

@@ -37,12 +37,18 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Serve => {
             let _telemetry = common::telemetry::init("payments-svc", &cfg.telemetry);
             let embedded = cfg.database.url.is_none();
-            tracing::info!(addr = %cfg.addr, vault = %cfg.vault.url, embedded_database = embedded, "payments-svc starting");
+            tracing::info!(
+                addr = %cfg.addr, tls = cfg.public_tls, vault = %cfg.vault.url, embedded_database = embedded,
+                "payments-svc starting"
+            );
             if !cfg.metrics_addr.is_empty() {
                 common::metrics::install(cfg.metrics_addr.parse().map_err(|_| "metrics_addr is not an address")?)?;
             }
             let deps = Dependencies::from_config(&cfg).await?;
-            let app = Application::bind(&cfg.addr, deps).await?;
+            let mut app = Application::bind(&cfg.addr, deps).await?;
+            if !cfg.health_addr.is_empty() {
+                app = app.with_health_port(&cfg.health_addr).await?;
+            }
             app.run_until(shutdown_signal()).await?;
             tracing::info!("payments-svc stopped");
             Ok(())

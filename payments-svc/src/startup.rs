@@ -1,8 +1,10 @@
 //! Wiring of payments-svc: its dependencies from configuration, and the
-//! `Payments`, `Registrations` and `OmniTokens` services on one port, handed to
-//! the server shell (`common::server`) with the database it watches, the pool
-//! gauges it samples and the detached work its drain waits for; the
-//! in-process reconciler (which also samples the backlog gauges).
+//! `Payments`, `Registrations` and `OmniTokens` services on one port
+//! (plaintext for the local run, or TLS), handed to the server shell
+//! (`common::server`) with the database it watches, the pool gauges it
+//! samples and the detached work its drain waits for, and optionally a
+//! plaintext health-only port for probes; the in-process reconciler (which
+//! also samples the backlog gauges).
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,14 +16,15 @@ use common::auth::DirectoryHandle;
 use common::clock::{SharedClock, SystemClock};
 use common::database::pool_gauges;
 use common::keys::KeySet;
-use common::server::{Check, Port, Shell};
+use common::server::tls::ServerConfig;
+use common::server::{self, Check, Port, Shell};
 use proto::payments::v1::omni_tokens_server::OmniTokensServer;
 use proto::payments::v1::payments_server::PaymentsServer;
 use proto::payments::v1::registrations_server::RegistrationsServer;
-use vault_api::{GrpcVault, VaultEndpoint};
+use vault_api::{Balancing, GrpcVault, VaultEndpoint};
 
 use crate::acquirer::test_acquirer::TestAcquirer;
-use crate::config::PaymentsConfig;
+use crate::config::{PaymentsConfig, VaultBalance};
 use crate::domain::flows::Payments;
 use crate::domain::reconcile::{self, Pass, Schedule};
 use crate::domain::references::References;
@@ -48,6 +51,8 @@ type OmniTokensApi = OmniTokensServer<OmniTokensService<SqlStore, GrpcVault, Tes
 pub struct Dependencies {
     pub store: SqlStore,
     pub vault: GrpcVault,
+    /// TLS on the public port, with its server certificate (`None`: plaintext).
+    pub public_tls: Option<Arc<ServerConfig>>,
     pub directory: DirectoryHandle,
     /// What idempotency keys and requests are stored keyed under.
     pub references: References,
@@ -73,6 +78,13 @@ impl Dependencies {
             cert_pem: read(&cert)?,
             key_pem: read(&key)?,
         };
+        let public_tls = match cfg.public_tls {
+            true => {
+                let [cert, key] = cfg.public_tls_paths();
+                Some(server::tls::public_server_config(&read(&cert)?, &read(&key)?)?)
+            }
+            false => None,
+        };
         let directory = cfg.merchants.load(&cfg.data_dir)?;
         let reference_file = cfg.reference_key_file();
         let references = KeySet::load(REFERENCE_KEY_ENV, &reference_file)
@@ -80,7 +92,14 @@ impl Dependencies {
         let timeout = Duration::from_millis(cfg.database.connect_timeout_ms);
         Ok(Self {
             store: SqlStore::connect(&cfg.database_url(), cfg.database.max_connections, timeout).await?,
-            vault: GrpcVault::connect_lazy(&endpoint)?,
+            vault: match cfg.vault.balance {
+                VaultBalance::Dns => {
+                    let resolve_every = Duration::from_millis(cfg.vault.resolve_interval_ms.max(100));
+                    GrpcVault::connect_balanced(&endpoint, Balancing { resolve_every, ..Balancing::default() })?
+                }
+                VaultBalance::Off => GrpcVault::connect_lazy(&endpoint)?,
+            },
+            public_tls,
             directory,
             references: References::new(references),
             clock: Arc::new(SystemClock),
@@ -107,6 +126,7 @@ impl Dependencies {
             references: Arc::new(self.references),
             store,
             vault: vault_probe,
+            public_tls: self.public_tls,
             directory: self.directory,
             server: self.server,
             reconcile_every: self.reconcile_every,
@@ -121,6 +141,7 @@ struct Assembled {
     store: Arc<SqlStore>,
     /// What the vault health check asks.
     vault: GrpcVault,
+    public_tls: Option<Arc<ServerConfig>>,
     directory: DirectoryHandle,
     server: common::server::Settings,
     reconcile_every: Option<Duration>,
@@ -135,17 +156,28 @@ pub async fn reconcile_once(cfg: &PaymentsConfig) -> Result<Pass, BoxError> {
 
 pub struct Application {
     listener: TcpListener,
+    /// A plaintext port serving only `grpc.health.v1` (for the kubelet's gRPC
+    /// probe, which cannot speak TLS), if configured.
+    health: Option<TcpListener>,
     deps: Dependencies,
 }
 
 impl Application {
     pub async fn bind(addr: &str, deps: Dependencies) -> Result<Self, BoxError> {
-        let listener = TcpListener::bind(addr).await.map_err(|e| format!("bind {addr}: {e}"))?;
-        Ok(Self { listener, deps })
+        Ok(Self { listener: server::bind(addr).await?, health: None, deps })
+    }
+
+    /// Also serves health alone, in plaintext, on `addr`.
+    pub async fn with_health_port(self, addr: &str) -> Result<Self, BoxError> {
+        Ok(Self { health: Some(server::bind(addr).await?), ..self })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health.as_ref().and_then(|h| h.local_addr().ok())
     }
 
     /// Serves until `shutdown` resolves, then drains (see `common::server`):
@@ -154,8 +186,8 @@ impl Application {
     /// reconciler. Health: every service follows the payments database and
     /// the vault.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), BoxError> {
-        let Self { listener, deps } = self;
-        let Assembled { payments, references, store, vault, directory, server, reconcile_every, schedule } =
+        let Self { listener, health, deps } = self;
+        let Assembled { payments, references, store, vault, public_tls, directory, server, reconcile_every, schedule } =
             deps.assemble();
         let reconciler =
             reconcile_every.map(|every| tokio::spawn(reconcile::run_every(payments.clone(), every, schedule)));
@@ -173,19 +205,21 @@ impl Application {
             let vault = vault.clone();
             async move { vault.serving().await }
         });
-        let port = Port::tcp("payments", listener)
+        let port = Port::tcp_or_tls("payments", listener, public_tls)
             .add_service(PaymentsApi::new(PaymentsService(shared.clone())))
             .add_service(RegistrationsApi::new(RegistrationsService(shared.clone())))
             .add_service(OmniTokensApi::new(OmniTokensService(shared)));
-        let served = Shell::new(server)
+        let mut shell = Shell::new(server)
             .reflect(proto::FILE_DESCRIPTOR_SET)
             .watch(database.guards::<PaymentsApi>().guards::<RegistrationsApi>().guards::<OmniTokensApi>())
             .watch(vault.guards::<PaymentsApi>().guards::<RegistrationsApi>().guards::<OmniTokensApi>())
             .sample(pool)
             .port(port)
-            .detached(tracker)
-            .run_until(shutdown)
-            .await;
+            .detached(tracker);
+        if let Some(health) = health {
+            shell = shell.port(Port::health_only(health));
+        }
+        let served = shell.run_until(shutdown).await;
         if let Some(reconciler) = reconciler {
             reconciler.abort();
         }

@@ -32,3 +32,26 @@ fn the_environment_overrides_the_file() {
     assert_eq!(cfg.vault.domain, "vault.internal");
     assert_eq!(cfg.server_settings().shutdown_pause, std::time::Duration::from_millis(5));
 }
+
+#[test]
+fn balancing_and_public_tls_are_typed_settings() {
+    use payments_svc::config::VaultBalance;
+    let cfg = load(None, &[]).unwrap();
+    assert_eq!((cfg.vault.balance, cfg.public_tls, cfg.health_addr.as_str()), (VaultBalance::Dns, false, ""));
+    let cfg = load(
+        None,
+        &[
+            ("PAYMENTS__VAULT__BALANCE", "off"),
+            ("PAYMENTS__PUBLIC_TLS", "true"),
+            ("PAYMENTS__TLS__CERT", "/etc/payvault/public-tls/server.pem"),
+            ("PAYMENTS__HEALTH_ADDR", "0.0.0.0:50072"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(cfg.vault.balance, VaultBalance::Off);
+    assert!(cfg.public_tls);
+    assert_eq!(cfg.public_tls_paths()[0], std::path::PathBuf::from("/etc/payvault/public-tls/server.pem"));
+    assert_eq!(cfg.health_addr, "0.0.0.0:50072");
+    let error = load(None, &[("PAYMENTS__VAULT__BALANCE", "round-robin")]).unwrap_err();
+    assert!(error.contains("round-robin"), "{error}");
+}

@@ -5,7 +5,7 @@
 //! merchant's calls (secret key, answers unwrapped) the payment tests repeat.
 use std::sync::Arc;
 
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use tonic::{Response, Status};
 
 use common::config::Layers;
@@ -21,7 +21,11 @@ use crate::{OmniTokensClient, PaymentsClient, RegistrationsClient, authed, card}
 
 pub struct TestPlatform {
     pub vault: TestVault,
+    /// payments-svc's port (TLS with `start_with_public_tls`).
     pub payments: Channel,
+    /// Its plaintext health-only port.
+    pub health: Channel,
+    pub payments_addr: std::net::SocketAddr,
     pub payments_database_url: String,
     server: ServerTask,
     _database: TestDatabase,
@@ -32,26 +36,38 @@ impl TestPlatform {
     pub async fn start() -> Self {
         let vault = TestVault::start(Store::Redis).await;
         let vault_url = format!("https://localhost:{}", vault.internal_addr.port());
-        Self::start_with(vault, vault_url).await
+        Self::start_with(vault, vault_url, false).await
+    }
+
+    /// As `start`, with payments-svc's port served over TLS (a server
+    /// certificate for `localhost` from the vault's test CA).
+    pub async fn start_with_public_tls() -> Self {
+        let vault = TestVault::start(Store::Redis).await;
+        let vault_url = format!("https://localhost:{}", vault.internal_addr.port());
+        Self::start_with(vault, vault_url, true).await
     }
 
     /// payments-svc pointed at a vault address where nothing listens.
     pub async fn start_with_vault_down() -> Self {
         let vault = TestVault::start(Store::Redis).await;
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Self::start_with(vault, format!("https://localhost:{closed}")).await
+        Self::start_with(vault, format!("https://localhost:{closed}"), false).await
     }
 
-    async fn start_with(vault: TestVault, vault_url: String) -> Self {
+    async fn start_with(vault: TestVault, vault_url: String, public_tls: bool) -> Self {
         let dir = ScratchDir::new();
         let client = vault.ca.client("payments-svc").unwrap();
         dir.write("certs/ca.pem", &vault.ca.ca_pem);
         dir.write("certs/client.pem", &client.cert_pem);
         dir.write("certs/client.key", &client.key_pem);
+        let server_cert = vault.ca.server(&["localhost"]).unwrap();
+        dir.write("certs/server.pem", &server_cert.cert_pem);
+        dir.write("certs/server.key", &server_cert.key_pem);
         dir.write("reference.key", common::keys::KeySet::random().to_text().as_str());
         let database = TestDatabase::new(Db::Postgres).await;
         let toml = format!(
             r#"addr = "127.0.0.1:0"
+public_tls = {public_tls}
 metrics_addr = ""
 data_dir = {data_dir:?}
 acquirer_timeout_ms = 300
@@ -84,11 +100,29 @@ interval_ms = 100
         let cfg = PaymentsConfig::load_from(&Layers { file: Some(&file), env: Some(Default::default()) }).unwrap();
         let mut deps = Dependencies::from_config(&cfg).await.unwrap();
         deps.clock = Arc::new(vault.clock.clone());
-        let app = Application::bind(&cfg.addr, deps).await.unwrap();
-        let addr = app.addr();
+        let app = Application::bind(&cfg.addr, deps).await.unwrap().with_health_port("127.0.0.1:0").await.unwrap();
+        let (addr, health_addr) = (app.addr(), app.health_addr().unwrap());
         let server = ServerTask::spawn("payments-svc", |shutdown| app.run_until(shutdown));
-        let payments = Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
-        Self { vault, payments, payments_database_url: database.url.clone(), server, _database: database, _dir: dir }
+        let payments = if public_tls {
+            let tls = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(vault.ca.ca_pem.clone()))
+                .domain_name("localhost");
+            let url = format!("https://localhost:{}", addr.port());
+            Channel::from_shared(url).unwrap().tls_config(tls).unwrap().connect_lazy()
+        } else {
+            Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy()
+        };
+        let health = Channel::from_shared(format!("http://{health_addr}")).unwrap().connect_lazy();
+        Self {
+            vault,
+            payments,
+            health,
+            payments_addr: addr,
+            payments_database_url: database.url.clone(),
+            server,
+            _database: database,
+            _dir: dir,
+        }
     }
 
     pub fn skey(&self) -> String {

@@ -125,3 +125,19 @@ async fn on_sigterm_not_serving_holds_for_the_pause_before_the_port_closes() {
     );
     assert!(p.vault.wait_exit(Duration::from_secs(10)).is_some(), "the vault exits after its drain");
 }
+
+#[tokio::test]
+async fn payments_serve_tls_on_their_port_and_plaintext_health_on_the_health_port() {
+    use ServingStatus::Serving;
+    let platform = e2e::TestPlatform::start_with_public_tls().await;
+    for service in ["payvault.payments.v1.Payments", "payvault.payments.v1.Registrations", ""] {
+        assert_eq!(settles(&platform.health, service, Serving).await, Serving, "{service:?} on the health port");
+    }
+    let payments = status(platform.payments.clone(), "payvault.payments.v1.Payments").await;
+    assert_eq!(payments, Serving, "the same status over TLS");
+    let port = platform.payments_addr.port();
+    let plaintext = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect_lazy();
+    let request = HealthCheckRequest { service: String::new() };
+    assert!(HealthClient::new(plaintext).check(request).await.is_err(), "no plaintext on the TLS port");
+    platform.stop().await;
+}

@@ -5,7 +5,8 @@
 //! allows (every call is safe to repeat: detokenize and tokenize carry a
 //! `consumer_ref`), and [`call`] sends the remaining deadline, `traceparent`
 //! and correlation id on each attempt. Statuses map to [`VaultError`] in one
-//! place, by their [`Reason`].
+//! place, by their [`Reason`]. [`balance`] spreads the calls over every
+//! vault replica a name resolves to.
 use std::time::Duration;
 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
@@ -22,9 +23,11 @@ use crate::convert::{card_input, card_to_proto, kind_to_proto, masked_card, mill
 use crate::token_id::TokenKind;
 use crate::vault::{CallContext, MaskedCard, Scope, StoredToken, TokenSource, Vault, VaultError};
 
+pub mod balance;
 pub mod call;
 pub mod retry;
 
+pub use balance::Balancing;
 use call::{Call, Rpc, VaultRpc};
 use retry::{RetryParams, RetryPolicy};
 
@@ -46,19 +49,36 @@ pub struct GrpcVault {
 }
 
 impl GrpcVault {
-    /// Builds the client without connecting: the first call connects.
+    /// Builds the client without connecting: the first call connects, to the
+    /// one address `endpoint.url` names at that moment.
     pub fn connect_lazy(endpoint: &VaultEndpoint) -> Result<Self, String> {
+        Self::connect(endpoint, None)
+    }
+
+    /// Builds the client over a balanced channel: every address of the name
+    /// (or names, comma-separated) in `endpoint.url` that reports SERVING
+    /// takes calls ([`balance`]). Needs a Tokio runtime.
+    pub fn connect_balanced(endpoint: &VaultEndpoint, balancing: Balancing) -> Result<Self, String> {
+        Self::connect(endpoint, Some(balancing))
+    }
+
+    fn connect(endpoint: &VaultEndpoint, balancing: Option<Balancing>) -> Result<Self, String> {
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&endpoint.ca_pem))
             .identity(Identity::from_pem(&endpoint.cert_pem, &endpoint.key_pem))
             .domain_name(endpoint.domain.clone());
-        let channel = Channel::from_shared(endpoint.url.clone())
-            .map_err(|_| format!("vault url {} is not a valid URI", endpoint.url))?
-            .tls_config(tls)
-            .map_err(|e| format!("vault TLS configuration: {e}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let make: balance::MakeEndpoint = std::sync::Arc::new(move |url: &str| {
+            Ok(Channel::from_shared(url.to_owned())
+                .map_err(|_| format!("vault url {url} is not a valid URI"))?
+                .tls_config(tls.clone())
+                .map_err(|e| format!("vault TLS configuration: {e}"))?
+                .connect_timeout(Duration::from_secs(2))
+                .tcp_nodelay(true))
+        });
+        let channel = match balancing {
+            None => make(&endpoint.url)?.connect_lazy(),
+            Some(balancing) => balance::channel(&endpoint.url, make, balancing)?,
+        };
         let policy = RetryPolicy::new(RetryParams::default()).map_err(|e| format!("vault retry policy: {e:?}"))?;
         let service = ServiceBuilder::new()
             .layer(RetryLayer::new(policy))

@@ -13,7 +13,7 @@ pub mod convert;
 pub mod token_id;
 mod vault;
 
-pub use client::{GrpcVault, VaultEndpoint};
+pub use client::{Balancing, GrpcVault, VaultEndpoint};
 pub use common::reason::Reason;
 pub use token_id::{TokenKind, TokenRef};
 pub use vault::{CallContext, MaskedCard, Scope, StoredToken, TokenSource, Vault, VaultError};

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use common::auth::DirectoryHandle;
 use common::clock::{SharedClock, SystemClock};
 use common::database::pool_gauges;
-use common::server::{Check, Port, Shell};
+use common::server::{self, Check, Port, Shell};
 use proto::vault::v1::tokens_server::TokensServer;
 use proto::vault::v1::vault_server::VaultServer;
 
@@ -107,14 +107,14 @@ type Vault = VaultServer<VaultService<SqlStore, ConfiguredStore>>;
 impl Application {
     /// Binds both ports (use port 0 in tests).
     pub async fn bind(public_addr: &str, internal_addr: &str, deps: Dependencies) -> Result<Self, BoxError> {
-        let public = TcpListener::bind(public_addr).await.map_err(|e| format!("bind {public_addr}: {e}"))?;
-        let internal = TcpListener::bind(internal_addr).await.map_err(|e| format!("bind {internal_addr}: {e}"))?;
+        let public = server::bind(public_addr).await?;
+        let internal = server::bind(internal_addr).await?;
         Ok(Self { public, internal, health: None, deps })
     }
 
     /// Also serves health alone, in plaintext, on `addr`.
     pub async fn with_health_port(self, addr: &str) -> Result<Self, BoxError> {
-        let health = TcpListener::bind(addr).await.map_err(|e| format!("bind {addr}: {e}"))?;
+        let health = server::bind(addr).await?;
         Ok(Self { health: Some(health), ..self })
     }
 
@@ -141,13 +141,17 @@ impl Application {
         let durable = Arc::new(CardTokens::new(cards.clone(), tokens.clone(), keys, deps.clock.clone()));
         let timeout = deps.server.request_timeout;
 
-        let public = match deps.public_tls {
-            true => Port::incoming("public", tls::incoming(public, tls::public_server_config(&deps.tls)?)),
-            false => Port::tcp("public", public),
-        }
-        .add_service(Tokens::new(TokensService::new(tokens.clone(), deps.directory, timeout)));
-        let internal = Port::incoming("internal", tls::incoming(internal, internal_tls))
-            .add_service(Vault::new(VaultService::new(durable, deps.allowed_clients.into(), timeout)));
+        let public_tls = deps.public_tls.then(|| tls::public_server_config(&deps.tls)).transpose()?;
+        let public = Port::tcp_or_tls("public", public, public_tls).add_service(Tokens::new(TokensService::new(
+            tokens.clone(),
+            deps.directory,
+            timeout,
+        )));
+        let internal = Port::tls("internal", internal, internal_tls).add_service(Vault::new(VaultService::new(
+            durable,
+            deps.allowed_clients.into(),
+            timeout,
+        )));
         let redis_gauges = {
             let tokens = tokens.clone();
             move || tokens.store().sample_pool()
@@ -176,7 +180,7 @@ impl Application {
             .port(public)
             .port(internal);
         if let Some(health) = health {
-            shell = shell.port(Port::tcp("health", health));
+            shell = shell.port(Port::health_only(health));
         }
         shell.run_until(shutdown).await?;
         drop(sweeper);

@@ -41,6 +41,11 @@ pub struct PlatformOptions {
     pub payments_env: Vec<(String, String)>,
     /// Extra `VAULT__…` variables, applied last.
     pub vault_env: Vec<(String, String)>,
+    /// vault-svc processes over the same stores and keys (0 counts as 1):
+    /// the second and later are `Platform::vault_peers`, payments-svc
+    /// balances over all of them (one URL each in `PAYMENTS__VAULT__URL`), and
+    /// each serves its own metrics port (`Platform::vault_metrics`).
+    pub vault_replicas: usize,
     /// Serve Prometheus `/metrics` from each service on a spare port
     /// (`Platform::metrics`); off: no exporter, as before.
     pub metrics: bool,
@@ -81,6 +86,8 @@ pub struct Platform {
     /// Services first: they drop (are killed) before their stores.
     pub payments: Service,
     pub vault: Service,
+    /// The further vault-svc processes (`PlatformOptions::vault_replicas`).
+    pub vault_peers: Vec<Service>,
     pub redis: RedisServer,
     /// The cluster holding the `payments` database (and `vault`, unless it has its own).
     pub pg: PgServer,
@@ -103,31 +110,51 @@ impl Platform {
         let keys = dev_init(&data_dir);
 
         let localhost = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
-        let (public, internal, payments_port) = (spare_port(), spare_port(), spare_port());
+        let replicas = options.vault_replicas.max(1);
+        let vault_ports: Vec<(u16, u16)> = (0..replicas).map(|_| (spare_port(), spare_port())).collect();
+        let payments_port = spare_port();
         let data = data_dir.display().to_string();
         let metrics = options.metrics.then(|| MetricsPorts { vault: spare_port(), payments: spare_port() });
         let metrics_addr = |port: fn(MetricsPorts) -> u16| metrics.map(|m| localhost(port(m)).to_string());
-        let vault_env = environment(
-            [
-                ("VAULT__PUBLIC_ADDR", localhost(public).to_string()),
-                ("VAULT__INTERNAL_ADDR", localhost(internal).to_string()),
-                ("VAULT__METRICS_ADDR", metrics_addr(|m| m.vault).unwrap_or_default()),
-                ("VAULT__DATA_DIR", data.clone()),
-                ("VAULT__REDIS__URL", redis.url()),
-                ("VAULT__DATABASE__URL", vault_pg.as_ref().unwrap_or(&pg).url("vault")),
-                ("VAULT__SHUTDOWN_DRAIN_SECS", "2".into()),
-                // No load balancer to wait for in a test.
-                ("VAULT__SHUTDOWN_PAUSE_MS", "0".into()),
-            ],
-            &options.vault_env,
-        );
+        let mut vaults = Vec::with_capacity(replicas);
+        for &(public, internal) in &vault_ports {
+            // The first vault serves `PlatformOptions::metrics`' port; several are told apart by their metrics.
+            let metrics = match (vaults.len(), metrics_addr(|m| m.vault)) {
+                (0, Some(addr)) => addr,
+                _ if replicas > 1 => localhost(spare_port()).to_string(),
+                _ => String::new(),
+            };
+            let vault_env = environment(
+                [
+                    ("VAULT__PUBLIC_ADDR", localhost(public).to_string()),
+                    ("VAULT__INTERNAL_ADDR", localhost(internal).to_string()),
+                    ("VAULT__METRICS_ADDR", metrics),
+                    ("VAULT__DATA_DIR", data.clone()),
+                    ("VAULT__REDIS__URL", redis.url()),
+                    ("VAULT__DATABASE__URL", vault_pg.as_ref().unwrap_or(&pg).url("vault")),
+                    ("VAULT__SHUTDOWN_DRAIN_SECS", "2".into()),
+                    // No load balancer to wait for in a test.
+                    ("VAULT__SHUTDOWN_PAUSE_MS", "0".into()),
+                ],
+                &options.vault_env,
+            );
+            // Each in a folder of its own, so their logs stay apart.
+            let vault_dir = match vaults.len() {
+                0 => dir.path().to_path_buf(),
+                n => dir.join(&format!("vault-{n}")),
+            };
+            std::fs::create_dir_all(&vault_dir).expect("a folder for the vault's logs");
+            vaults.push(Service::spawn(ServiceKind::Vault, vault_env, &vault_dir, localhost(public)).await);
+        }
+        let vault_urls: Vec<String> =
+            vault_ports.iter().map(|(_, internal)| format!("https://localhost:{internal}")).collect();
         let payments_env = environment(
             [
                 ("PAYMENTS__ADDR", localhost(payments_port).to_string()),
                 ("PAYMENTS__METRICS_ADDR", metrics_addr(|m| m.payments).unwrap_or_default()),
                 ("PAYMENTS__DATA_DIR", data),
                 ("PAYMENTS__DATABASE__URL", pg.url("payments")),
-                ("PAYMENTS__VAULT__URL", format!("https://localhost:{internal}")),
+                ("PAYMENTS__VAULT__URL", vault_urls.join(",")),
                 ("PAYMENTS__ACQUIRER_TIMEOUT_MS", "1500".into()),
                 ("PAYMENTS__SHUTDOWN_DRAIN_SECS", "2".into()),
                 ("PAYMENTS__SHUTDOWN_PAUSE_MS", "0".into()),
@@ -135,9 +162,31 @@ impl Platform {
             &options.payments_env,
         );
 
-        let vault = Service::spawn(ServiceKind::Vault, vault_env, dir.path(), localhost(public)).await;
         let payments = Service::spawn(ServiceKind::Payments, payments_env, dir.path(), localhost(payments_port)).await;
-        Self { payments, vault, redis, pg, vault_pg, keys, vault_internal_addr: localhost(internal), metrics, dir }
+        let mut vaults = vaults.into_iter();
+        let vault = vaults.next().expect("at least one vault");
+        let vault_internal_addr = localhost(vault_ports[0].1);
+        Self {
+            payments,
+            vault,
+            vault_peers: vaults.collect(),
+            redis,
+            pg,
+            vault_pg,
+            keys,
+            vault_internal_addr,
+            metrics,
+            dir,
+        }
+    }
+
+    /// Every vault's metrics address (`PlatformOptions::vault_replicas` > 1),
+    /// the first vault's first.
+    pub fn vault_metrics(&self) -> Vec<SocketAddr> {
+        std::iter::once(&self.vault)
+            .chain(&self.vault_peers)
+            .filter_map(|v| v.env().iter().find(|(k, _)| k == "VAULT__METRICS_ADDR").and_then(|(_, a)| a.parse().ok()))
+            .collect()
     }
 
     /// The platform's folder: dev-init data (`data/`) and the services' logs.

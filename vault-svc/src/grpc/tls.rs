@@ -1,25 +1,21 @@
 //! TLS for both ports. The internal port: TLS 1.3 only, a client certificate
 //! issued by the platform CA is mandatory, and its DNS name must be on the
 //! allow-list; refusal happens in the handshake, before any gRPC is read. The
-//! public port: optional server-only TLS (TLS 1.2 and 1.3) for deployments.
-use std::io;
-use std::net::SocketAddr;
+//! public port: optional server-only TLS (TLS 1.2 and 1.3) for deployments,
+//! `common::server::tls`'s, as payments-svc's public port has it. Both are
+//! served over the shell's TLS accept loop (`Port::tls`).
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::Stream;
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
 };
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
-use tokio_stream::wrappers::ReceiverStream;
+
+pub use common::server::tls::TlsError;
+use common::server::tls::{certs, private_key};
 
 /// PEM material of the internal port.
 #[derive(Clone)]
@@ -33,20 +29,6 @@ impl std::fmt::Debug for TlsMaterial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TlsMaterial(***)")
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("TLS material: {0}")]
-    Pem(String),
-    #[error("TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
-    #[error("client verifier: {0}")]
-    Verifier(#[from] rustls::server::VerifierBuilderError),
-}
-
-fn certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    rustls_pemfile::certs(&mut &pem[..]).collect::<Result<_, _>>().map_err(|e| TlsError::Pem(e.to_string()))
 }
 
 fn dns_names(names: &[String]) -> Vec<ServerName<'static>> {
@@ -116,65 +98,17 @@ pub fn server_config(tls: &TlsMaterial, allowed_clients: &[String]) -> Result<Ar
     }
     let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
     let verifier = Arc::new(AllowListVerifier { inner, allowed: dns_names(allowed_clients) });
-    let key = PrivateKeyDer::from_pem_slice(&tls.key_pem).map_err(|e| TlsError::Pem(e.to_string()))?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs(&tls.cert_pem)?, key)?;
+        .with_single_cert(certs(&tls.cert_pem)?, private_key(&tls.key_pem)?)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }
 
 /// Server-only TLS for the public port (merchants authenticate with API keys).
 pub fn public_server_config(tls: &TlsMaterial) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let key = PrivateKeyDer::from_pem_slice(&tls.key_pem).map_err(|e| TlsError::Pem(e.to_string()))?;
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs(&tls.cert_pem)?, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(config))
-}
-
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Accepted TLS connections (authenticated, where the config asks for it) for `tonic`'s `serve_with_incoming`.
-/// Handshakes run concurrently so a slow client cannot stall the accept loop;
-/// a refused handshake is logged and dropped.
-pub fn incoming(
-    listener: TcpListener,
-    config: Arc<ServerConfig>,
-) -> impl Stream<Item = io::Result<TlsStream<TcpStream>>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let acceptor = TlsAcceptor::from(config);
-    tokio::spawn(async move {
-        loop {
-            let (tcp, peer): (TcpStream, SocketAddr) = tokio::select! {
-                _ = tx.closed() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = tcp.set_nodelay(true);
-            let (acceptor, tx) = (acceptor.clone(), tx.clone());
-            tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
-                    }
-                    Ok(Err(error)) => tracing::warn!(%peer, %error, "TLS handshake refused"),
-                    Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
-                }
-            });
-        }
-    });
-    ReceiverStream::new(rx)
+    common::server::tls::public_server_config(&tls.cert_pem, &tls.key_pem)
 }
 
 /// The allow-listed name of the client that made `request` (for logs and audit).

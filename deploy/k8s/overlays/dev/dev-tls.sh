@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Prints the dev overlay's two TLS Secrets as YAML, from a throwaway CA made on the spot:
-#   vault-tls     ca.pem, server.pem, server.key  (vault-svc's server certificate)
-#   payments-tls  ca.pem, client.pem, client.key  (payments-svc's client certificate, CN and
-#                                                  DNS name payments-svc: the vault's allow-list)
+# Prints the dev overlay's two TLS Secrets as YAML, from a throwaway CA made on the spot, in
+# the shape cert-manager gives them in prod (type kubernetes.io/tls: tls.crt, tls.key, ca.crt):
+#   vault-tls     vault-svc's server certificate (the names of its three Services)
+#   payments-tls  payments-svc's client certificate (CN and DNS name payments-svc: the vault's
+#                 allow-list)
 # Dev-only: the keys live in a temporary directory and in the cluster, never in the repository.
 # Run it again to replace all of them at once.
 #   deploy/k8s/overlays/dev/dev-tls.sh | kubectl apply -f -
@@ -36,7 +37,7 @@ openssl req -x509 -new -key ca.key -sha256 -days 730 -subj "/CN=payvault dev CA"
   -addext "keyUsage = critical, keyCertSign, cRLSign" -out ca.pem 2>/dev/null
 
 names=""
-for svc in vault-svc vault-svc-internal; do
+for svc in vault-svc vault-svc-internal vault-svc-headless; do
   for suffix in "" ".$ns" ".$ns.svc" ".$ns.svc.cluster.local"; do
     names="$names${names:+,}DNS:$svc$suffix"
   done
@@ -51,7 +52,7 @@ b64() { base64 <"$1" | tr -d '\n'; }
 secret() {
   printf -- '---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\n  namespace: %s\n' "$1" "$ns"
   printf '  labels:\n    app.kubernetes.io/part-of: payvault\n    payvault.io/dev-only: "true"\n'
-  printf 'type: Opaque\ndata:\n'
+  printf 'type: kubernetes.io/tls\ndata:\n'
   local pair
   shift
   for pair in "$@"; do
@@ -59,5 +60,5 @@ secret() {
   done
 }
 
-secret vault-tls ca.pem=ca.pem server.pem=server.pem server.key=server.key
-secret payments-tls ca.pem=ca.pem client.pem=client.pem client.key=client.key
+secret vault-tls ca.crt=ca.pem tls.crt=server.pem tls.key=server.key
+secret payments-tls ca.crt=ca.pem tls.crt=client.pem tls.key=client.key
