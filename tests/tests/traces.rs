@@ -162,7 +162,7 @@ fn names(spans: &[Received]) -> Vec<String> {
 
 /// The chain a payment's trace must hold: payments server → vault client →
 /// vault server, and store round trips on both sides.
-fn assert_payment_trace(spans: &[Received], vault_method: &str, vault_store: &str) {
+fn assert_payment_trace(spans: &[Received], vault_method: &str, vault_store: &str, merchant_id: &str) {
     let server = find(spans, "payments-svc", SpanKind::Server, "payvault.payments.v1.Payments/CreatePayment");
     assert_eq!(server.parent, "00f067aa0ba902b7", "the payments span is the caller's child");
     for (key, value) in [
@@ -179,6 +179,9 @@ fn assert_payment_trace(spans: &[Received], vault_method: &str, vault_store: &st
     assert!(client.attributes.contains_key("server.address"));
     let vault = find(spans, "vault-svc", SpanKind::Server, &client_name);
     assert_eq!(vault.parent, client.span_id, "the vault's span is the client span's child, across the processes");
+    for server in [server, vault] {
+        assert_eq!(server.attributes.get("merchant").map(String::as_str), Some(merchant_id), "{server:#?}");
+    }
     let db = |service: &str, system: &str| {
         spans.iter().any(|s| {
             s.service == service
@@ -232,7 +235,7 @@ async fn a_payment_is_one_trace_across_both_services_and_holds_no_card_data() {
         }
     };
     let spans = receiver.trace(db_trace, enough("Detokenize")).await;
-    assert_payment_trace(&spans, "Detokenize", "redis");
+    assert_payment_trace(&spans, "Detokenize", "redis", &p.keys.merchant_id);
 
     // A one-click payment: a registration, then a CIT over it.
     let card = pb::Card {
@@ -266,7 +269,7 @@ async fn a_payment_is_one_trace_across_both_services_and_holds_no_card_data() {
     let paid = p.payments_client().create_payment(traced(&skey, one_click, one_click_trace)).await.unwrap();
     assert_eq!(paid.into_inner().status, pb::PaymentStatus::Approved as i32);
     let spans = receiver.trace(one_click_trace, enough("Detokenize")).await;
-    assert_payment_trace(&spans, "Detokenize", "postgresql");
+    assert_payment_trace(&spans, "Detokenize", "postgresql", &p.keys.merchant_id);
 
     let secrets = [skey.clone(), p.keys.pkey.clone(), key];
     assert_nothing_card_like(&receiver.all(), &secrets);

@@ -42,6 +42,40 @@ impl<C, S> VaultService<C, S> {
     }
 }
 
+/// A request naming the merchant it acts for.
+trait ForMerchant {
+    fn merchant_id(&self) -> &str;
+}
+
+macro_rules! for_merchant {
+    ($($request:ty),+) => {
+        $(impl ForMerchant for $request {
+            fn merchant_id(&self) -> &str {
+                &self.merchant_id
+            }
+        })+
+    };
+}
+
+for_merchant!(
+    pb::DetokenizeRequest,
+    pb::ReportChargeRequest,
+    pb::TokenizeRequest,
+    pb::DescribeTokenRequest,
+    pb::ListTokensRequest,
+    pb::DeleteTokenRequest,
+    pb::ExtendTokenRequest,
+    pb::ListAuditEventsRequest
+);
+
+/// The request's message, its merchant noted for the call's span and log
+/// line (masked if it is a card number).
+fn noted<T: ForMerchant>(request: &Request<T>) -> &T {
+    let r = request.get_ref();
+    common::telemetry::spans::note_merchant(common::card::loggable(r.merchant_id()));
+    r
+}
+
 #[tonic::async_trait]
 impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S> {
     async fn detokenize(
@@ -49,7 +83,7 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         request: Request<pb::DetokenizeRequest>,
     ) -> Result<Response<pb::DetokenizeResponse>, Status> {
         let (call, actor) = self.call(&request);
-        let r = request.get_ref();
+        let r = noted(&request);
         let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
         let result = within_deadline(&call, self.tokens.detokenize(scope, &r.token, &r.consumer_ref, &actor)).await;
         let (merchant_id, token_id, actor) = (loggable(&r.merchant_id), loggable(&r.token), &actor.name);
@@ -65,7 +99,7 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         request: Request<pb::ReportChargeRequest>,
     ) -> Result<Response<pb::ReportChargeResponse>, Status> {
         let call = CallInfo::of(&request, self.max_deadline);
-        let r = request.get_ref();
+        let r = noted(&request);
         let recorded = within_deadline(
             &call,
             self.tokens.single_use().report_charge(&r.merchant_id, &r.token, &r.consumer_ref, &r.charge_status),
@@ -76,6 +110,7 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
 
     async fn tokenize(&self, request: Request<pb::TokenizeRequest>) -> Result<Response<pb::StoredToken>, Status> {
         let (call, actor) = self.call(&request);
+        noted(&request);
         let mut r = request.into_inner();
         let kind = convert::kind(r.kind)?;
         let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
@@ -105,7 +140,7 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         request: Request<pb::DescribeTokenRequest>,
     ) -> Result<Response<pb::StoredToken>, Status> {
         let call = CallInfo::of(&request, self.max_deadline);
-        let r = request.get_ref();
+        let r = noted(&request);
         let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
         let view = within_deadline(&call, self.tokens.describe(scope, &r.id)).await?;
         Ok(Response::new(convert::stored_token(view)))
@@ -116,7 +151,7 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         request: Request<pb::ListTokensRequest>,
     ) -> Result<Response<pb::ListTokensResponse>, Status> {
         let call = CallInfo::of(&request, self.max_deadline);
-        let r = request.get_ref();
+        let r = noted(&request);
         let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
         let kind = convert::kind_filter(r.kind)?;
         let page =
@@ -132,7 +167,7 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         request: Request<pb::DeleteTokenRequest>,
     ) -> Result<Response<pb::DeleteTokenResponse>, Status> {
         let (call, actor) = self.call(&request);
-        let r = request.get_ref();
+        let r = noted(&request);
         let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
         let deleted = within_deadline(&call, self.tokens.delete(scope, &r.id, &actor)).await?;
         tracing::info!(merchant_id = loggable(&r.merchant_id), token_id = loggable(&r.id), deleted, "token delete");
@@ -144,7 +179,7 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         request: Request<pb::ExtendTokenRequest>,
     ) -> Result<Response<pb::StoredToken>, Status> {
         let (call, actor) = self.call(&request);
-        let r = request.get_ref();
+        let r = noted(&request);
         let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
         let view = within_deadline(&call, self.tokens.extend(scope, &r.id, &actor)).await?;
         Ok(Response::new(convert::stored_token(view)))
@@ -155,7 +190,7 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
         let call = CallInfo::of(&request, self.max_deadline);
-        let r = request.get_ref();
+        let r = noted(&request);
         let page = within_deadline(
             &call,
             self.tokens.audit_events(
