@@ -279,13 +279,28 @@ async fn card_on_file_cit_then_mit_and_mit_refused_without_cit() {
     };
     let repeat = p.create_payment(mit(&cit.registration_id)).await.unwrap();
     assert_eq!(repeat.result.unwrap().code, SUCCESS_TEST);
+    // A MIT naming its initial transaction: the CIT on its token is taken; a made-up id, a
+    // payment that is no INITIAL CIT, or the CIT of another token is refused.
+    let naming = |r: &str, initial: &str| {
+        let mut request = mit(r);
+        request.standing_instruction.as_mut().unwrap().initial_transaction_id = initial.into();
+        request
+    };
+    let named = p.create_payment(naming(&cit.registration_id, &cit.id)).await.unwrap();
+    assert_eq!(named.result.unwrap().code, SUCCESS_TEST);
+    for made_up in ["not-a-payment", repeat.id.as_str()] {
+        let refused = p.create_payment(naming(&cit.registration_id, made_up)).await.unwrap_err();
+        assert_eq!((refused.code(), reason(&refused).as_str()), (Code::FailedPrecondition, "mit_without_cit"));
+    }
 
     let standalone = register(stored_card("4242424242424242", 1, 2031), "cus_9", false);
     let no_cit = p.create_registration(standalone).await.unwrap();
-    let refused = p.create_payment(mit(&no_cit.id)).await.unwrap_err();
-    assert_eq!((refused.code(), reason(&refused).as_str()), (Code::FailedPrecondition, "mit_without_cit"));
+    for refused in [mit(&no_cit.id), naming(&no_cit.id, &cit.id)] {
+        let refused = p.create_payment(refused).await.unwrap_err();
+        assert_eq!((refused.code(), reason(&refused).as_str()), (Code::FailedPrecondition, "mit_without_cit"));
+    }
     assert_eq!(p.ledger(by_token(&no_cit.id)).await, ["RG"], "nothing was charged");
-    assert_eq!(p.ledger(by_token(&cit.registration_id)).await, ["RG", "DB"]);
+    assert_eq!(p.ledger(by_token(&cit.registration_id)).await, ["RG", "DB", "DB"]);
     p.stop().await;
 }
 

@@ -14,7 +14,9 @@ use super::validate::{self, NewPayment, ValidPayment, ValidSource};
 use super::{Payments, ledger_kind_created};
 use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Inquiry, Operation};
 use crate::domain::error::{PaymentError, PaymentResult};
-use crate::domain::payment::{LedgerKind, MaskedCard, Payment, PaymentType, RecoveryPoint, Scope, SourceKind, Status};
+use crate::domain::payment::{
+    LedgerKind, MaskedCard, Payment, PaymentType, RecoveryPoint, Scope, SiMode, SiSource, SourceKind, Status,
+};
 use crate::domain::store::{Begun, PaymentStore};
 use vault_api::{CallContext, TokenKind, TokenSource, Vault, VaultError};
 
@@ -29,10 +31,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         let req = validate::payment(req, self.clock.now_ms())?;
         self.check_connector(scope)?;
         if req.merchant_initiated {
-            let token = req.source.token().unwrap_or_default();
-            if !self.store.has_initial_cit(scope, token).await? {
-                return Err(PaymentError::MitWithoutCit);
-            }
+            self.check_initial_cit(scope, &req).await?;
         }
         let pending = self.pending_initial(scope, id, &req);
         let (payment, fresh) = match self.store.begin(&pending, None, self.lease_until()).await? {
@@ -41,6 +40,18 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             Begun::Existing(_) | Begun::Refused => return Err(PaymentError::IdempotencyKeyReused),
         };
         self.drive_initial(scope, payment, Some(&req), fresh, ctx).await
+    }
+
+    /// A MIT needs a successful INITIAL CIT of the merchant on its token: the
+    /// one its `initial_transaction_id` names, when it names one.
+    async fn check_initial_cit(&self, scope: Scope<'_>, req: &ValidPayment) -> PaymentResult<()> {
+        let token = req.source.token().unwrap_or_default();
+        let named = req.standing_instruction.as_ref().map(|si| si.initial_transaction_id.as_str()).unwrap_or_default();
+        let found = match named {
+            "" => self.store.has_initial_cit(scope, token).await?,
+            id => self.store.get(scope, id).await?.is_some_and(|initial| is_initial_cit_on(&initial, token)),
+        };
+        if found { Ok(()) } else { Err(PaymentError::MitWithoutCit) }
     }
 
     fn pending_initial(&self, scope: Scope<'_>, id: String, req: &ValidPayment) -> Payment {
@@ -351,4 +362,15 @@ impl Payment {
     fn after_tokenizing(&self) -> RecoveryPoint {
         if self.source_kind == Some(SourceKind::SingleUse) { RecoveryPoint::Tokenized } else { RecoveryPoint::Finished }
     }
+}
+
+/// Whether `payment` is a successful INITIAL CIT over `token`.
+fn is_initial_cit_on(payment: &Payment, token: &str) -> bool {
+    let on_token =
+        [&payment.token, &payment.registration_id, &payment.omni_token].iter().any(|t| t.as_deref() == Some(token));
+    let initial_cit = payment
+        .standing_instruction
+        .as_ref()
+        .is_some_and(|si| si.mode == SiMode::Initial && si.source == SiSource::Cit);
+    payment.status == Status::Approved && on_token && initial_cit
 }
