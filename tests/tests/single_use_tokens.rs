@@ -17,6 +17,9 @@ async fn create_get_detokenize_once(store: Store) {
     assert!(token.id.starts_with("tokn_test_"), "{}", token.id);
     assert!(!token.livemode && !token.used);
     assert_eq!(token.charge_status, "unknown");
+    // Omise's token object: its type, its path, and its creation to the second.
+    assert_eq!((token.object.as_str(), token.location.clone()), ("token", format!("/tokens/{}", token.id)));
+    assert_eq!(token.created_at.unwrap().nanos, 0);
     let meta = token.card.clone().unwrap();
     assert_eq!((meta.brand.as_str(), meta.bin.as_str(), meta.last_digits.as_str()), ("visa", "424242", "4242"));
     assert_eq!((meta.expiration_month, meta.expiration_year, meta.country.as_str()), (12, 2040, "TH"));

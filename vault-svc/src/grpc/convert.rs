@@ -81,13 +81,17 @@ pub fn card_metadata(m: CardMeta) -> pb::CardMetadata {
     }
 }
 
+/// A single-use token as Omise shows one: `object`, `location`, and
+/// `created_at` to the second.
 pub fn token(t: TokenView) -> pb::Token {
     pb::Token {
+        object: "token".into(),
+        location: format!("/tokens/{}", t.id),
         id: t.id,
         livemode: t.livemode,
         used: t.used,
         charge_status: t.charge_status,
-        created_at: Some(timestamp(t.created_at)),
+        created_at: Some(timestamp(t.created_at - t.created_at.rem_euclid(1000))),
         expires_at: Some(timestamp(t.expires_at)),
         card: Some(card_metadata(t.card)),
     }
