@@ -105,11 +105,13 @@ fn timestamp(seconds: i64) -> prost_types::Timestamp {
 /// A fresh single-use token as CreateToken returns it.
 pub fn token() -> Token {
     Token {
+        object: "token".into(),
+        location: format!("/tokens/{TOKEN_ID}"),
         id: TOKEN_ID.into(),
         livemode: false,
         used: false,
         charge_status: "unknown".into(),
-        created_at: Some(timestamp(CREATED_AT)),
+        created_at: Some(prost_types::Timestamp { seconds: CREATED_AT, nanos: 0 }),
         expires_at: Some(timestamp(CREATED_AT + 1800)),
         card: Some(metadata()),
     }
