@@ -41,12 +41,13 @@ impl Currency {
     /// the code kept is upper-case). Codes without a minor unit (`XAU`, `XDR`,
     /// `XTS`, `XXX`, ...) are refused, and so is anything but three letters.
     pub fn parse(code: &str) -> Result<Currency, MoneyError> {
-        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_alphabetic()) {
+        let mut upper: [u8; 3] = code.as_bytes().try_into().map_err(|_| MoneyError::InvalidCurrency)?;
+        if !upper.iter().all(u8::is_ascii_alphabetic) {
             return Err(MoneyError::InvalidCurrency);
         }
-        let code = code.to_ascii_uppercase();
+        upper.make_ascii_uppercase();
         CURRENCIES
-            .binary_search_by(|(c, _)| (*c).cmp(code.as_str()))
+            .binary_search_by(|(c, _)| c.as_bytes().cmp(&upper[..]))
             .map(|i| {
                 let (code, exponent) = CURRENCIES[i];
                 Currency { code, exponent }

@@ -65,13 +65,10 @@ where
             // Whole microseconds: a float's long expansion could read as a card number.
             let duration_us = elapsed.as_micros() as u64;
             let merchant = merchant.unwrap_or_default();
-            let _entered = span.enter();
-            if path.starts_with("/grpc.") {
-                tracing::debug!(method = %path, code, duration_us, merchant, "call");
-            } else {
-                tracing::info!(method = %path, code, duration_us, merchant, "call");
-            }
-            drop(_entered);
+            span.in_scope(|| match path.starts_with("/grpc.") {
+                true => tracing::debug!(method = %path, code, duration_us, merchant, "call"),
+                false => tracing::info!(method = %path, code, duration_us, merchant, "call"),
+            });
             response
         })
     }

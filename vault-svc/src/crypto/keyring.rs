@@ -126,9 +126,14 @@ impl KeyRing {
             // Re-read: a concurrent creator's key may have won.
             stored = self.store.data_keys(merchant_id).await?;
         }
+        self.cache_stored(merchant_id, &stored)
+    }
+
+    /// Unwraps the merchant's stored keys and caches them.
+    fn cache_stored(&self, merchant_id: &str, stored: &[WrappedKey]) -> Result<Arc<MerchantKeys>, RingError> {
         let mut data = BTreeMap::new();
         let mut fingerprint_key = None;
-        for k in &stored {
+        for k in stored {
             let key = self.unwrap_key(k)?;
             match k.purpose {
                 KeyPurpose::Data => {
@@ -182,11 +187,17 @@ impl KeyRing {
     /// fingerprints by a prefix no card number has. `None` for a merchant
     /// without keys (who can have stored nothing): keys are never created here.
     pub async fn reference(&self, merchant_id: &str, reference: &str) -> Result<Option<String>, RingError> {
+        // The fingerprint key never changes: a cached one stays right. On a
+        // miss, one read: what it finds is cached, nothing is created.
         let keys = match self.cached(merchant_id) {
-            // The fingerprint key never changes: a cached one stays right.
             Some(keys) => keys,
-            None if self.store.data_keys(merchant_id).await?.is_empty() => return Ok(None),
-            None => self.load(merchant_id).await?,
+            None => {
+                let stored = self.store.data_keys(merchant_id).await?;
+                if !stored.iter().any(|k| k.purpose == KeyPurpose::Fingerprint) {
+                    return Ok(None);
+                }
+                self.cache_stored(merchant_id, &stored)?
+            }
         };
         Ok(Some(format!("ref_{}", fingerprint(&keys.fingerprint, &format!("ref\0{reference}")))))
     }
