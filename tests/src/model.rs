@@ -268,6 +268,23 @@ impl<V: Vault> Vault for CrashVault<V> {
     async fn extend(&self, scope: Scope<'_>, id: &str, ctx: &CallContext) -> Result<StoredToken, VaultError> {
         self.alive(self.inner.extend(scope, id, ctx)).await
     }
+
+    async fn describe(&self, scope: Scope<'_>, id: &str, ctx: &CallContext) -> Result<StoredToken, VaultError> {
+        self.alive(self.inner.describe(scope, id, ctx)).await
+    }
+
+    async fn default_registration(
+        &self,
+        scope: Scope<'_>,
+        customer_id: &str,
+        ctx: &CallContext,
+    ) -> Result<StoredToken, VaultError> {
+        self.alive(self.inner.default_registration(scope, customer_id, ctx)).await
+    }
+
+    async fn set_default(&self, scope: Scope<'_>, id: &str, ctx: &CallContext) -> Result<StoredToken, VaultError> {
+        self.alive(self.inner.set_default(scope, id, ctx)).await
+    }
 }
 
 /// What the acquirer does with one operation.

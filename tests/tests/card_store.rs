@@ -9,7 +9,9 @@ use e2e::{Db, test_database};
 use vault_api::TokenKind;
 use vault_svc::domain::audit::{AuditEntry, AuditQuery};
 use vault_svc::domain::store::StoreError;
-use vault_svc::domain::store::cards::{CardRow, CardStore, KeyPurpose, KeyStore, Lookup, Scope, WrappedKey};
+use vault_svc::domain::store::cards::{
+    CardRow, CardStore, KeyPurpose, KeyStore, Lookup, Scope, TokenWrite, WrappedKey,
+};
 use vault_svc::storage::sql::SqlStore;
 
 const T0: i64 = 1_795_392_000_000;
@@ -191,8 +193,48 @@ async fn an_unreadable_row_is_corrupt(s: SqlStore) {
     assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
 }
 
+/// A customer's default registration: the first created, until one is made
+/// default (the last one made so wins); never an omni token, a deleted or
+/// expired token, or another customer's or merchant's.
+async fn the_default_is_the_first_until_one_is_chosen(s: SqlStore) {
+    let at = |id: &str, created_at: i64| CardRow { created_at, ..row(id, "cus_1", id) };
+    let omni = CardRow { kind: TokenKind::Omni, created_at: T0 - DAY, ..row("o1", "cus_1", "o1") };
+    s.insert(&omni, None, &audit("TK", "o1")).await.unwrap();
+    assert_eq!(s.default_registration(M1, "cus_1", T0).await.unwrap(), None, "an omni token is no default");
+    for (id, created_at) in [("r2", T0 + 1000), ("r1", T0), ("r3", T0 + 2000)] {
+        s.insert(&at(id, created_at), None, &audit("RG", id)).await.unwrap();
+    }
+    s.insert(&row("x1", "cus_2", "x1"), None, &audit("RG", "x1")).await.unwrap();
+    let store = &s;
+    let default = |now| async move { store.default_registration(M1, "cus_1", now).await.unwrap().map(|r| r.id) };
+    let make_default = |scope, id| async move {
+        let audit = audit("DF", id);
+        store.mark_default(TokenWrite { scope, id, audit: &audit }).await.unwrap().map(|r| r.id)
+    };
+    assert_eq!(default(T0).await.as_deref(), Some("r1"), "the first created");
+    assert_eq!(make_default(M1, "r3").await.as_deref(), Some("r3"));
+    assert_eq!(default(T0).await.as_deref(), Some("r3"));
+    make_default(M1, "r2").await.unwrap();
+    assert_eq!(default(T0).await.as_deref(), Some("r2"), "the last one made default");
+    assert_eq!(make_default(M1, "o1").await, None, "an omni token cannot be made default");
+    let other = Scope { merchant_id: "mrch_2", livemode: false };
+    assert_eq!(make_default(other, "r1").await, None, "another merchant's");
+    assert_eq!(s.default_registration(other, "cus_1", T0).await.unwrap(), None);
+    assert_eq!(s.default_registration(M1, "cus_2", T0).await.unwrap().unwrap().id, "x1");
+    assert_eq!(events(&s, Some("r2")).await, ["RG:r2", "DF:r2"], "audited with the write");
+
+    s.delete(M1, "r2", T0, &audit("DR", "r2")).await.unwrap();
+    assert_eq!(default(T0).await.as_deref(), Some("r3"), "the default deleted: the one chosen before");
+    assert_eq!(make_default(M1, "r2").await, None, "a deleted token cannot be made default");
+    assert_eq!(default(T0 + 400 * DAY).await, None, "past retention, none is");
+    let no_customer = CardRow { customer_id: String::new(), ..row("n1", "", "n1") };
+    s.insert(&no_customer, None, &audit("RG", "n1")).await.unwrap();
+    assert_eq!(make_default(M1, "n1").await, None, "no customer, nothing to be the default of");
+}
+
 e2e::conformance!(
     #[tokio::test] e2e::test_database =>
+    the_default_is_the_first_until_one_is_chosen,
     insert_then_get,
     the_same_card_is_stored_once_per_customer_and_kind,
     use_marks_and_audits_in_one_commit,

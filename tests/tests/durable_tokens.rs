@@ -21,7 +21,7 @@ use vault_svc::domain::store::cards::KeyStore;
 use vault_svc::domain::{key_rotation, retention};
 
 fn describe(merchant_id: &str, id: &str) -> pb::DescribeTokenRequest {
-    pb::DescribeTokenRequest { merchant_id: merchant_id.into(), id: id.into(), livemode: false }
+    pb::DescribeTokenRequest { merchant_id: merchant_id.into(), id: id.into(), livemode: false, ..Default::default() }
 }
 
 fn detok(merchant_id: &str, id: &str) -> pb::DetokenizeRequest {

@@ -325,6 +325,7 @@ async fn omni_tokens_write_tk_dt_dl_and_a_deleted_token_cannot_pay() {
     let standalone = pb::CreateOmniTokenRequest {
         card: Some(pb::Card { name: "J D".into(), ..stored_card("5555555555554444", 3, 2032) }),
         customer_id: "cus_o".into(),
+        verify: false,
     };
     let o = p.omni().create_omni_token(authed(&skey, standalone)).await.unwrap().into_inner();
     assert!(o.id.starts_with("omni_test_"));
@@ -487,5 +488,177 @@ async fn oversized_metadata_is_refused_on_its_own_call_and_the_connection_lives(
         let fine = client.create_payment(request()).await.unwrap().into_inner();
         assert_eq!(fine.status(), pb::PaymentStatus::Approved);
     }
+    p.stop().await;
+}
+
+/// Omise's "charge the customer": with no source, a payment uses the customer's
+/// default registration, the first one until another is made default.
+#[tokio::test]
+async fn a_customer_pays_with_its_default_registration_the_first_or_the_chosen() {
+    let p = TestPlatform::start().await;
+    let skey = p.skey();
+    let by_customer = |customer_id: &str| pb::CreatePaymentRequest {
+        payment_type: PaymentType::Db as i32,
+        amount: 1200,
+        currency: "thb".into(),
+        customer_id: customer_id.into(),
+        ..Default::default()
+    };
+    let refused = p.create_payment(by_customer("cus_d")).await.unwrap_err();
+    assert_eq!((refused.code(), reason(&refused).as_str()), (Code::NotFound, "not_found"), "no card on file");
+    let no_one = pb::CreatePaymentRequest { customer_id: String::new(), ..by_customer("") };
+    assert_eq!(p.create_payment(no_one).await.unwrap_err().code(), Code::InvalidArgument);
+
+    let first =
+        p.create_registration(register(stored_card("4242424242424242", 1, 2031), "cus_d", false)).await.unwrap();
+    let second =
+        p.create_registration(register(stored_card("5555555555554444", 1, 2031), "cus_d", false)).await.unwrap();
+    assert!(first.is_default && !second.is_default, "the first registration is the default");
+    let defaults = || async {
+        let list = pb::ListRegistrationsRequest { customer_id: "cus_d".into(), ..Default::default() };
+        let list = p.registrations().list_registrations(authed(&skey, list)).await.unwrap().into_inner();
+        assert_eq!(list.registrations.len(), 2);
+        list.registrations.into_iter().filter(|r| r.is_default).map(|r| r.id).collect::<Vec<_>>()
+    };
+    assert_eq!(defaults().await, [first.id.as_str()]);
+    let paid = p.create_payment(by_customer("cus_d")).await.unwrap();
+    assert_eq!(paid.status, pb::PaymentStatus::Approved as i32);
+    assert_eq!((paid.registration_id.as_str(), paid.currency.as_str()), (first.id.as_str(), "THB"));
+    assert_eq!(paid.card.unwrap().last_digits, "4242");
+
+    let chosen = authed(&skey, pb::SetDefaultRegistrationRequest { id: second.id.clone() });
+    let chosen = p.registrations().set_default_registration(chosen).await.unwrap().into_inner();
+    assert!(chosen.is_default && chosen.id == second.id);
+    assert_eq!(defaults().await, [second.id.as_str()]);
+    let paid = p.create_payment(by_customer("cus_d")).await.unwrap();
+    assert_eq!(paid.registration_id, second.id);
+
+    // Another customer has none; a default is a registration of this merchant's customer.
+    assert_eq!(p.create_payment(by_customer("cus_other")).await.unwrap_err().code(), Code::NotFound);
+    let omni = pb::CreatePaymentRequest {
+        create_omni_token: true,
+        customer_id: "cus_d".into(),
+        ..pay(PaymentType::Db, 100, "EUR", with_card("4111111111111111"))
+    };
+    let omni = p.create_payment(omni).await.unwrap().omni_token;
+    let not_a_registration = authed(&skey, pb::SetDefaultRegistrationRequest { id: omni });
+    let refused = p.registrations().set_default_registration(not_a_registration).await.unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound);
+
+    // The default deleted, the first is the default again.
+    let delete = authed(&skey, pb::DeleteRegistrationRequest { id: second.id.clone() });
+    assert!(p.registrations().delete_registration(delete).await.unwrap().into_inner().deleted);
+    let paid = p.create_payment(by_customer("cus_d")).await.unwrap();
+    assert_eq!(paid.registration_id, first.id);
+    assert_eq!(p.ledger(by_token(&second.id)).await, ["RG", "DB", "DR"]);
+    assert_eq!(p.ledger(by_token(&first.id)).await, ["RG", "DB", "DB"]);
+    p.stop().await;
+}
+
+/// OPP's and Till's account verification: a PA of 0 that stores the card, in
+/// the ledger with its result, the token stored only when it is approved.
+#[tokio::test]
+async fn zero_amount_verification_stores_the_card_only_when_approved_and_is_in_the_ledger() {
+    let p = TestPlatform::start().await;
+    let skey = p.skey();
+    let verify = |source, registration: bool| pb::CreatePaymentRequest {
+        create_registration: registration,
+        create_omni_token: !registration,
+        customer_id: "cus_v".into(),
+        ..pay(PaymentType::Pa, 0, "EUR", source)
+    };
+    let verified = p.create_payment(verify(with_card("4242424242424242"), true)).await.unwrap();
+    assert_eq!(verified.status, pb::PaymentStatus::Approved as i32);
+    assert_eq!((verified.amount, verified.result.as_ref().unwrap().code.as_str()), (0, SUCCESS_TEST));
+    assert_eq!(verified.registration_id.len(), 32);
+    let lines = authed(&skey, by_payment(&verified.id));
+    let lines = p.payments().list_transactions(lines).await.unwrap().into_inner().transactions;
+    let lines: Vec<_> = lines
+        .iter()
+        .map(|t| (t.transaction_type.as_str(), t.amount, t.result.as_ref().unwrap().code.as_str()))
+        .collect();
+    assert_eq!(lines, [("PA", 0, SUCCESS_TEST), ("RG", 0, SUCCESS_TEST)]);
+    let capture = p.capture(&verified.id, 1).await.unwrap_err();
+    assert_eq!(reason(&capture), "amount_exceeds_authorized", "a verification authorizes nothing");
+
+    let t = p.single_use_token("5555555555554444").await;
+    let omni = p.create_payment(verify(token(&t), false)).await.unwrap();
+    assert!(omni.omni_token.starts_with("omni_test_"), "{}", omni.omni_token);
+    assert_eq!(p.ledger(by_payment(&omni.id)).await, ["PA", "TK"]);
+
+    let declined = p.create_payment(verify(with_card("4000000000000002"), true)).await.unwrap();
+    assert_eq!(declined.status, pb::PaymentStatus::Declined as i32);
+    assert!(declined.registration_id.is_empty());
+    assert_eq!(p.ledger(by_payment(&declined.id)).await, ["PA"], "the decline is recorded, nothing stored");
+    let list = pb::ListRegistrationsRequest { customer_id: "cus_v".into(), ..Default::default() };
+    let list = p.registrations().list_registrations(authed(&skey, list)).await.unwrap().into_inner();
+    assert_eq!(
+        list.registrations.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [verified.registration_id.as_str()]
+    );
+
+    // Zero is a verification only on a PA that stores the card.
+    for refused in [
+        pay(PaymentType::Pa, 0, "EUR", with_card("4242424242424242")),
+        pb::CreatePaymentRequest {
+            create_registration: true,
+            ..pay(PaymentType::Db, 0, "EUR", with_card("4242424242424242"))
+        },
+    ] {
+        let refused = p.create_payment(refused).await.unwrap_err();
+        assert_eq!((refused.code(), reason(&refused).as_str()), (Code::InvalidArgument, "invalid_amount"));
+    }
+
+    // CreateOmniToken{verify} and CreateRegistration{verify} are the same PA of 0.
+    let create = |number: &str| pb::CreateOmniTokenRequest {
+        card: Some(stored_card(number, 6, 2032)),
+        customer_id: "cus_v".into(),
+        verify: true,
+    };
+    let o = p.omni().create_omni_token(authed(&skey, create("4111111111111111"))).await.unwrap().into_inner();
+    assert!(o.id.starts_with("omni_test_") && o.result.unwrap().code == SUCCESS_TEST);
+    let refused = p.omni().create_omni_token(authed(&skey, create("4000000000000002"))).await.unwrap().into_inner();
+    assert!(refused.id.is_empty() && refused.result.unwrap().code.starts_with("800."));
+    let reg = p.create_registration(register(stored_card("4012888888881881", 6, 2032), "cus_v", true)).await.unwrap();
+    let rg = authed(&skey, by_token(&reg.id));
+    let rg = p.payments().list_transactions(rg).await.unwrap().into_inner().transactions;
+    assert_eq!(rg.len(), 1);
+    assert_eq!(p.ledger(by_payment(&rg[0].payment_id)).await, ["PA", "RG"], "the verification is a payment");
+    let verification = p.get_payment(&rg[0].payment_id).await.unwrap();
+    assert_eq!((verification.payment_type, verification.amount), (PaymentType::Pa as i32, 0));
+    p.stop().await;
+}
+
+/// Till's one-click form and extension, on payments-svc as for registrations.
+#[tokio::test]
+async fn omni_tokens_are_listed_for_a_customer_and_extended() {
+    let p = TestPlatform::start().await;
+    let skey = p.skey();
+    let create = |number: &str, customer_id: &str| pb::CreateOmniTokenRequest {
+        card: Some(stored_card(number, 12, 2030)),
+        customer_id: customer_id.into(),
+        verify: false,
+    };
+    let a = p.omni().create_omni_token(authed(&skey, create("4242424242424242", "cus_t"))).await.unwrap().into_inner();
+    let b = p.omni().create_omni_token(authed(&skey, create("5555555555554444", "cus_t"))).await.unwrap().into_inner();
+    p.omni().create_omni_token(authed(&skey, create("4111111111111111", "cus_u"))).await.unwrap();
+    let reg = p.create_registration(register(stored_card("4012888888881881", 1, 2031), "cus_t", false)).await.unwrap();
+    let list = pb::ListOmniTokensRequest { customer_id: "cus_t".into(), ..Default::default() };
+    let list = p.omni().list_omni_tokens(authed(&skey, list)).await.unwrap().into_inner();
+    let listed: HashSet<_> =
+        list.omni_tokens.iter().map(|o| (o.id.clone(), o.last_digits.clone(), o.expiration_year)).collect();
+    let expected = HashSet::from([(a.id.clone(), "4242".to_owned(), 2030), (b.id.clone(), "4444".to_owned(), 2030)]);
+    assert_eq!(listed, expected, "this customer's omni tokens, not its registrations");
+    assert!(list.omni_tokens.iter().all(|o| !o.brand.is_empty()));
+
+    let extend = |id: &str| authed(&skey, pb::ExtendOmniTokenRequest { id: id.into() });
+    let extended = p.omni().extend_omni_token(extend(&a.id)).await.unwrap().into_inner();
+    assert!(extended.extended);
+    // 12/2030: 14 months → 1 Feb 2032; 24 months → 1 Dec 2032.
+    assert_eq!(a.retain_until.unwrap().seconds, 1_959_206_400);
+    assert_eq!(extended.retain_until.unwrap().seconds, 1_985_472_000);
+    assert_eq!(p.omni().extend_omni_token(extend(&reg.id)).await.unwrap_err().code(), Code::NotFound);
+    let registration = authed(&skey, pb::ExtendRegistrationRequest { id: a.id });
+    assert_eq!(p.registrations().extend_registration(registration).await.unwrap_err().code(), Code::NotFound);
     p.stop().await;
 }

@@ -133,6 +133,7 @@ fn stored(t: pb::StoredToken) -> StoredToken {
         created_at: millis(t.created_at.as_ref()),
         retain_until: millis(t.retain_until.as_ref()),
         extended: t.extended,
+        is_default: t.is_default,
     }
 }
 
@@ -152,6 +153,7 @@ fn listed(t: pb::TokenSummary, customer_id: &str) -> StoredToken {
         created_at: 0,
         retain_until: 0,
         extended: false,
+        is_default: t.is_default,
     }
 }
 
@@ -246,6 +248,40 @@ impl Vault for GrpcVault {
     async fn extend(&self, scope: Scope<'_>, id: &str, ctx: &CallContext) -> Result<StoredToken, VaultError> {
         let message =
             pb::ExtendTokenRequest { merchant_id: scope.merchant_id.into(), id: id.into(), livemode: scope.livemode };
+        self.call(message, ctx).await.map(stored)
+    }
+
+    async fn describe(&self, scope: Scope<'_>, id: &str, ctx: &CallContext) -> Result<StoredToken, VaultError> {
+        let message = pb::DescribeTokenRequest {
+            merchant_id: scope.merchant_id.into(),
+            id: id.into(),
+            livemode: scope.livemode,
+            customer_id: String::new(),
+        };
+        self.call(message, ctx).await.map(stored)
+    }
+
+    async fn default_registration(
+        &self,
+        scope: Scope<'_>,
+        customer_id: &str,
+        ctx: &CallContext,
+    ) -> Result<StoredToken, VaultError> {
+        let message = pb::DescribeTokenRequest {
+            merchant_id: scope.merchant_id.into(),
+            id: String::new(),
+            livemode: scope.livemode,
+            customer_id: customer_id.into(),
+        };
+        self.call(message, ctx).await.map(stored)
+    }
+
+    async fn set_default(&self, scope: Scope<'_>, id: &str, ctx: &CallContext) -> Result<StoredToken, VaultError> {
+        let message = pb::SetDefaultTokenRequest {
+            merchant_id: scope.merchant_id.into(),
+            id: id.into(),
+            livemode: scope.livemode,
+        };
         self.call(message, ctx).await.map(stored)
     }
 }

@@ -93,6 +93,8 @@ pub struct StoredToken {
     pub created_at: Millis,
     pub retain_until: Millis,
     pub extended: bool,
+    /// A registration that is its customer's default.
+    pub is_default: bool,
 }
 
 /// What travels with every vault call: the caller's deadline, trace context
@@ -157,6 +159,30 @@ pub trait Vault: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, VaultError>> + Send;
 
     fn extend(
+        &self,
+        scope: Scope<'_>,
+        id: &str,
+        ctx: &CallContext,
+    ) -> impl Future<Output = Result<StoredToken, VaultError>> + Send;
+
+    /// A durable token's metadata.
+    fn describe(
+        &self,
+        scope: Scope<'_>,
+        id: &str,
+        ctx: &CallContext,
+    ) -> impl Future<Output = Result<StoredToken, VaultError>> + Send;
+
+    /// The customer's default registration (`NotFound` without one).
+    fn default_registration(
+        &self,
+        scope: Scope<'_>,
+        customer_id: &str,
+        ctx: &CallContext,
+    ) -> impl Future<Output = Result<StoredToken, VaultError>> + Send;
+
+    /// Makes registration `id` its customer's default.
+    fn set_default(
         &self,
         scope: Scope<'_>,
         id: &str,

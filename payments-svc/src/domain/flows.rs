@@ -25,7 +25,7 @@ mod initial;
 mod registration;
 mod validate;
 
-pub use registration::RegistrationOutcome;
+pub use registration::TokenOutcome;
 pub use validate::{NewPayment, Source, ValidPayment, ValidSource};
 
 const MAX_PAGE: u32 = 100;

@@ -101,7 +101,7 @@ pub fn new_payment(r: pb::CreatePaymentRequest) -> Result<NewPayment, PaymentErr
         amount: r.amount,
         currency: r.currency,
         standing_instruction: standing_instruction(r.standing_instruction.as_ref())?,
-        source: source(r.source)?,
+        source: source(r.source),
         create_registration: r.create_registration,
         create_omni_token: r.create_omni_token,
         customer_id: r.customer_id,
@@ -110,19 +110,15 @@ pub fn new_payment(r: pb::CreatePaymentRequest) -> Result<NewPayment, PaymentErr
     })
 }
 
-pub fn source(source: Option<pb::create_payment_request::Source>) -> Result<Source, PaymentError> {
+pub fn source(source: Option<pb::create_payment_request::Source>) -> Source {
     use pb::create_payment_request::Source as S;
-    Ok(match source {
+    match source {
         Some(S::Card(mut c)) => Source::Card(Box::new(card_input(&mut c))),
         Some(S::Token(t)) => Source::Token(t),
         Some(S::RegistrationId(r)) => Source::Registration(r),
         Some(S::OmniToken(o)) => Source::Omni(o),
-        None => {
-            return Err(PaymentError::InvalidArgument(
-                "exactly one of card, token, registration_id or omni_token is required",
-            ));
-        }
-    })
+        None => Source::CustomerDefault,
+    }
 }
 
 pub fn card(m: &MaskedCard) -> pb::CardMetadata {
@@ -198,15 +194,18 @@ pub fn registration(t: &StoredToken, result_: &Outcome) -> pb::Registration {
         created_at: timestamp(t.created_at),
         retain_until: timestamp(t.retain_until),
         extended: t.extended,
+        is_default: t.is_default,
     }
 }
 
-pub fn omni_token(t: &StoredToken) -> pb::OmniToken {
+pub fn omni_token(t: &StoredToken, result_: &Outcome) -> pb::OmniToken {
     pb::OmniToken {
         id: t.id.clone(),
         customer_id: t.customer_id.clone(),
         card: Some(card(&t.card)),
         created_at: timestamp(t.created_at),
         retain_until: timestamp(t.retain_until),
+        result: Some(result(result_)),
+        extended: t.extended,
     }
 }

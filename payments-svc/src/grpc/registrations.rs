@@ -45,8 +45,15 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
         let call = self.0.call(&request)?;
         let (scope, ctx) = (call.scope(), &call.ctx);
         let r = request.get_ref();
-        let (tokens, next_page_token) =
-            self.0.payments.list_registrations(scope, &r.customer_id, r.page_size, &r.page_token, ctx).await?;
+        let page = self.0.payments.list_tokens(
+            scope,
+            TokenKind::Registration,
+            &r.customer_id,
+            r.page_size,
+            &r.page_token,
+            ctx,
+        );
+        let (tokens, next_page_token) = page.await?;
         let registrations = tokens
             .into_iter()
             .map(|t| pb::RegistrationSummary {
@@ -55,6 +62,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
                 last_digits: t.card.last4,
                 expiration_month: i32::from(t.card.exp_month),
                 expiration_year: i32::from(t.card.exp_year),
+                is_default: t.is_default,
             })
             .collect();
         Ok(Response::new(pb::ListRegistrationsResponse { registrations, next_page_token }))
@@ -73,7 +81,19 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
 
     async fn extend_registration(&self, request: Request<pb::ExtendRegistrationRequest>) -> Answer<pb::Registration> {
         mutate(&self.0, "ExtendRegistration", request, |w, req| async move {
-            let token = w.payments.extend_registration(w.scope(), &req.id, &w.call.ctx).await?;
+            let token = w.payments.extend_token(w.scope(), TokenKind::Registration, &req.id, &w.call.ctx).await?;
+            let success: Outcome = common::result_code::success(w.call.caller.livemode).into();
+            Ok(convert::registration(&token, &success))
+        })
+        .await
+    }
+
+    async fn set_default_registration(
+        &self,
+        request: Request<pb::SetDefaultRegistrationRequest>,
+    ) -> Answer<pb::Registration> {
+        mutate(&self.0, "SetDefaultRegistration", request, |w, req| async move {
+            let token = w.payments.set_default_registration(w.scope(), &req.id, &w.call.ctx).await?;
             let success: Outcome = common::result_code::success(w.call.caller.livemode).into();
             Ok(convert::registration(&token, &success))
         })

@@ -65,6 +65,8 @@ rpc! {
     pb::ListTokensRequest => pb::ListTokensResponse, list_tokens, "ListTokens";
     pb::DeleteTokenRequest => pb::DeleteTokenResponse, delete_token, "DeleteToken";
     pb::ExtendTokenRequest => pb::StoredToken, extend_token, "ExtendToken";
+    pb::DescribeTokenRequest => pb::StoredToken, describe_token, "DescribeToken";
+    pb::SetDefaultTokenRequest => pb::StoredToken, set_default_token, "SetDefaultToken";
 }
 
 /// The innermost service: one attempt of one RPC over the (lazy) channel,

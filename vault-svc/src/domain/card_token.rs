@@ -20,7 +20,7 @@ use super::error::VaultError;
 use super::retention::retain_until;
 use super::single_use::{Detokenized, SingleUseTokens};
 use super::store::TokenStore;
-use super::store::cards::{CardRow, CardStore, Lookup, Scope};
+use super::store::cards::{CardRow, CardStore, Lookup, Scope, TokenWrite};
 use crate::crypto::{Aad, KeyRing};
 
 /// A durable token as its merchant may see it.
@@ -36,6 +36,8 @@ pub struct StoredView {
     pub last_used_at: Option<Millis>,
     pub retain_until: Millis,
     pub extended: bool,
+    /// A registration that is its customer's default.
+    pub is_default: bool,
 }
 
 pub struct Page<T> {
@@ -128,7 +130,27 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
             last_used_at: row.last_used_at,
             retain_until: row.retain_until,
             extended: row.extended,
+            is_default: false,
         })
+    }
+
+    /// `view`, and for a registration whether it is its customer's default
+    /// (one more query: what tokenize and describe answer, not detokenize).
+    async fn view_with_default(&self, scope: Scope<'_>, row: CardRow) -> Result<StoredView, VaultError> {
+        let mut view = self.view(row).await?;
+        if view.kind == TokenKind::Registration {
+            view.is_default = self.default_id(scope, &view.customer_id).await?.as_deref() == Some(view.id.as_str());
+        }
+        Ok(view)
+    }
+
+    /// The id of the customer's default registration, if the customer has one.
+    async fn default_id(&self, scope: Scope<'_>, customer_id: &str) -> Result<Option<String>, VaultError> {
+        if customer_id.is_empty() {
+            return Ok(None);
+        }
+        let found = self.store.default_registration(scope, customer_id, self.clock.now_ms()).await?;
+        Ok(found.map(|row| row.id))
     }
 
     /// Seals `card` for token `id` and returns the row to store.
@@ -203,7 +225,7 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
             let consumer = consumer.as_deref();
             let audit = self.audit(kind.created_event(), scope.merchant_id, &row.id, actor, "created");
             if self.store.insert(&row, consumer, &audit).await? {
-                return self.view(row).await;
+                return self.view_with_default(scope, row).await;
             }
             // The same card is on file: refresh its expiry and holder under its own id.
             let Some(existing) = self.store.find_same_card(scope, kind, customer_id, &row.fingerprint).await? else {
@@ -212,7 +234,7 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
             let row = self.sealed_row(scope, existing.id, kind, customer_id, &card).await?;
             let audit = self.audit(kind.created_event(), scope.merchant_id, &row.id, actor, "existing");
             if let Some(updated) = self.store.refresh(&row, retain_until(card.expiry, true), &audit).await? {
-                return self.view(updated).await;
+                return self.view_with_default(scope, updated).await;
             }
         }
         Err(VaultError::Conflict)
@@ -270,7 +292,43 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
 
     pub async fn describe(&self, scope: Scope<'_>, id: &str) -> Result<StoredView, VaultError> {
         let row = self.found(scope, id).await?;
-        self.view(row).await
+        self.view_with_default(scope, row).await
+    }
+
+    /// The registration a payment by `customer_id` alone uses: the one made
+    /// default last, else the customer's first; `NotFound` without one.
+    pub async fn describe_default(&self, scope: Scope<'_>, customer_id: &str) -> Result<StoredView, VaultError> {
+        check_ref(customer_id, "customer_id", "customer_id must be at most 255 characters of text")?;
+        if customer_id.is_empty() {
+            return Err(VaultError::InvalidArgument("an id or a customer_id is required"));
+        }
+        let row = self.store.default_registration(scope, customer_id, self.clock.now_ms()).await?;
+        let mut view = self.view(row.ok_or(VaultError::NotFound)?).await?;
+        view.is_default = true;
+        Ok(view)
+    }
+
+    /// Makes registration `id` its customer's default (audited as DF).
+    pub async fn set_default(&self, scope: Scope<'_>, id: &str, actor: &Actor) -> Result<StoredView, VaultError> {
+        match token_id::classify(id) {
+            Some(TokenRef::Durable(TokenKind::Registration)) => {}
+            Some(TokenRef::Durable(TokenKind::Omni)) => {
+                return Err(VaultError::InvalidArgument("only a registration can be a customer's default"));
+            }
+            _ => return Err(VaultError::NotFound),
+        }
+        let audit = self.audit("DF", scope.merchant_id, id, actor, "success");
+        let row = match self.store.mark_default(TokenWrite { scope, id, audit: &audit }).await? {
+            Some(row) => row,
+            None => {
+                // Live, so it has no customer: nothing it could be the default of.
+                self.found(scope, id).await?;
+                return Err(VaultError::InvalidArgument("a registration without a customer_id cannot be a default"));
+            }
+        };
+        let mut view = self.view(row).await?;
+        view.is_default = true;
+        Ok(view)
     }
 
     pub async fn list(
@@ -284,9 +342,15 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         let limit = page_limit(page_size);
         let rows = self.store.list(scope, customer_id, kind, page_token, limit).await?;
         let page = Page::of(rows, limit, |r| r.id.clone());
+        let default_id = match page.items.iter().any(|r| r.kind == TokenKind::Registration) {
+            true => self.default_id(scope, customer_id).await?,
+            false => None,
+        };
         let mut items = Vec::with_capacity(page.items.len());
         for row in page.items {
-            items.push(self.view(row).await?);
+            let mut view = self.view(row).await?;
+            view.is_default = default_id.as_deref() == Some(view.id.as_str());
+            items.push(view);
         }
         Ok(Page { items, next_page_token: page.next_page_token })
     }

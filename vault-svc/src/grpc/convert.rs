@@ -40,6 +40,7 @@ pub fn stored_token(v: StoredView) -> pb::StoredToken {
         retain_until: Some(timestamp(v.retain_until)),
         extended: v.extended,
         livemode: v.livemode,
+        is_default: v.is_default,
     }
 }
 
@@ -51,6 +52,7 @@ pub fn token_summary(v: StoredView) -> pb::TokenSummary {
         last_digits: v.card.masked.last4,
         expiration_month: i32::from(v.card.masked.exp_month),
         expiration_year: i32::from(v.card.masked.exp_year),
+        is_default: v.is_default,
     }
 }
 

@@ -62,6 +62,7 @@ for_merchant!(
     pb::ReportChargeRequest,
     pb::TokenizeRequest,
     pb::DescribeTokenRequest,
+    pb::SetDefaultTokenRequest,
     pb::ListTokensRequest,
     pb::DeleteTokenRequest,
     pb::ExtendTokenRequest,
@@ -142,7 +143,21 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         let call = CallInfo::of(&request, self.max_deadline);
         let r = noted(&request);
         let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
-        let view = within_deadline(&call, self.tokens.describe(scope, &r.id)).await?;
+        let view = match r.id.as_str() {
+            "" => within_deadline(&call, self.tokens.describe_default(scope, &r.customer_id)).await?,
+            id => within_deadline(&call, self.tokens.describe(scope, id)).await?,
+        };
+        Ok(Response::new(convert::stored_token(view)))
+    }
+
+    async fn set_default_token(
+        &self,
+        request: Request<pb::SetDefaultTokenRequest>,
+    ) -> Result<Response<pb::StoredToken>, Status> {
+        let (call, actor) = self.call(&request);
+        let r = noted(&request);
+        let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
+        let view = within_deadline(&call, self.tokens.set_default(scope, &r.id, &actor)).await?;
         Ok(Response::new(convert::stored_token(view)))
     }
 

@@ -144,6 +144,9 @@ impl SqlStore {
     async fn changed_with_audit(&self, statement: Query<'_>, audit: &AuditEntry) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await.map_err(classify)?;
         if statement.execute(&mut *tx).await.map_err(classify)?.rows_affected() == 0 {
+            // Ended here, not on drop: a dropped transaction's rollback waits
+            // for the connection's next use, idle in transaction, holding its locks.
+            tx.rollback().await.map_err(classify)?;
             return Ok(false);
         }
         audit_insert(audit).execute(&mut *tx).await.map_err(classify)?;
@@ -160,7 +163,10 @@ impl SqlStore {
     ) -> Result<Option<CardRow>, StoreError> {
         let mut tx = self.pool().begin().await.map_err(classify)?;
         let row = statement.fetch_optional(&mut *tx).await.map_err(classify)?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else {
+            tx.rollback().await.map_err(classify)?;
+            return Ok(None);
+        };
         let row = card_row(&row)?;
         audit_insert(audit).execute(&mut *tx).await.map_err(classify)?;
         tx.commit().await.map_err(classify)?;

@@ -28,8 +28,12 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         req: NewPayment,
         ctx: &CallContext,
     ) -> PaymentResult<Payment> {
-        let req = validate::payment(req, self.clock.now_ms())?;
+        let mut req = validate::payment(req, self.clock.now_ms())?;
         self.check_connector(scope)?;
+        if matches!(req.source, ValidSource::CustomerDefault) {
+            let default = self.vault.default_registration(scope, &req.customer_id, ctx).await?;
+            req.source = ValidSource::Stored(TokenKind::Registration, default.id);
+        }
         if req.merchant_initiated {
             self.check_initial_cit(scope, &req).await?;
         }
@@ -58,7 +62,9 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         let (source_kind, card) = match &req.source {
             ValidSource::Card(card) => (SourceKind::Card, Some(MaskedCard::of(card))),
             ValidSource::SingleUse(_) => (SourceKind::SingleUse, None),
-            ValidSource::Stored(TokenKind::Registration, _) => (SourceKind::Registration, None),
+            ValidSource::Stored(TokenKind::Registration, _) | ValidSource::CustomerDefault => {
+                (SourceKind::Registration, None)
+            }
             ValidSource::Stored(TokenKind::Omni, _) => (SourceKind::Omni, None),
         };
         let stored = |kind| match &req.source {
@@ -203,11 +209,10 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
     }
 
     async fn execute_initial(&self, payment: &Payment, card: &Card) -> PaymentResult<AcquirerOutcome> {
-        let operation = if payment.payment_type == PaymentType::PA { Operation::Authorize } else { Operation::Debit };
         Ok(self
             .call_acquirer(AcquirerRequest {
                 payment_id: &payment.id,
-                operation,
+                operation: operation_of(payment),
                 money: money_of(payment)?,
                 card: Some(card),
                 original_reference: None,
@@ -223,16 +228,9 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         payment: &Payment,
         original_reference: Option<&str>,
     ) -> PaymentResult<AcquirerOutcome> {
-        let operation = match payment.payment_type {
-            PaymentType::PA => Operation::Authorize,
-            PaymentType::DB => Operation::Debit,
-            PaymentType::CP => Operation::Capture,
-            PaymentType::RV => Operation::Reverse,
-            PaymentType::RF => Operation::Refund,
-        };
         let inquiry = Inquiry {
             payment_id: &payment.id,
-            operation,
+            operation: operation_of(payment),
             money: money_of(payment)?,
             card: payment.card.as_ref().filter(|_| payment.reference_id.is_none()),
             original_reference,
@@ -347,6 +345,19 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                 true
             }
         }
+    }
+}
+
+/// What the acquirer is asked for a payment: a zero-amount PA (which only a
+/// PA that stores the card may be) is an account verification.
+fn operation_of(payment: &Payment) -> Operation {
+    match payment.payment_type {
+        PaymentType::PA if payment.amount == 0 => Operation::AccountVerification,
+        PaymentType::PA => Operation::Authorize,
+        PaymentType::DB => Operation::Debit,
+        PaymentType::CP => Operation::Capture,
+        PaymentType::RV => Operation::Reverse,
+        PaymentType::RF => Operation::Refund,
     }
 }
 

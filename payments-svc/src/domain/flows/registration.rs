@@ -1,22 +1,26 @@
-//! Card tokens through payments: registrations (OPP) with optional zero-amount
-//! account verification, omni tokens (Till), a customer's list for one-click,
+//! Card tokens through payments: registrations (OPP) and omni tokens (Till),
+//! each with optional zero-amount account verification (a PA of 0 through the
+//! payment flow), a customer's list for one-click and default registration,
 //! deletion and extension. Like a payment, each call refuses what it can
 //! before anything is consumed: the source, the text fields and the live
 //! connector are checked before the vault is asked for a card.
 use common::card::Card;
-use common::money::{Currency, Money};
 use common::result_code;
 
-use super::validate::{Source, check_text, stored_token};
+use super::validate::{NewPayment, Source, check_text, stored_token};
 use super::{Payments, ledger_kind_created, ledger_kind_deleted};
-use crate::acquirer::{Acquirer, AcquirerRequest, Operation};
+use crate::acquirer::Acquirer;
 use crate::domain::error::PaymentError;
-use crate::domain::payment::{MaskedCard, Outcome, Scope, Status};
+use crate::domain::payment::{MaskedCard, Outcome, PaymentType, Scope, Status};
 use crate::domain::store::PaymentStore;
-use vault_api::{CallContext, StoredToken, TokenKind, TokenSource, Vault};
+use vault_api::{CallContext, StoredToken, TokenKind, TokenSource, Vault, VaultError};
 
-/// A registration attempt: the token when stored, and the verification's result.
-pub struct RegistrationOutcome {
+/// The currency of a verification, which moves no money (OPP's examples use EUR).
+const VERIFICATION_CURRENCY: &str = "EUR";
+
+/// A registration or omni token attempt: the token when stored, and the
+/// verification's result (success when there was none).
+pub struct TokenOutcome {
     pub token: Option<StoredToken>,
     pub result: Outcome,
 }
@@ -36,80 +40,90 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         customer_id: &str,
         verify: bool,
         ctx: &CallContext,
-    ) -> Result<RegistrationOutcome, PaymentError> {
+    ) -> Result<TokenOutcome, PaymentError> {
+        if !matches!(source, Source::Card(_) | Source::Token(_)) {
+            return Err(PaymentError::InvalidArgument("a card or a single-use token is required"));
+        }
+        if verify {
+            return self.verify_and_store(scope, id, TokenKind::Registration, source, customer_id, ctx).await;
+        }
         check_text(customer_id, "customer_id")?;
         let source = match source {
             Source::Card(input) => Registrable::Card(Box::new(Card::validate(&input, self.clock.now_ms())?)),
             Source::Token(t) => Registrable::SingleUse(t),
-            Source::Registration(_) | Source::Omni(_) => {
-                return Err(PaymentError::InvalidArgument("a card or a single-use token is required"));
-            }
+            _ => return Err(PaymentError::InvalidArgument("a card or a single-use token is required")),
         };
-        if verify {
-            self.check_connector(scope)?;
-        }
-        let token = match (source, verify) {
-            (Registrable::Card(card), false) => {
-                self.register(scope, TokenSource::Card(&card), customer_id, &id, ctx).await?
-            }
-            (Registrable::SingleUse(t), false) => {
-                self.register(scope, TokenSource::SingleUse(&t), customer_id, &id, ctx).await?
-            }
-            (source, true) => {
-                let card = match source {
-                    Registrable::Card(card) => *card,
-                    Registrable::SingleUse(t) => self.vault.detokenize(scope, &t, &id, ctx).await?,
-                };
-                let result = self.verify_account(&id, &card).await?;
-                if let Some(declined) = result {
-                    return Ok(RegistrationOutcome { token: None, result: declined });
-                }
-                self.register(scope, TokenSource::Card(&card), customer_id, &id, ctx).await?
-            }
+        let source = match &source {
+            Registrable::Card(card) => TokenSource::Card(&**card),
+            Registrable::SingleUse(t) => TokenSource::SingleUse(t),
         };
+        let token = self.vault.tokenize(scope, TokenKind::Registration, source, customer_id, &id, ctx).await?;
         self.store
             .record(&self.entry(scope, ledger_kind_created(TokenKind::Registration), None, &token.id, &token.card))
             .await?;
-        Ok(RegistrationOutcome { token: Some(token), result: result_code::success(scope.livemode).into() })
+        Ok(TokenOutcome { token: Some(token), result: result_code::success(scope.livemode).into() })
     }
 
-    async fn register(
+    /// OPP's account verification: a zero-amount PA (a payment like any
+    /// other, in the ledger, resumable) that stores the card as `kind` only if
+    /// it is approved.
+    async fn verify_and_store(
         &self,
         scope: Scope<'_>,
-        source: TokenSource<'_>,
+        id: String,
+        kind: TokenKind,
+        source: Source,
         customer_id: &str,
-        id: &str,
         ctx: &CallContext,
-    ) -> Result<StoredToken, PaymentError> {
-        Ok(self.vault.tokenize(scope, TokenKind::Registration, source, customer_id, id, ctx).await?)
+    ) -> Result<TokenOutcome, PaymentError> {
+        let verification = NewPayment {
+            payment_type: PaymentType::PA,
+            amount: 0,
+            currency: VERIFICATION_CURRENCY.into(),
+            source,
+            create_registration: kind == TokenKind::Registration,
+            create_omni_token: kind == TokenKind::Omni,
+            customer_id: customer_id.into(),
+            merchant_transaction_id: String::new(),
+            description: String::new(),
+            standing_instruction: None,
+        };
+        let payment = self.create_payment(scope, id, verification, ctx).await?;
+        let stored = match kind {
+            TokenKind::Registration => payment.registration_id.as_deref(),
+            TokenKind::Omni => payment.omni_token.as_deref(),
+        };
+        let token = match stored {
+            Some(token) if payment.status == Status::Approved => Some(self.vault.describe(scope, token, ctx).await?),
+            // Approved, but the vault did not store the card (logged by the flow).
+            None if payment.status == Status::Approved => return Err(VaultError::Internal.into()),
+            _ => None,
+        };
+        Ok(TokenOutcome { token, result: payment.result })
     }
 
-    /// A zero-amount account verification; `Some(result)` when it was not approved.
-    async fn verify_account(&self, id: &str, card: &Card) -> Result<Option<Outcome>, PaymentError> {
-        let money = Money::new(0, Currency::parse("EUR")?, true)?;
-        let outcome = self
-            .call_acquirer(AcquirerRequest {
-                payment_id: id,
-                operation: Operation::AccountVerification,
-                money,
-                card: Some(card),
-                original_reference: None,
-                merchant_initiated: false,
-            })
-            .await;
-        let (status, result, _) = Self::settle(outcome);
-        Ok((status != Status::Approved).then(|| result.into()))
-    }
-
-    pub async fn list_registrations(
+    /// A customer's registrations or omni tokens, one page.
+    pub async fn list_tokens(
         &self,
         scope: Scope<'_>,
+        kind: TokenKind,
         customer_id: &str,
         page_size: i32,
         page_token: &str,
         ctx: &CallContext,
     ) -> Result<(Vec<StoredToken>, String), PaymentError> {
-        Ok(self.vault.list(scope, TokenKind::Registration, customer_id, page_size, page_token, ctx).await?)
+        Ok(self.vault.list(scope, kind, customer_id, page_size, page_token, ctx).await?)
+    }
+
+    /// Makes registration `id` its customer's default.
+    pub async fn set_default_registration(
+        &self,
+        scope: Scope<'_>,
+        id: &str,
+        ctx: &CallContext,
+    ) -> Result<StoredToken, PaymentError> {
+        stored_token(TokenKind::Registration, id)?;
+        Ok(self.vault.set_default(scope, id, ctx).await?)
     }
 
     pub async fn delete_token(
@@ -127,13 +141,15 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         Ok(deleted)
     }
 
-    pub async fn extend_registration(
+    /// Raises a registration's or omni token's retention to 24 months after expiry.
+    pub async fn extend_token(
         &self,
         scope: Scope<'_>,
+        kind: TokenKind,
         id: &str,
         ctx: &CallContext,
     ) -> Result<StoredToken, PaymentError> {
-        stored_token(TokenKind::Registration, id)?;
+        stored_token(kind, id)?;
         Ok(self.vault.extend(scope, id, ctx).await?)
     }
 
@@ -143,8 +159,13 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         id: String,
         input: common::card::CardInput,
         customer_id: &str,
+        verify: bool,
         ctx: &CallContext,
-    ) -> Result<StoredToken, PaymentError> {
+    ) -> Result<TokenOutcome, PaymentError> {
+        if verify {
+            let source = Source::Card(Box::new(input));
+            return self.verify_and_store(scope, id, TokenKind::Omni, source, customer_id, ctx).await;
+        }
         check_text(customer_id, "customer_id")?;
         let card = Card::validate(&input, self.clock.now_ms())?;
         let token =
@@ -152,6 +173,6 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         self.store
             .record(&self.entry(scope, ledger_kind_created(TokenKind::Omni), None, &token.id, &token.card))
             .await?;
-        Ok(token)
+        Ok(TokenOutcome { token: Some(token), result: result_code::success(scope.livemode).into() })
     }
 }

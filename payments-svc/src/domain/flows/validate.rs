@@ -19,6 +19,8 @@ pub enum Source {
     Token(String),
     Registration(String),
     Omni(String),
+    /// None named: the default registration of the request's customer.
+    CustomerDefault,
 }
 
 /// An initial payment (PA or DB) as requested.
@@ -41,13 +43,16 @@ pub enum ValidSource {
     Card(Box<Card>),
     SingleUse(String),
     Stored(TokenKind, String),
+    /// The default registration of the payment's customer, which the vault
+    /// names before the payment is written (`Stored` from then on).
+    CustomerDefault,
 }
 
 impl ValidSource {
     /// The token the payment is made over, if any.
     pub fn token(&self) -> Option<&str> {
         match self {
-            Self::Card(_) => None,
+            Self::Card(_) | Self::CustomerDefault => None,
             Self::SingleUse(t) | Self::Stored(_, t) => Some(t),
         }
     }
@@ -89,17 +94,24 @@ pub fn payment(req: NewPayment, now: Millis) -> Result<ValidPayment, PaymentErro
     if !matches!(req.payment_type, PaymentType::PA | PaymentType::DB) {
         return Err(PaymentError::InvalidArgument("payment_type must be PAYMENT_TYPE_PA or PAYMENT_TYPE_DB"));
     }
-    let money = Money::new(req.amount, Currency::parse(&req.currency)?, false)?;
-    check_text(&req.customer_id, "customer_id")?;
-    check_text(&req.merchant_transaction_id, "merchant_transaction_id")?;
-    check_text(&req.description, "description")?;
     let tokenize = match (req.create_registration, req.create_omni_token) {
         (true, true) => return Err(PaymentError::InvalidArgument("ask for a registration or an omni token, not both")),
         (true, false) => Some(TokenKind::Registration),
         (false, true) => Some(TokenKind::Omni),
         (false, false) => None,
     };
-    let stored = matches!(req.source, Source::Registration(_) | Source::Omni(_));
+    // A zero-amount PA that stores the card is an account verification.
+    let verification = req.payment_type == PaymentType::PA && tokenize.is_some();
+    let money = Money::new(req.amount, Currency::parse(&req.currency)?, verification)?;
+    check_text(&req.customer_id, "customer_id")?;
+    check_text(&req.merchant_transaction_id, "merchant_transaction_id")?;
+    check_text(&req.description, "description")?;
+    if matches!(req.source, Source::CustomerDefault) && req.customer_id.is_empty() {
+        return Err(PaymentError::InvalidArgument(
+            "one of card, token, registration_id or omni_token is required, or a customer_id to pay with its default",
+        ));
+    }
+    let stored = matches!(req.source, Source::Registration(_) | Source::Omni(_) | Source::CustomerDefault);
     if tokenize.is_some() && stored {
         return Err(PaymentError::InvalidArgument("tokenizing needs a card or a single-use token as the source"));
     }
@@ -124,6 +136,7 @@ pub fn payment(req: NewPayment, now: Millis) -> Result<ValidPayment, PaymentErro
             stored_token(TokenKind::Omni, &id)?;
             ValidSource::Stored(TokenKind::Omni, id)
         }
+        Source::CustomerDefault => ValidSource::CustomerDefault,
     };
     Ok(ValidPayment {
         payment_type: req.payment_type,
@@ -173,6 +186,24 @@ mod tests {
             PaymentError::InvalidArgument(_)
         ));
         assert!(matches!(refused(NewPayment { amount: 0, ..request(token()) }), PaymentError::InvalidMoney(_)));
+        // Zero is an account verification only on a PA that stores the card.
+        assert!(matches!(
+            refused(NewPayment { amount: 0, create_registration: true, ..request(token()) }),
+            PaymentError::InvalidMoney(_)
+        ));
+        assert!(matches!(
+            refused(NewPayment { payment_type: PaymentType::PA, amount: 0, ..request(token()) }),
+            PaymentError::InvalidMoney(_)
+        ));
+        assert!(matches!(refused(request(Source::CustomerDefault)), PaymentError::InvalidArgument(_)));
+        assert!(matches!(
+            refused(NewPayment {
+                customer_id: "cus_1".into(),
+                create_omni_token: true,
+                ..request(Source::CustomerDefault)
+            }),
+            PaymentError::InvalidArgument(_)
+        ));
         assert!(matches!(
             refused(NewPayment { description: "4242424242424242".into(), ..request(token()) }),
             PaymentError::CardNumberInText("description")
@@ -220,5 +251,19 @@ mod tests {
         assert_eq!(valid.tokenize, Some(TokenKind::Omni));
         assert_eq!(valid.source.token(), Some("tokn_test_abcdefghijklmnopqrstuvwx"));
         assert_eq!(valid.money.amount, 1000);
+        let verification = payment(
+            NewPayment {
+                payment_type: PaymentType::PA,
+                amount: 0,
+                create_registration: true,
+                ..request(Source::Token("tokn_test_abcdefghijklmnopqrstuvwx".into()))
+            },
+            0,
+        )
+        .unwrap_or_else(|_| panic!("refused"));
+        assert_eq!((verification.money.amount, verification.tokenize), (0, Some(TokenKind::Registration)));
+        let by_customer = payment(NewPayment { customer_id: "cus_1".into(), ..request(Source::CustomerDefault) }, 0)
+            .unwrap_or_else(|_| panic!("refused"));
+        assert!(matches!(by_customer.source, ValidSource::CustomerDefault));
     }
 }

@@ -108,6 +108,20 @@ pub trait CardStore: Send + Sync + 'static {
     /// The page of tokens `query` asks for.
     fn tokens(&self, query: TokenQuery<'_>) -> impl StoreFuture<Vec<CardRow>>;
 
+    /// The customer's default registration at `now`: of the live ones whose
+    /// retention has not ended, the one made default last, else the first
+    /// created.
+    fn default_registration(
+        &self,
+        scope: Scope<'_>,
+        customer_id: &str,
+        now: Millis,
+    ) -> impl StoreFuture<Option<CardRow>>;
+
+    /// Makes a live registration with a customer that customer's default, with
+    /// its audit event; `None` if there is no such registration.
+    fn mark_default(&self, write: TokenWrite<'_>) -> impl StoreFuture<Option<CardRow>>;
+
     /// Destroys a live token's sealed data and marks it deleted at `now`, with
     /// its audit event; `false` if there is no live token.
     fn mark_deleted(&self, write: TokenWrite<'_>, now: Millis) -> impl StoreFuture<bool>;

@@ -180,6 +180,44 @@ impl CardStore for SqlStore {
         .await
     }
 
+    async fn default_registration(
+        &self,
+        scope: Scope<'_>,
+        customer_id: &str,
+        now: Millis,
+    ) -> Result<Option<CardRow>, StoreError> {
+        self.trip("default_registration", async {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM card_tokens WHERE merchant_id = $1 AND livemode = $2 AND customer_id = $3 \
+                 AND kind = $4 AND deleted_at IS NULL AND retain_until > $5 \
+                 ORDER BY default_rank DESC, created_at, id LIMIT 1"
+            );
+            let statement = sqlx::query(&sql)
+                .bind(scope.merchant_id)
+                .bind(i64::from(scope.livemode))
+                .bind(customer_id)
+                .bind(TokenKind::Registration.as_str())
+                .bind(secs(now));
+            self.find(statement, card_row).await
+        })
+        .await
+    }
+
+    async fn mark_default(&self, w: TokenWrite<'_>) -> Result<Option<CardRow>, StoreError> {
+        self.trip("mark_default", async {
+            let sql = format!(
+                "UPDATE card_tokens SET default_rank = (SELECT COALESCE(MAX(d.default_rank), 0) + 1 \
+                 FROM card_tokens d WHERE d.merchant_id = $2 AND d.livemode = $3 \
+                 AND d.customer_id = card_tokens.customer_id) \
+                 WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND kind = $4 AND customer_id <> '' \
+                 AND deleted_at IS NULL RETURNING {COLUMNS}"
+            );
+            let statement = scoped(&sql, w.scope, w.id).bind(TokenKind::Registration.as_str());
+            self.returning_with_audit(statement, w.audit).await
+        })
+        .await
+    }
+
     async fn mark_deleted(&self, w: TokenWrite<'_>, now: Millis) -> Result<bool, StoreError> {
         self.trip("mark_deleted", async {
             let statement = scoped(
