@@ -70,7 +70,7 @@ impl TestPlatform {
 public_tls = {public_tls}
 metrics_addr = ""
 data_dir = {data_dir:?}
-acquirer_timeout_ms = 300
+acquirer_timeout_ms = 1000
 request_timeout_ms = 5000
 shutdown_pause_ms = 20
 shutdown_drain_secs = 2

@@ -193,7 +193,7 @@ async fn an_unreadable_row_is_corrupt(s: SqlStore) {
     assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
 }
 
-/// A customer's default registration: the first created, until one is made
+/// A customer's default registration: the first inserted, until one is made
 /// default (the last one made so wins); never an omni token, a deleted or
 /// expired token, or another customer's or merchant's.
 async fn the_default_is_the_first_until_one_is_chosen(s: SqlStore) {
@@ -211,7 +211,7 @@ async fn the_default_is_the_first_until_one_is_chosen(s: SqlStore) {
         let audit = audit("DF", id);
         store.mark_default(TokenWrite { scope, id, audit: &audit }).await.unwrap().map(|r| r.id)
     };
-    assert_eq!(default(T0).await.as_deref(), Some("r1"), "the first created");
+    assert_eq!(default(T0).await.as_deref(), Some("r2"), "the first inserted");
     assert_eq!(make_default(M1, "r3").await.as_deref(), Some("r3"));
     assert_eq!(default(T0).await.as_deref(), Some("r3"));
     make_default(M1, "r2").await.unwrap();
@@ -225,6 +225,8 @@ async fn the_default_is_the_first_until_one_is_chosen(s: SqlStore) {
 
     s.delete(M1, "r2", T0, &audit("DR", "r2")).await.unwrap();
     assert_eq!(default(T0).await.as_deref(), Some("r3"), "the default deleted: the one chosen before");
+    s.delete(M1, "r3", T0, &audit("DR", "r3")).await.unwrap();
+    assert_eq!(default(T0).await.as_deref(), Some("r1"), "none chosen left: the first created");
     assert_eq!(make_default(M1, "r2").await, None, "a deleted token cannot be made default");
     assert_eq!(default(T0 + 400 * DAY).await, None, "past retention, none is");
     let no_customer = CardRow { customer_id: String::new(), ..row("n1", "", "n1") };

@@ -391,10 +391,13 @@ async fn a_duplicate_that_cannot_wait_for_the_first_is_told_the_key_is_in_use() 
     };
     let (mut a, mut b) = (p.payments(), p.payments());
     let first = a.create_payment(request());
+    // The duplicate comes once the first has claimed the key (150 ms, time
+    // enough on a loaded machine) and gives up (its 300 ms deadline leaves it
+    // 150 ms to wait) long before the first's acquirer timeout (1 s) ends it.
     let duplicate = async {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
         let mut r = request();
-        r.set_timeout(std::time::Duration::from_millis(150));
+        r.set_timeout(std::time::Duration::from_millis(300));
         b.create_payment(r).await
     };
     let (first, duplicate) = tokio::join!(first, duplicate);

@@ -110,7 +110,7 @@ pub trait CardStore: Send + Sync + 'static {
 
     /// The customer's default registration at `now`: of the live ones whose
     /// retention has not ended, the one made default last, else the first
-    /// created.
+    /// inserted (while it lives), else the first created.
     fn default_registration(
         &self,
         scope: Scope<'_>,

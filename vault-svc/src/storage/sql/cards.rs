@@ -27,9 +27,14 @@ fn audit_record(row: &AnyRow) -> Result<AuditRecord, StoreError> {
 impl CardStore for SqlStore {
     async fn insert(&self, r: &CardRow, consumer_ref: Option<&str>, audit: &AuditEntry) -> Result<bool, StoreError> {
         self.trip("insert", async {
+            // The customer's first token of its kind ranks 1: the default until
+            // another is made default (instants are to the second, so the
+            // order of creation cannot tell two made in the same second apart).
             const INSERT: &str = "INSERT INTO card_tokens (id, merchant_id, livemode, kind, customer_id, fingerprint, \
-                 meta, card, dek_version, created_at, retain_until, extended, consumer_ref) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                 meta, card, dek_version, created_at, retain_until, extended, consumer_ref, default_rank) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, (SELECT CASE WHEN EXISTS \
+                 (SELECT 1 FROM card_tokens d WHERE d.merchant_id = $2 AND d.livemode = $3 AND d.kind = $4 \
+                 AND d.customer_id = $5 AND d.deleted_at IS NULL) THEN 0 ELSE 1 END)) \
                  ON CONFLICT (merchant_id, livemode, kind, customer_id, fingerprint) WHERE deleted_at IS NULL DO NOTHING";
             let bind = |sql| {
                 sqlx::query(sql)
