@@ -279,6 +279,8 @@ impl Process {
     }
 }
 
+// One per request the model sends: their size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 enum Body {
     Create(pb::CreatePaymentRequest),
@@ -753,6 +755,7 @@ impl Case<'_> {
                         expiration_year: 2040,
                         name: "Jane Doe".into(),
                         security_code: "123".into(),
+                        ..Default::default()
                     }),
                     Source::UsedToken(i) if !self.tokens.is_empty() => {
                         pb::create_payment_request::Source::Token(self.tokens[i.index(self.tokens.len())].clone())

@@ -33,6 +33,7 @@ fn with_card(number: &str) -> pb::create_payment_request::Source {
         expiration_year: 2035,
         name: "Jane Doe".into(),
         security_code: "123".into(),
+        ..Default::default()
     })
 }
 
@@ -50,13 +51,7 @@ fn omni(o: &str) -> pb::create_payment_request::Source {
 
 /// A card as a registration stores it: no security code.
 fn stored_card(number: &str, expiration_month: i32, expiration_year: i32) -> pb::Card {
-    pb::Card {
-        number: number.into(),
-        expiration_month,
-        expiration_year,
-        name: "Jane Doe".into(),
-        security_code: String::new(),
-    }
+    pb::Card { number: number.into(), expiration_month, expiration_year, name: "Jane Doe".into(), ..Default::default() }
 }
 
 fn register(card: pb::Card, customer_id: &str, verify: bool) -> pb::CreateRegistrationRequest {

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Instant;
 
-use common::card::Card;
+use common::card::{Billing, Card};
 use common::clock::Millis;
 use serde::{Deserialize, Serialize};
 
@@ -90,6 +90,9 @@ pub struct StoredToken {
     pub id: String,
     pub customer_id: String,
     pub card: MaskedCard,
+    /// The card's billing address as the vault keeps it: shown on the
+    /// registration or omni token, never stored outside the vault.
+    pub billing: Billing,
     pub created_at: Millis,
     pub retain_until: Millis,
     pub extended: bool,

@@ -8,7 +8,7 @@ use vault_api::{MaskedCard, TokenKind};
 
 use crate::domain::VaultError;
 use crate::domain::audit::AuditRecord;
-use crate::domain::card_meta::CardMeta;
+use crate::domain::card_meta::{Address, CardMeta};
 use crate::domain::card_token::StoredView;
 use crate::domain::single_use::{Detokenized, TokenView};
 
@@ -71,6 +71,7 @@ pub fn audit_event(e: AuditRecord) -> pb::AuditEvent {
 
 pub fn card_metadata(m: CardMeta) -> pb::CardMetadata {
     let MaskedCard { brand, bin, last4, exp_month, exp_year, name } = m.masked;
+    let Address { city, postal_code, state, street1, street2, phone_number } = m.address;
     pb::CardMetadata {
         brand,
         bin,
@@ -80,6 +81,12 @@ pub fn card_metadata(m: CardMeta) -> pb::CardMetadata {
         name,
         fingerprint: m.fingerprint,
         country: m.country,
+        city,
+        postal_code,
+        state,
+        street1,
+        street2,
+        phone_number,
     }
 }
 
