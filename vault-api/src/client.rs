@@ -21,7 +21,7 @@ use proto::vault::v1 as pb;
 use crate::Reason;
 use crate::convert::{billing, card_input, card_to_proto, kind_to_proto, masked_card, millis};
 use crate::token_id::TokenKind;
-use crate::vault::{CallContext, MaskedCard, Scope, StoredToken, TokenSource, Vault, VaultError};
+use crate::vault::{CallContext, ChargeStatus, MaskedCard, Scope, StoredToken, TokenSource, Vault, VaultError};
 
 pub mod balance;
 pub mod call;
@@ -183,14 +183,14 @@ impl Vault for GrpcVault {
         scope: Scope<'_>,
         token: &str,
         consumer_ref: &str,
-        status: &str,
+        status: ChargeStatus,
         ctx: &CallContext,
     ) -> Result<bool, VaultError> {
         let message = pb::ReportChargeRequest {
             merchant_id: scope.merchant_id.into(),
             token: token.into(),
             consumer_ref: consumer_ref.into(),
-            charge_status: status.into(),
+            charge_status: status.as_str().into(),
         };
         Ok(self.call(message, ctx).await?.recorded)
     }
