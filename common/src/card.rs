@@ -17,7 +17,8 @@ mod pan;
 
 pub use pan::{contains_pan, find_pans, loggable, naive_pans};
 
-/// Why card data was refused; each maps to its own public error reason.
+/// Why card data was refused; each maps to its own public error reason, and
+/// names the field it is about (never its value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CardError {
     #[error("the card number is invalid")]
@@ -30,11 +31,15 @@ pub enum CardError {
     InvalidSecurityCode,
     #[error("the cardholder name is missing or invalid")]
     InvalidName,
-    #[error("a billing field is too long or malformed")]
-    InvalidBilling,
+    /// A billing field over `field::MAX_CHARS` characters or with a control character.
+    #[error("{0} is over 255 characters or holds a control character")]
+    InvalidBilling(CardField),
+    /// A billing country that is not an ISO 3166-1 alpha-2 code.
+    #[error("card.country is not an ISO 3166-1 alpha-2 country code")]
+    InvalidCountry,
     /// A card number in the cardholder name or a billing field (never echoed).
-    #[error("the cardholder name or a billing field holds a card number")]
-    NumberInText,
+    #[error("{0} holds a card number; card data goes only in card.number")]
+    NumberInText(CardField),
 }
 
 impl CardError {
@@ -45,9 +50,61 @@ impl CardError {
             Self::InvalidExpiration => Reason::InvalidExpirationDate,
             Self::InvalidSecurityCode => Reason::InvalidSecurityCode,
             Self::InvalidName => Reason::InvalidName,
-            Self::InvalidBilling => Reason::InvalidBillingAddress,
-            Self::NumberInText => Reason::CardNumberInText,
+            Self::InvalidBilling(_) => Reason::InvalidBillingAddress,
+            Self::InvalidCountry => Reason::InvalidCountry,
+            Self::NumberInText(_) => Reason::CardNumberInText,
         }
+    }
+
+    /// The request field at fault, as a `BadRequest` field violation names it
+    /// (`None` for the expiry, which is two fields read together).
+    pub fn field(self) -> Option<CardField> {
+        match self {
+            Self::InvalidNumber | Self::UnsupportedBrand => Some(CardField::Number),
+            Self::InvalidExpiration => None,
+            Self::InvalidSecurityCode => Some(CardField::SecurityCode),
+            Self::InvalidName => Some(CardField::Name),
+            Self::InvalidCountry => Some(CardField::Country),
+            Self::InvalidBilling(field) | Self::NumberInText(field) => Some(field),
+        }
+    }
+}
+
+/// A field of the API's `Card` message, named as the request names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardField {
+    Number,
+    SecurityCode,
+    Name,
+    City,
+    Country,
+    PostalCode,
+    State,
+    Street1,
+    Street2,
+    PhoneNumber,
+}
+
+impl CardField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Number => "card.number",
+            Self::SecurityCode => "card.security_code",
+            Self::Name => "card.name",
+            Self::City => "card.city",
+            Self::Country => "card.country",
+            Self::PostalCode => "card.postal_code",
+            Self::State => "card.state",
+            Self::Street1 => "card.street1",
+            Self::Street2 => "card.street2",
+            Self::PhoneNumber => "card.phone_number",
+        }
+    }
+}
+
+impl fmt::Display for CardField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -251,7 +308,9 @@ impl Expiry {
     }
 }
 
-/// Billing details (Omise's set); all optional.
+/// Billing details (Omise's set); all optional. Each is free text under
+/// `common::field`'s rules, except `country`: an ISO 3166-1 alpha-2 code from
+/// the standard's list (any case given, kept upper-case).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 pub struct Billing {
     pub city: String,
@@ -261,6 +320,39 @@ pub struct Billing {
     pub street1: String,
     pub street2: String,
     pub phone_number: String,
+}
+
+impl Billing {
+    /// Each field with the name the API gives it.
+    pub fn fields(&self) -> [(CardField, &str); 7] {
+        [
+            (CardField::City, &self.city),
+            (CardField::Country, &self.country),
+            (CardField::PostalCode, &self.postal_code),
+            (CardField::State, &self.state),
+            (CardField::Street1, &self.street1),
+            (CardField::Street2, &self.street2),
+            (CardField::PhoneNumber, &self.phone_number),
+        ]
+    }
+
+    /// Checks every field; the country comes back upper-case. A malformed
+    /// field is refused before a card number in any field, as for the name.
+    pub fn validate(&self) -> Result<Self, CardError> {
+        let fault = |value: &str| crate::field::check(value).err();
+        if let Some((field, _)) = self.fields().into_iter().find(|(_, v)| fault(v) == Some(FieldFault::Malformed)) {
+            return Err(CardError::InvalidBilling(field));
+        }
+        if let Some((field, _)) = self.fields().into_iter().find(|(_, v)| fault(v).is_some()) {
+            return Err(CardError::NumberInText(field));
+        }
+        let mut billing = self.clone();
+        billing.country.make_ascii_uppercase();
+        if !billing.country.is_empty() && rust_iso3166::from_alpha2(&billing.country).is_none() {
+            return Err(CardError::InvalidCountry);
+        }
+        Ok(billing)
+    }
 }
 
 /// Card data as it arrives from a client, before validation.
@@ -306,25 +398,13 @@ impl Card {
             code => Some(SecurityCode::parse(code, number.brand())?),
         };
         let name = input.name.trim();
-        let b = &input.billing;
-        let fields = [&b.city, &b.country, &b.postal_code, &b.state, &b.street1, &b.street2, &b.phone_number];
-        let fault = |f: &str| crate::field::check(f).err();
-        if name.is_empty() || fault(name) == Some(FieldFault::Malformed) {
-            return Err(CardError::InvalidName);
+        match crate::field::check(name) {
+            _ if name.is_empty() => return Err(CardError::InvalidName),
+            Err(FieldFault::Malformed) => return Err(CardError::InvalidName),
+            Err(FieldFault::CardNumber) => return Err(CardError::NumberInText(CardField::Name)),
+            Ok(()) => {}
         }
-        if fields.iter().any(|f| fault(f) == Some(FieldFault::Malformed)) {
-            return Err(CardError::InvalidBilling);
-        }
-        if fault(name).is_some() || fields.iter().any(|f| fault(f).is_some()) {
-            return Err(CardError::NumberInText);
-        }
-        let country_ok =
-            b.country.is_empty() || (b.country.len() == 2 && b.country.bytes().all(|c| c.is_ascii_alphabetic()));
-        if !country_ok {
-            return Err(CardError::InvalidBilling);
-        }
-        let mut billing = b.clone();
-        billing.country.make_ascii_uppercase();
+        let billing = input.billing.validate()?;
         Ok(Self { number, expiry, name: name.to_owned(), security_code, billing })
     }
 }
@@ -436,11 +516,97 @@ mod tests {
         let with_name = |name: &str| card("4242424242424242", name, "");
         assert_eq!(with_name("  ").err(), Some(CardError::InvalidName));
         // A card number in the name is refused as such (card_number_in_text).
-        assert_eq!(with_name("4242 4242 4242 4242").err(), Some(CardError::NumberInText));
-        assert_eq!(CardError::NumberInText.reason(), "card_number_in_text");
+        assert_eq!(with_name("4242 4242 4242 4242").err(), Some(CardError::NumberInText(CardField::Name)));
+        assert_eq!(CardError::NumberInText(CardField::Name).reason(), "card_number_in_text");
         assert_eq!(with_name(" Jane Doe ").unwrap().name, "Jane Doe");
         assert_eq!(CardError::InvalidName.reason(), "invalid_name");
         assert_eq!(CardError::InvalidExpiration.reason(), "invalid_expiration_date");
+    }
+
+    fn with_billing(billing: Billing) -> Result<Card, CardError> {
+        let input = CardInput {
+            number: "4242424242424242".into(),
+            expiration_month: 12,
+            expiration_year: 40,
+            name: "Jane Doe".into(),
+            security_code: String::new(),
+            billing,
+        };
+        Card::validate(&input, SystemClock.now_ms())
+    }
+
+    #[test]
+    fn every_billing_field_is_kept_and_the_country_is_a_real_code() {
+        let given = Billing {
+            city: "Bangkok".into(),
+            country: "th".into(),
+            postal_code: "10320".into(),
+            state: "Bangkok Metropolis".into(),
+            street1: "1448/4 Praditmanutham Road".into(),
+            street2: "Floor 7".into(),
+            phone_number: "+66 2 123 4567".into(),
+        };
+        let card = with_billing(given.clone()).unwrap();
+        let mut expected = given;
+        expected.country = "TH".into();
+        assert_eq!(card.billing, expected);
+        assert_eq!(with_billing(Billing::default()).unwrap().billing, Billing::default(), "all optional");
+        let country = |code: &str| {
+            let mut b = Billing::default();
+            b.country = code.into();
+            with_billing(b)
+        };
+        for code in ["GB", "us", "Th", "ss", "AX"] {
+            assert!(country(code).is_ok(), "{code}");
+        }
+        for code in ["XX", "xx", "UK", "EU", "XK", "T", "THA", "T1", " TH", "ﾄH"] {
+            let refused = country(code).err();
+            assert_eq!(refused, Some(CardError::InvalidCountry), "{code}");
+        }
+        assert_eq!(CardError::InvalidCountry.reason(), "invalid_country");
+        assert_eq!(CardError::InvalidCountry.field(), Some(CardField::Country));
+    }
+
+    #[test]
+    fn billing_fields_refuse_control_characters_long_text_and_card_numbers_naming_the_field() {
+        let set = |field: CardField, value: &str| {
+            let mut b = Billing::default();
+            let slot = match field {
+                CardField::City => &mut b.city,
+                CardField::PostalCode => &mut b.postal_code,
+                CardField::State => &mut b.state,
+                CardField::Street1 => &mut b.street1,
+                CardField::Street2 => &mut b.street2,
+                CardField::PhoneNumber => &mut b.phone_number,
+                _ => unreachable!(),
+            };
+            *slot = value.into();
+            b
+        };
+        let fields = [
+            CardField::City,
+            CardField::PostalCode,
+            CardField::State,
+            CardField::Street1,
+            CardField::Street2,
+            CardField::PhoneNumber,
+        ];
+        for field in fields {
+            for bad in ["Bang\0kok", "line\nbreak", &"x".repeat(256)] {
+                assert_eq!(with_billing(set(field, bad)).err(), Some(CardError::InvalidBilling(field)), "{field}");
+            }
+            let carded = with_billing(set(field, "4242 4242 4242 4242")).err();
+            assert_eq!(carded, Some(CardError::NumberInText(field)), "{field}");
+            assert!(with_billing(set(field, &"x".repeat(255))).is_ok());
+        }
+        let err = CardError::NumberInText(CardField::Street1);
+        assert_eq!((err.reason().as_str(), err.to_string()), ("card_number_in_text", err.to_string()));
+        assert!(err.to_string().starts_with("card.street1 "), "{err}");
+        assert_eq!(CardError::InvalidBilling(CardField::City).reason(), "invalid_billing_address");
+        // A malformed field is named before a card number elsewhere.
+        let mut both = Billing::default();
+        (both.city, both.street1) = ("a\0".into(), "4242424242424242".into());
+        assert_eq!(with_billing(both).err(), Some(CardError::InvalidBilling(CardField::City)));
     }
 
     #[test]

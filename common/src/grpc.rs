@@ -13,15 +13,23 @@ pub const ERROR_DOMAIN: &str = "payvault";
 /// A status carrying `ErrorInfo{reason, domain: "payvault"}`. `message` must be
 /// a fixed text: never echo request data into it.
 pub fn error_status(code: Code, reason: Reason, message: impl Into<String>) -> Status {
-    Status::with_error_details(
-        code,
-        message,
-        ErrorDetails::with_error_info(
-            reason.as_str(),
-            ERROR_DOMAIN,
-            std::collections::HashMap::<String, String>::new(),
-        ),
-    )
+    field_error_status(code, reason, message, None)
+}
+
+/// `error_status`, plus a `BadRequest` field violation naming `field` (e.g.
+/// `card.country`) when the fault is one field's, as tonic's richer-error
+/// example does; the description is the same fixed text.
+pub fn field_error_status(code: Code, reason: Reason, message: impl Into<String>, field: Option<&str>) -> Status {
+    let message = message.into();
+    let mut details = ErrorDetails::with_error_info(
+        reason.as_str(),
+        ERROR_DOMAIN,
+        std::collections::HashMap::<String, String>::new(),
+    );
+    if let Some(field) = field {
+        details.add_bad_request_violation(field, message.clone());
+    }
+    Status::with_error_details(code, message, details)
 }
 
 /// A service's domain error, as `failure` reads it.
@@ -29,17 +37,30 @@ pub trait DomainError: std::fmt::Display {
     /// The store failure behind it, if any: the client is told its fixed
     /// `public_text`, and its cause (the driver's text) is logged.
     fn store_error(&self) -> Option<&crate::store::StoreError>;
+
+    /// The one request field at fault, if the error is about one.
+    fn field(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// The status a request that failed with `error` answers: `error_status`
-/// with a fixed text of ours, the cause logged once when the fault is the
-/// server's (`UNAVAILABLE`, `INTERNAL`) or the store's.
+/// with a fixed text of ours (and the field at fault, if any), the cause
+/// logged once when the fault is the server's (`UNAVAILABLE`, `INTERNAL`) or
+/// the store's.
 pub fn failure(code: Code, reason: Reason, error: &impl DomainError) -> Status {
     let store = error.store_error();
     if store.is_some() || matches!(code, Code::Unavailable | Code::Internal) {
         tracing::error!(%error, reason = reason.as_str(), "request failed");
     }
-    error_status(code, reason, store.map_or_else(|| error.to_string(), |s| s.public_text().to_owned()))
+    let message = store.map_or_else(|| error.to_string(), |s| s.public_text().to_owned());
+    field_error_status(code, reason, message, error.field())
+}
+
+/// The field a status's `BadRequest` names, if it names one.
+pub fn error_field(status: &Status) -> Option<String> {
+    let details = status.get_error_details();
+    details.bad_request()?.field_violations.first().map(|v| v.field.clone())
 }
 
 /// The `ErrorInfo` reason text of a status, if it has one.
@@ -117,6 +138,12 @@ mod tests {
         assert_eq!(error_reason(&status).as_deref(), Some("used_token"));
         assert_eq!(reason(&status), Some(Reason::UsedToken));
         assert_eq!(reason(&Status::unavailable("no details")), None);
+        assert_eq!(error_field(&status), None);
+        let field = field_error_status(Code::InvalidArgument, Reason::InvalidCountry, "no", Some("card.country"));
+        assert_eq!(
+            (reason(&field), error_field(&field).as_deref()),
+            (Some(Reason::InvalidCountry), Some("card.country"))
+        );
     }
 
     #[test]

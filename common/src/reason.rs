@@ -42,6 +42,7 @@ reasons! {
     InvalidSecurityCode => "invalid_security_code",
     InvalidName => "invalid_name",
     InvalidBillingAddress => "invalid_billing_address",
+    InvalidCountry => "invalid_country",
     InvalidAmount => "invalid_amount",
     InvalidCurrency => "invalid_currency",
     InvalidArgument => "invalid_argument",

@@ -94,7 +94,8 @@ fn metadata() -> CardMetadata {
         expiration_year: 2030,
         name: "Somchai Prasert".into(),
         fingerprint: FINGERPRINT.into(),
-        country: String::new(),
+        // No billing address: the create-token op sends none.
+        ..CardMetadata::default()
     }
 }
 
@@ -144,7 +145,7 @@ pub fn registration_card() -> pay::Card {
         expiration_month: 12,
         expiration_year: 2030,
         name: "Jane Doe".into(),
-        security_code: String::new(),
+        ..pay::Card::default()
     }
 }
 
@@ -209,6 +210,8 @@ fn payment(source: Source) -> pay::Payment {
             expiration_month: 12,
             expiration_year: 2030,
             name: if one_click { "Jane Doe" } else { "Somchai Prasert" }.into(),
+            // A payment's card never carries the billing address.
+            ..pay::CardMetadata::default()
         }),
         standing_instruction: one_click.then(one_click_instruction),
         captured_amount: AMOUNT,

@@ -94,12 +94,12 @@ where
     Fut: Future<Output = Result<Res, PaymentError>> + Send + 'static,
 {
     let call = shared.call(&request)?;
-    let caller = call.caller.clone();
+    let (caller, ctx) = (call.caller.clone(), call.ctx.clone());
     let (metadata, _, req) = request.into_parts();
     let payments = shared.payments.clone();
     let hashed = req.encode_to_vec();
     let run = move |id| work(Work { payments, call, id }, req);
-    idempotent::run(shared, &caller, method, &metadata, &hashed, run).await.map(Response::new)
+    idempotent::run(shared, &caller, ctx, method, &metadata, &hashed, run).await.map(Response::new)
 }
 
 impl<P, V, A> Shared<P, V, A> {

@@ -106,6 +106,7 @@ async fn nothing_leaks_through_payments() {
             expiration_year: 2035,
             name: "Jane Doe".into(),
             security_code: "123".into(),
+            ..Default::default()
         })
     };
     let pay = |kind: PaymentType, amount: i64, source| ppb::CreatePaymentRequest {

@@ -28,6 +28,7 @@ fn card_payment(amount: i64) -> pb::CreatePaymentRequest {
             expiration_year: 2035,
             name: "Jane Doe".into(),
             security_code: "123".into(),
+            ..Default::default()
         })),
         create_registration: true,
         ..Default::default()

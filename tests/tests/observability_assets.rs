@@ -48,6 +48,7 @@ async fn pay(p: &Platform, amount: i64) -> pb::Payment {
             expiration_year: 2035,
             name: "Jane Doe".into(),
             security_code: "123".into(),
+            ..Default::default()
         })),
         ..Default::default()
     };

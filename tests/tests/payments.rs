@@ -33,6 +33,7 @@ fn with_card(number: &str) -> pb::create_payment_request::Source {
         expiration_year: 2035,
         name: "Jane Doe".into(),
         security_code: "123".into(),
+        ..Default::default()
     })
 }
 
@@ -50,13 +51,7 @@ fn omni(o: &str) -> pb::create_payment_request::Source {
 
 /// A card as a registration stores it: no security code.
 fn stored_card(number: &str, expiration_month: i32, expiration_year: i32) -> pb::Card {
-    pb::Card {
-        number: number.into(),
-        expiration_month,
-        expiration_year,
-        name: "Jane Doe".into(),
-        security_code: String::new(),
-    }
+    pb::Card { number: number.into(), expiration_month, expiration_year, name: "Jane Doe".into(), ..Default::default() }
 }
 
 fn register(card: pb::Card, customer_id: &str, verify: bool) -> pb::CreateRegistrationRequest {
@@ -663,5 +658,164 @@ async fn omni_tokens_are_listed_for_a_customer_and_extended() {
     assert_eq!(p.omni().extend_omni_token(extend(&reg.id)).await.unwrap_err().code(), Code::NotFound);
     let registration = authed(&skey, pb::ExtendRegistrationRequest { id: a.id });
     assert_eq!(p.registrations().extend_registration(registration).await.unwrap_err().code(), Code::NotFound);
+    p.stop().await;
+}
+
+/// Omise's billing fields on a card (a street that no other test uses, so a
+/// scan of payments' database can look for it).
+fn billed(number: &str) -> pb::Card {
+    pb::Card {
+        city: "Bangkok".into(),
+        country: "th".into(),
+        postal_code: "10320".into(),
+        state: "Krung Thep".into(),
+        street1: "1448/4 Praditmanutham Road".into(),
+        street2: "Floor 7, Unit B".into(),
+        phone_number: "+66 2 123 4567".into(),
+        ..stored_card(number, 12, 2035)
+    }
+}
+
+/// The billing fields of a card's metadata, in the order `billed` sets them.
+fn billing_of(c: &pb::CardMetadata) -> [&str; 7] {
+    [&c.city, &c.country, &c.postal_code, &c.state, &c.street1, &c.street2, &c.phone_number].map(String::as_str)
+}
+
+const BILLED: [&str; 7] =
+    ["Bangkok", "TH", "10320", "Krung Thep", "1448/4 Praditmanutham Road", "Floor 7, Unit B", "+66 2 123 4567"];
+
+/// Every billing field travels with the card to the vault and comes back on
+/// the registration and omni token (the vault's metadata); a replay of the
+/// same idempotent call shows them too, though payments-svc keeps none of
+/// them in its database; a payment's card never shows them.
+#[tokio::test]
+async fn billing_fields_go_to_the_vault_and_come_back_but_stay_out_of_payments_database() {
+    let p = TestPlatform::start().await;
+    let skey = p.skey();
+    let scope = |id: &str| proto::vault::v1::DescribeTokenRequest {
+        merchant_id: p.vault.merchant.id.clone(),
+        id: id.into(),
+        ..Default::default()
+    };
+
+    let keyed = || {
+        let mut request = authed(&skey, register(billed("4242424242424242"), "cus_bill", false));
+        request.metadata_mut().insert("idempotency-key", "billing-reg-1".parse().unwrap());
+        request
+    };
+    let registration = p.registrations().create_registration(keyed()).await.unwrap().into_inner();
+    assert_eq!(billing_of(registration.card.as_ref().unwrap()), BILLED);
+    let replayed = p.registrations().create_registration(keyed()).await.unwrap().into_inner();
+    assert_eq!(replayed, registration, "the replay is the first answer, billing included");
+    let described = p.vault.vault().describe_token(scope(&registration.id)).await.unwrap().into_inner();
+    let card = described.card.unwrap();
+    assert_eq!(
+        [&card.city, &card.country, &card.postal_code, &card.state, &card.street1, &card.street2, &card.phone_number]
+            .map(String::as_str),
+        BILLED
+    );
+
+    let omni = pb::CreateOmniTokenRequest { card: Some(billed("5555555555554444")), ..Default::default() };
+    let omni = p.omni().create_omni_token(authed(&skey, omni)).await.unwrap().into_inner();
+    assert_eq!(billing_of(omni.card.as_ref().unwrap()), BILLED);
+
+    // A payment with a card that asks for an omni token: the token has them, the payment does not.
+    let paid = pb::CreatePaymentRequest {
+        create_omni_token: true,
+        ..pay(PaymentType::Db, 700, "EUR", pb::create_payment_request::Source::Card(billed("4111111111111111")))
+    };
+    let paid = p.create_payment(paid).await.unwrap();
+    assert_eq!(paid.status(), pb::PaymentStatus::Approved);
+    assert_eq!(billing_of(paid.card.as_ref().unwrap()), [""; 7], "a payment's card has no address");
+    let token = p.vault.vault().describe_token(scope(&paid.omni_token)).await.unwrap().into_inner();
+    assert_eq!(token.card.unwrap().street1, BILLED[4]);
+
+    let store =
+        payments_svc::storage::sql::SqlStore::connect(&p.payments_database_url, 2, std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+    for table in ["payments", "transactions", "idempotency_keys"] {
+        let values = e2e::table_values(store.pool(), &[table]).await;
+        let saw = [&registration.id, &paid.id].iter().any(|id| values.iter().any(|v| v.contains(id.as_str())));
+        assert!(saw, "the scan saw {table}'s rows");
+        for field in ["Praditmanutham", "Floor 7, Unit B", "+66 2 123 4567", "Krung Thep"] {
+            assert!(!values.iter().any(|v| v.contains(field)), "payments' {table} holds {field:?}");
+        }
+    }
+    p.stop().await;
+}
+
+/// Each billing field's refusal has its own reason and names the field, and
+/// comes before any side effect: no payment, no ledger line, no token.
+#[tokio::test]
+async fn bad_billing_fields_are_refused_with_their_reason_before_anything_happens() {
+    let p = TestPlatform::start().await;
+    let pkey = p.pkey();
+    let with = |set: &dyn Fn(&mut pb::Card)| {
+        let mut card = billed("4242424242424242");
+        set(&mut card);
+        card
+    };
+    let cases: [(pb::Card, &str, &str); 5] = [
+        (with(&|c| c.country = "XX".into()), "invalid_country", "card.country"),
+        (with(&|c| c.country = "UK".into()), "invalid_country", "card.country"),
+        (with(&|c| c.street1 = "4242 4242 4242 4242".into()), "card_number_in_text", "card.street1"),
+        (with(&|c| c.city = "Bang\0kok".into()), "invalid_billing_address", "card.city"),
+        (with(&|c| c.phone_number = "9".repeat(256)), "invalid_billing_address", "card.phone_number"),
+    ];
+    for (card, expected, field) in cases {
+        let source = pb::create_payment_request::Source::Card(card.clone());
+        let refusals = [
+            p.create_payment(pay(PaymentType::Db, 100, "EUR", source)).await.unwrap_err(),
+            p.create_registration(register(card.clone(), "cus_bad", false)).await.unwrap_err(),
+            p.create_registration(register(card.clone(), "cus_bad", true)).await.unwrap_err(),
+            p.omni()
+                .create_omni_token(authed(
+                    &p.skey(),
+                    pb::CreateOmniTokenRequest { card: Some(card.clone()), ..Default::default() },
+                ))
+                .await
+                .unwrap_err(),
+        ];
+        for err in refusals {
+            assert_eq!((err.code(), reason(&err).as_str()), (Code::InvalidArgument, expected), "{field}");
+            assert_eq!(common::grpc::error_field(&err).as_deref(), Some(field));
+            assert!(err.message().contains(field) && !err.message().contains("4242"), "{}", err.message());
+        }
+        // The vault's public CreateToken refuses it the same way.
+        let as_vault_card = proto::vault::v1::Card {
+            number: card.number.clone(),
+            expiration_month: card.expiration_month,
+            expiration_year: card.expiration_year,
+            name: card.name.clone(),
+            city: card.city.clone(),
+            country: card.country.clone(),
+            postal_code: card.postal_code.clone(),
+            state: card.state.clone(),
+            street1: card.street1.clone(),
+            street2: card.street2.clone(),
+            phone_number: card.phone_number.clone(),
+            ..Default::default()
+        };
+        let err = p.vault.create_token(&pkey, as_vault_card).await.unwrap_err();
+        assert_eq!((reason(&err).as_str(), common::grpc::error_field(&err).as_deref()), (expected, Some(field)));
+    }
+    let listed = p
+        .registrations()
+        .list_registrations(authed(
+            &p.skey(),
+            pb::ListRegistrationsRequest { customer_id: "cus_bad".into(), ..Default::default() },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.registrations.is_empty(), "nothing was stored");
+    let since = pb::ListTransactionsRequest {
+        from: Some(prost_types::Timestamp { seconds: 0, nanos: 0 }),
+        to: Some(prost_types::Timestamp { seconds: i64::from(i32::MAX), nanos: 0 }),
+        ..Default::default()
+    };
+    assert!(p.ledger(since).await.is_empty(), "no payment, no ledger line");
+    assert!(e2e::redis_values(p.vault.redis_prefix.as_deref().unwrap()).await.is_empty(), "no single-use token");
     p.stop().await;
 }

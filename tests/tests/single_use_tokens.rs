@@ -1,11 +1,13 @@
 //! The single-use token capability end to end: a merchant's client creates a
 //! token with its public key; payments-svc (an mTLS client named payments-svc)
-//! detokenizes it exactly once. Runs against a real Redis and the in-process store.
+//! detokenizes it exactly once, and the token's `charge_status` follows the
+//! payment made with it. Runs against a real Redis and the in-process store.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
-use e2e::{SilentRedis, Store, TestVault, authed, card, create_request, detokenize_request, reason};
+use e2e::{SilentRedis, Store, TestPlatform, TestVault, authed, card, create_request, detokenize_request, reason};
+use proto::payments::v1 as ppb;
 use tonic::Code;
 
 async fn create_get_detokenize_once(store: Store) {
@@ -79,6 +81,114 @@ async fn a_token_expires_after_thirty_minutes() {
     assert_eq!((err.code(), reason(&err).as_str()), (Code::FailedPrecondition, "token_expired"));
     let read = vault.get_token(pkey, &token.id).await.unwrap();
     assert!(!read.used, "an expired token's metadata is still readable and it was never used");
+    assert_eq!(read.charge_status, "expired", "Omise's status of a token left unused");
+    vault.stop().await;
+}
+
+/// A payment of `amount` EUR over single-use token `token`.
+fn pay_with(kind: ppb::PaymentType, amount: i64, token: &str) -> ppb::CreatePaymentRequest {
+    ppb::CreatePaymentRequest {
+        payment_type: kind as i32,
+        amount,
+        currency: "EUR".into(),
+        source: Some(ppb::create_payment_request::Source::Token(token.into())),
+        ..Default::default()
+    }
+}
+
+/// Omise's `charge_status` through each payment's life, read with GetToken
+/// (public key) after each step: unknown until used; a PA pending, captured
+/// successful; another PA reversed; a DB successful; a decline failed; a
+/// payment left pending at the acquirer pending until the reconciler learns
+/// it was approved; an unused token expired after 30 minutes.
+#[tokio::test]
+async fn charge_status_follows_the_payment_made_with_the_token() {
+    use ppb::PaymentType::{Db, Pa};
+    let p = TestPlatform::start().await;
+    let pkey = p.pkey();
+    let status = async |id: &str| p.vault.get_token(&pkey, id).await.unwrap().charge_status;
+
+    let unused = p.single_use_token("4242424242424242").await;
+    assert_eq!(status(&unused).await, "unknown");
+
+    let captured = p.single_use_token("4242424242424242").await;
+    let pa = p.create_payment(pay_with(Pa, 1000, &captured)).await.unwrap();
+    assert_eq!(pa.status(), ppb::PaymentStatus::Approved);
+    assert_eq!(status(&captured).await, "pending", "authorized, not charged");
+    let cp = p.capture(&pa.id, 400).await.unwrap();
+    assert_eq!(cp.status(), ppb::PaymentStatus::Approved);
+    assert_eq!(status(&captured).await, "successful");
+    p.capture(&pa.id, 600).await.unwrap();
+    p.refund(&cp.id, 100).await.unwrap();
+    assert_eq!(status(&captured).await, "successful", "a second capture or a refund changes nothing");
+
+    let reversed = p.single_use_token("5555555555554444").await;
+    let pa = p.create_payment(pay_with(Pa, 1000, &reversed)).await.unwrap();
+    assert_eq!(status(&reversed).await, "pending");
+    p.reverse(&pa.id).await.unwrap();
+    assert_eq!(status(&reversed).await, "reversed");
+
+    let debited = p.single_use_token("4111111111111111").await;
+    p.create_payment(pay_with(Db, 1000, &debited)).await.unwrap();
+    assert_eq!(status(&debited).await, "successful");
+
+    let declined = p.single_use_token("4000000000000002").await;
+    let payment = p.create_payment(pay_with(Db, 1000, &declined)).await.unwrap();
+    assert_eq!(payment.status(), ppb::PaymentStatus::Declined);
+    assert_eq!(status(&declined).await, "failed");
+
+    // An amount ending in 99: the acquirer processed it but did not answer.
+    let unanswered = p.single_use_token("4242424242424242").await;
+    let payment = p.create_payment(pay_with(Db, 1099, &unanswered)).await.unwrap();
+    assert_eq!(payment.status(), ppb::PaymentStatus::Pending);
+    assert_eq!(status(&unanswered).await, "pending", "pending at the acquirer");
+    // Past its lease the reconciler asks the acquirer, and reports the answer.
+    p.vault.clock.advance_ms(31_000);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&unanswered).await != "successful" {
+        assert!(Instant::now() < deadline, "the reconciled payment's status was never reported");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(p.get_payment(&payment.id).await.unwrap().status(), ppb::PaymentStatus::Approved);
+
+    // Thirty minutes on, the unused token is expired; the used ones keep theirs.
+    p.vault.clock.advance_ms(30 * 60 * 1000);
+    let read = p.vault.get_token(&pkey, &unused).await.unwrap();
+    assert_eq!((read.charge_status.as_str(), read.used), ("expired", false));
+    for (token, expected) in [(&captured, "successful"), (&reversed, "reversed"), (&declined, "failed")] {
+        assert_eq!(status(token).await, expected);
+    }
+    p.stop().await;
+}
+
+/// The vault's side of the rule: only the token's consumer reports, only the
+/// statuses a payment reaches, and a late report never moves a token back.
+#[tokio::test]
+async fn report_charge_takes_the_consumers_reports_in_life_order() {
+    let vault = TestVault::start(Store::Redis).await;
+    let pkey = vault.merchant.test_public.expose();
+    let token = vault.create_token(pkey, card("4242424242424242", "123")).await.unwrap();
+    vault.vault().detokenize(detokenize_request(&vault.merchant.id, &token.id, "pay_1")).await.unwrap();
+    let report = |consumer_ref: &str, charge_status: &str| {
+        let mut client = vault.vault();
+        let request = proto::vault::v1::ReportChargeRequest {
+            merchant_id: vault.merchant.id.clone(),
+            token: token.id.clone(),
+            consumer_ref: consumer_ref.into(),
+            charge_status: charge_status.into(),
+        };
+        async move { client.report_charge(request).await.map(|r| r.into_inner().recorded) }
+    };
+    for bad in ["unknown", "expired", "Successful", "refunded", ""] {
+        let err = report("pay_1", bad).await.unwrap_err();
+        assert_eq!((err.code(), reason(&err).as_str()), (Code::InvalidArgument, "invalid_argument"), "{bad:?}");
+    }
+    assert!(!report("pay_2", "pending").await.unwrap(), "not the consumer");
+    assert!(report("pay_1", "pending").await.unwrap());
+    assert!(report("pay_1", "reversed").await.unwrap());
+    assert!(!report("pay_1", "pending").await.unwrap(), "a late pending is not recorded");
+    assert!(!report("pay_1", "successful").await.unwrap());
+    assert_eq!(vault.get_token(pkey, &token.id).await.unwrap().charge_status, "reversed");
     vault.stop().await;
 }
 

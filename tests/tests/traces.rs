@@ -243,7 +243,7 @@ async fn a_payment_is_one_trace_across_both_services_and_holds_no_card_data() {
         expiration_month: 12,
         expiration_year: 2031,
         name: "Jane Doe".into(),
-        security_code: String::new(),
+        ..Default::default()
     };
     let register = pb::CreateRegistrationRequest {
         source: Some(pb::create_registration_request::Source::Card(card)),

@@ -14,14 +14,14 @@ use tonic::{Code, Status};
 use tower::retry::{Retry, RetryLayer};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
-use common::card::Card;
+use common::card::{Billing, Card};
 use common::clock::{Clock, SystemClock};
 use proto::vault::v1 as pb;
 
 use crate::Reason;
-use crate::convert::{card_input, card_to_proto, kind_to_proto, masked_card, millis};
+use crate::convert::{billing, card_input, card_to_proto, kind_to_proto, masked_card, millis};
 use crate::token_id::TokenKind;
-use crate::vault::{CallContext, MaskedCard, Scope, StoredToken, TokenSource, Vault, VaultError};
+use crate::vault::{CallContext, ChargeStatus, MaskedCard, Scope, StoredToken, TokenSource, Vault, VaultError};
 
 pub mod balance;
 pub mod call;
@@ -129,6 +129,7 @@ fn stored(t: pb::StoredToken) -> StoredToken {
     StoredToken {
         id: t.id,
         customer_id: t.customer_id,
+        billing: t.card.as_ref().map(billing).unwrap_or_default(),
         card: masked_card(t.card),
         created_at: millis(t.created_at.as_ref()),
         retain_until: millis(t.retain_until.as_ref()),
@@ -150,6 +151,7 @@ fn listed(t: pb::TokenSummary, customer_id: &str) -> StoredToken {
             exp_year: t.expiration_year as u16,
             name: String::new(),
         },
+        billing: Billing::default(),
         created_at: 0,
         retain_until: 0,
         extended: false,
@@ -181,14 +183,14 @@ impl Vault for GrpcVault {
         scope: Scope<'_>,
         token: &str,
         consumer_ref: &str,
-        status: &str,
+        status: ChargeStatus,
         ctx: &CallContext,
     ) -> Result<bool, VaultError> {
         let message = pb::ReportChargeRequest {
             merchant_id: scope.merchant_id.into(),
             token: token.into(),
             consumer_ref: consumer_ref.into(),
-            charge_status: status.into(),
+            charge_status: status.as_str().into(),
         };
         Ok(self.call(message, ctx).await?.recorded)
     }

@@ -95,6 +95,19 @@ pub fn masked_card(m: Option<pb::CardMetadata>) -> MaskedCard {
     }
 }
 
+/// The billing address in the vault's card metadata.
+pub fn billing(m: &pb::CardMetadata) -> Billing {
+    Billing {
+        city: m.city.clone(),
+        country: m.country.clone(),
+        postal_code: m.postal_code.clone(),
+        state: m.state.clone(),
+        street1: m.street1.clone(),
+        street2: m.street2.clone(),
+        phone_number: m.phone_number.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use common::clock::Clock;

@@ -16,4 +16,4 @@ mod vault;
 pub use client::{Balancing, GrpcVault, VaultEndpoint};
 pub use common::reason::Reason;
 pub use token_id::{TokenKind, TokenRef};
-pub use vault::{CallContext, MaskedCard, Scope, StoredToken, TokenSource, Vault, VaultError};
+pub use vault::{CallContext, ChargeStatus, MaskedCard, Scope, StoredToken, TokenSource, Vault, VaultError};

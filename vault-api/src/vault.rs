@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Instant;
 
-use common::card::Card;
+use common::card::{Billing, Card};
 use common::clock::Millis;
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +54,71 @@ impl MaskedCard {
     }
 }
 
+/// Omise's `charge_status` of a single-use token: how the payment made with
+/// it stands. `Unknown` (never used, or used by no payment) and `Expired`
+/// (never used and past its 30 minutes) are what a token shows without a
+/// report; the others are reported by the payment that consumed it, and a
+/// report never replaces a status later in the payment's life (`stage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChargeStatus {
+    Unknown,
+    Expired,
+    /// Authorized (a PA not yet captured), or waiting for the acquirer's answer.
+    Pending,
+    /// Charged: an approved DB, or a capture of the PA.
+    Successful,
+    /// The PA was reversed.
+    Reversed,
+    /// Declined, or never processed.
+    Failed,
+}
+
+impl ChargeStatus {
+    pub const ALL: [Self; 6] =
+        [Self::Unknown, Self::Expired, Self::Pending, Self::Successful, Self::Reversed, Self::Failed];
+
+    /// Omise's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Expired => "expired",
+            Self::Pending => "pending",
+            Self::Successful => "successful",
+            Self::Reversed => "reversed",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// How late in a payment's life the status comes: 0 for what no payment
+    /// reports, 1 for `pending` (authorized or awaiting the acquirer), 2 for
+    /// the ends (`successful`, `reversed`, `failed`). A report lands only on a
+    /// token at an earlier stage, so one that arrives late (a PA's `pending`
+    /// retried by the reconciler after its capture's `successful`) changes
+    /// nothing; no payment goes from one end to another.
+    pub fn stage(self) -> u8 {
+        match self {
+            Self::Unknown | Self::Expired => 0,
+            Self::Pending => 1,
+            Self::Successful | Self::Reversed | Self::Failed => 2,
+        }
+    }
+
+    /// Whether a payment may report it.
+    pub fn reportable(self) -> bool {
+        self.stage() > 0
+    }
+}
+
+impl std::fmt::Display for ChargeStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VaultError {
     #[error("token not found")]
@@ -90,6 +155,9 @@ pub struct StoredToken {
     pub id: String,
     pub customer_id: String,
     pub card: MaskedCard,
+    /// The card's billing address as the vault keeps it: shown on the
+    /// registration or omni token, never stored outside the vault.
+    pub billing: Billing,
     pub created_at: Millis,
     pub retain_until: Millis,
     pub extended: bool,
@@ -117,14 +185,15 @@ pub trait Vault: Send + Sync + 'static {
         ctx: &CallContext,
     ) -> impl Future<Output = Result<Card, VaultError>> + Send;
 
-    /// Tells the vault how the payment that consumed a single-use token ended
-    /// (`successful`, `failed`, `pending`).
+    /// Tells the vault how the payment that consumed a single-use token stands
+    /// (a reportable [`ChargeStatus`]); `true` when the token now shows it,
+    /// `false` when it is not this consumer's or already shows a later stage.
     fn report_charge(
         &self,
         scope: Scope<'_>,
         token: &str,
         consumer_ref: &str,
-        status: &str,
+        status: ChargeStatus,
         ctx: &CallContext,
     ) -> impl Future<Output = Result<bool, VaultError>> + Send;
 
@@ -188,4 +257,27 @@ pub trait Vault: Send + Sync + 'static {
         id: &str,
         ctx: &CallContext,
     ) -> impl Future<Output = Result<StoredToken, VaultError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChargeStatus;
+
+    #[test]
+    fn charge_statuses_are_omises_and_ends_outrank_pending() {
+        let texts: Vec<_> = ChargeStatus::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(texts, ["unknown", "expired", "pending", "successful", "reversed", "failed"]);
+        for c in ChargeStatus::ALL {
+            assert_eq!(ChargeStatus::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(ChargeStatus::parse("Successful"), None);
+        let reportable: Vec<_> = ChargeStatus::ALL.into_iter().filter(|c| c.reportable()).collect();
+        assert_eq!(
+            reportable,
+            [ChargeStatus::Pending, ChargeStatus::Successful, ChargeStatus::Reversed, ChargeStatus::Failed]
+        );
+        for end in [ChargeStatus::Successful, ChargeStatus::Reversed, ChargeStatus::Failed] {
+            assert!(end.stage() > ChargeStatus::Pending.stage());
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! embedded SQLite, implements `CardStore` and `KeyStore`. The rules around
 //! them live in `domain`.
 use common::clock::Millis;
+use vault_api::ChargeStatus;
 
 use crate::domain::store::{Claim, Consumed, NewSingleUse, SingleUseRecord, StoreError, TokenStore};
 
@@ -49,7 +50,7 @@ impl TokenStore for ConfiguredStore {
         }
     }
 
-    async fn record_charge(&self, claim: Claim<'_>, status: &str) -> Result<bool, StoreError> {
+    async fn record_charge(&self, claim: Claim<'_>, status: ChargeStatus) -> Result<bool, StoreError> {
         match self {
             Self::Memory(s) => s.record_charge(claim, status).await,
             Self::Redis(s) => s.record_charge(claim, status).await,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::clock::Millis;
 use common::ids;
 use deadpool_redis::redis;
+use vault_api::ChargeStatus::{Failed, Pending, Reversed, Successful};
 use vault_svc::domain::store::{Consumed, NewSingleUse, StoreError, TokenStore};
 use vault_svc::storage::memory::MemoryTokenStore;
 use vault_svc::storage::redis::{RedisSettings, RedisTokenStore};
@@ -119,13 +120,67 @@ async fn one_of_many_concurrent_consumers_wins<S: TokenStore>(s: Arc<S>) {
 
 async fn only_the_consumer_reports_the_charge<S: TokenStore>(s: Arc<S>) {
     s.create(&token("t1", "m1")).await.unwrap();
-    assert!(!s.set_charge_status("t1", "m1", "pay_a", "successful").await.unwrap(), "not used yet");
+    assert!(!s.set_charge_status("t1", "m1", "pay_a", Successful).await.unwrap(), "not used yet");
     assert_eq!(s.get("t1", "m1", T0 + 1).await.unwrap().unwrap().charge_status, None);
     s.consume("t1", "m1", "pay_a", T0 + 1, REPLAY).await.unwrap();
-    assert!(!s.set_charge_status("t1", "m1", "pay_b", "failed").await.unwrap(), "another consumer");
-    assert!(!s.set_charge_status("t1", "m2", "pay_a", "failed").await.unwrap(), "another merchant");
-    assert!(s.set_charge_status("t1", "m1", "pay_a", "successful").await.unwrap());
-    assert_eq!(s.get("t1", "m1", T0 + 2).await.unwrap().unwrap().charge_status.as_deref(), Some("successful"));
+    assert!(!s.set_charge_status("t1", "m1", "pay_b", Failed).await.unwrap(), "another consumer");
+    assert!(!s.set_charge_status("t1", "m2", "pay_a", Failed).await.unwrap(), "another merchant");
+    assert!(!s.set_charge_status("nope", "m1", "pay_a", Failed).await.unwrap(), "no such token");
+    assert!(s.set_charge_status("t1", "m1", "pay_a", Successful).await.unwrap());
+    assert_eq!(s.get("t1", "m1", T0 + 2).await.unwrap().unwrap().charge_status, Some(Successful));
+}
+
+/// A PA's life: authorized (`pending`), then captured (`successful`); a
+/// report that arrives late never moves the token back.
+async fn a_charge_status_moves_on_and_never_back<S: TokenStore>(s: Arc<S>) {
+    s.create(&token("t1", "m1")).await.unwrap();
+    s.consume("t1", "m1", "pay_a", T0 + 1, REPLAY).await.unwrap();
+    let status = |s: Arc<S>| async move { s.get("t1", "m1", T0 + 2).await.unwrap().unwrap().charge_status };
+    assert!(s.set_charge_status("t1", "m1", "pay_a", Pending).await.unwrap());
+    assert_eq!(status(s.clone()).await, Some(Pending));
+    assert!(s.set_charge_status("t1", "m1", "pay_a", Pending).await.unwrap(), "the same report again");
+    assert!(s.set_charge_status("t1", "m1", "pay_a", Successful).await.unwrap());
+    assert!(!s.set_charge_status("t1", "m1", "pay_a", Pending).await.unwrap(), "a late pending");
+    assert_eq!(status(s.clone()).await, Some(Successful));
+    assert!(s.set_charge_status("t1", "m1", "pay_a", Successful).await.unwrap(), "a retried report");
+    for other_end in [Reversed, Failed] {
+        assert!(!s.set_charge_status("t1", "m1", "pay_a", other_end).await.unwrap(), "{other_end}");
+    }
+    assert_eq!(status(s.clone()).await, Some(Successful));
+}
+
+/// Every end a payment reaches from `pending` (or straight away) is kept,
+/// whatever comes after it.
+async fn every_end_is_kept<S: TokenStore>(s: Arc<S>) {
+    for (i, end) in [Successful, Reversed, Failed].into_iter().enumerate() {
+        let id = format!("t{i}");
+        s.create(&token(&id, "m1")).await.unwrap();
+        s.consume(&id, "m1", "pay_a", T0 + 1, REPLAY).await.unwrap();
+        if end == Reversed {
+            assert!(s.set_charge_status(&id, "m1", "pay_a", Pending).await.unwrap());
+        }
+        assert!(s.set_charge_status(&id, "m1", "pay_a", end).await.unwrap(), "{end}");
+        for later in [Pending, Successful, Reversed, Failed].into_iter().filter(|c| *c != end) {
+            assert!(!s.set_charge_status(&id, "m1", "pay_a", later).await.unwrap(), "{later} after {end}");
+        }
+        assert_eq!(s.get(&id, "m1", T0 + 2).await.unwrap().unwrap().charge_status, Some(end));
+    }
+}
+
+/// Reports racing one another end at the later stage, whatever their order.
+async fn racing_reports_end_at_the_later_stage<S: TokenStore>(s: Arc<S>) {
+    for round in 0..8 {
+        let id = format!("t{round}");
+        s.create(&token(&id, "m1")).await.unwrap();
+        s.consume(&id, "m1", "pay_a", T0 + 1, REPLAY).await.unwrap();
+        let reports = (0..8).map(|i| {
+            let (s, id) = (s.clone(), id.clone());
+            let status = if i % 2 == 0 { Pending } else { Reversed };
+            tokio::spawn(async move { s.set_charge_status(&id, "m1", "pay_a", status).await.unwrap() })
+        });
+        futures::future::join_all(reports).await;
+        assert_eq!(s.get(&id, "m1", T0 + 2).await.unwrap().unwrap().charge_status, Some(Reversed));
+    }
 }
 
 macro_rules! conformance {
@@ -149,6 +204,9 @@ conformance!(
     expires_after_usable_window,
     one_of_many_concurrent_consumers_wins,
     only_the_consumer_reports_the_charge,
+    a_charge_status_moves_on_and_never_back,
+    every_end_is_kept,
+    racing_reports_end_at_the_later_stage,
 );
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::clock::SharedClock;
 use common::result_code::{self, ResultCode};
-use vault_api::TokenKind;
+use vault_api::{CallContext, ChargeStatus, TokenKind, Vault, VaultError};
 
 use super::error::PaymentError;
 use super::payment::{
@@ -149,6 +149,35 @@ impl<P: PaymentStore, V, A: Acquirer> Payments<P, V, A> {
             token: token.into(),
             card: card.clone(),
             created_at: self.clock.now_ms(),
+        }
+    }
+
+    /// Reports `status` of the payment `consumer_ref` on single-use `token` to
+    /// the vault (its `charge_status`), best effort: never fails the payment.
+    /// `false` when the vault could not be reached, so the report is still to
+    /// be made (the vault keeps the later of two reports, so repeating one, or
+    /// making it after a later one, is harmless).
+    async fn report_charge(
+        &self,
+        scope: Scope<'_>,
+        token: &str,
+        consumer_ref: &str,
+        status: ChargeStatus,
+        ctx: &CallContext,
+    ) -> bool
+    where
+        V: Vault,
+    {
+        match self.vault.report_charge(scope, token, consumer_ref, status, ctx).await {
+            Ok(_) => true,
+            Err(VaultError::Unavailable | VaultError::Internal) => {
+                tracing::warn!(payment_id = %consumer_ref, "charge status not reported yet: the vault did not answer");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%error, payment_id = %consumer_ref, "charge status refused by the vault");
+                true
+            }
         }
     }
 

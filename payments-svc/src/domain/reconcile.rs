@@ -66,7 +66,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             let id = payment.id.clone();
             let driven = match payment.reference_id {
                 None => self.drive_initial(scope, payment, None, false, &ctx).await,
-                Some(_) => self.drive_follow_up(scope, payment, false).await,
+                Some(_) => self.drive_follow_up(scope, payment, false, &ctx).await,
             };
             match driven {
                 Ok(p) if p.status == Status::Pending => pass.still_pending += 1,

@@ -21,14 +21,25 @@ pub fn millis(ts: Option<&Timestamp>) -> Millis {
     ts.map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
 }
 
+/// Takes the card's strings out of the message, billing address included,
+/// ready for `Card::validate`.
 pub fn card_input(c: &mut pb::Card) -> CardInput {
+    let take = std::mem::take::<String>;
     CardInput {
-        number: std::mem::take(&mut c.number),
+        number: take(&mut c.number),
         expiration_month: c.expiration_month,
         expiration_year: c.expiration_year,
-        name: std::mem::take(&mut c.name),
-        security_code: std::mem::take(&mut c.security_code),
-        billing: Billing::default(),
+        name: take(&mut c.name),
+        security_code: take(&mut c.security_code),
+        billing: Billing {
+            city: take(&mut c.city),
+            country: take(&mut c.country),
+            postal_code: take(&mut c.postal_code),
+            state: take(&mut c.state),
+            street1: take(&mut c.street1),
+            street2: take(&mut c.street2),
+            phone_number: take(&mut c.phone_number),
+        },
     }
 }
 
@@ -121,6 +132,7 @@ pub fn source(source: Option<pb::create_payment_request::Source>) -> Source {
     }
 }
 
+/// The masked card of a payment or ledger line: no billing address.
 pub fn card(m: &MaskedCard) -> pb::CardMetadata {
     pb::CardMetadata {
         brand: m.brand.clone(),
@@ -129,6 +141,52 @@ pub fn card(m: &MaskedCard) -> pb::CardMetadata {
         expiration_month: i32::from(m.exp_month),
         expiration_year: i32::from(m.exp_year),
         name: m.name.clone(),
+        ..Default::default()
+    }
+}
+
+/// A durable token's card: the masked card and the vault's billing address.
+fn stored_card(t: &StoredToken) -> pb::CardMetadata {
+    let b = &t.billing;
+    pb::CardMetadata {
+        city: b.city.clone(),
+        country: b.country.clone(),
+        postal_code: b.postal_code.clone(),
+        state: b.state.clone(),
+        street1: b.street1.clone(),
+        street2: b.street2.clone(),
+        phone_number: b.phone_number.clone(),
+        ..card(&t.card)
+    }
+}
+
+/// A card's metadata without its billing address: what payments-svc may keep
+/// of a response under its idempotency key.
+pub fn without_billing(card: &mut Option<pb::CardMetadata>) {
+    if let Some(c) = card {
+        let masked = std::mem::take(c);
+        *c = pb::CardMetadata {
+            brand: masked.brand,
+            bin: masked.bin,
+            last_digits: masked.last_digits,
+            expiration_month: masked.expiration_month,
+            expiration_year: masked.expiration_year,
+            name: masked.name,
+            ..Default::default()
+        };
+    }
+}
+
+/// Puts the vault's billing address back into a card's metadata.
+pub fn with_billing(card: &mut Option<pb::CardMetadata>, billing: &Billing) {
+    if let Some(c) = card {
+        c.city = billing.city.clone();
+        c.country = billing.country.clone();
+        c.postal_code = billing.postal_code.clone();
+        c.state = billing.state.clone();
+        c.street1 = billing.street1.clone();
+        c.street2 = billing.street2.clone();
+        c.phone_number = billing.phone_number.clone();
     }
 }
 
@@ -189,7 +247,7 @@ pub fn registration(t: &StoredToken, result_: &Outcome) -> pb::Registration {
     pb::Registration {
         id: t.id.clone(),
         customer_id: t.customer_id.clone(),
-        card: Some(card(&t.card)),
+        card: Some(stored_card(t)),
         result: Some(result(result_)),
         created_at: timestamp(t.created_at),
         retain_until: timestamp(t.retain_until),
@@ -202,7 +260,7 @@ pub fn omni_token(t: &StoredToken, result_: &Outcome) -> pb::OmniToken {
     pb::OmniToken {
         id: t.id.clone(),
         customer_id: t.customer_id.clone(),
-        card: Some(card(&t.card)),
+        card: Some(stored_card(t)),
         created_at: timestamp(t.created_at),
         retain_until: timestamp(t.retain_until),
         result: Some(result(result_)),

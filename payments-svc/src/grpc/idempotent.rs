@@ -21,10 +21,11 @@ use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
 use common::auth::Caller;
+use common::card::Billing;
 use proto::payments::v1 as pb;
-use vault_api::Vault;
+use vault_api::{CallContext, Scope, Vault, VaultError};
 
-use super::Shared;
+use super::{Shared, convert};
 use crate::acquirer::Acquirer;
 use crate::domain::PaymentError;
 use crate::domain::flows::{Payments, new_id};
@@ -42,10 +43,28 @@ const RECORD_TIME: Duration = Duration::from_secs(2);
 /// A response the protocol stores; `is_final` is false while its work waits
 /// for an outcome (a payment pending at the acquirer), so its key is released
 /// rather than completed and a retry resumes the work.
-pub trait Reply: Message + Default + Send + 'static {
+///
+/// A registration's or omni token's card carries the billing address the
+/// vault keeps, which payments-svc stores nowhere, its idempotency records
+/// included: the response is stored `kept` (without it), and a replay asks
+/// the vault for the token's address again (`stored_token`, `restore_billing`).
+pub trait Reply: Message + Default + Clone + Send + 'static {
     fn is_final(&self) -> bool {
         true
     }
+
+    /// What is stored under the key.
+    fn kept(&self) -> Self {
+        self.clone()
+    }
+
+    /// The durable token whose card the response shows, if any.
+    fn stored_token(&self) -> Option<&str> {
+        None
+    }
+
+    /// Puts the vault's billing address back into a replayed response.
+    fn restore_billing(&mut self, _billing: &Billing) {}
 }
 
 impl Reply for pb::Payment {
@@ -53,9 +72,40 @@ impl Reply for pb::Payment {
         self.status != pb::PaymentStatus::Pending as i32
     }
 }
-impl Reply for pb::Registration {}
+
+impl Reply for pb::Registration {
+    fn kept(&self) -> Self {
+        let mut kept = self.clone();
+        convert::without_billing(&mut kept.card);
+        kept
+    }
+
+    fn stored_token(&self) -> Option<&str> {
+        (!self.id.is_empty()).then_some(self.id.as_str())
+    }
+
+    fn restore_billing(&mut self, billing: &Billing) {
+        convert::with_billing(&mut self.card, billing);
+    }
+}
+
+impl Reply for pb::OmniToken {
+    fn kept(&self) -> Self {
+        let mut kept = self.clone();
+        convert::without_billing(&mut kept.card);
+        kept
+    }
+
+    fn stored_token(&self) -> Option<&str> {
+        (!self.id.is_empty()).then_some(self.id.as_str())
+    }
+
+    fn restore_billing(&mut self, billing: &Billing) {
+        convert::with_billing(&mut self.card, billing);
+    }
+}
+
 impl Reply for pb::DeleteRegistrationResponse {}
-impl Reply for pb::OmniToken {}
 impl Reply for pb::DeleteOmniTokenResponse {}
 
 fn encode_ok<R: Message>(response: &R) -> Vec<u8> {
@@ -112,6 +162,7 @@ fn retryable(code: Code) -> bool {
 pub async fn run<P, V, A, Res, F, Fut>(
     shared: &Shared<P, V, A>,
     caller: &Caller,
+    ctx: CallContext,
     method: &'static str,
     metadata: &MetadataMap,
     request: &[u8],
@@ -147,9 +198,10 @@ where
     let deadline = tokio::time::Instant::now() + time_left.saturating_sub(ANSWER_MARGIN);
     let call: Call<Res> = Box::new(move |id| Box::pin(call(id)));
     let payments = shared.payments.clone();
+    let caller = caller.clone();
     let (answer, answered) = tokio::sync::oneshot::channel();
     let work = common::deadline::within(deadline, async move {
-        let (result, record) = keyed(payments.clone(), claims, wait, call).await;
+        let (result, record) = keyed(payments.clone(), &caller, &ctx, claims, wait, call).await;
         // The caller is answered first; the key's record is written after, on
         // its own time, so a store that does not answer never delays the
         // answer and a response finished near the deadline is still kept.
@@ -195,6 +247,8 @@ impl KeyRecord {
 /// leases renewed while it runs; its answer, and what to record under the key.
 async fn keyed<P: PaymentStore, V: Vault, A: Acquirer, Res: Reply>(
     payments: Arc<Payments<P, V, A>>,
+    caller: &Caller,
+    ctx: &CallContext,
     claims: Option<Vec<KeyedClaim>>,
     wait: Duration,
     call: Call<Res>,
@@ -209,12 +263,12 @@ async fn keyed<P: PaymentStore, V: Vault, A: Acquirer, Res: Reply>(
     };
     match begin(payments.store(), payments.clock(), &claim.claim(), wait, payments.lease()).await {
         Err(refused) => (Err(Status::from(refused)), None),
-        Ok(Begin::Replay(stored)) => (decode(&stored), None),
+        Ok(Begin::Replay(stored)) => (replayed(&payments, caller, ctx, decode(&stored)).await, None),
         Ok(Begin::Proceed) => {
             let KeyedClaim { owner, key, payment_id: id, .. } = claim;
             let result = renewing(&payments, Some((&owner, &key)), &id, call(id.clone())).await.map_err(Status::from);
             let stored = match &result {
-                Ok(response) if response.is_final() => Some(encode_ok(response)),
+                Ok(response) if response.is_final() => Some(encode_ok(&response.kept())),
                 Ok(_) => None,
                 Err(status) if retryable(status.code()) => None,
                 Err(status) => Some(encode_err(status)),
@@ -222,6 +276,25 @@ async fn keyed<P: PaymentStore, V: Vault, A: Acquirer, Res: Reply>(
             (result, Some(KeyRecord { owner, key, stored }))
         }
     }
+}
+
+/// A stored response as a retry gets it: a durable token's card with its
+/// billing address from the vault again. A token deleted since has none to
+/// show; a vault that does not answer is `vault_unavailable` (retry).
+async fn replayed<P: PaymentStore, V: Vault, A: Acquirer, Res: Reply>(
+    payments: &Payments<P, V, A>,
+    caller: &Caller,
+    ctx: &CallContext,
+    stored: Result<Res, Status>,
+) -> Result<Res, Status> {
+    let mut response = stored?;
+    let Some(id) = response.stored_token() else { return Ok(response) };
+    match payments.describe_token(Scope::of(caller), id, ctx).await {
+        Ok(token) => response.restore_billing(&token.billing),
+        Err(unavailable @ PaymentError::Vault(VaultError::Unavailable)) => return Err(unavailable.into()),
+        Err(error) => tracing::debug!(%error, "replayed without the card's billing address"),
+    }
+    Ok(response)
 }
 
 /// Runs `work`, renewing the key's and the payment's leases every third of a

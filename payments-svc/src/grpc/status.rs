@@ -2,6 +2,7 @@
 //! [`Reason`]; server-side causes are logged here, once. Messages never echo input.
 use tonic::{Code, Status};
 
+use common::card::CardField;
 use common::grpc::{DomainError, failure};
 use vault_api::{Reason, VaultError};
 
@@ -44,6 +45,14 @@ impl From<PaymentError> for Status {
 impl DomainError for PaymentError {
     fn store_error(&self) -> Option<&common::store::StoreError> {
         if let Self::Store(store) = self { Some(store) } else { None }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidCard(c) => c.field().map(CardField::as_str),
+            Self::InvalidText(field) | Self::CardNumberInText(field) => Some(field),
+            _ => None,
+        }
     }
 }
 

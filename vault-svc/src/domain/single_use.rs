@@ -3,6 +3,13 @@
 //! in the store; a consumer may repeat its own consumption within two minutes
 //! (a retried payment) and gets the same card back. The store keeps the
 //! consumer's reference keyed (`KeyRing::reference`), never as sent.
+//!
+//! `charge_status` (Omise's) follows the payment made with the token: the
+//! consumer reports `pending`, `successful`, `reversed` or `failed` as the
+//! payment moves on, and a report never moves it back a stage (the store's
+//! rule, `ChargeStatus::stage`); a token no payment reported on shows
+//! `unknown`, or `expired` once it is past its usable window unused (worked
+//! out when it is read, not stored).
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -10,7 +17,7 @@ use zeroize::Zeroizing;
 
 use common::card::{Card, CardInput};
 use common::clock::{Millis, SharedClock};
-use vault_api::token_id;
+use vault_api::{ChargeStatus, token_id};
 
 use super::card_meta::CardMeta;
 use super::error::VaultError;
@@ -36,7 +43,7 @@ pub struct TokenView {
     pub id: String,
     pub livemode: bool,
     pub used: bool,
-    pub charge_status: String,
+    pub charge_status: ChargeStatus,
     pub created_at: Millis,
     pub expires_at: Millis,
     pub card: CardMeta,
@@ -103,7 +110,7 @@ impl<S: TokenStore> SingleUseTokens<S> {
             id,
             livemode,
             used: false,
-            charge_status: "unknown".into(),
+            charge_status: ChargeStatus::Unknown,
             created_at: now,
             expires_at: record.expires_at,
             card: meta.card,
@@ -114,13 +121,19 @@ impl<S: TokenStore> SingleUseTokens<S> {
         if token_id::single_use_livemode(id) != Some(livemode) {
             return Err(VaultError::TokenNotFound);
         }
-        let record = self.store.get(id, merchant_id, self.clock.now_ms()).await?.ok_or(VaultError::TokenNotFound)?;
+        let now = self.clock.now_ms();
+        let record = self.store.get(id, merchant_id, now).await?.ok_or(VaultError::TokenNotFound)?;
         let meta = self.open_meta(merchant_id, id, &record.meta).await?;
+        let charge_status = match record.charge_status {
+            Some(reported) => reported,
+            None if !record.used && now >= record.expires_at => ChargeStatus::Expired,
+            None => ChargeStatus::Unknown,
+        };
         Ok(TokenView {
             id: id.to_owned(),
             livemode: meta.livemode,
             used: record.used,
-            charge_status: record.charge_status.unwrap_or_else(|| "unknown".into()),
+            charge_status,
             created_at: meta.created_at,
             expires_at: record.expires_at,
             card: meta.card,
@@ -153,16 +166,17 @@ impl<S: TokenStore> SingleUseTokens<S> {
         Ok(Detokenized { card, meta: meta.card, livemode: meta.livemode })
     }
 
-    /// Records the status of the payment that consumed the token.
+    /// Records the status of the payment that consumed the token; `true`
+    /// when the token now shows it (see `TokenStore::record_charge`).
     pub async fn report_charge(
         &self,
         merchant_id: &str,
         id: &str,
         consumer_ref: &str,
-        status: &str,
+        status: ChargeStatus,
     ) -> Result<bool, VaultError> {
-        if !matches!(status, "successful" | "failed" | "pending") {
-            return Err(VaultError::InvalidArgument("charge_status must be successful, failed or pending"));
+        if !status.reportable() {
+            return Err(VaultError::InvalidArgument("charge_status must be pending, successful, reversed or failed"));
         }
         if token_id::single_use_livemode(id).is_none() || consumer_ref.is_empty() {
             return Ok(false);

@@ -7,6 +7,7 @@
 use std::future::Future;
 
 use common::clock::Millis;
+use vault_api::ChargeStatus;
 
 pub use common::store::StoreError;
 
@@ -39,7 +40,7 @@ pub struct SingleUseRecord {
     pub meta: Vec<u8>,
     pub used: bool,
     /// Reported by the consumer's payment, if any.
-    pub charge_status: Option<String>,
+    pub charge_status: Option<ChargeStatus>,
 }
 
 /// The result of an atomic consume.
@@ -86,9 +87,13 @@ pub trait TokenStore: Send + Sync + 'static {
     /// `replay_ms`.
     fn consume_claim(&self, claim: Claim<'_>, now: Millis, replay_ms: Millis) -> impl StoreFuture<Consumed>;
 
-    /// Records `status` on a token the claim's consumer used; `false` if it is
-    /// not the claim's merchant's or another consumer used it.
-    fn record_charge(&self, claim: Claim<'_>, status: &str) -> impl StoreFuture<bool>;
+    /// Records `status` (a reportable one) on a token the claim's consumer
+    /// used, unless the token shows a status of a later or the same stage
+    /// ([`ChargeStatus::stage`]): reports that arrive out of order never move
+    /// a token back. `true` when the token now shows `status` (recorded now or
+    /// before); `false` if it is not the claim's merchant's, another consumer
+    /// (or none) used it, or a later-stage status stays.
+    fn record_charge(&self, claim: Claim<'_>, status: ChargeStatus) -> impl StoreFuture<bool>;
 
     /// Checks the store answers (for health reporting).
     fn ping(&self) -> impl StoreFuture<()>;
@@ -106,7 +111,13 @@ pub trait TokenStore: Send + Sync + 'static {
     }
 
     /// [`record_charge`](Self::record_charge) for `consumer` on token `id` of `merchant_id`.
-    fn set_charge_status(&self, id: &str, merchant_id: &str, consumer: &str, status: &str) -> impl StoreFuture<bool> {
+    fn set_charge_status(
+        &self,
+        id: &str,
+        merchant_id: &str,
+        consumer: &str,
+        status: ChargeStatus,
+    ) -> impl StoreFuture<bool> {
         async move { self.record_charge(Claim { id, merchant_id, consumer }, status).await }
     }
 }

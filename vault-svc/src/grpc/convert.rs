@@ -4,11 +4,11 @@
 use proto::vault::v1 as pb;
 use vault_api::convert;
 pub use vault_api::convert::{card_input, millis, timestamp};
-use vault_api::{MaskedCard, TokenKind};
+use vault_api::{ChargeStatus, MaskedCard, TokenKind};
 
 use crate::domain::VaultError;
 use crate::domain::audit::AuditRecord;
-use crate::domain::card_meta::CardMeta;
+use crate::domain::card_meta::{Address, CardMeta};
 use crate::domain::card_token::StoredView;
 use crate::domain::single_use::{Detokenized, TokenView};
 
@@ -17,6 +17,14 @@ pub fn kind(value: i32) -> Result<TokenKind, VaultError> {
         .ok()
         .flatten()
         .ok_or(VaultError::InvalidArgument("kind must be TOKEN_KIND_REGISTRATION or TOKEN_KIND_OMNI"))
+}
+
+/// A reported charge status: one a payment reports (pending, successful,
+/// reversed, failed).
+pub fn charge_status(value: &str) -> Result<ChargeStatus, VaultError> {
+    ChargeStatus::parse(value)
+        .filter(|c| c.reportable())
+        .ok_or(VaultError::InvalidArgument("charge_status must be pending, successful, reversed or failed"))
 }
 
 /// A list filter: `None` (every kind) for `TOKEN_KIND_UNSPECIFIED`.
@@ -71,6 +79,7 @@ pub fn audit_event(e: AuditRecord) -> pb::AuditEvent {
 
 pub fn card_metadata(m: CardMeta) -> pb::CardMetadata {
     let MaskedCard { brand, bin, last4, exp_month, exp_year, name } = m.masked;
+    let Address { city, postal_code, state, street1, street2, phone_number } = m.address;
     pb::CardMetadata {
         brand,
         bin,
@@ -80,6 +89,12 @@ pub fn card_metadata(m: CardMeta) -> pb::CardMetadata {
         name,
         fingerprint: m.fingerprint,
         country: m.country,
+        city,
+        postal_code,
+        state,
+        street1,
+        street2,
+        phone_number,
     }
 }
 
@@ -92,7 +107,7 @@ pub fn token(t: TokenView) -> pb::Token {
         id: t.id,
         livemode: t.livemode,
         used: t.used,
-        charge_status: t.charge_status,
+        charge_status: t.charge_status.as_str().into(),
         created_at: Some(timestamp(t.created_at - t.created_at.rem_euclid(1000))),
         expires_at: Some(timestamp(t.expires_at)),
         card: Some(card_metadata(t.card)),

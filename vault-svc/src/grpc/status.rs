@@ -4,6 +4,7 @@
 //! never echo a card number, security code or key.
 use tonic::{Code, Status};
 
+use common::card::CardField;
 use common::grpc::{DomainError, failure};
 use vault_api::Reason;
 
@@ -33,6 +34,14 @@ impl DomainError for VaultError {
     fn store_error(&self) -> Option<&common::store::StoreError> {
         if let Self::Store(store) = self { Some(store) } else { None }
     }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidCard(c) => c.field().map(CardField::as_str),
+            Self::CardNumberInText(field) => Some(field),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -40,13 +49,25 @@ mod tests {
     use super::*;
     use crate::domain::store::StoreError;
     use common::card::CardError;
-    use common::grpc::error_reason;
+    use common::grpc::{error_field, error_reason};
+
+    #[test]
+    fn a_card_field_at_fault_is_named_in_a_bad_request_detail() {
+        let status = Status::from(VaultError::InvalidCard(CardError::NumberInText(CardField::Street1)));
+        assert_eq!(error_reason(&status).as_deref(), Some("card_number_in_text"));
+        assert_eq!(error_field(&status).as_deref(), Some("card.street1"));
+        let status = Status::from(VaultError::InvalidCard(CardError::InvalidBilling(CardField::City)));
+        assert_eq!(error_reason(&status).as_deref(), Some("invalid_billing_address"));
+        assert_eq!(error_field(&status).as_deref(), Some("card.city"));
+        assert_eq!(error_field(&Status::from(VaultError::TokenNotFound)), None);
+    }
 
     #[test]
     fn domain_errors_map_to_codes_and_reasons() {
         let cases = [
             (VaultError::InvalidCard(CardError::InvalidNumber), Code::InvalidArgument, "invalid_card"),
             (VaultError::InvalidCard(CardError::InvalidSecurityCode), Code::InvalidArgument, "invalid_security_code"),
+            (VaultError::InvalidCard(CardError::InvalidCountry), Code::InvalidArgument, "invalid_country"),
             (VaultError::TokenNotFound, Code::NotFound, "token_not_found"),
             (VaultError::UsedToken, Code::FailedPrecondition, "used_token"),
             (VaultError::TokenExpired, Code::FailedPrecondition, "token_expired"),

@@ -101,9 +101,10 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
     ) -> Result<Response<pb::ReportChargeResponse>, Status> {
         let call = CallInfo::of(&request, self.max_deadline);
         let r = noted(&request);
+        let status = convert::charge_status(&r.charge_status)?;
         let recorded = within_deadline(
             &call,
-            self.tokens.single_use().report_charge(&r.merchant_id, &r.token, &r.consumer_ref, &r.charge_status),
+            self.tokens.single_use().report_charge(&r.merchant_id, &r.token, &r.consumer_ref, status),
         )
         .await?;
         Ok(Response::new(pb::ReportChargeResponse { recorded }))

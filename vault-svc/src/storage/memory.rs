@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use common::clock::Millis;
+use vault_api::ChargeStatus;
 
 use crate::domain::store::{Claim, Consumed, NewSingleUse, SingleUseRecord, StoreError, TokenStore};
 
@@ -19,7 +20,7 @@ struct Entry {
     /// When the card blob goes (consumption + replay window).
     card_until: Millis,
     used: Option<(String, Millis)>,
-    charge_status: Option<String>,
+    charge_status: Option<ChargeStatus>,
 }
 
 #[derive(Debug, Default)]
@@ -88,7 +89,7 @@ impl TokenStore for MemoryTokenStore {
                 expires_at: e.expires_at,
                 meta: e.meta.clone(),
                 used: e.used.is_some(),
-                charge_status: e.charge_status.clone(),
+                charge_status: e.charge_status,
             })
         }))
     }
@@ -118,14 +119,20 @@ impl TokenStore for MemoryTokenStore {
         }))
     }
 
-    async fn record_charge(&self, claim: Claim<'_>, status: &str) -> Result<bool, StoreError> {
+    async fn record_charge(&self, claim: Claim<'_>, status: ChargeStatus) -> Result<bool, StoreError> {
         Ok(self.with(|map| {
             let Some(e) = map.get_mut(claim.id).filter(|e| e.merchant_id == claim.merchant_id) else { return false };
-            if e.used.as_ref().is_some_and(|(by, _)| by == claim.consumer) {
-                e.charge_status = Some(status.to_owned());
-                return true;
+            if e.used.as_ref().is_none_or(|(by, _)| by != claim.consumer) {
+                return false;
             }
-            false
+            match e.charge_status {
+                Some(shown) if shown == status => true,
+                Some(shown) if shown.stage() >= status.stage() => false,
+                _ => {
+                    e.charge_status = Some(status);
+                    true
+                }
+            }
         }))
     }
 

@@ -3,7 +3,8 @@
 //! id, so they sit in one Redis Cluster slot:
 //!   `<prefix>su:{id}`   hash: m = merchant, x = expires_at, r = retain_until,
 //!                       d = sealed metadata, u / ua = consumer and time once used,
-//!                       cs = the consumer's charge status;
+//!                       cs = the consumer's charge status (never moved back a
+//!                       stage: `charge_script`);
 //!                       TTL = retention (7 days)
 //!   `<prefix>su:{id}:c` sealed card; TTL = usable window, then the replay window
 //! Connections: deadpool-redis opens them (with its timeouts), then the store
@@ -24,6 +25,7 @@ use deadpool_redis::redis::{self, RedisError, RedisResult, RetryMethod, Script, 
 use deadpool_redis::{Config, Pool, PoolConfig, PoolError, Runtime, Timeouts};
 
 use common::clock::Millis;
+use vault_api::ChargeStatus;
 
 use crate::domain::store::{Claim, Consumed, NewSingleUse, SingleUseRecord, StoreError, TokenStore};
 
@@ -61,15 +63,31 @@ redis.call('PEXPIRE', KEYS[2], math.ceil(tonumber(ARGV[4]) * 1000))
 return {4, h[3], c}
 ";
 
-/// Replies 1 when recorded: the token is the merchant's and `consumer` used it.
-const CHARGE: &str = r"
-local h = redis.call('HMGET', KEYS[1], 'm', 'u')
-if h[1] == ARGV[1] and h[2] == ARGV[2] then
-  redis.call('HSET', KEYS[1], 'cs', ARGV[3])
-  return 1
-end
-return 0
-";
+/// Replies 1 when the token now shows the status: it is the merchant's,
+/// `consumer` used it, and it showed no status of the same or a later stage
+/// (or this very one). The stage of each status is the domain's
+/// (`ChargeStatus::stage`), written into the script once, at start.
+fn charge_script() -> String {
+    let stages: Vec<String> = ChargeStatus::ALL
+        .into_iter()
+        .filter(|c| c.reportable())
+        .map(|c| format!("{} = {}", c.as_str(), c.stage()))
+        .collect();
+    format!(
+        r"
+local stage = {{ {} }}
+local new = stage[ARGV[3]]
+if not new then return redis.error_reply('not a reportable charge status') end
+local h = redis.call('HMGET', KEYS[1], 'm', 'u', 'cs')
+if h[1] ~= ARGV[1] or h[2] ~= ARGV[2] then return 0 end
+if h[3] == ARGV[3] then return 1 end
+if h[3] and (stage[h[3]] or 0) >= new then return 0 end
+redis.call('HSET', KEYS[1], 'cs', ARGV[3])
+return 1
+",
+        stages.join(", ")
+    )
+}
 
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
@@ -138,7 +156,7 @@ impl RedisTokenStore {
             prefix: settings.key_prefix.clone(),
             create: Script::new(CREATE),
             consume: Script::new(CONSUME),
-            charge: Script::new(CHARGE),
+            charge: Script::new(&charge_script()),
         })
     }
 
@@ -243,7 +261,14 @@ impl TokenStore for RedisTokenStore {
         let (x, r) = (x.as_deref().and_then(parse_instant), r.as_deref().and_then(parse_instant));
         Ok(match (m, x, r, d) {
             (Some(m), Some(expires_at), Some(retain_until), Some(meta)) if m == merchant_id && now < retain_until => {
-                Some(SingleUseRecord { expires_at, meta, used: u.is_some(), charge_status: cs })
+                let charge_status = match cs {
+                    None => None,
+                    Some(cs) => Some(
+                        ChargeStatus::parse(&cs)
+                            .ok_or_else(|| StoreError::Corrupt("a charge status this version does not know".into()))?,
+                    ),
+                };
+                Some(SingleUseRecord { expires_at, meta, used: u.is_some(), charge_status })
             }
             _ => None,
         })
@@ -274,12 +299,12 @@ impl TokenStore for RedisTokenStore {
         })
     }
 
-    async fn record_charge(&self, claim: Claim<'_>, status: &str) -> Result<bool, StoreError> {
+    async fn record_charge(&self, claim: Claim<'_>, status: ChargeStatus) -> Result<bool, StoreError> {
         let (hash, _) = self.keys(claim.id);
         let recorded: i64 = self
             .run("report_charge", |mut conn| {
                 let mut invocation = self.charge.key(&hash);
-                invocation.arg(claim.merchant_id).arg(claim.consumer).arg(status);
+                invocation.arg(claim.merchant_id).arg(claim.consumer).arg(status.as_str());
                 async move { invocation.invoke_async(&mut conn).await }
             })
             .await?;

@@ -6,15 +6,20 @@
 //! approval keeps the reservation; a decline, or an inquiry that finds the
 //! request never processed, releases it in the commit that records it; no
 //! answer keeps the follow-up pending and its amount reserved (docs/PAYMENTS.md).
+//! An approved CP or RV of a PA made over a single-use token has one step
+//! more: the token's `charge_status` (`successful`, `reversed`) reported to
+//! the vault. The answer is recorded at `AcquirerAnswered` when that report is
+//! due, and the follow-up is finished once it is made (by this run, or the
+//! reconciler's if the vault was away).
 use common::money::{Currency, Money};
 
 use super::Payments;
 use super::initial::money_of;
 use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Operation};
 use crate::domain::error::{PaymentError, PaymentResult};
-use crate::domain::payment::{LedgerKind, Payment, PaymentType, RecoveryPoint, Reservation, Scope, Status};
+use crate::domain::payment::{LedgerKind, Payment, PaymentType, RecoveryPoint, Reservation, Scope, SourceKind, Status};
 use crate::domain::store::{Begun, PaymentStore};
-use vault_api::Vault;
+use vault_api::{CallContext, ChargeStatus, Vault};
 
 /// A follow-up asked for: its id, the payment it follows, its amount and
 /// what it holds on that payment while pending.
@@ -26,7 +31,14 @@ struct FollowUp<'a> {
 }
 
 impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
-    pub async fn capture(&self, scope: Scope<'_>, pa_id: &str, amount: i64, id: String) -> PaymentResult<Payment> {
+    pub async fn capture(
+        &self,
+        scope: Scope<'_>,
+        pa_id: &str,
+        amount: i64,
+        id: String,
+        ctx: &CallContext,
+    ) -> PaymentResult<Payment> {
         let pa = self.original(scope, pa_id).await?;
         if pa.payment_type != PaymentType::PA {
             return Err(PaymentError::InvalidStateTransition("only a pre-authorization (PA) can be captured"));
@@ -40,10 +52,16 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             _ => PaymentError::AmountExceeds,
         };
         let asked = FollowUp { id, original: &pa, money, reservation: Reservation::Capture(amount) };
-        self.begin_follow_up(scope, asked, refused).await
+        self.begin_follow_up(scope, asked, refused, ctx).await
     }
 
-    pub async fn reverse(&self, scope: Scope<'_>, pa_id: &str, id: String) -> PaymentResult<Payment> {
+    pub async fn reverse(
+        &self,
+        scope: Scope<'_>,
+        pa_id: &str,
+        id: String,
+        ctx: &CallContext,
+    ) -> PaymentResult<Payment> {
         let pa = self.original(scope, pa_id).await?;
         if pa.payment_type != PaymentType::PA {
             return Err(PaymentError::InvalidStateTransition("only a pre-authorization (PA) can be reversed"));
@@ -57,10 +75,17 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             })
         };
         let asked = FollowUp { id, original: &pa, money, reservation: Reservation::Reversal };
-        self.begin_follow_up(scope, asked, refused).await
+        self.begin_follow_up(scope, asked, refused, ctx).await
     }
 
-    pub async fn refund(&self, scope: Scope<'_>, target_id: &str, amount: i64, id: String) -> PaymentResult<Payment> {
+    pub async fn refund(
+        &self,
+        scope: Scope<'_>,
+        target_id: &str,
+        amount: i64,
+        id: String,
+        ctx: &CallContext,
+    ) -> PaymentResult<Payment> {
         let target = self.original(scope, target_id).await?;
         if !matches!(target.payment_type, PaymentType::DB | PaymentType::CP) {
             return Err(PaymentError::InvalidStateTransition("only a debit (DB) or a capture (CP) can be refunded"));
@@ -74,7 +99,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             }
         };
         let asked = FollowUp { id, original: &target, money, reservation: Reservation::Refund(amount) };
-        self.begin_follow_up(scope, asked, refused).await
+        self.begin_follow_up(scope, asked, refused, ctx).await
     }
 
     /// Records the follow-up pending with its reservation (or finds it from an
@@ -84,16 +109,17 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         scope: Scope<'_>,
         asked: FollowUp<'_>,
         refused: impl FnOnce(Payment) -> PaymentError,
+        ctx: &CallContext,
     ) -> PaymentResult<Payment> {
         let (original, reservation) = (asked.original, asked.reservation);
         let pending = self.pending_follow_up(scope, asked);
         let kind = pending.payment_type;
         match self.store.begin(&pending, Some(reservation), self.lease_until()).await? {
-            Begun::New => self.drive_follow_up(scope, pending, true).await,
+            Begun::New => self.drive_follow_up(scope, pending, true, ctx).await,
             Begun::Existing(existing)
                 if existing.payment_type == kind && existing.reference_id.as_deref() == Some(&original.id) =>
             {
-                self.drive_follow_up(scope, *existing, false).await
+                self.drive_follow_up(scope, *existing, false, ctx).await
             }
             Begun::Existing(_) => Err(PaymentError::IdempotencyKeyReused),
             Begun::Refused => Err(refused(self.original(scope, &original.id).await?)),
@@ -137,50 +163,97 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
     }
 
     /// Asks the acquirer (or, if it may have been asked before, inquires) and
-    /// records the answer; a follow-up whose answer is still unknown is
-    /// returned pending. `fresh`: this run recorded it.
+    /// records the answer, then reports the token's charge status if that is
+    /// due; a follow-up whose answer is still unknown is returned pending.
+    /// `fresh`: this run recorded it.
     pub(crate) async fn drive_follow_up(
         &self,
         scope: Scope<'_>,
-        payment: Payment,
+        mut payment: Payment,
         fresh: bool,
+        ctx: &CallContext,
     ) -> PaymentResult<Payment> {
-        if payment.recovery != RecoveryPoint::Started || payment.status != Status::Pending {
+        let work_left = matches!(
+            (payment.recovery, payment.status),
+            (RecoveryPoint::Started, Status::Pending) | (RecoveryPoint::AcquirerAnswered, _)
+        );
+        if !work_left {
             return Ok(payment);
         }
-        let original_id = payment.reference_id.clone().unwrap_or_default();
-        let original = self.original(scope, &original_id).await?;
-        let reference = original.acquirer_reference.as_deref();
-        let outcome = if fresh {
-            let operation = match payment.payment_type {
-                PaymentType::CP => Operation::Capture,
-                PaymentType::RV => Operation::Reverse,
-                _ => Operation::Refund,
+        let original = self.original(scope, payment.reference_id.as_deref().unwrap_or_default()).await?;
+        let charge = charge_of(&payment, &original);
+        loop {
+            payment = match (payment.recovery, payment.status) {
+                (RecoveryPoint::Started, Status::Pending) => {
+                    let outcome = self.ask_follow_up(&payment, &original, fresh).await?;
+                    if outcome == AcquirerOutcome::TimedOut {
+                        return Ok(payment);
+                    }
+                    self.answer_follow_up(payment, outcome, charge.is_some()).await?
+                }
+                (RecoveryPoint::AcquirerAnswered, _) => {
+                    if let (Some(status), Some(token)) = (charge, original.token.as_deref())
+                        && !self.report_charge(scope, token, &original.id, status, ctx).await
+                    {
+                        // The vault is away: the follow-up stands and answers;
+                        // its lease runs out and the reconciler reports it.
+                        return Ok(payment);
+                    }
+                    let mut next = payment.clone();
+                    next.recovery = RecoveryPoint::Finished;
+                    self.advance(next, RecoveryPoint::AcquirerAnswered, &[], None).await?
+                }
+                _ => return Ok(payment),
             };
-            self.call_acquirer(AcquirerRequest {
+        }
+    }
+
+    /// The acquirer's answer to a follow-up: asked, or inquired of if it may
+    /// have been asked before.
+    async fn ask_follow_up(
+        &self,
+        payment: &Payment,
+        original: &Payment,
+        fresh: bool,
+    ) -> PaymentResult<AcquirerOutcome> {
+        let reference = original.acquirer_reference.as_deref();
+        if !fresh {
+            return self.inquire(payment, reference).await;
+        }
+        let operation = match payment.payment_type {
+            PaymentType::CP => Operation::Capture,
+            PaymentType::RV => Operation::Reverse,
+            _ => Operation::Refund,
+        };
+        Ok(self
+            .call_acquirer(AcquirerRequest {
                 payment_id: &payment.id,
                 operation,
-                money: money_of(&payment)?,
+                money: money_of(payment)?,
                 card: None,
                 original_reference: reference,
                 merchant_initiated: false,
             })
-            .await
-        } else {
-            self.inquire(&payment, reference).await?
-        };
-        if outcome == AcquirerOutcome::TimedOut {
-            return Ok(payment);
-        }
-        self.answer_follow_up(payment, outcome).await
+            .await)
     }
 
-    async fn answer_follow_up(&self, payment: Payment, outcome: AcquirerOutcome) -> PaymentResult<Payment> {
+    /// Records the acquirer's answer with the follow-up's ledger line and,
+    /// unless approved, the release of its reservation. `reports`: an
+    /// approval leaves the token's charge status to report.
+    async fn answer_follow_up(
+        &self,
+        payment: Payment,
+        outcome: AcquirerOutcome,
+        reports: bool,
+    ) -> PaymentResult<Payment> {
         let mut next = payment;
         Self::answered(&mut next, outcome);
         let status = next.status;
-        // A follow-up has no steps after the acquirer's answer.
-        next.recovery = RecoveryPoint::Finished;
+        next.recovery = if reports && status == Status::Approved {
+            RecoveryPoint::AcquirerAnswered
+        } else {
+            RecoveryPoint::Finished
+        };
         let release = (status != Status::Approved).then(|| next.reservation()).flatten();
         let mut ledger = Vec::new();
         if status != Status::Failed {
@@ -190,6 +263,21 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             ledger.push(self.entry(next.scope(), kind, Some(&next), &token, &card));
         }
         self.advance(next, RecoveryPoint::Started, &ledger, release).await
+    }
+}
+
+/// The charge status an approved follow-up gives the single-use token its
+/// original was made over: a capture makes the PA's `successful`, a reversal
+/// `reversed`; a refund changes nothing (Omise's refunded charge stays
+/// successful), nor does anything over another source.
+fn charge_of(follow_up: &Payment, original: &Payment) -> Option<ChargeStatus> {
+    if original.source_kind != Some(SourceKind::SingleUse) || original.token.is_none() {
+        return None;
+    }
+    match follow_up.payment_type {
+        PaymentType::CP => Some(ChargeStatus::Successful),
+        PaymentType::RV => Some(ChargeStatus::Reversed),
+        _ => None,
     }
 }
 

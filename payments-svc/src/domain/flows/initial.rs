@@ -18,7 +18,7 @@ use crate::domain::payment::{
     LedgerKind, MaskedCard, Payment, PaymentType, RecoveryPoint, Scope, SiMode, SiSource, SourceKind, Status,
 };
 use crate::domain::store::{Begun, PaymentStore};
-use vault_api::{CallContext, TokenKind, TokenSource, Vault, VaultError};
+use vault_api::{CallContext, ChargeStatus, TokenKind, TokenSource, Vault, VaultError};
 
 impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
     pub async fn create_payment(
@@ -320,31 +320,23 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
     }
 
     /// Tells the vault how the payment over a single-use token stands (its
-    /// `charge_status`); never fails the payment. `false` when the vault
-    /// could not be reached, so the report is still to be made.
+    /// `charge_status`): an authorization (PA) or an answer still awaited is
+    /// `pending`, a debit (DB) or an approved account verification
+    /// `successful`, a decline or a payment never processed `failed`. Never
+    /// fails the payment; `false` when the vault could not be reached, so the
+    /// report is still to be made.
     async fn report_charge_status(&self, scope: Scope<'_>, payment: &Payment, ctx: &CallContext) -> bool {
         if payment.source_kind != Some(SourceKind::SingleUse) {
             return true;
         }
         let Some(token) = payment.token.as_deref() else { return true };
         let charge = match payment.status {
-            Status::Approved => "successful",
-            Status::Declined | Status::Failed => "failed",
-            Status::Pending => "pending",
+            Status::Approved if operation_of(payment) == Operation::Authorize => ChargeStatus::Pending,
+            Status::Approved => ChargeStatus::Successful,
+            Status::Declined | Status::Failed => ChargeStatus::Failed,
+            Status::Pending => ChargeStatus::Pending,
         };
-        match self.vault.report_charge(scope, token, &payment.id, charge, ctx).await {
-            Ok(_) => true,
-            // Reporting is idempotent: a vault that was away or broke off the
-            // call is asked again later.
-            Err(VaultError::Unavailable | VaultError::Internal) => {
-                tracing::warn!(payment_id = %payment.id, "charge status not reported yet: the vault did not answer");
-                false
-            }
-            Err(error) => {
-                tracing::warn!(%error, payment_id = %payment.id, "charge status refused by the vault");
-                true
-            }
-        }
+        self.report_charge(scope, token, &payment.id, charge, ctx).await
     }
 }
 

@@ -115,6 +115,16 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         Ok(self.vault.list(scope, kind, customer_id, page_size, page_token, ctx).await?)
     }
 
+    /// A registration's or omni token's metadata, billing address included.
+    pub async fn describe_token(
+        &self,
+        scope: Scope<'_>,
+        id: &str,
+        ctx: &CallContext,
+    ) -> Result<StoredToken, PaymentError> {
+        Ok(self.vault.describe(scope, id, ctx).await?)
+    }
+
     /// Makes registration `id` its customer's default.
     pub async fn set_default_registration(
         &self,

@@ -9,6 +9,9 @@ use proto::payments::v1::{self as pb, PaymentType};
 
 use super::APPROVED;
 
+// A journal holds a few thousand of these: their size does not matter, and
+// boxing the request would only add noise to every call site.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Op {
     Create(pb::CreatePaymentRequest),
