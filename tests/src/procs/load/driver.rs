@@ -55,15 +55,28 @@ impl Driver {
         used
     }
 
-    /// Where the vault's `charge_status` of a token disagrees with the final
-    /// answer of the payment made with it (`journal`: the last answer of each
-    /// call): approved → `successful`, declined → `failed`.
+    /// Where the vault's `charge_status` of a token disagrees with the
+    /// payment made with it (`journal`: the last answer of each call): an
+    /// approved DB → `successful`; an approved PA as payments now holds it →
+    /// `reversed`, `successful` once captured, else `pending`; declined →
+    /// `failed`.
     pub async fn charge_status_mismatches(&self, journal: &Journal) -> Vec<String> {
         let mut mismatches = Vec::new();
         for call in &journal.calls {
             let (Op::Create(request), Outcome::Ok(payment)) = (&call.op, &call.outcome) else { continue };
             let Some(pb::create_payment_request::Source::Token(token)) = &request.source else { continue };
-            let want = if call.outcome.approved() {
+            let pa = payment.payment_type == pb::PaymentType::Pa as i32;
+            let want = if call.outcome.approved() && pa {
+                match self.get(&payment.id).await {
+                    Ok(now) if now.reversed => "reversed",
+                    Ok(now) if now.captured_amount > 0 => "successful",
+                    Ok(_) => "pending",
+                    Err(status) => {
+                        mismatches.push(format!("PA payment {}: GetPayment failed: {status}", payment.id));
+                        continue;
+                    }
+                }
+            } else if call.outcome.approved() {
                 "successful"
             } else if payment.result.as_ref().is_some_and(|r| r.code.starts_with("800.")) {
                 "failed"
