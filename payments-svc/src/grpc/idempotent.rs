@@ -41,21 +41,22 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(50);
 const RECORD_TIME: Duration = Duration::from_secs(2);
 
 /// A response the protocol stores; `is_final` is false while its work waits
-/// for an outcome (a payment pending at the acquirer), so its key is released
-/// rather than completed and a retry resumes the work.
+/// for an outcome (a payment, or a verification, pending at the acquirer), so
+/// its key is released rather than completed and a retry resumes the work.
 ///
 /// A registration's or omni token's card carries the billing address the
 /// vault keeps, which payments-svc stores nowhere, its idempotency records
-/// included: the response is stored `kept` (without it), and a replay asks
-/// the vault for the token's address again (`stored_token`, `restore_billing`).
-pub trait Reply: Message + Default + Clone + Send + 'static {
+/// included: the response is stored without it (`encode_kept`), and a replay
+/// asks the vault for the token's address again (`stored_token`,
+/// `restore_billing`).
+pub trait Reply: Message + Default + Send + 'static {
     fn is_final(&self) -> bool {
         true
     }
 
-    /// What is stored under the key.
-    fn kept(&self) -> Self {
-        self.clone()
+    /// What is stored under the key: the response itself, encoded.
+    fn encode_kept(&self) -> Vec<u8> {
+        encode_ok(self)
     }
 
     /// The durable token whose card the response shows, if any.
@@ -73,37 +74,34 @@ impl Reply for pb::Payment {
     }
 }
 
-impl Reply for pb::Registration {
-    fn kept(&self) -> Self {
-        let mut kept = self.clone();
-        convert::without_billing(&mut kept.card);
-        kept
-    }
+/// A durable token's response (`id`, `card`, `result`): final unless its
+/// verification is still pending at the acquirer; stored without the card's
+/// billing address.
+macro_rules! stored_token_reply {
+    ($($response:ty),+) => {
+        $(impl Reply for $response {
+            fn is_final(&self) -> bool {
+                self.result.as_ref().is_none_or(|r| r.code != common::result_code::PENDING.code)
+            }
 
-    fn stored_token(&self) -> Option<&str> {
-        (!self.id.is_empty()).then_some(self.id.as_str())
-    }
+            fn encode_kept(&self) -> Vec<u8> {
+                let mut kept = self.clone();
+                convert::without_billing(&mut kept.card);
+                encode_ok(&kept)
+            }
 
-    fn restore_billing(&mut self, billing: &Billing) {
-        convert::with_billing(&mut self.card, billing);
-    }
+            fn stored_token(&self) -> Option<&str> {
+                (!self.id.is_empty()).then_some(self.id.as_str())
+            }
+
+            fn restore_billing(&mut self, billing: &Billing) {
+                convert::with_billing(&mut self.card, billing);
+            }
+        })+
+    };
 }
 
-impl Reply for pb::OmniToken {
-    fn kept(&self) -> Self {
-        let mut kept = self.clone();
-        convert::without_billing(&mut kept.card);
-        kept
-    }
-
-    fn stored_token(&self) -> Option<&str> {
-        (!self.id.is_empty()).then_some(self.id.as_str())
-    }
-
-    fn restore_billing(&mut self, billing: &Billing) {
-        convert::with_billing(&mut self.card, billing);
-    }
-}
+stored_token_reply!(pb::Registration, pb::OmniToken);
 
 impl Reply for pb::DeleteRegistrationResponse {}
 impl Reply for pb::DeleteOmniTokenResponse {}
@@ -268,7 +266,7 @@ async fn keyed<P: PaymentStore, V: Vault, A: Acquirer, Res: Reply>(
             let KeyedClaim { owner, key, payment_id: id, .. } = claim;
             let result = renewing(&payments, Some((&owner, &key)), &id, call(id.clone())).await.map_err(Status::from);
             let stored = match &result {
-                Ok(response) if response.is_final() => Some(encode_ok(&response.kept())),
+                Ok(response) if response.is_final() => Some(response.encode_kept()),
                 Ok(_) => None,
                 Err(status) if retryable(status.code()) => None,
                 Err(status) => Some(encode_err(status)),
@@ -336,6 +334,27 @@ type Call<Res> = Box<dyn FnOnce(String) -> BoxFuture<'static, Result<Res, Paymen
 mod tests {
     use super::*;
     use crate::domain::store::StoreError;
+
+    /// A verification the acquirer has not answered releases its key (a retry
+    /// resumes it and stores the card); an answered one, or none, is kept.
+    #[test]
+    fn a_pending_verification_is_not_final() {
+        let result = |code: &str| Some(pb::Result { code: code.into(), description: String::new() });
+        let pending = pb::Registration { result: result("000.200.000"), ..Default::default() };
+        assert!(!pending.is_final());
+        assert!(!pb::OmniToken { result: result("000.200.000"), ..Default::default() }.is_final());
+        for code in ["000.100.110", "800.100.151"] {
+            assert!(pb::Registration { result: result(code), ..Default::default() }.is_final(), "{code}");
+        }
+        assert!(pb::Registration::default().is_final());
+        let billing = pb::Registration {
+            id: "a".repeat(32),
+            card: Some(pb::CardMetadata { city: "Bangkok".into(), ..Default::default() }),
+            ..Default::default()
+        };
+        let kept = decode::<pb::Registration>(&billing.encode_kept()).unwrap_or_default();
+        assert!(kept.card.is_some_and(|c| c.city.is_empty()), "stored without the billing address");
+    }
 
     #[test]
     fn only_unavailable_and_deadline_release_the_key() {
