@@ -24,7 +24,7 @@ use tonic::metadata::MetadataValue;
 use proto::vault::v1 as pb;
 
 pub use database::{Db, TestDatabase, database_values, postgres_url, table_values, test_database};
-pub use payments::{TestPlatform, repeated_cit, text_in_each_field};
+pub use payments::{TestPlatform, repeated_cit, text_in_each_card_field, text_in_each_field};
 pub use pb::tokens_client::TokensClient;
 pub use pb::vault_client::VaultClient;
 pub use proto::payments::v1::omni_tokens_client::OmniTokensClient;

@@ -225,3 +225,18 @@ pub fn text_in_each_field(text: &str, base: impl Fn() -> pb::CreatePaymentReques
         pb::CreatePaymentRequest { standing_instruction: Some(repeated_cit(text)), ..base() },
     ]
 }
+
+/// `base()` with `text` in each of the card's text fields in turn: the
+/// cardholder's name and every billing field but the country.
+pub fn text_in_each_card_field(text: &str, base: impl Fn() -> pb::Card) -> [pb::Card; 7] {
+    let t = || text.to_owned();
+    [
+        pb::Card { name: t(), ..base() },
+        pb::Card { city: t(), ..base() },
+        pb::Card { postal_code: t(), ..base() },
+        pb::Card { state: t(), ..base() },
+        pb::Card { street1: t(), ..base() },
+        pb::Card { street2: t(), ..base() },
+        pb::Card { phone_number: t(), ..base() },
+    ]
+}

@@ -148,6 +148,14 @@ async fn nothing_leaks_through_payments() {
         for request in e2e::text_in_each_field(text, base) {
             errors.push(p.create_payment(request).await.unwrap_err().message().to_owned());
         }
+        let card = || match raw("4242424242424242") {
+            ppb::create_payment_request::Source::Card(c) => c,
+            _ => unreachable!("raw gives a card"),
+        };
+        for c in e2e::text_in_each_card_field(text, card) {
+            let request = pay(PaymentType::Db, 100, ppb::create_payment_request::Source::Card(c));
+            errors.push(p.create_payment(request).await.unwrap_err().message().to_owned());
+        }
         for header in ["idempotency-key", "x-correlation-id", "x-request-id"] {
             let mut request = authed(&p.skey(), base());
             request.metadata_mut().insert(header, text.parse().unwrap());
