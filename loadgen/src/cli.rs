@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::channels::{self, TlsFiles};
 use crate::cpu::{CpuProbe, Server};
 use crate::driver::{self, Op, Plan};
+use crate::ops::durable::{DetokenizeRegistration, Tokenize};
 use crate::ops::echo::Echo;
 use crate::ops::payments::Pay;
 use crate::ops::pg::PgInsert;
@@ -58,6 +59,12 @@ pub enum OpKind {
     CreateToken,
     /// `Vault.Detokenize` of fresh single-use tokens on the internal mTLS port.
     Detokenize,
+    /// `Vault.Tokenize` on the internal mTLS port: a registration from a new
+    /// card for a new customer each call (a row and its TK audit row).
+    Tokenize,
+    /// `Vault.Detokenize` of a registration per worker (made untimed), over
+    /// and over, each call with its DT audit row durably written.
+    DetokenizeRegistration,
     /// Plaintext echo sized like CreateTokenRequest → Token.
     Echo,
     /// mTLS echo sized like DetokenizeRequest → DetokenizeResponse.
@@ -81,6 +88,8 @@ impl OpKind {
         match self {
             Self::CreateToken => "create-token",
             Self::Detokenize => "detokenize",
+            Self::Tokenize => "tokenize",
+            Self::DetokenizeRegistration => "detokenize-registration",
             Self::Echo => "echo",
             Self::EchoTls => "echo-tls",
             Self::RedisSet => "redis-set",
@@ -272,6 +281,23 @@ async fn run_op(args: &RunArgs) -> Result<(), Error> {
             let mut report = measure(args, &plan, n_channels, &op, Sizes::detokenize()).await?;
             report.response_bytes_observed = op.observed_response_len();
             report.supply = Some(op.supply());
+            report
+        }
+        OpKind::Tokenize => {
+            let m = merchant::Merchant::read(&args.merchant_env)?;
+            let op = Tokenize::new(connect(&args.internal_addr, Some(tls())).await?, m.merchant_id);
+            let mut report = measure(args, &plan, n_channels, &op, Sizes::tokenize()).await?;
+            report.response_bytes_observed = op.observed_response_len();
+            report
+        }
+        OpKind::DetokenizeRegistration => {
+            let m = merchant::Merchant::read(&args.merchant_env)?;
+            let channels = connect(&args.internal_addr, Some(tls())).await?;
+            let registrations =
+                Tokenize::new(channels.clone(), m.merchant_id.clone()).make_registrations(args.concurrency).await?;
+            let op = DetokenizeRegistration::new(channels, m.merchant_id, registrations)?;
+            let mut report = measure(args, &plan, n_channels, &op, Sizes::detokenize_registration()).await?;
+            report.response_bytes_observed = op.observed_response_len();
             report
         }
         OpKind::PayDbToken => {

@@ -1,10 +1,12 @@
 //! The operations under load, one module per target: the vault's RPCs,
-//! payments-svc's payments, the echo baseline, raw Redis, raw PostgreSQL. Also the stock of pre-made single-use items that
-//! consuming operations draw from.
+//! its durable tokens, payments-svc's payments, the echo baseline, raw Redis,
+//! raw PostgreSQL. Also the stock of pre-made single-use items that consuming
+//! operations draw from.
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::report::Supply;
 
+pub mod durable;
 pub mod echo;
 pub mod payments;
 pub mod pg;

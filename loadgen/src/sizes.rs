@@ -3,7 +3,10 @@
 //! bytes as the RPC it is compared with.
 use prost::Message;
 use proto::payments::v1 as pay;
-use proto::vault::v1::{Card, CardMetadata, CreateTokenRequest, DetokenizeRequest, DetokenizeResponse, Token};
+use proto::vault::v1::{
+    Card, CardMetadata, CreateTokenRequest, DetokenizeRequest, DetokenizeResponse, StoredToken, Token, TokenKind,
+    TokenizeRequest, tokenize_request,
+};
 
 use crate::echo::pb::{EchoRequest, EchoResponse};
 
@@ -21,6 +24,23 @@ impl Sizes {
 
     pub fn detokenize() -> Self {
         Self { request: detokenize_request().encoded_len(), response: detokenize_response().encoded_len() }
+    }
+
+    /// A registration from a new card (no security code) and the stored token.
+    pub fn tokenize() -> Self {
+        Self { request: tokenize_request().encoded_len(), response: stored_token().encoded_len() }
+    }
+
+    /// A registration's detokenize: its id, no `consumer_ref`; the card without
+    /// a security code (never stored) and its metadata.
+    pub fn detokenize_registration() -> Self {
+        let request =
+            DetokenizeRequest { token: REGISTRATION_ID.into(), consumer_ref: String::new(), ..detokenize_request() };
+        let mut response = detokenize_response();
+        if let Some(card) = &mut response.card {
+            card.security_code.clear();
+        }
+        Self { request: request.encoded_len(), response: response.encoded_len() }
     }
 
     /// `SET` carries the value; the reply is `OK`.
@@ -130,6 +150,38 @@ pub fn detokenize_request() -> DetokenizeRequest {
 /// The card comes back as it was given, security code included (first use).
 pub fn detokenize_response() -> DetokenizeResponse {
     DetokenizeResponse { card: Some(card()), metadata: Some(metadata()), livemode: false }
+}
+
+/// What the tokenize op sends, but for the card number and customer, which
+/// are new each call and of the same length.
+pub fn tokenize_request() -> TokenizeRequest {
+    let mut card = card();
+    card.security_code.clear();
+    TokenizeRequest {
+        merchant_id: MERCHANT_ID.into(),
+        kind: TokenKind::Registration as i32,
+        source: Some(tokenize_request::Source::Card(card)),
+        customer_id: CONSUMER_REF.into(),
+        consumer_ref: String::new(),
+        livemode: false,
+    }
+}
+
+/// A new registration as Tokenize returns it.
+pub fn stored_token() -> StoredToken {
+    StoredToken {
+        id: REGISTRATION_ID.into(),
+        kind: TokenKind::Registration as i32,
+        merchant_id: MERCHANT_ID.into(),
+        customer_id: CONSUMER_REF.into(),
+        card: Some(metadata()),
+        created_at: Some(timestamp(CREATED_AT)),
+        last_used_at: None,
+        retain_until: Some(timestamp(CREATED_AT + 86_400 * 800)),
+        extended: false,
+        livemode: false,
+        is_default: true,
+    }
 }
 
 /// The amount and currency of every payment the payment ops make.
@@ -263,6 +315,10 @@ mod tests {
         assert!(d.response > d.request, "{d:?}");
         let p = Sizes::pay_db_token();
         assert!((30..100).contains(&p.request) && p.response > p.request, "{p:?}");
+        let t = Sizes::tokenize();
+        assert!(t.request > c.request && t.response > t.request, "{t:?}");
+        let r = Sizes::detokenize_registration();
+        assert!(r.request < d.request && r.response < d.response, "{r:?}");
         let o = Sizes::pay_one_click();
         assert!(o.request > p.request && o.response > p.response, "{o:?}");
     }
