@@ -5,7 +5,8 @@
 //! `vault` and `payments` start the services, `server` watches their tasks,
 //! `database`, `redis` and `scratch` own the test's stores and files,
 //! `conformance` runs a store suite on both backends; `prometheus` reads
-//! scrapes and the PromQL of the deploy/observability assets.
+//! scrapes and the PromQL of the deploy/observability assets; `walkthrough`
+//! runs a Markdown file's shell blocks and checks their expectation comments.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod conformance;
@@ -18,6 +19,7 @@ pub mod redis;
 pub mod scratch;
 pub mod server;
 pub mod vault;
+pub mod walkthrough;
 
 use tonic::metadata::MetadataValue;
 
@@ -31,6 +33,7 @@ pub use proto::payments::v1::omni_tokens_client::OmniTokensClient;
 pub use proto::payments::v1::payments_client::PaymentsClient;
 pub use proto::payments::v1::registrations_client::RegistrationsClient;
 pub use redis::{SilentRedis, redis_url, redis_values};
+pub use scratch::ScratchDir;
 pub use vault::{Store, TestVault};
 
 /// Adds `authorization: Bearer <key>` to a request.

@@ -1,6 +1,7 @@
 //! Development set-up for the embedded run (`vault-svc dev-init`): a dev KEK,
 //! payments-svc's dev reference key, a dev CA with a server certificate for
-//! localhost and a client certificate for payments-svc, and a test merchant
+//! localhost, client certificates for payments-svc and for an operator (a
+//! person with grpcurl, audited under their own name), and a test merchant
 //! whose keys go to `merchant.env`.
 //! Never for production: there the KEK, certificates and directory come from
 //! Kubernetes Secrets.
@@ -76,6 +77,11 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), DevInitError> {
     options.open(path).and_then(|mut f| f.write_all(contents)).map_err(io)
 }
 
+/// The client certificate name payments-svc presents to the internal port.
+pub const PAYMENTS_CLIENT: &str = "payments-svc";
+/// The client certificate name of a person calling the internal port with grpcurl.
+pub const OPERATOR_CLIENT: &str = "operator";
+
 /// Creates whatever of the dev set-up is missing under `dir`; returns what it made.
 pub fn init(dir: &Path) -> Result<Vec<&'static str>, DevInitError> {
     let mut made = Vec::new();
@@ -97,17 +103,21 @@ pub fn init(dir: &Path) -> Result<Vec<&'static str>, DevInitError> {
         made.push("payments-svc reference key (reference.key)");
     }
 
-    let files = ["ca.pem", "server.pem", "server.key", "client.pem", "client.key"];
+    // The CA's key is not kept: when any file is missing, the whole set is issued again.
+    let files = ["ca.pem", "server.pem", "server.key", "client.pem", "client.key", "operator.pem", "operator.key"];
     if files.iter().any(|f| !certs.join(f).exists()) {
         let ca = DevCa::generate()?;
         let server = ca.server(&["localhost", "127.0.0.1"])?;
-        let client = ca.client("payments-svc")?;
         write_private(&certs.join("ca.pem"), ca.ca_pem.as_bytes())?;
         write_private(&certs.join("server.pem"), server.cert_pem.as_bytes())?;
         write_private(&certs.join("server.key"), server.key_pem.as_bytes())?;
-        write_private(&certs.join("client.pem"), client.cert_pem.as_bytes())?;
-        write_private(&certs.join("client.key"), client.key_pem.as_bytes())?;
-        made.push("dev CA, server and payments-svc client certificates (certs/)");
+        // payments-svc's identity, and a person's (grpcurl), so the audit trail tells them apart.
+        for (name, file) in [(PAYMENTS_CLIENT, "client"), (OPERATOR_CLIENT, "operator")] {
+            let client = ca.client(name)?;
+            write_private(&certs.join(format!("{file}.pem")), client.cert_pem.as_bytes())?;
+            write_private(&certs.join(format!("{file}.key")), client.key_pem.as_bytes())?;
+        }
+        made.push("dev CA, server, payments-svc and operator client certificates (certs/)");
     }
 
     let env = dir.join("merchant.env");
@@ -143,6 +153,7 @@ mod tests {
         FileKeyProvider { path: dir.join("kek") }.load().unwrap();
         common::keys::KeySet::load("PAYVAULT_TEST_UNSET", &dir.join("reference.key")).unwrap();
         let read = |f: &str| fs::read(dir.join("certs").join(f)).unwrap();
+        assert!(!read("operator.pem").is_empty() && !read("operator.key").is_empty());
         let tls = TlsMaterial { ca_pem: read("ca.pem"), cert_pem: read("server.pem"), key_pem: read("server.key") };
         server_config(&tls, &["payments-svc".into()]).unwrap();
 

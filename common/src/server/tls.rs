@@ -84,10 +84,18 @@ pub fn incoming(
             let _ = tcp.set_nodelay(true);
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
+                let handshake = async {
+                    // A port probe connects and closes without a byte: not a refused handshake.
+                    if tcp.peek(&mut [0u8; 1]).await? == 0 {
+                        return Ok(None);
+                    }
+                    acceptor.accept(tcp).await.map(Some)
+                };
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                    Ok(Ok(Some(stream))) => {
                         let _ = tx.send(Ok(stream)).await;
                     }
+                    Ok(Ok(None)) => tracing::debug!(%peer, "connection closed before any TLS byte"),
                     Ok(Err(error)) => tracing::warn!(%peer, %error, "TLS handshake refused"),
                     Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
                 }
