@@ -58,10 +58,17 @@ pub fn public_server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<Serve
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The client went away mid-handshake rather than failing it.
+fn hung_up(error: &io::Error) -> bool {
+    use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(error.kind(), UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe)
+}
+
 /// Accepted TLS connections (authenticated, where the config asks for it) for
 /// `tonic`'s `serve_with_incoming`. Handshakes run concurrently so a slow
 /// client cannot stall the accept loop; a refused handshake is logged and
-/// dropped.
+/// dropped (at DEBUG when the client simply hung up: a port probe, or a
+/// balancer dropping a spare connection).
 pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
@@ -96,6 +103,11 @@ pub fn incoming(
                         let _ = tx.send(Ok(stream)).await;
                     }
                     Ok(Ok(None)) => tracing::debug!(%peer, "connection closed before any TLS byte"),
+                    // The client hung up mid-handshake (a balancer dropping a spare connection):
+                    // nothing was refused.
+                    Ok(Err(error)) if hung_up(&error) => {
+                        tracing::debug!(%peer, %error, "client closed during the TLS handshake")
+                    }
                     Ok(Err(error)) => tracing::warn!(%peer, %error, "TLS handshake refused"),
                     Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
                 }
