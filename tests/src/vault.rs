@@ -31,6 +31,8 @@ pub enum Store {
     Redis,
     /// Any Redis URL (e.g. one that never answers).
     RedisAt(String),
+    /// A Redis Cluster's seed nodes (comma-separated), under a fresh key prefix.
+    RedisCluster(String),
 }
 
 pub struct TestVault {
@@ -64,6 +66,9 @@ fn config_file(dir: &ScratchDir, store: &Store, redis_prefix: Option<&str>, data
             format!("url = {:?}\nkey_prefix = {:?}\n", crate::redis::redis_url(), redis_prefix.unwrap_or(""))
         }
         Store::RedisAt(url) => format!("url = {url:?}\nkey_prefix = \"e2e:\"\n"),
+        Store::RedisCluster(seeds) => {
+            format!("url = {seeds:?}\ncluster = true\nkey_prefix = {:?}\n", redis_prefix.unwrap_or(""))
+        }
     };
     let toml = format!(
         r#"public_addr = "127.0.0.1:0"
@@ -123,7 +128,8 @@ impl TestVault {
         let keks = KekSet::new(std::collections::BTreeMap::from([(1, Key::random())])).unwrap();
         dir.write("kek", keks.to_text().as_bytes());
         let clock = ManualClock::starting_now();
-        let redis_prefix = matches!(store, Store::Redis).then(|| format!("e2e:{}:", ids::hex(8)));
+        let redis_prefix =
+            matches!(store, Store::Redis | Store::RedisCluster(_)).then(|| format!("e2e:{}:", ids::hex(8)));
         // Production pairs Redis with PostgreSQL; the embedded run pairs the
         // in-process store with SQLite.
         let database = TestDatabase::new(if matches!(store, Store::Memory) { Db::Sqlite } else { Db::Postgres }).await;

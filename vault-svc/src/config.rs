@@ -73,8 +73,11 @@ impl Default for VaultConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// Unset: the in-process store. `REDIS_URL` is honoured as well.
+    /// Unset: the in-process store. `REDIS_URL` is honoured as well. With
+    /// `cluster`, seed nodes of a Redis Cluster, comma-separated.
     pub url: Option<String>,
+    /// The URL names a Redis Cluster (`VAULT__REDIS__CLUSTER=true`).
+    pub cluster: bool,
     pub key_prefix: String,
     pub pool_size: usize,
     pub connect_timeout_ms: u64,
@@ -82,7 +85,7 @@ pub struct RedisConfig {
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        Self { url: None, key_prefix: "payvault:".into(), pool_size: 16, connect_timeout_ms: 1_000 }
+        Self { url: None, cluster: false, key_prefix: "payvault:".into(), pool_size: 16, connect_timeout_ms: 1_000 }
     }
 }
 

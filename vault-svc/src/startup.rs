@@ -65,6 +65,7 @@ impl Dependencies {
         let store = match &cfg.redis.url {
             Some(url) => ConfiguredStore::Redis(RedisTokenStore::new(&RedisSettings {
                 url: url.clone(),
+                cluster: cfg.redis.cluster,
                 key_prefix: cfg.redis.key_prefix.clone(),
                 pool_size: cfg.redis.pool_size,
                 connect_timeout: Duration::from_millis(cfg.redis.connect_timeout_ms),

@@ -13,6 +13,8 @@ pub struct RedisServer {
     dir: ScratchDir,
     port: u16,
     appendonly: bool,
+    /// More `redis-server` arguments (a cluster node's).
+    args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -30,7 +32,13 @@ impl RedisServer {
 
     /// With `appendonly`, writes survive `kill9` (AOF, `appendfsync always`).
     pub async fn with_appendonly(appendonly: bool) -> Self {
-        let mut server = Self { dir: ScratchDir::new("redis"), port: spare_port(), appendonly, child: None };
+        Self::with_args(appendonly, &[]).await
+    }
+
+    /// With more `redis-server` arguments, e.g. `--cluster-enabled yes`.
+    pub async fn with_args(appendonly: bool, args: &[&str]) -> Self {
+        let args = args.iter().map(|a| a.to_string()).collect();
+        let mut server = Self { dir: ScratchDir::new("redis"), port: spare_port(), appendonly, args, child: None };
         server.start().await;
         server
     }
@@ -56,6 +64,7 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", aof])
             .args(["--appendfsync", "always", "--protected-mode", "no", "--daemonize", "no"])
+            .args(&self.args)
             .arg("--dir")
             .arg(self.dir.path())
             .stdin(Stdio::null())

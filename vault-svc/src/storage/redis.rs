@@ -7,29 +7,32 @@
 //!                       stage: `charge_script`);
 //!                       TTL = retention (7 days)
 //!   `<prefix>su:{id}:c` sealed card; TTL = usable window, then the replay window
-//! Connections: deadpool-redis opens them (with its timeouts), then the store
+//! Connections: deadpool-redis opens them (with its timeouts), or for a Redis
+//! Cluster redis-rs's cluster client (`connection`), then the store
 //! keeps them — multiplexed, so many calls share one — in a ring of slots and
 //! hands out clones. A checkout from the pool per call would cost a second
 //! round trip (deadpool's recycle check sends UNWATCH and PING each time); a
 //! slot is emptied only when its connection fails, and refilled on next use.
 //! Instants are stored as `seconds.millis` (e.g. `1796003123.456`), never as a
 //! 13-digit millisecond count that a card-number scan of the store would flag.
-//! `pool_gauges` reports the slots.
+//! `pool_gauges` reports the slots. In a cluster every script's keys are one
+//! token's two keys, which share its hash tag and so its slot.
 use std::future::Future;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, RedisError, RedisResult, RetryMethod, Script, Value};
-use deadpool_redis::{Config, Pool, PoolConfig, PoolError, Runtime, Timeouts};
 
 use common::clock::Millis;
 use vault_api::ChargeStatus;
 
 use crate::domain::store::{Claim, Consumed, NewSingleUse, SingleUseRecord, StoreError, TokenStore};
 
+mod connection;
 mod pool_gauges;
+
+use connection::{Connection, Opener};
 
 const CREATE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -91,7 +94,10 @@ return 1
 
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
+    /// One Redis's URL, or a cluster's seed nodes, comma-separated.
     pub url: String,
+    /// A Redis Cluster: commands are routed by slot and follow failovers.
+    pub cluster: bool,
     /// Prepended to every key (no braces); lets tests and tenants share a server.
     pub key_prefix: String,
     pub pool_size: usize,
@@ -100,8 +106,8 @@ pub struct RedisSettings {
 }
 
 pub struct RedisTokenStore {
-    pool: Pool,
-    slots: Vec<Mutex<Option<MultiplexedConnection>>>,
+    opener: Opener,
+    slots: Vec<Mutex<Option<Connection>>>,
     next: AtomicUsize,
     prefix: String,
     create: Script,
@@ -130,27 +136,11 @@ fn classify(e: &RedisError) -> StoreError {
     if transient { StoreError::Unavailable(e.to_string()) } else { StoreError::Corrupt(e.to_string()) }
 }
 
-/// A connection from the pool: its own timeouts and closing are `Unavailable`.
-fn pool_failed(e: PoolError) -> StoreError {
-    match e {
-        PoolError::Backend(e) => classify(&e),
-        other => StoreError::Unavailable(other.to_string()),
-    }
-}
-
 impl RedisTokenStore {
     pub fn new(settings: &RedisSettings) -> Result<Self, StoreError> {
-        let mut cfg = Config::from_url(settings.url.clone());
-        let mut pool = PoolConfig::new(settings.pool_size);
-        pool.timeouts = Timeouts {
-            wait: Some(settings.connect_timeout),
-            create: Some(settings.connect_timeout),
-            recycle: Some(settings.connect_timeout),
-        };
-        cfg.pool = Some(pool);
-        let pool = cfg.create_pool(Some(Runtime::Tokio1)).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let opener = Opener::new(&settings.url, settings.cluster, settings.pool_size, settings.connect_timeout)?;
         Ok(Self {
-            pool,
+            opener,
             slots: (0..settings.pool_size.max(1)).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
             prefix: settings.key_prefix.clone(),
@@ -168,7 +158,7 @@ impl RedisTokenStore {
 
     /// A connection from the next slot, opened through the pool if the slot is
     /// empty; `true` when it was open already (it may have broken since).
-    async fn conn(&self) -> Result<(usize, MultiplexedConnection, bool), StoreError> {
+    async fn conn(&self) -> Result<(usize, Connection, bool), StoreError> {
         let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         if let Some(conn) = self.slots[slot].lock().unwrap_or_else(|e| e.into_inner()).clone() {
             return Ok((slot, conn, true));
@@ -176,9 +166,9 @@ impl RedisTokenStore {
         Ok((slot, self.open(slot).await?, false))
     }
 
-    /// A new connection through the pool, kept in `slot`.
-    async fn open(&self, slot: usize) -> Result<MultiplexedConnection, StoreError> {
-        let conn = deadpool_redis::Connection::take(self.pool.get().await.map_err(pool_failed)?);
+    /// A new connection, kept in `slot`.
+    async fn open(&self, slot: usize) -> Result<Connection, StoreError> {
+        let conn = self.opener.open(classify).await?;
         *self.slots[slot].lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
         Ok(conn)
     }
@@ -189,7 +179,7 @@ impl RedisTokenStore {
     /// more, on the new one; every other failure is the answer.
     async fn run<T, F, Fut>(&self, operation: &'static str, command: F) -> Result<T, StoreError>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         common::telemetry::spans::round_trip("redis", operation, async {

@@ -1,7 +1,9 @@
 //! The `TokenStore` conformance suite: every case runs against the in-process
-//! store and against a real Redis (`TEST_REDIS_URL`, default database 15 of
+//! store, against a real Redis (`TEST_REDIS_URL`, default database 15 of
 //! 127.0.0.1:6379, so tests never meet local or benchmark data) with a
-//! random key prefix per test, so both backends are held to one semantics.
+//! random key prefix per test, and against a real Redis Cluster of three
+//! masters with a replica each (started for the test on spare ports), so
+//! every backend is held to one semantics.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +36,7 @@ impl RedisUnderTest {
         let prefix = format!("test:{}:", ids::hex(8));
         let settings = RedisSettings {
             url: redis_url(),
+            cluster: false,
             key_prefix: prefix.clone(),
             pool_size: 8,
             connect_timeout: Duration::from_secs(2),
@@ -194,7 +197,41 @@ macro_rules! conformance {
                 super::$case(r.store.clone()).await
             } )*
         }
+        mod redis_cluster {
+            /// One cluster for every case (six processes each would be a lot), each
+            /// case under its own key prefix; its tokens land on all three masters.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn every_case() {
+                let cluster = e2e::procs::RedisCluster::start().await;
+                $( crate::$case(std::sync::Arc::new(crate::cluster_store(&cluster.seeds()))).await; )*
+                crate::tokens_spread_over_every_master(&cluster).await;
+            }
+        }
     };
+}
+
+/// Each token's two keys share a slot; different tokens use all three masters.
+async fn tokens_spread_over_every_master(cluster: &e2e::procs::RedisCluster) {
+    let store = cluster_store(&cluster.seeds());
+    for _ in 0..30 {
+        let id = ids::hex(12);
+        assert!(store.create(&token(&id, "m1")).await.unwrap());
+        assert_eq!(store.consume(&id, "m1", "pay_a", T0 + 1, REPLAY).await.unwrap(), fresh(&id));
+    }
+    let sizes = cluster.keys_per_master().await;
+    assert_eq!(sizes.len(), 3, "three masters: {sizes:?}");
+    assert!(sizes.iter().all(|&n| n > 0), "every master holds tokens: {sizes:?}");
+}
+
+fn cluster_store(seeds: &str) -> RedisTokenStore {
+    let settings = RedisSettings {
+        url: seeds.into(),
+        cluster: true,
+        key_prefix: format!("test:{}:", ids::hex(8)),
+        pool_size: 4,
+        connect_timeout: Duration::from_secs(2),
+    };
+    RedisTokenStore::new(&settings).unwrap()
 }
 
 conformance!(
@@ -213,6 +250,7 @@ conformance!(
 async fn redis_outage_is_unavailable_not_a_hang() {
     let settings = RedisSettings {
         url: "redis://127.0.0.1:1".into(),
+        cluster: false,
         key_prefix: "test:".into(),
         pool_size: 2,
         connect_timeout: Duration::from_millis(500),
@@ -265,6 +303,7 @@ async fn a_dropped_connection_fails_one_call_and_the_next_reconnects() {
     let (url, cut) = cuttable_proxy("127.0.0.1:6379".into()).await;
     let settings = RedisSettings {
         url,
+        cluster: false,
         key_prefix: format!("test:{}:", ids::hex(8)),
         pool_size: 1,
         connect_timeout: Duration::from_secs(2),
