@@ -318,3 +318,71 @@ async fn a_dropped_connection_fails_one_call_and_the_next_reconnects() {
     assert!(got.is_some(), "a new connection serves the next call");
     assert!(store.create(&token("t2", "m1")).await.unwrap());
 }
+
+/// The client-issued commands a private Redis receives while `calls` runs, as MONITOR lists
+/// them (commands a script runs inside Redis are left out: they cost no round trip).
+async fn commands_during(port: u16, calls: impl std::future::Future<Output = ()>) -> Vec<String> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut monitor = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    monitor.write_all(b"MONITOR\r\n").await.unwrap();
+    let mut lines = BufReader::new(monitor).lines();
+    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("+OK"));
+    calls.await;
+    // A marker sent last: everything before it has been listed.
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap().get_connection().unwrap();
+    let _: String = redis::cmd("ECHO").arg("end-of-calls").query(&mut conn).unwrap();
+    let mut commands = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if line.contains("end-of-calls") {
+            break;
+        }
+        if !line.contains(" lua]") {
+            commands.push(line.split_once("] ").map_or(line.clone(), |(_, c)| c.to_owned()));
+        }
+    }
+    commands
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_get_consume_and_report_are_one_round_trip_each() {
+    let redis = e2e::procs::RedisServer::new().await;
+    let settings = RedisSettings {
+        url: redis.url(),
+        cluster: false,
+        key_prefix: "test:".into(),
+        pool_size: 2,
+        connect_timeout: Duration::from_secs(2),
+    };
+    let store = RedisTokenStore::new(&settings).unwrap();
+    // Connections opened and scripts loaded once, as a running vault has them.
+    assert!(store.create(&token("warm", "m1")).await.unwrap());
+    store.consume("warm", "m1", "pay_a", T0 + 1, REPLAY).await.unwrap();
+    store.set_charge_status("warm", "m1", "pay_a", Pending).await.unwrap();
+    for _ in 0..4 {
+        store.get("warm", "m1", T0 + 1).await.unwrap();
+    }
+
+    let verbs = |commands: &[String]| -> Vec<String> {
+        commands.iter().map(|c| c.split(' ').next().unwrap_or("").trim_matches('"').to_owned()).collect()
+    };
+    let created = commands_during(redis.port(), async {
+        assert!(store.create(&token("t1", "m1")).await.unwrap());
+    })
+    .await;
+    assert_eq!(verbs(&created), ["EVALSHA"], "{created:?}");
+    let read = commands_during(redis.port(), async {
+        assert!(store.get("t1", "m1", T0 + 1).await.unwrap().is_some());
+    })
+    .await;
+    assert_eq!(verbs(&read), ["HMGET"], "{read:?}");
+    let consumed = commands_during(redis.port(), async {
+        assert_eq!(store.consume("t1", "m1", "pay_a", T0 + 1, REPLAY).await.unwrap(), fresh("t1"));
+    })
+    .await;
+    assert_eq!(verbs(&consumed), ["EVALSHA"], "{consumed:?}");
+    let reported = commands_during(redis.port(), async {
+        assert!(store.set_charge_status("t1", "m1", "pay_a", Successful).await.unwrap());
+    })
+    .await;
+    assert_eq!(verbs(&reported), ["EVALSHA"], "{reported:?}");
+}
