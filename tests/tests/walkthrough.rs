@@ -45,7 +45,14 @@ fn run_script(home: &Path, log: &str) -> Command {
 }
 
 impl RunScript {
+    /// Starts it once its fixed ports are free: another test may hold one for a
+    /// moment, as port 0 hands out ports from the same range.
     fn start(home: &Path, log: &str) -> Self {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        while ![50051, 50052, 50061, 9464, 9465, 50081, 50082].into_iter().all(free) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
         let child = run_script(home, log).spawn().expect("start scripts/run");
         let mut script = Self { child: Some(child), log: home.join(log) };
         let deadline = Instant::now() + Duration::from_secs(60);
