@@ -34,7 +34,12 @@ pub struct TestPlatform {
 
 impl TestPlatform {
     pub async fn start() -> Self {
-        let vault = TestVault::start(Store::Redis).await;
+        Self::start_on(Store::Redis).await
+    }
+
+    /// With the vault's single-use tokens in `store` (e.g. a Redis Cluster).
+    pub async fn start_on(store: Store) -> Self {
+        let vault = TestVault::start(store).await;
         let vault_url = format!("https://localhost:{}", vault.internal_addr.port());
         Self::start_with(vault, vault_url, false).await
     }

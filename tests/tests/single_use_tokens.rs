@@ -1,7 +1,9 @@
 //! The single-use token capability end to end: a merchant's client creates a
 //! token with its public key; payments-svc (an mTLS client named payments-svc)
 //! detokenizes it exactly once, and the token's `charge_status` follows the
-//! payment made with it. Runs against a real Redis and the in-process store.
+//! payment made with it. Runs against a real Redis and the in-process store
+//! (and, for the payment's charge status, a real Redis Cluster; the rest on
+//! a cluster is tests/tests/redis_cluster.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -103,8 +105,19 @@ fn pay_with(kind: ppb::PaymentType, amount: i64, token: &str) -> ppb::CreatePaym
 /// it was approved; an unused token expired after 30 minutes.
 #[tokio::test]
 async fn charge_status_follows_the_payment_made_with_the_token() {
+    charge_status_follows_the_payment(Store::Redis).await;
+}
+
+/// The same over a Redis Cluster of three masters (a replica each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charge_status_follows_the_payment_on_a_redis_cluster() {
+    let cluster = e2e::procs::RedisCluster::start().await;
+    charge_status_follows_the_payment(Store::RedisCluster(cluster.seeds())).await;
+}
+
+async fn charge_status_follows_the_payment(store: Store) {
     use ppb::PaymentType::{Db, Pa};
-    let p = TestPlatform::start().await;
+    let p = TestPlatform::start_on(store).await;
     let pkey = p.pkey();
     let status = async |id: &str| p.vault.get_token(&pkey, id).await.unwrap().charge_status;
 
