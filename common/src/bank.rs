@@ -7,21 +7,23 @@ pub mod registry;
 
 pub use iban::{Iban, IbanError, find_ibans};
 
-/// A bank account as a caller sends it.
-#[derive(Debug, Clone, Default)]
-pub struct BankAccountInput<'a> {
-    pub iban: &'a str,
+/// A bank account as a caller sends it (zeroized on drop).
+#[derive(Clone, Default, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+pub struct BankAccountInput {
+    pub iban: String,
     /// Optional where the IBAN suffices (SEPA since 2016).
-    pub bic: &'a str,
-    pub holder: &'a str,
+    pub bic: String,
+    pub holder: String,
     /// The holder's country (ISO 3166-1 alpha-2); the IBAN's when empty.
-    pub country: &'a str,
+    pub country: String,
 }
 
-/// A validated bank account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A validated bank account. Serialized (inside the vault's sealed records
+/// only) with its IBAN validated again when read back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BankAccount {
     pub iban: Iban,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bic: Option<String>,
     pub holder: String,
     pub country: String,
@@ -39,12 +41,77 @@ pub enum AccountError {
     Country,
 }
 
+impl AccountError {
+    /// The `ErrorInfo` reason of the fault.
+    pub fn reason(&self) -> crate::reason::Reason {
+        use crate::reason::Reason;
+        match self {
+            Self::Iban(_) => Reason::InvalidIban,
+            Self::Bic => Reason::InvalidBic,
+            Self::Holder | Self::Country => Reason::InvalidAccountHolder,
+        }
+    }
+}
+
 /// The longest holder name SEPA carries (pain.008 `Nm`).
 pub const MAX_HOLDER: usize = 70;
 
+impl BankAccountInput {
+    pub fn new(iban: &str, bic: &str, holder: &str, country: &str) -> Self {
+        Self { iban: iban.into(), bic: bic.into(), holder: holder.into(), country: country.into() }
+    }
+}
+
+impl std::fmt::Debug for BankAccountInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BankAccountInput(…)")
+    }
+}
+
+/// What the platform shows of a bank account outside the vault, never the
+/// IBAN. Serialized under the names of vault.proto's `AccountMetadata`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MaskedAccount {
+    pub brand: String,
+    #[serde(rename = "last_digits")]
+    pub last4: String,
+    pub country: String,
+    #[serde(default)]
+    pub bank_code: String,
+    pub holder: String,
+    #[serde(default)]
+    pub bic: String,
+}
+
+/// The brand OPP gives a SEPA direct-debit account.
+pub const BRAND: &str = "DIRECTDEBIT_SEPA";
+
 impl BankAccount {
-    pub fn validate(input: &BankAccountInput<'_>) -> Result<Self, AccountError> {
-        let iban = Iban::parse(input.iban)?;
+    /// What may be shown of the account: brand, last four, country, bank
+    /// code, holder, BIC.
+    pub fn masked(&self) -> MaskedAccount {
+        MaskedAccount {
+            brand: BRAND.into(),
+            last4: self.iban.last4().into(),
+            country: self.iban.country().into(),
+            bank_code: self.iban.bank_code().unwrap_or_default().into(),
+            holder: self.holder.clone(),
+            bic: self.bic.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The account as a caller would send it again.
+    pub fn input(&self) -> BankAccountInput {
+        BankAccountInput {
+            iban: self.iban.expose().into(),
+            bic: self.bic.clone().unwrap_or_default(),
+            holder: self.holder.clone(),
+            country: self.country.clone(),
+        }
+    }
+
+    pub fn validate(input: &BankAccountInput) -> Result<Self, AccountError> {
+        let iban = Iban::parse(&input.iban)?;
         let bic = match input.bic.trim() {
             "" => None,
             bic => Some(check_bic(bic, iban.country())?),
@@ -84,8 +151,8 @@ fn check_bic(bic: &str, iban_country: &str) -> Result<String, AccountError> {
 mod tests {
     use super::*;
 
-    fn input<'a>(iban: &'a str, bic: &'a str, holder: &'a str) -> BankAccountInput<'a> {
-        BankAccountInput { iban, bic, holder, country: "" }
+    fn input(iban: &str, bic: &str, holder: &str) -> BankAccountInput {
+        BankAccountInput { iban: iban.into(), bic: bic.into(), holder: holder.into(), country: String::new() }
     }
 
     #[test]
@@ -110,7 +177,8 @@ mod tests {
             let refused = BankAccount::validate(&input("DE89370400440532013000", "", holder));
             assert_eq!(refused, Err(AccountError::Holder), "{holder:?}");
         }
-        let country = BankAccountInput { country: "Germany", ..input("DE89370400440532013000", "", "Jane") };
+        let mut country = input("DE89370400440532013000", "", "Jane");
+        country.country = "Germany".into();
         assert_eq!(BankAccount::validate(&country), Err(AccountError::Country));
     }
 }

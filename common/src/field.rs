@@ -1,7 +1,9 @@
 //! Caller-supplied text fields, as every service checks them before any side
 //! effect: at most `MAX_CHARS` characters, no NUL or other control character
 //! (a store would refuse them only after the acquirer was called), and never
-//! a card number (`card::contains_pan`). Each service names the field in its
+//! a card number (`card::contains_pan`) or an IBAN (`bank::find_ibans`, read
+//! in upper case): an account number pasted into a text field is refused as a
+//! card number is, with the same fault. Each service names the field in its
 //! own error.
 
 /// The longest text field payvault takes, in characters.
@@ -12,7 +14,7 @@ pub const MAX_CHARS: usize = 255;
 pub enum FieldFault {
     /// Too long, or holding a control character.
     Malformed,
-    /// Holding a card number.
+    /// Holding a card number or an IBAN.
     CardNumber,
 }
 
@@ -21,10 +23,16 @@ pub fn check(value: &str) -> Result<(), FieldFault> {
     if value.chars().count() > MAX_CHARS || value.chars().any(char::is_control) {
         return Err(FieldFault::Malformed);
     }
-    if crate::card::contains_pan(value) {
+    if crate::card::contains_pan(value) || contains_iban(value) {
         return Err(FieldFault::CardNumber);
     }
     Ok(())
+}
+
+/// Whether `value` holds an IBAN, in any case.
+pub fn contains_iban(value: &str) -> bool {
+    let upper = zeroize::Zeroizing::new(value.to_uppercase());
+    crate::bank::find_ibans(&upper).next().is_some()
 }
 
 #[cfg(test)]
@@ -40,5 +48,8 @@ mod tests {
             assert_eq!(check(bad), Err(FieldFault::Malformed), "{bad:?}");
         }
         assert_eq!(check("card 4242 4242 4242 4242 737"), Err(FieldFault::CardNumber));
+        assert_eq!(check("iban de89 3704 0044 0532 0130 00"), Err(FieldFault::CardNumber));
+        assert_eq!(check("GB82WEST12345698765432"), Err(FieldFault::CardNumber));
+        assert_eq!(check("DE89370400440532013001"), Ok(()), "check digits wrong: not an IBAN");
     }
 }

@@ -51,6 +51,7 @@ reasons! {
     InvalidIban => "invalid_iban",
     InvalidBic => "invalid_bic",
     InvalidAccountHolder => "invalid_account_holder",
+    InvalidMandate => "invalid_mandate",
     UsedToken => "used_token",
     TokenExpired => "token_expired",
     TokenNotFound => "token_not_found",

@@ -46,6 +46,10 @@ pub const SUCCESS_TEST: ResultCode =
 /// Generic issuer decline.
 pub const DECLINED: ResultCode = rc("800.100.100", "transaction declined for unknown reason");
 pub const INSUFFICIENT_FUNDS: ResultCode = rc("800.100.203", "Insufficient Funds");
+/// SEPA direct debit, rejected by the debtor's bank: the account is closed.
+pub const ACCOUNT_CLOSED: ResultCode = rc("800.100.202", "Account Closed");
+/// SEPA direct debit: the debtor's bank discarded the mandate (invalid).
+pub const MANDATE_DISCARDED: ResultCode = rc("800.100.205", "Mandate Discarded");
 /// OPP has no combined "lost or stolen" code; it has 800.100.165 (card lost) and
 /// 800.100.159 (stolen card). payvault answers "card lost" for both.
 pub const LOST_OR_STOLEN: ResultCode = rc("800.100.165", "transaction declined (card lost)");
@@ -103,6 +107,8 @@ pub const ALL: &[ResultCode] = &[
     SUCCESS_TEST,
     DECLINED,
     INSUFFICIENT_FUNDS,
+    ACCOUNT_CLOSED,
+    MANDATE_DISCARDED,
     LOST_OR_STOLEN,
     REJECTED_BY_ISSUER,
     ACQUIRER_TIMEOUT,
@@ -219,6 +225,8 @@ mod tests {
             (SUCCESS_TEST, Class::Success),
             (DECLINED, Class::Declined),
             (INSUFFICIENT_FUNDS, Class::Declined),
+            (ACCOUNT_CLOSED, Class::Declined),
+            (MANDATE_DISCARDED, Class::Declined),
             (LOST_OR_STOLEN, Class::Declined),
             (REJECTED_BY_ISSUER, Class::Declined),
             (ACQUIRER_TIMEOUT, Class::Rejected),

@@ -149,7 +149,13 @@ pub fn detokenize_request() -> DetokenizeRequest {
 
 /// The card comes back as it was given, security code included (first use).
 pub fn detokenize_response() -> DetokenizeResponse {
-    DetokenizeResponse { card: Some(card()), metadata: Some(metadata()), livemode: false }
+    DetokenizeResponse {
+        card: Some(card()),
+        metadata: Some(metadata()),
+        livemode: false,
+        bank_account: None,
+        account: None,
+    }
 }
 
 /// What the tokenize op sends, but for the card number and customer, which
@@ -170,6 +176,7 @@ pub fn tokenize_request() -> TokenizeRequest {
 /// A new registration as Tokenize returns it.
 pub fn stored_token() -> StoredToken {
     StoredToken {
+        account: None,
         id: REGISTRATION_ID.into(),
         kind: TokenKind::Registration as i32,
         merchant_id: MERCHANT_ID.into(),

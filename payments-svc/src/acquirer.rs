@@ -8,11 +8,12 @@
 //! retry after a crash use it instead of executing twice.
 use std::future::Future;
 
+use common::bank::{BankAccount, MaskedAccount};
 use common::card::Card;
 use common::money::Money;
 use common::result_code::ResultCode;
 
-use crate::domain::payment::MaskedCard;
+use crate::domain::payment::{Mandate, MaskedCard};
 
 pub mod test_acquirer;
 
@@ -32,23 +33,28 @@ pub enum Operation {
     Refund,
 }
 
-/// A request to the acquirer over card `C`: the card in clear to execute it
-/// (`AcquirerRequest`), or what the payment record holds of it to inquire
-/// about it by its reference (`Inquiry`), never the card number.
+/// A request to the acquirer over card `C` or bank account `A`: in clear to
+/// execute it (`AcquirerRequest`), or what the payment record holds of it to
+/// inquire about it by its reference (`Inquiry`), never the card number or
+/// the IBAN.
 #[derive(Debug)]
-pub struct AcquirerRequest<'a, C = Card> {
+pub struct AcquirerRequest<'a, C = Card, A = BankAccount> {
     pub payment_id: &'a str,
     pub operation: Operation,
     pub money: Money,
     /// The card, for Authorize, Debit and AccountVerification.
     pub card: Option<&'a C>,
+    /// The bank account instead, for a SEPA direct debit (Debit only).
+    pub account: Option<&'a A>,
+    /// The SEPA mandate of a direct debit.
+    pub mandate: Option<&'a Mandate>,
     /// The acquirer's reference of the original authorization, for Capture, Reverse, Refund.
     pub original_reference: Option<&'a str>,
     pub merchant_initiated: bool,
 }
 
 /// An inquiry about an earlier request, by its reference.
-pub type Inquiry<'a> = AcquirerRequest<'a, MaskedCard>;
+pub type Inquiry<'a> = AcquirerRequest<'a, MaskedCard, MaskedAccount>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AcquirerOutcome {

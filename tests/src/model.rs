@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::card::Card;
 use common::clock::Millis;
 use common::result_code;
 use payments_svc::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Inquiry, Operation};
@@ -222,7 +221,7 @@ impl<V: Vault> Vault for CrashVault<V> {
         token: &str,
         consumer_ref: &str,
         ctx: &CallContext,
-    ) -> Result<Card, VaultError> {
+    ) -> Result<vault_api::Instrument, VaultError> {
         self.alive(self.inner.detokenize(scope, token, consumer_ref, ctx)).await
     }
 

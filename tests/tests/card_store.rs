@@ -10,7 +10,7 @@ use vault_api::TokenKind;
 use vault_svc::domain::audit::{AuditEntry, AuditQuery};
 use vault_svc::domain::store::StoreError;
 use vault_svc::domain::store::cards::{
-    CardRow, CardStore, KeyPurpose, KeyStore, Lookup, Scope, TokenWrite, WrappedKey,
+    CardRow, CardStore, Instrument, KeyPurpose, KeyStore, Lookup, Scope, TokenWrite, UseRetention, WrappedKey,
 };
 use vault_svc::storage::sql::SqlStore;
 
@@ -24,6 +24,7 @@ fn row(id: &str, customer: &str, fingerprint: &str) -> CardRow {
         merchant_id: "mrch_1".into(),
         livemode: false,
         kind: TokenKind::Registration,
+        instrument: Instrument::Card,
         customer_id: customer.into(),
         fingerprint: fingerprint.into(),
         meta: b"sealed-meta".to_vec(),
@@ -35,6 +36,9 @@ fn row(id: &str, customer: &str, fingerprint: &str) -> CardRow {
         extended: false,
     }
 }
+
+/// What a use asks of an account's retention (a card's ignores it).
+const MOVED: UseRetention = UseRetention { until: T0 + 700 * DAY, extended_until: T0 + 900 * DAY };
 
 fn audit(event_type: &'static str, token_id: &str) -> AuditEntry {
     AuditEntry {
@@ -83,17 +87,48 @@ async fn the_same_card_is_stored_once_per_customer_and_kind(s: SqlStore) {
 
 async fn use_marks_and_audits_in_one_commit(s: SqlStore) {
     s.insert(&row("r1", "cus_1", "fp1"), None, &audit("RG", "r1")).await.unwrap();
-    let Lookup::Found(used) = s.use_token(M1, "r1", T0 + DAY, &audit("DT", "r1")).await.unwrap() else { panic!() };
+    let Lookup::Found(used) = s.use_token(M1, "r1", T0 + DAY, MOVED, &audit("DT", "r1")).await.unwrap() else {
+        panic!()
+    };
     assert_eq!((used.last_used_at, used.card.as_slice()), (Some(T0 + DAY), &b"sealed-card"[..]));
     assert_eq!(events(&s, Some("r1")).await, vec!["RG:r1", "DT:r1"]);
     assert_eq!(
-        s.use_token(Scope { merchant_id: "mrch_2", livemode: false }, "r1", T0, &audit("DT", "r1")).await.unwrap(),
+        s.use_token(Scope { merchant_id: "mrch_2", livemode: false }, "r1", T0, MOVED, &audit("DT", "r1"))
+            .await
+            .unwrap(),
         Lookup::NotFound
     );
-    assert_eq!(s.use_token(M1, "nope", T0, &audit("DT", "nope")).await.unwrap(), Lookup::NotFound);
+    assert_eq!(s.use_token(M1, "nope", T0, MOVED, &audit("DT", "nope")).await.unwrap(), Lookup::NotFound);
     assert_eq!(events(&s, None).await.len(), 2, "failed uses write nothing");
     // Past retention (not yet swept) it can no longer be used.
-    assert_eq!(s.use_token(M1, "r1", T0 + 400 * DAY, &audit("DT", "r1")).await.unwrap(), Lookup::Deleted);
+    assert_eq!(s.use_token(M1, "r1", T0 + 400 * DAY, MOVED, &audit("DT", "r1")).await.unwrap(), Lookup::Deleted);
+}
+
+async fn an_accounts_retention_moves_with_its_use_in_the_same_statement(s: SqlStore) {
+    let account = CardRow { instrument: Instrument::Account, ..row("a1", "cus_1", "iban-fp") };
+    s.insert(&account, None, &audit("RG", "a1")).await.unwrap();
+    s.insert(&row("c1", "cus_1", "card-fp"), None, &audit("RG", "c1")).await.unwrap();
+    assert_eq!(s.get(M1, "a1").await.unwrap(), Lookup::Found(account.clone()), "the instrument is stored");
+    let Lookup::Found(used) = s.use_token(M1, "a1", T0 + DAY, MOVED, &audit("DT", "a1")).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!((used.last_used_at, used.retain_until), (Some(T0 + DAY), MOVED.until), "an account's moves");
+    let Lookup::Found(card) = s.use_token(M1, "c1", T0 + DAY, MOVED, &audit("DT", "c1")).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(card.retain_until, T0 + 400 * DAY, "a card's follows its expiry");
+    let Lookup::Found(extended) = s.extend(M1, "a1", T0 + 800 * DAY, &audit("EX", "a1")).await.unwrap() else {
+        panic!()
+    };
+    assert!(extended.extended);
+    let Lookup::Found(used) = s.use_token(M1, "a1", T0 + 2 * DAY, MOVED, &audit("DT", "a1")).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(used.retain_until, MOVED.extended_until, "extended: 24 months from the use");
+    // Past its moved retention it is due, and the sweeper's delete removes it.
+    let due: Vec<String> = s.due(MOVED.extended_until, 10).await.unwrap().into_iter().map(|d| d.id).collect();
+    assert_eq!(due, ["c1", "a1"]);
+    assert_eq!(events(&s, Some("a1")).await, ["RG:a1", "DT:a1", "EX:a1", "DT:a1"]);
 }
 
 async fn delete_destroys_the_card_data_once(s: SqlStore) {
@@ -102,7 +137,7 @@ async fn delete_destroys_the_card_data_once(s: SqlStore) {
     assert_eq!(s.delete(M1, "r1", T0, &audit("DR", "r1")).await.unwrap(), Lookup::Deleted);
     assert_eq!(s.delete(M1, "nope", T0, &audit("DR", "nope")).await.unwrap(), Lookup::NotFound);
     assert_eq!(s.get(M1, "r1").await.unwrap(), Lookup::Deleted);
-    assert_eq!(s.use_token(M1, "r1", T0, &audit("DT", "r1")).await.unwrap(), Lookup::Deleted);
+    assert_eq!(s.use_token(M1, "r1", T0, MOVED, &audit("DT", "r1")).await.unwrap(), Lookup::Deleted);
     let blobs: (Option<Vec<u8>>, Option<Vec<u8>>) =
         sqlx::query_as("SELECT meta, card FROM card_tokens WHERE id = 'r1'").fetch_one(s.pool()).await.unwrap();
     assert_eq!(blobs, (None, None), "the sealed card is gone from the row");
@@ -240,6 +275,7 @@ e2e::conformance!(
     insert_then_get,
     the_same_card_is_stored_once_per_customer_and_kind,
     use_marks_and_audits_in_one_commit,
+    an_accounts_retention_moves_with_its_use_in_the_same_statement,
     delete_destroys_the_card_data_once,
     the_audit_trail_is_append_only,
     extend_list_due_and_reseal,

@@ -388,3 +388,96 @@ async fn listing_one_kind_pages_over_that_kind_only() {
     assert_eq!(client.list_tokens(bad).await.unwrap_err().code(), Code::InvalidArgument);
     vault.stop().await;
 }
+
+/// A `Tokenize` request storing a bank account as a registration.
+fn tokenize_account(merchant_id: &str, iban: &str, customer_id: &str) -> pb::TokenizeRequest {
+    pb::TokenizeRequest {
+        merchant_id: merchant_id.into(),
+        kind: TokenKind::Registration as i32,
+        source: Some(pb::tokenize_request::Source::BankAccount(pb::BankAccount {
+            iban: iban.into(),
+            bic: "COBADEFFXXX".into(),
+            holder: "Jane Doe".into(),
+            country: String::new(),
+        })),
+        customer_id: customer_id.into(),
+        consumer_ref: String::new(),
+        livemode: false,
+    }
+}
+
+#[tokio::test]
+async fn a_bank_account_is_a_registration_sealed_apart_from_cards_and_re_encrypted_with_them() {
+    let (vault, m, mut client) = start().await;
+    let account = tokenize(&mut client, tokenize_account(&m, "DE89 3704 0044 0532 0130 00", "cus_a")).await;
+    assert!(account.card.is_none());
+    let meta = account.account.clone().unwrap();
+    assert_eq!(
+        (meta.brand.as_str(), meta.last_digits.as_str(), meta.bank_code.as_str(), meta.bic.as_str()),
+        ("DIRECTDEBIT_SEPA", "3000", "37040044", "COBADEFFXXX")
+    );
+    assert!(!meta.fingerprint.is_empty());
+    // De-duplicated by IBAN per customer; another customer has its own.
+    let again = tokenize(&mut client, tokenize_account(&m, "de89370400440532013000", "cus_a")).await;
+    assert_eq!(again.id, account.id);
+    let other = tokenize(&mut client, tokenize_account(&m, "DE89370400440532013000", "cus_b")).await;
+    assert_ne!(other.id, account.id);
+    // Registrations only.
+    let omni =
+        pb::TokenizeRequest { kind: TokenKind::Omni as i32, ..tokenize_account(&m, "DE89370400440532013000", "") };
+    assert_eq!(reason(&client.tokenize(omni).await.unwrap_err()), "invalid_argument");
+    let bad = client.tokenize(tokenize_account(&m, "DE89370400440532013001", "cus_a")).await.unwrap_err();
+    assert_eq!(reason(&bad), "invalid_iban");
+
+    // Detokenize gives the account back (and only on this mTLS port), never a card.
+    let back = client.detokenize(detok(&m, &account.id)).await.unwrap().into_inner();
+    assert_eq!(back.bank_account.unwrap().iban, "DE89370400440532013000");
+    assert!(back.card.is_none() && back.metadata.is_none());
+    assert_eq!(back.account.unwrap().last_digits, "3000");
+
+    // The AAD binds the kind: an account's ciphertext in a card's row, or an account's row read as
+    // a card's, does not decrypt.
+    let card =
+        tokenize(&mut client, tokenize_card(&m, TokenKind::Registration, card("4242424242424242", ""), "cus_a")).await;
+    let store = vault.sql().await;
+    sqlx::query("UPDATE card_tokens SET card = (SELECT card FROM card_tokens WHERE id = $1) WHERE id = $2")
+        .bind(&account.id)
+        .bind(&card.id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(client.detokenize(detok(&m, &card.id)).await.unwrap_err().code(), Code::Internal);
+    sqlx::query("UPDATE card_tokens SET instrument = 'card' WHERE id = $1")
+        .bind(&other.id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let err = client.detokenize(detok(&m, &other.id)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Internal);
+    assert!(!err.message().contains("3000"));
+
+    // Re-encryption moves account rows with the rest; they stay readable.
+    let store = Arc::new(store);
+    let ring =
+        Arc::new(KeyRing::new(vault.keks.clone(), store.clone() as Arc<dyn KeyStore>, Arc::new(vault.clock.clone())));
+    let actor = Actor { name: "key-operator".into(), correlation_id: "rot-1".into() };
+    let sealed = sqlx::query_scalar::<_, Vec<u8>>("SELECT card FROM card_tokens WHERE id = $1")
+        .bind(&account.id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    // The corrupted rows would stop the run: put them out of its way first.
+    for id in [&card.id, &other.id] {
+        client.delete_token(delete_request(&m, id)).await.unwrap();
+    }
+    key_rotation::reencrypt(&*store, &*store, &ring, vault.clock.now_ms(), 10, &actor).await.unwrap();
+    let resealed = sqlx::query_scalar::<_, Vec<u8>>("SELECT card FROM card_tokens WHERE id = $1")
+        .bind(&account.id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_ne!(resealed, sealed, "re-encrypted under the new data key");
+    let back = client.detokenize(detok(&m, &account.id)).await.unwrap().into_inner();
+    assert_eq!(back.bank_account.unwrap().iban, "DE89370400440532013000");
+    vault.stop().await;
+}

@@ -4,7 +4,9 @@
 //! through successes and failures — single-use and durable tokens, card
 //! numbers pasted into the wrong fields — then scan the logs, the error
 //! messages, Redis and the database (PostgreSQL in one test, SQLite in the
-//! other) for Luhn-valid 13–19 digit runs and for the keys they used.
+//! other) for Luhn-valid 13–19 digit runs, mod-97-valid IBANs (bank accounts
+//! registered, paid from and pasted into text fields) and for the keys they
+//! used.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -168,12 +170,71 @@ async fn nothing_leaks_through_payments() {
         p.payments().create_payment(keyed).await.unwrap();
     }
 
+    // SEPA direct debits: registrations, payments (tokenizing during one
+    // too, declines included), IBANs misplaced or malformed, keyed requests.
+    let account = |iban: &str| ppb::BankAccount { iban: iban.into(), holder: "Jane Doe".into(), ..Default::default() };
+    let mandate = || Some(ppb::Mandate { id: "MNDT-1".into(), date_of_signature: "2025-01-15".into() });
+    let debit = |iban: &str| ppb::CreatePaymentRequest {
+        mandate: mandate(),
+        ..pay(PaymentType::Db, 1000, ppb::create_payment_request::Source::BankAccount(account(iban)))
+    };
+    for iban in ["DE89 3704 0044 0532 0130 00", "GB82WEST12345698765432", "DE35370400440532013002"] {
+        let registration = ppb::CreateRegistrationRequest {
+            source: Some(ppb::create_registration_request::Source::BankAccount(account(iban))),
+            customer_id: "cus_s".into(),
+            verify: false,
+        };
+        let registered = p.create_registration(registration).await.unwrap();
+        let over = ppb::CreatePaymentRequest {
+            mandate: mandate(),
+            ..pay(PaymentType::Db, 700, ppb::create_payment_request::Source::RegistrationId(registered.id))
+        };
+        p.create_payment(over).await.unwrap();
+        p.create_payment(ppb::CreatePaymentRequest {
+            create_registration: true,
+            customer_id: "cus_d".into(),
+            ..debit(iban)
+        })
+        .await
+        .unwrap();
+        let mut keyed = authed(&p.skey(), debit(iban));
+        keyed.metadata_mut().insert("idempotency-key", format!("dd-{}", &iban[..4]).parse().unwrap());
+        p.payments().create_payment(keyed).await.unwrap();
+    }
+    for text in ["GB82 WEST 1234 5698 7654 32", "iban de89370400440532013000"] {
+        for request in e2e::text_in_each_field(text, || debit("DE89370400440532013000")) {
+            errors.push(p.create_payment(request).await.unwrap_err().message().to_owned());
+        }
+        let misplaced = ppb::CreatePaymentRequest {
+            mandate: Some(ppb::Mandate { id: text.into(), date_of_signature: "2025-01-15".into() }),
+            ..debit("DE89370400440532013000")
+        };
+        errors.push(p.create_payment(misplaced).await.unwrap_err().message().to_owned());
+        let holder = ppb::CreatePaymentRequest {
+            source: Some(ppb::create_payment_request::Source::BankAccount(ppb::BankAccount {
+                holder: text.into(),
+                ..account("DE89370400440532013000")
+            })),
+            ..debit("DE89370400440532013000")
+        };
+        errors.push(p.create_payment(holder).await.unwrap_err().message().to_owned());
+    }
+    for bad in ["DE89370400440532013001", "DE8937040044053201300", "GB82WEST1234569876543X"] {
+        errors.push(p.create_payment(debit(bad)).await.unwrap_err().message().to_owned());
+    }
+    let by_iban =
+        pay(PaymentType::Db, 100, ppb::create_payment_request::Source::RegistrationId("DE89370400440532013000".into()));
+    errors.push(p.create_payment(by_iban).await.unwrap_err().message().to_owned());
+    errors.push(p.get_payment("DE89370400440532013000").await.unwrap_err().message().to_owned());
+
     let payments_store =
         payments_svc::storage::sql::SqlStore::connect(&p.payments_database_url, 2, std::time::Duration::from_secs(5))
             .await
             .unwrap();
     let mut stored = e2e::table_values(payments_store.pool(), &["payments", "transactions", "idempotency_keys"]).await;
     assert!(stored.iter().any(|v| v == "cus_s"), "the scan must see the payments");
+    assert!(stored.iter().any(|v| v == "DIRECTDEBIT_SEPA"), "the scan must see the direct debits");
+    assert!(stored.iter().any(|v| v == "MNDT-1"), "the scan must see the mandates");
     for key in ["order-1", "123e4567-e89b-12d3-a456-426614174000"] {
         assert!(!stored.iter().any(|v| v.contains(key)), "idempotency key {key} is stored as sent");
     }

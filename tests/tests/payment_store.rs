@@ -13,8 +13,8 @@ use e2e::{Db, TestDatabase};
 use payments_svc::domain::PaymentError;
 use payments_svc::domain::idempotency::{self, Begin, Claim};
 use payments_svc::domain::payment::{
-    LedgerEntry, LedgerKind, MaskedCard, Outcome, Payment, PaymentType, RecoveryPoint, Reservation, Scope, SiMode,
-    SiSource, SiType, SourceKind, StandingInstruction, Status,
+    LedgerEntry, LedgerKind, Mandate, MaskedAccount, MaskedCard, Outcome, Payment, PaymentType, RecoveryPoint,
+    Reservation, Scope, SiMode, SiSource, SiType, SourceKind, StandingInstruction, Status,
 };
 use payments_svc::domain::references::References;
 use payments_svc::domain::store::{Backlog, Begun, KeyState, LedgerQuery, PaymentStore, Step, StoreError};
@@ -56,6 +56,8 @@ fn payment(id: &str, kind: PaymentType, amount: i64, status: Status) -> Payment 
             exp_year: 2030,
             name: "Jane".into(),
         }),
+        account: None,
+        mandate: None,
         standing_instruction: Some(StandingInstruction {
             mode: SiMode::Initial,
             kind: SiType::Unscheduled,
@@ -238,6 +240,41 @@ async fn ledger_by_payment_token_and_time(s: SqlStore) {
     assert_eq!((page1.len(), page2.len()), (2, 1));
     let other = Scope { merchant_id: "mrch_2", livemode: false };
     assert!(s.ledger(other, LedgerQuery::Payment("pa1"), 0, 10).await.unwrap().is_empty());
+}
+
+async fn a_direct_debit_keeps_its_account_and_mandate(s: SqlStore) {
+    let account = MaskedAccount {
+        brand: "DIRECTDEBIT_SEPA".into(),
+        last4: "3000".into(),
+        country: "DE".into(),
+        bank_code: "37040044".into(),
+        holder: "Jane Doe".into(),
+        bic: String::new(),
+    };
+    let mandate = Mandate { id: "MNDT-1".into(), date_of_signature: "2026-11-30".into() };
+    // Over a registration: the account is learnt when the vault gives it (CardObtained).
+    let started = Payment {
+        recovery: RecoveryPoint::Started,
+        card: None,
+        mandate: Some(mandate.clone()),
+        captured_amount: 0,
+        ..payment("dd1", PaymentType::DB, 1000, Status::Pending)
+    };
+    assert_eq!(s.begin(&started, None, T0 + 30_000).await.unwrap(), Begun::New);
+    assert_eq!(s.get(M, "dd1").await.unwrap().unwrap().mandate, Some(mandate.clone()), "written ahead with it");
+    let obtained = Payment { recovery: RecoveryPoint::CardObtained, account: Some(account.clone()), ..started.clone() };
+    assert!(s.advance(&obtained, step(RecoveryPoint::Started, &[], None, T0 + 30_000)).await.unwrap());
+    let stored = s.get(M, "dd1").await.unwrap().unwrap();
+    assert_eq!((stored.card, stored.account, stored.mandate), (None, Some(account.clone()), Some(mandate.clone())));
+    // A raw account: known from the start.
+    let raw = Payment {
+        account: Some(account.clone()),
+        card: None,
+        mandate: Some(mandate),
+        ..payment("dd2", PaymentType::DB, 500, Status::Approved)
+    };
+    insert(&s, &raw, &[]).await;
+    assert_eq!(s.get(M, "dd2").await.unwrap(), Some(raw));
 }
 
 async fn a_payment_moves_through_its_recovery_points_once(s: SqlStore) {
@@ -521,6 +558,7 @@ async fn an_unreadable_row_is_corrupt(s: SqlStore) {
 e2e::conformance!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)] crate::store =>
     insert_then_get,
+    a_direct_debit_keeps_its_account_and_mandate,
     captures_stay_within_the_authorization,
     reversal_only_before_capture,
     refunds_stay_within_the_capture,

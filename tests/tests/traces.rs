@@ -271,6 +271,41 @@ async fn a_payment_is_one_trace_across_both_services_and_holds_no_card_data() {
     let spans = receiver.trace(one_click_trace, enough("Detokenize")).await;
     assert_payment_trace(&spans, "Detokenize", "postgresql", &p.keys.merchant_id);
 
+    // A SEPA direct debit from a raw account, stored as a registration, then one over it.
+    let account =
+        pb::BankAccount { iban: "DE89 3704 0044 0532 0130 00".into(), holder: "Jane Doe".into(), ..Default::default() };
+    let mandate = Some(pb::Mandate { id: "MNDT-TRACE-1".into(), date_of_signature: "2025-01-15".into() });
+    let sepa_trace = "6bf92f3577b34da6a3ce929d0e0e4738";
+    let direct_debit = pb::CreatePaymentRequest {
+        payment_type: pb::PaymentType::Db as i32,
+        amount: 3000,
+        currency: "EUR".into(),
+        source: Some(pb::create_payment_request::Source::BankAccount(account)),
+        create_registration: true,
+        customer_id: "cus_trace".into(),
+        mandate: mandate.clone(),
+        ..Default::default()
+    };
+    let paid = p.payments_client().create_payment(traced(&skey, direct_debit, sepa_trace)).await.unwrap().into_inner();
+    assert_eq!(paid.status, pb::PaymentStatus::Approved as i32);
+    let over = pb::CreatePaymentRequest {
+        payment_type: pb::PaymentType::Db as i32,
+        amount: 3100,
+        currency: "EUR".into(),
+        source: Some(pb::create_payment_request::Source::RegistrationId(paid.registration_id.clone())),
+        mandate,
+        ..Default::default()
+    };
+    let sepa_over_trace = "7bf92f3577b34da6a3ce929d0e0e4739";
+    let paid = p.payments_client().create_payment(traced(&skey, over, sepa_over_trace)).await.unwrap();
+    assert_eq!(paid.into_inner().status, pb::PaymentStatus::Approved as i32);
+    let spans = receiver.trace(sepa_over_trace, enough("Detokenize")).await;
+    assert_payment_trace(&spans, "Detokenize", "postgresql", &p.keys.merchant_id);
+    receiver.trace(sepa_trace, enough("Tokenize")).await;
+    for (service, logs) in [("payments-svc", p.payments.logs()), ("vault-svc", p.vault.logs())] {
+        assert_eq!(common::bank::find_ibans(&logs.to_uppercase()).count(), 0, "IBANs in {service}'s logs");
+    }
+
     let secrets = [skey.clone(), p.keys.pkey.clone(), key];
     assert_nothing_card_like(&receiver.all(), &secrets);
     assert_json_logs(&p.payments.logs(), db_trace, &p.keys.merchant_id);

@@ -14,14 +14,20 @@ use tonic::{Code, Status};
 use tower::retry::{Retry, RetryLayer};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
+use common::bank::BankAccount;
 use common::card::{Billing, Card};
 use common::clock::{Clock, SystemClock};
 use proto::vault::v1 as pb;
 
 use crate::Reason;
-use crate::convert::{billing, card_input, card_to_proto, kind_to_proto, masked_card, millis};
+use crate::convert::{
+    account_input, account_to_proto, billing, card_input, card_to_proto, kind_to_proto, masked_account, masked_card,
+    millis,
+};
 use crate::token_id::TokenKind;
-use crate::vault::{CallContext, ChargeStatus, MaskedCard, Scope, StoredToken, TokenSource, Vault, VaultError};
+use crate::vault::{
+    CallContext, ChargeStatus, Instrument, MaskedCard, Scope, StoredToken, TokenSource, Vault, VaultError,
+};
 
 pub mod balance;
 pub mod call;
@@ -129,6 +135,8 @@ fn stored(t: pb::StoredToken) -> StoredToken {
     StoredToken {
         id: t.id,
         customer_id: t.customer_id,
+        account: t.account.map(masked_account),
+        last_used_at: t.last_used_at.as_ref().map(|at| millis(Some(at))),
         billing: t.card.as_ref().map(billing).unwrap_or_default(),
         card: masked_card(t.card),
         created_at: millis(t.created_at.as_ref()),
@@ -151,6 +159,8 @@ fn listed(t: pb::TokenSummary, customer_id: &str) -> StoredToken {
             exp_year: t.expiration_year as u16,
             name: String::new(),
         },
+        account: t.account.map(masked_account),
+        last_used_at: None,
         billing: Billing::default(),
         created_at: 0,
         retain_until: 0,
@@ -166,15 +176,22 @@ impl Vault for GrpcVault {
         token: &str,
         consumer_ref: &str,
         ctx: &CallContext,
-    ) -> Result<Card, VaultError> {
+    ) -> Result<Instrument, VaultError> {
         let message = pb::DetokenizeRequest {
             merchant_id: scope.merchant_id.into(),
             token: token.into(),
             consumer_ref: consumer_ref.into(),
             livemode: scope.livemode,
         };
-        let mut card = self.call(message, ctx).await?.card.unwrap_or_default();
+        let response = self.call(message, ctx).await?;
+        if let Some(mut account) = response.bank_account {
+            return BankAccount::validate(&account_input(&mut account))
+                .map(Instrument::Account)
+                .map_err(|e| VaultError::Rejected { reason: e.reason() });
+        }
+        let mut card = response.card.unwrap_or_default();
         Card::validate(&card_input(&mut card), SystemClock.now_ms())
+            .map(Instrument::Card)
             .map_err(|e| VaultError::Rejected { reason: e.reason() })
     }
 
@@ -207,6 +224,7 @@ impl Vault for GrpcVault {
         let source = match source {
             TokenSource::Card(card) => pb::tokenize_request::Source::Card(card_to_proto(card)),
             TokenSource::SingleUse(token) => pb::tokenize_request::Source::SingleUseToken(token.into()),
+            TokenSource::Account(account) => pb::tokenize_request::Source::BankAccount(account_to_proto(account)),
         };
         let message = pb::TokenizeRequest {
             merchant_id: scope.merchant_id.into(),

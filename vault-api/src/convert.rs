@@ -4,6 +4,7 @@
 //! and is never logged.
 use prost_types::Timestamp;
 
+use common::bank::{BankAccount, BankAccountInput, MaskedAccount};
 use common::card::{Billing, Card, CardInput};
 use common::clock::Millis;
 use proto::vault::v1 as pb;
@@ -48,6 +49,53 @@ pub fn card_input(card: &mut pb::Card) -> CardInput {
             street2: take(&mut card.street2),
             phone_number: take(&mut card.phone_number),
         },
+    }
+}
+
+/// A bank account as the wire carries it.
+pub fn account_to_proto(a: &BankAccount) -> pb::BankAccount {
+    pb::BankAccount {
+        iban: a.iban.expose().to_owned(),
+        bic: a.bic.clone().unwrap_or_default(),
+        holder: a.holder.clone(),
+        country: a.country.clone(),
+    }
+}
+
+/// Takes the account's strings out of the message (left empty), ready for
+/// `BankAccount::validate`.
+pub fn account_input(account: &mut pb::BankAccount) -> BankAccountInput {
+    let take = std::mem::take::<String>;
+    BankAccountInput {
+        iban: take(&mut account.iban),
+        bic: take(&mut account.bic),
+        holder: take(&mut account.holder),
+        country: take(&mut account.country),
+    }
+}
+
+/// The masked account a caller may see, from the vault's account metadata.
+pub fn masked_account(m: pb::AccountMetadata) -> MaskedAccount {
+    MaskedAccount {
+        brand: m.brand,
+        last4: m.last_digits,
+        country: m.country,
+        bank_code: m.bank_code,
+        holder: m.holder,
+        bic: m.bic,
+    }
+}
+
+/// The vault's account metadata of a masked account (no fingerprint).
+pub fn account_metadata(m: MaskedAccount, fingerprint: String) -> pb::AccountMetadata {
+    pb::AccountMetadata {
+        brand: m.brand,
+        last_digits: m.last4,
+        country: m.country,
+        bank_code: m.bank_code,
+        holder: m.holder,
+        bic: m.bic,
+        fingerprint,
     }
 }
 
@@ -133,6 +181,26 @@ mod tests {
         assert_eq!(back.security_code.as_ref().map(|s| s.expose().to_owned()).as_deref(), Some("123"));
         assert_eq!((back.billing.country.as_str(), back.billing.city.as_str()), ("GB", "London"));
         assert_eq!(MaskedCard::of(&back).last4, "4242");
+    }
+
+    #[test]
+    fn an_account_survives_the_wire() {
+        let input = BankAccountInput {
+            iban: "de89 3704 0044 0532 0130 00".into(),
+            bic: "COBADEFFXXX".into(),
+            holder: "Jane Doe".into(),
+            country: String::new(),
+        };
+        let account = BankAccount::validate(&input).unwrap();
+        let mut wire = account_to_proto(&account);
+        let back = BankAccount::validate(&account_input(&mut wire)).unwrap();
+        assert!(wire.iban.is_empty(), "account_input takes the strings out");
+        assert_eq!(back, account);
+        let shown = masked_account(account_metadata(back.masked(), String::new()));
+        assert_eq!(
+            (shown.brand.as_str(), shown.last4.as_str(), shown.bank_code.as_str()),
+            ("DIRECTDEBIT_SEPA", "3000", "37040044")
+        );
     }
 
     #[test]

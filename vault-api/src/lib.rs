@@ -14,6 +14,9 @@ pub mod token_id;
 mod vault;
 
 pub use client::{Balancing, GrpcVault, VaultEndpoint};
+pub use common::bank::MaskedAccount;
 pub use common::reason::Reason;
 pub use token_id::{TokenKind, TokenRef};
-pub use vault::{CallContext, ChargeStatus, MaskedCard, Scope, StoredToken, TokenSource, Vault, VaultError};
+pub use vault::{
+    CallContext, ChargeStatus, Instrument, MaskedCard, Scope, StoredToken, TokenSource, Vault, VaultError,
+};

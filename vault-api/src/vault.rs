@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::time::Instant;
 
+use common::bank::{BankAccount, MaskedAccount};
 use common::card::{Billing, Card};
 use common::clock::Millis;
 use serde::{Deserialize, Serialize};
@@ -140,13 +141,22 @@ pub enum VaultError {
     Internal,
 }
 
-/// Where a durable token's card comes from: card data, or a single-use token
-/// to consume. Callers hand over a validated [`Card`]; the vault takes the
-/// card as the wire carried it (`TokenSource<CardInput>`) and validates it
-/// itself.
-pub enum TokenSource<'a, C = Card> {
+/// Where a durable token's card or account comes from: card data, a
+/// single-use token to consume, or a SEPA bank account (registrations only).
+/// Callers hand over a validated [`Card`] or [`BankAccount`]; the vault takes
+/// them as the wire carried them (`TokenSource<CardInput, BankAccountInput>`)
+/// and validates them itself.
+pub enum TokenSource<'a, C = Card, A = BankAccount> {
     Card(&'a C),
     SingleUse(&'a str),
+    Account(&'a A),
+}
+
+/// What a token stands for, in clear: a card or a bank account.
+#[derive(Debug, Clone)]
+pub enum Instrument {
+    Card(Card),
+    Account(BankAccount),
 }
 
 /// A durable token as callers of the vault see it.
@@ -154,7 +164,11 @@ pub enum TokenSource<'a, C = Card> {
 pub struct StoredToken {
     pub id: String,
     pub customer_id: String,
+    /// Empty for a bank account.
     pub card: MaskedCard,
+    /// A bank account's metadata (then `card` is empty).
+    pub account: Option<MaskedAccount>,
+    pub last_used_at: Option<Millis>,
     /// The card's billing address as the vault keeps it: shown on the
     /// registration or omni token, never stored outside the vault.
     pub billing: Billing,
@@ -176,14 +190,15 @@ pub struct CallContext {
 
 pub trait Vault: Send + Sync + 'static {
     /// The card behind a single-use token (consumed for `consumer_ref`), a
-    /// registration or an omni token.
+    /// registration or an omni token; or the bank account behind a
+    /// registration of one.
     fn detokenize(
         &self,
         scope: Scope<'_>,
         token: &str,
         consumer_ref: &str,
         ctx: &CallContext,
-    ) -> impl Future<Output = Result<Card, VaultError>> + Send;
+    ) -> impl Future<Output = Result<Instrument, VaultError>> + Send;
 
     /// Tells the vault how the payment that consumed a single-use token stands
     /// (a reportable [`ChargeStatus`]); `true` when the token now shows it,

@@ -3,6 +3,7 @@
 //! used, retained and deleted, and how keys are rotated. Token-id shapes come
 //! from `vault_api::token_id`, which payments-svc classifies ids with too.
 
+pub mod account_meta;
 pub mod audit;
 pub mod card_meta;
 pub mod card_token;

@@ -8,8 +8,25 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 use super::registry;
 
 /// A valid IBAN, normalized; zeroized on drop, never printed.
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Iban(String);
+
+impl TryFrom<String> for Iban {
+    type Error = IbanError;
+
+    fn try_from(mut value: String) -> Result<Self, IbanError> {
+        let parsed = Self::parse(&value);
+        value.zeroize();
+        parsed
+    }
+}
+
+impl From<Iban> for String {
+    fn from(iban: Iban) -> String {
+        iban.0.clone()
+    }
+}
 
 impl fmt::Debug for Iban {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

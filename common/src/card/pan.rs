@@ -59,7 +59,7 @@ pub fn contains_pan(text: &str) -> bool {
 /// `text` as it may be logged: request-supplied identifiers pass through this
 /// so a card number pasted into the wrong field never reaches a log line.
 pub fn loggable(text: &str) -> &str {
-    if contains_pan(text) { "[redacted]" } else { text }
+    if contains_pan(text) || crate::field::contains_iban(text) { "[redacted]" } else { text }
 }
 
 /// The digits of every card number in `text`, read as the module describes.

@@ -13,9 +13,16 @@
 //!   `4111111111110014` rejected by the issuer; every other valid card approves
 //!   (e.g. 4242424242424242, 4111111111111111, 5555555555554444, 4012888888881881).
 //!   An inquiry knows the card by its BIN and last four, which tell these apart.
+//! - Bank accounts (SEPA direct debit), by IBAN: `DE62370400440532013001`
+//!   account closed (800.100.202), `DE35370400440532013002` insufficient funds
+//!   (800.100.203), `DE08370400440532013003` mandate discarded (800.100.205);
+//!   every other valid IBAN approves (e.g. DE89370400440532013000,
+//!   GB82WEST12345698765432, FR1420041010050500013M02606, NL91ABNA0417164300).
+//!   An inquiry knows the account by its country, bank code and last four.
 //! - Capture, Reverse, Refund: approve when they carry the original reference.
 //!
 //! Approvals carry `success(false)` (test-mode success) and the reference `ref_<payment id>`.
+use common::bank::{Iban, MaskedAccount};
 use common::result_code::{self, ResultCode};
 
 use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Inquiry, Operation};
@@ -28,6 +35,24 @@ const DECLINING_CARDS: [(&str, ResultCode); 4] = [
     ("4111111111110014", result_code::REJECTED_BY_ISSUER),
 ];
 
+/// Test IBANs that decline, and how.
+const DECLINING_ACCOUNTS: [(&str, ResultCode); 3] = [
+    ("DE62370400440532013001", result_code::ACCOUNT_CLOSED),
+    ("DE35370400440532013002", result_code::INSUFFICIENT_FUNDS),
+    ("DE08370400440532013003", result_code::MANDATE_DISCARDED),
+];
+
+/// The declining account a masked one names, if any.
+fn declining_account(known: &MaskedAccount) -> Option<ResultCode> {
+    DECLINING_ACCOUNTS.iter().find_map(|(iban, result)| {
+        let iban = Iban::parse(iban).ok()?;
+        let same = iban.country() == known.country
+            && iban.bank_code().unwrap_or_default() == known.bank_code
+            && iban.last4() == known.last4;
+        same.then_some(*result)
+    })
+}
+
 /// The minor-unit ending of a request processed whose answer is lost.
 const TIMEOUT_PROCESSED_CENTS: i64 = 99;
 /// The minor-unit ending of a request lost before the acquirer processed it.
@@ -39,7 +64,12 @@ pub struct TestAcquirer;
 /// What a request carries that the decision depends on.
 enum CardKnown<'a> {
     Number(&'a str),
-    Masked { bin: &'a str, last4: &'a str },
+    Masked {
+        bin: &'a str,
+        last4: &'a str,
+    },
+    /// A bank account, by what decides it: the declining test IBAN it is, if any.
+    Account(Option<ResultCode>),
     Missing,
 }
 
@@ -59,6 +89,7 @@ impl TestAcquirer {
                     .iter()
                     .find(|(n, _)| n.starts_with(bin) && n.ends_with(last4))
                     .map(|(_, result)| *result),
+                CardKnown::Account(refusal) => refusal,
                 // The service always sends the card for these operations.
                 CardKnown::Missing => Some(result_code::INVALID_CARD),
             },
@@ -79,7 +110,13 @@ impl Acquirer for TestAcquirer {
         if matches!(request.money.amount % 100, TIMEOUT_PROCESSED_CENTS | TIMEOUT_NOT_PROCESSED_CENTS) {
             return std::future::pending().await;
         }
-        let card = request.card.map_or(CardKnown::Missing, |c| CardKnown::Number(c.number.expose()));
+        let card = match (request.card, request.account) {
+            (Some(c), _) => CardKnown::Number(c.number.expose()),
+            (None, Some(a)) => CardKnown::Account(
+                DECLINING_ACCOUNTS.iter().find(|(iban, _)| *iban == a.iban.expose()).map(|(_, result)| *result),
+            ),
+            (None, None) => CardKnown::Missing,
+        };
         Self::decide(request.operation, card, request.original_reference, request.payment_id)
     }
 
@@ -87,7 +124,11 @@ impl Acquirer for TestAcquirer {
         if inquiry.money.amount % 100 == TIMEOUT_NOT_PROCESSED_CENTS {
             return AcquirerOutcome::NotProcessed;
         }
-        let card = inquiry.card.map_or(CardKnown::Missing, |c| CardKnown::Masked { bin: &c.bin, last4: &c.last4 });
+        let card = match (inquiry.card, inquiry.account) {
+            (Some(c), _) => CardKnown::Masked { bin: &c.bin, last4: &c.last4 },
+            (None, Some(a)) => CardKnown::Account(declining_account(a)),
+            (None, None) => CardKnown::Missing,
+        };
         Self::decide(inquiry.operation, card, inquiry.original_reference, inquiry.payment_id)
     }
 }
@@ -125,6 +166,8 @@ mod tests {
             operation,
             money,
             card: Some(card),
+            account: None,
+            mandate: None,
             original_reference: None,
             merchant_initiated: false,
         }
@@ -136,6 +179,8 @@ mod tests {
             operation,
             money,
             card: None,
+            account: None,
+            mandate: None,
             original_reference: Some("ref_pay_1"),
             merchant_initiated: false,
         }
@@ -219,6 +264,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn accounts_decide_by_iban_and_an_inquiry_agrees() {
+        let approving = ["DE89370400440532013000", "GB82WEST12345698765432", "FR1420041010050500013M02606"];
+        let declining = DECLINING_ACCOUNTS.iter().map(|(iban, result)| (*iban, Some(*result)));
+        for (iban, refusal) in approving.into_iter().map(|i| (i, None)).chain(declining) {
+            let input = common::bank::BankAccountInput::new(iban, "", "Jane Doe", "");
+            let account = common::bank::BankAccount::validate(&input).unwrap();
+            let request = AcquirerRequest {
+                payment_id: "pay_1",
+                operation: Operation::Debit,
+                money: money(1000, "EUR"),
+                card: None,
+                account: Some(&account),
+                mandate: None,
+                original_reference: None,
+                merchant_initiated: false,
+            };
+            let expected = match refusal {
+                Some(result) => AcquirerOutcome::Declined { result },
+                None => approved("pay_1"),
+            };
+            assert_eq!(run(request).await, Some(expected.clone()), "{iban}");
+            let masked = account.masked();
+            let inquiry = Inquiry {
+                payment_id: "pay_1",
+                operation: Operation::Debit,
+                money: money(1000, "EUR"),
+                card: None,
+                account: Some(&masked),
+                mandate: None,
+                original_reference: None,
+                merchant_initiated: false,
+            };
+            assert_eq!(TestAcquirer.inquire(inquiry).await, expected, "{iban}");
+        }
+    }
+
+    #[tokio::test]
     async fn capture_reverse_refund_approve_with_a_reference() {
         for op in [Operation::Capture, Operation::Reverse, Operation::Refund] {
             assert_eq!(run(follow_up(op, money(500, "EUR"))).await, Some(approved("pay_2")), "{op:?}");
@@ -232,6 +314,8 @@ mod tests {
             operation: Operation::Debit,
             money: money(1000, "EUR"),
             card: None,
+            account: None,
+            mandate: None,
             original_reference: None,
             merchant_initiated: false,
         };
@@ -241,6 +325,8 @@ mod tests {
             operation: Operation::Capture,
             money: money(1000, "EUR"),
             card: None,
+            account: None,
+            mandate: None,
             original_reference: None,
             merchant_initiated: true,
         };
@@ -256,6 +342,8 @@ mod tests {
             operation,
             money: money(amount, "EUR"),
             card,
+            account: None,
+            mandate: None,
             original_reference: card.is_none().then_some("ref_pay_0"),
             merchant_initiated: false,
         }

@@ -1,5 +1,6 @@
 //! Payments' domain error. `grpc/status.rs` is the one place that maps it to a
 //! gRPC status; messages are fixed texts that never carry input.
+use common::bank::AccountError;
 use common::card::CardError;
 use common::money::MoneyError;
 use vault_api::VaultError;
@@ -15,6 +16,12 @@ pub enum PaymentError {
     InvalidCard(#[from] CardError),
     #[error(transparent)]
     InvalidMoney(#[from] MoneyError),
+    /// A bank account refused: its IBAN, BIC or holder (never echoed).
+    #[error(transparent)]
+    InvalidAccount(#[from] AccountError),
+    /// A SEPA direct debit without a valid mandate; names what is wrong.
+    #[error("invalid mandate: {0}")]
+    InvalidMandate(&'static str),
     /// A malformed request; names the field, never its value.
     #[error("invalid request: {0}")]
     InvalidArgument(&'static str),

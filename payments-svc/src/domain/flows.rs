@@ -26,7 +26,7 @@ mod registration;
 mod validate;
 
 pub use registration::TokenOutcome;
-pub use validate::{NewPayment, Source, ValidPayment, ValidSource};
+pub use validate::{MandateInput, NewPayment, Source, ValidPayment, ValidSource};
 
 const MAX_PAGE: u32 = 100;
 

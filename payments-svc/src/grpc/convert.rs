@@ -2,15 +2,17 @@
 use common::text::Text;
 use prost_types::Timestamp;
 
+use common::bank::BankAccountInput;
 use common::card::{Billing, CardInput};
 use common::clock::Millis;
 use proto::payments::v1 as pb;
 use vault_api::StoredToken;
 
 use crate::domain::PaymentError;
-use crate::domain::flows::{NewPayment, Source};
+use crate::domain::flows::{MandateInput, NewPayment, Source};
 use crate::domain::payment::{
-    LedgerRecord, MaskedCard, Outcome, Payment, PaymentType, SiMode, SiSource, SiType, StandingInstruction, Status,
+    LedgerRecord, Mandate, MaskedAccount, MaskedCard, Outcome, Payment, PaymentType, SiMode, SiSource, SiType,
+    StandingInstruction, Status,
 };
 
 pub fn timestamp(ms: Millis) -> Option<Timestamp> {
@@ -41,6 +43,33 @@ pub fn card_input(c: &mut pb::Card) -> CardInput {
             phone_number: take(&mut c.phone_number),
         },
     }
+}
+
+/// Takes the account's strings out of the message, ready for `BankAccount::validate`.
+pub fn account_input(a: &mut pb::BankAccount) -> BankAccountInput {
+    let take = std::mem::take::<String>;
+    BankAccountInput {
+        iban: take(&mut a.iban),
+        bic: take(&mut a.bic),
+        holder: take(&mut a.holder),
+        country: take(&mut a.country),
+    }
+}
+
+/// What is shown of a bank account: never the IBAN.
+pub fn account(a: &MaskedAccount) -> pb::AccountMetadata {
+    pb::AccountMetadata {
+        brand: a.brand.clone(),
+        last_digits: a.last4.clone(),
+        country: a.country.clone(),
+        bank_code: a.bank_code.clone(),
+        holder: a.holder.clone(),
+        bic: a.bic.clone(),
+    }
+}
+
+fn pb_mandate(m: &Mandate) -> pb::Mandate {
+    pb::Mandate { id: m.id.clone(), date_of_signature: m.date_of_signature.clone() }
 }
 
 pub fn payment_type(value: i32) -> Result<PaymentType, PaymentError> {
@@ -118,6 +147,7 @@ pub fn new_payment(r: pb::CreatePaymentRequest) -> Result<NewPayment, PaymentErr
         customer_id: r.customer_id,
         merchant_transaction_id: r.merchant_transaction_id,
         description: r.description,
+        mandate: r.mandate.map(|m| MandateInput { id: m.id, date_of_signature: m.date_of_signature }),
     })
 }
 
@@ -128,6 +158,7 @@ pub fn source(source: Option<pb::create_payment_request::Source>) -> Source {
         Some(S::Token(t)) => Source::Token(t),
         Some(S::RegistrationId(r)) => Source::Registration(r),
         Some(S::OmniToken(o)) => Source::Omni(o),
+        Some(S::BankAccount(mut a)) => Source::Account(Box::new(account_input(&mut a))),
         None => Source::CustomerDefault,
     }
 }
@@ -205,6 +236,8 @@ pub fn payment(p: &Payment) -> pb::Payment {
         registration_id: p.registration_id.clone().unwrap_or_default(),
         omni_token: p.omni_token.clone().unwrap_or_default(),
         card: p.card.as_ref().map(card),
+        account: p.account.as_ref().map(account),
+        mandate: p.mandate.as_ref().map(pb_mandate),
         standing_instruction: p.standing_instruction.as_ref().map(pb_standing_instruction),
         captured_amount: p.captured_amount,
         refunded_amount: p.refunded_amount,
@@ -238,7 +271,13 @@ pub fn transaction(r: &LedgerRecord) -> pb::Transaction {
         currency: e.currency.clone(),
         result: Some(result(&e.result)),
         token: e.token.clone(),
-        card: Some(card(&e.card)),
+        // A bank account's line: brand DIRECTDEBIT_SEPA, its last four, the holder.
+        card: (e.card.brand != common::bank::BRAND).then(|| card(&e.card)),
+        account: (e.card.brand == common::bank::BRAND).then(|| pb::AccountMetadata {
+            brand: e.card.brand.clone(),
+            last_digits: e.card.last4.clone(),
+            ..Default::default()
+        }),
         created_at: timestamp(e.created_at),
     }
 }
@@ -247,7 +286,9 @@ pub fn registration(t: &StoredToken, result_: &Outcome) -> pb::Registration {
     pb::Registration {
         id: t.id.clone(),
         customer_id: t.customer_id.clone(),
-        card: Some(stored_card(t)),
+        card: t.account.is_none().then(|| stored_card(t)),
+        account: t.account.as_ref().map(account),
+        last_used_at: t.last_used_at.and_then(timestamp),
         result: Some(result(result_)),
         created_at: timestamp(t.created_at),
         retain_until: timestamp(t.retain_until),

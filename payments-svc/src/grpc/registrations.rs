@@ -24,7 +24,12 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
             let source = match req.source {
                 Some(S::Card(mut c)) => Source::Card(Box::new(convert::card_input(&mut c))),
                 Some(S::Token(t)) => Source::Token(t),
-                None => return Err(PaymentError::InvalidArgument("a card or a single-use token is required")),
+                Some(S::BankAccount(mut a)) => Source::Account(Box::new(convert::account_input(&mut a))),
+                None => {
+                    return Err(PaymentError::InvalidArgument(
+                        "a card, a single-use token or a bank_account is required",
+                    ));
+                }
             };
             let (scope, ctx) = (w.scope(), &w.call.ctx);
             let outcome =
@@ -63,6 +68,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::registrations_server::Registrat
                 expiration_month: i32::from(t.card.exp_month),
                 expiration_year: i32::from(t.card.exp_year),
                 is_default: t.is_default,
+                account: t.account.as_ref().map(convert::account),
             })
             .collect();
         Ok(Response::new(pb::ListRegistrationsResponse { registrations, next_page_token }))

@@ -13,6 +13,8 @@ impl From<PaymentError> for Status {
         let (code, reason) = match &e {
             PaymentError::InvalidCard(c) => (Code::InvalidArgument, c.reason()),
             PaymentError::InvalidMoney(m) => (Code::InvalidArgument, m.reason()),
+            PaymentError::InvalidAccount(a) => (Code::InvalidArgument, a.reason()),
+            PaymentError::InvalidMandate(_) => (Code::InvalidArgument, Reason::InvalidMandate),
             PaymentError::InvalidArgument(_) | PaymentError::InvalidText(_) => {
                 (Code::InvalidArgument, Reason::InvalidArgument)
             }
@@ -51,6 +53,10 @@ impl DomainError for PaymentError {
         match self {
             Self::InvalidCard(c) => c.field().map(CardField::as_str),
             Self::InvalidText(field) | Self::CardNumberInText(field) => Some(field),
+            Self::InvalidMandate(_) => Some("mandate"),
+            Self::InvalidAccount(common::bank::AccountError::Iban(_)) => Some("bank_account.iban"),
+            Self::InvalidAccount(common::bank::AccountError::Bic) => Some("bank_account.bic"),
+            Self::InvalidAccount(_) => Some("bank_account.holder"),
             _ => None,
         }
     }

@@ -23,7 +23,7 @@ mod rows;
 mod write_ahead;
 
 use rows::{Query, ledger_insert, ledger_record, ledger_texts, payment, payment_texts};
-use write_ahead::{amount, bind_card, bind_payment, release_sql, reserve_sql};
+use write_ahead::{amount, bind_account, bind_card, bind_payment, release_sql, reserve_sql};
 
 #[derive(Debug, Clone)]
 pub struct SqlStore {
@@ -34,7 +34,8 @@ const COLUMNS: &str = "id, merchant_id, livemode, payment_type, reference_id, am
     result_description, token, registration_id, omni_token, card_brand, card_bin, card_last4, card_exp_month, \
     card_exp_year, card_name, si_mode, si_type, si_source, si_initial_id, captured_amount, refunded_amount, \
     reversed, acquirer_reference, customer_id, merchant_transaction_id, description, created_at, recovery_point, \
-    source_kind, tokenize, lease_until";
+    source_kind, tokenize, account_last4, account_country, account_bank_code, account_holder, account_bic, \
+    mandate_id, mandate_signed, lease_until";
 
 impl SqlStore {
     pub async fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<Self, StoreError> {
@@ -62,7 +63,7 @@ impl PaymentStore for SqlStore {
         self.db
             .trip("begin", async {
                 static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-                    let values = (1..=35).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+                    let values = (1..=42).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
                     format!("INSERT INTO payments ({COLUMNS}) VALUES ({values}) ON CONFLICT (id) DO NOTHING")
                 });
                 self.db.check_text(payment_texts(p))?;
@@ -111,8 +112,9 @@ impl PaymentStore for SqlStore {
                 "UPDATE payments SET captured_amount = CASE WHEN status = 'pending' THEN $2 ELSE captured_amount END, \
                  status = $3, result_code = $4, result_description = $5, registration_id = $6, omni_token = $7, \
                  card_brand = $8, card_bin = $9, card_last4 = $10, card_exp_month = $11, card_exp_year = $12, \
-                 card_name = $13, acquirer_reference = $14, recovery_point = $15, lease_until = $16 \
-                 WHERE id = $1 AND recovery_point = $17",
+                 card_name = $13, acquirer_reference = $14, recovery_point = $15, lease_until = $16, \
+                 account_last4 = $18, account_country = $19, account_bank_code = $20, account_holder = $21, \
+                 account_bic = $22 WHERE id = $1 AND recovery_point = $17",
             )
             .bind(next.id.as_str())
             .bind(next.captured_amount)
@@ -125,10 +127,8 @@ impl PaymentStore for SqlStore {
                     .bind(next.acquirer_reference.as_deref())
                     .bind(next.recovery.as_str())
                     .bind(if next.recovery == RecoveryPoint::Finished { 0 } else { secs(lease_until) })
-                    .bind(from.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
+                    .bind(from.as_str());
+                let moved = bind_account(moved, next.account.as_ref()).execute(&mut *tx).await.map_err(classify)?;
                 if moved.rows_affected() != 1 {
                     tx.rollback().await.map_err(classify)?;
                     return Ok(false);

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use common::card::{Billing, Card};
 use vault_api::MaskedCard;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CardMeta {
     #[serde(flatten)]
     pub masked: MaskedCard,

@@ -2,25 +2,30 @@
 //! from card data or by consuming a single-use token; the same card for the
 //! same merchant, customer and kind returns the existing token (its expiry and
 //! holder refreshed); every use, deletion and extension is audited; the
-//! security code is never stored.
+//! security code is never stored. A registration may hold a SEPA bank account
+//! instead (OPP's non-card registration): validated (`common::bank`), sealed
+//! under its own AAD kinds, de-duplicated by a keyed fingerprint of the
+//! normalized IBAN, and retained by last use (`retention`).
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use common::bank::{BankAccount, BankAccountInput};
 use common::card::{Card, CardInput};
 use common::clock::{Millis, SharedClock};
 use common::field::FieldFault;
 use vault_api::TokenSource;
 use vault_api::token_id::{self, TokenKind, TokenRef};
 
+use super::account_meta::AccountMeta;
 use super::audit::{Actor, AuditEntry, AuditQuery, AuditRecord};
 use super::card_meta::CardMeta;
 use super::error::VaultError;
-use super::retention::retain_until;
+use super::retention::{self, account_retain_until, retain_until};
 use super::single_use::{Detokenized, SingleUseTokens};
 use super::store::TokenStore;
-use super::store::cards::{CardRow, CardStore, Lookup, Scope, TokenWrite};
+use super::store::cards::{CardRow, CardStore, Instrument, Lookup, Scope, TokenWrite};
 use crate::crypto::{Aad, KeyRing};
 
 /// A durable token as its merchant may see it.
@@ -31,7 +36,10 @@ pub struct StoredView {
     pub merchant_id: String,
     pub customer_id: String,
     pub livemode: bool,
+    /// Empty (default) for a bank account.
     pub card: CardMeta,
+    /// A bank account's metadata.
+    pub account: Option<AccountMeta>,
     pub created_at: Millis,
     pub last_used_at: Option<Millis>,
     pub retain_until: Millis,
@@ -54,12 +62,43 @@ struct StoredCard {
     card: Card,
 }
 
-pub(crate) fn aad<'a>(merchant_id: &'a str, id: &'a str, kind: TokenKind, part: &'static str) -> Aad<'a> {
-    let kind = match (kind, part) {
-        (TokenKind::Registration, "meta") => "registration_meta",
-        (TokenKind::Registration, _) => "registration_card",
-        (TokenKind::Omni, "meta") => "omni_meta",
-        (TokenKind::Omni, _) => "omni_card",
+/// The sealed bank account of a registration.
+#[derive(Serialize, Deserialize)]
+struct StoredAccount {
+    account: BankAccount,
+}
+
+/// What a durable token gives back in clear: its card, or its bank account.
+pub enum Released {
+    Card(Box<Detokenized>),
+    Account(Box<ReleasedAccount>),
+}
+
+/// A registration's bank account in clear, with what may be shown of it.
+pub struct ReleasedAccount {
+    pub account: BankAccount,
+    pub meta: AccountMeta,
+    pub livemode: bool,
+}
+
+/// The AAD of a token's sealed `part` ("meta" or the card/account itself):
+/// an account's kinds differ from a card's, so neither opens as the other.
+pub(crate) fn aad<'a>(
+    merchant_id: &'a str,
+    id: &'a str,
+    kind: TokenKind,
+    instrument: Instrument,
+    part: &'static str,
+) -> Aad<'a> {
+    let kind = match (kind, instrument, part) {
+        (TokenKind::Registration, Instrument::Account, "meta") => "registration_account_meta",
+        (TokenKind::Registration, Instrument::Account, _) => "registration_account",
+        (TokenKind::Registration, Instrument::Card, "meta") => "registration_meta",
+        (TokenKind::Registration, Instrument::Card, _) => "registration_card",
+        (TokenKind::Omni, Instrument::Account, "meta") => "omni_account_meta",
+        (TokenKind::Omni, Instrument::Account, _) => "omni_account",
+        (TokenKind::Omni, Instrument::Card, "meta") => "omni_meta",
+        (TokenKind::Omni, Instrument::Card, _) => "omni_card",
     };
     Aad { merchant_id, token_id: id, kind }
 }
@@ -117,8 +156,13 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
     }
 
     async fn view(&self, row: CardRow) -> Result<StoredView, VaultError> {
-        let meta = self.keys.open(aad(&row.merchant_id, &row.id, row.kind, "meta"), &row.meta).await?;
-        let card: CardMeta = serde_json::from_slice(&meta).map_err(|_| VaultError::Corrupt)?;
+        let meta = self.keys.open(aad(&row.merchant_id, &row.id, row.kind, row.instrument, "meta"), &row.meta).await?;
+        let (card, account) = match row.instrument {
+            Instrument::Card => (serde_json::from_slice(&meta).map_err(|_| VaultError::Corrupt)?, None),
+            Instrument::Account => {
+                (CardMeta::default(), Some(serde_json::from_slice(&meta).map_err(|_| VaultError::Corrupt)?))
+            }
+        };
         Ok(StoredView {
             id: row.id,
             kind: row.kind,
@@ -126,6 +170,7 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
             customer_id: row.customer_id,
             livemode: row.livemode,
             card,
+            account,
             created_at: row.created_at,
             last_used_at: row.last_used_at,
             retain_until: row.retain_until,
@@ -168,14 +213,16 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         );
         let stored = StoredCard { card: Card { security_code: None, ..card.clone() } };
         let plain = Zeroizing::new(serde_json::to_vec(&stored).map_err(|_| VaultError::Corrupt)?);
-        let (meta, dek_version) = self.keys.seal(aad(scope.merchant_id, &id, kind, "meta"), &meta).await?;
-        let (sealed_card, _) = self.keys.seal(aad(scope.merchant_id, &id, kind, "card"), &plain).await?;
+        let card_aad = |part| aad(scope.merchant_id, &id, kind, Instrument::Card, part);
+        let (meta, dek_version) = self.keys.seal(card_aad("meta"), &meta).await?;
+        let (sealed_card, _) = self.keys.seal(card_aad("card"), &plain).await?;
         let now = self.clock.now_ms();
         Ok(CardRow {
             id,
             merchant_id: scope.merchant_id.into(),
             livemode: scope.livemode,
             kind,
+            instrument: Instrument::Card,
             customer_id: customer_id.into(),
             fingerprint,
             meta,
@@ -188,11 +235,94 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         })
     }
 
+    /// Seals `account` for registration `id` and returns the row to store:
+    /// retained 14 months from now (its creation is its first use).
+    async fn sealed_account_row(
+        &self,
+        scope: Scope<'_>,
+        id: String,
+        customer_id: &str,
+        account: &BankAccount,
+    ) -> Result<CardRow, VaultError> {
+        let kind = TokenKind::Registration;
+        // Domain-separated from card fingerprints under the same key.
+        let keyed = Zeroizing::new(format!("iban:{}", account.iban.expose()));
+        let fingerprint = self.keys.fingerprint(scope.merchant_id, &keyed).await?;
+        let meta = Zeroizing::new(
+            serde_json::to_vec(&AccountMeta::of(account, fingerprint.clone())).map_err(|_| VaultError::Corrupt)?,
+        );
+        let stored = StoredAccount { account: account.clone() };
+        let plain = Zeroizing::new(serde_json::to_vec(&stored).map_err(|_| VaultError::Corrupt)?);
+        let account_aad = |part| aad(scope.merchant_id, &id, kind, Instrument::Account, part);
+        let (meta, dek_version) = self.keys.seal(account_aad("meta"), &meta).await?;
+        let (sealed, _) = self.keys.seal(account_aad("account"), &plain).await?;
+        let now = self.clock.now_ms();
+        Ok(CardRow {
+            id,
+            merchant_id: scope.merchant_id.into(),
+            livemode: scope.livemode,
+            kind,
+            instrument: Instrument::Account,
+            customer_id: customer_id.into(),
+            fingerprint,
+            meta,
+            card: sealed,
+            dek_version,
+            created_at: now,
+            last_used_at: None,
+            retain_until: account_retain_until(now, false),
+            extended: false,
+        })
+    }
+
+    /// A bank account as a registration: the same IBAN for the same customer
+    /// returns the existing registration (holder and BIC refreshed).
+    async fn tokenize_account(
+        &self,
+        scope: Scope<'_>,
+        kind: TokenKind,
+        input: &BankAccountInput,
+        customer_id: &str,
+        consumer_ref: &str,
+        actor: &Actor,
+    ) -> Result<StoredView, VaultError> {
+        if kind != TokenKind::Registration {
+            return Err(VaultError::InvalidArgument("a bank account can only be stored as a registration"));
+        }
+        let account = BankAccount::validate(input)?;
+        let consumer = match consumer_ref {
+            "" => None,
+            reference => self.keys.reference(scope.merchant_id, reference).await?,
+        };
+        if let Some(consumer) = consumer.as_deref()
+            && let Some(done) = self.store.find_by_consumer(scope, consumer).await?
+        {
+            return self.view_with_default(scope, done).await;
+        }
+        for _ in 0..3 {
+            let row = self.sealed_account_row(scope, kind.new_id(scope.livemode), customer_id, &account).await?;
+            let audit = self.audit(kind.created_event(), scope.merchant_id, &row.id, actor, "created");
+            if self.store.insert(&row, consumer.as_deref(), &audit).await? {
+                return self.view_with_default(scope, row).await;
+            }
+            let Some(existing) = self.store.find_same_card(scope, kind, customer_id, &row.fingerprint).await? else {
+                continue;
+            };
+            let row = self.sealed_account_row(scope, existing.id, customer_id, &account).await?;
+            let audit = self.audit(kind.created_event(), scope.merchant_id, &row.id, actor, "existing");
+            let extended = account_retain_until(self.clock.now_ms(), true);
+            if let Some(updated) = self.store.refresh(&row, extended, &audit).await? {
+                return self.view_with_default(scope, updated).await;
+            }
+        }
+        Err(VaultError::Conflict)
+    }
+
     pub async fn tokenize(
         &self,
         scope: Scope<'_>,
         kind: TokenKind,
-        source: TokenSource<'_, CardInput>,
+        source: TokenSource<'_, CardInput, BankAccountInput>,
         customer_id: &str,
         consumer_ref: &str,
         actor: &Actor,
@@ -200,6 +330,9 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         check_ref(customer_id, "customer_id", "customer_id must be at most 255 characters of text")?;
         check_ref(consumer_ref, "consumer_ref", "consumer_ref must be at most 255 characters of text")?;
         let card = match source {
+            TokenSource::Account(input) => {
+                return self.tokenize_account(scope, kind, input, customer_id, consumer_ref, actor).await;
+            }
             TokenSource::Card(input) => Card::validate(input, self.clock.now_ms())?,
             TokenSource::SingleUse(token) => match self.consume(scope, token, consumer_ref).await {
                 Ok(d) => d.card,
@@ -249,17 +382,20 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         self.single_use.detokenize(scope.merchant_id, token, &consumer).await
     }
 
-    /// The card behind any token: single-use (consumed), registration or omni (DT audited).
+    /// The card behind any token: single-use (consumed), registration or omni
+    /// (DT audited); or a registration's bank account (DT audited, its
+    /// retention moved to 14 months from now in the same statement).
     pub async fn detokenize(
         &self,
         scope: Scope<'_>,
         id: &str,
         consumer_ref: &str,
         actor: &Actor,
-    ) -> Result<Detokenized, VaultError> {
+    ) -> Result<Released, VaultError> {
         let kind = match token_id::classify(id) {
             Some(TokenRef::SingleUse { livemode }) if livemode == scope.livemode => {
-                return self.single_use.detokenize(scope.merchant_id, id, consumer_ref).await;
+                let card = self.single_use.detokenize(scope.merchant_id, id, consumer_ref).await?;
+                return Ok(Released::Card(Box::new(card)));
             }
             Some(TokenRef::SingleUse { .. }) => return Err(VaultError::TokenNotFound),
             Some(TokenRef::Durable(kind)) => kind,
@@ -267,16 +403,28 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         };
         let now = self.clock.now_ms();
         let audit = self.audit("DT", scope.merchant_id, id, actor, "success");
-        let row = match self.store.use_token(scope, id, now, &audit).await? {
+        let row = match self.store.use_token(scope, id, now, retention::on_use(now), &audit).await? {
             Lookup::Found(row) if row.kind == kind && row.retain_until > now => row,
             Lookup::Found(row) if row.kind == kind => return Err(VaultError::TokenDeleted),
             Lookup::Deleted => return Err(VaultError::TokenDeleted),
             _ => return Err(VaultError::NotFound),
         };
-        let plain = self.keys.open(aad(&row.merchant_id, &row.id, row.kind, "card"), &row.card).await?;
-        let stored: StoredCard = serde_json::from_slice(&plain).map_err(|_| VaultError::Corrupt)?;
+        let plain = self.keys.open(aad(&row.merchant_id, &row.id, row.kind, row.instrument, "card"), &row.card).await?;
+        let instrument = row.instrument;
         let view = self.view(row).await?;
-        Ok(Detokenized { card: stored.card, meta: view.card, livemode: view.livemode })
+        match (instrument, view.account) {
+            (Instrument::Account, Some(meta)) => {
+                let stored: StoredAccount = serde_json::from_slice(&plain).map_err(|_| VaultError::Corrupt)?;
+                let released = ReleasedAccount { account: stored.account, meta, livemode: view.livemode };
+                Ok(Released::Account(Box::new(released)))
+            }
+            (Instrument::Account, None) => Err(VaultError::Corrupt),
+            (Instrument::Card, _) => {
+                let stored: StoredCard = serde_json::from_slice(&plain).map_err(|_| VaultError::Corrupt)?;
+                let card = Detokenized { card: stored.card, meta: view.card, livemode: view.livemode };
+                Ok(Released::Card(Box::new(card)))
+            }
+        }
     }
 
     async fn found(&self, scope: Scope<'_>, id: &str) -> Result<CardRow, VaultError> {
@@ -366,12 +514,20 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         }
     }
 
-    /// Raises retention to 24 months after expiry; extending again changes nothing.
+    /// Raises retention to 24 months after expiry (a bank account: after its
+    /// last use, creation counting); extending again changes nothing.
     pub async fn extend(&self, scope: Scope<'_>, id: &str, actor: &Actor) -> Result<StoredView, VaultError> {
         let view = self.describe(scope, id).await?;
-        let expiry = common::card::Expiry { month: view.card.masked.exp_month, year: view.card.masked.exp_year };
+        let until = match view.account {
+            Some(_) => account_retain_until(view.last_used_at.unwrap_or(view.created_at), true),
+            None => {
+                let expiry =
+                    common::card::Expiry { month: view.card.masked.exp_month, year: view.card.masked.exp_year };
+                retain_until(expiry, true)
+            }
+        };
         let audit = self.audit("EX", scope.merchant_id, id, actor, "success");
-        match self.store.extend(scope, id, retain_until(expiry, true), &audit).await? {
+        match self.store.extend(scope, id, until, &audit).await? {
             Lookup::Found(row) => self.view(row).await,
             Lookup::Deleted => Err(VaultError::TokenDeleted),
             Lookup::NotFound => Err(VaultError::NotFound),

@@ -1,5 +1,6 @@
 //! The vault's domain error. `grpc/status.rs` is the one place that turns it
 //! into a gRPC status; messages here are fixed texts that never carry input.
+use common::bank::AccountError;
 use common::card::CardError;
 
 use super::store::StoreError;
@@ -9,6 +10,9 @@ use crate::crypto::{CryptoError, RingError};
 pub enum VaultError {
     #[error(transparent)]
     InvalidCard(#[from] CardError),
+    /// A bank account refused: its IBAN, BIC or holder.
+    #[error(transparent)]
+    InvalidAccount(#[from] AccountError),
     /// A required field is missing or malformed; names the field, never its value.
     #[error("invalid request: {0}")]
     InvalidArgument(&'static str),

@@ -46,8 +46,8 @@ pub async fn reencrypt<C: CardStore>(
                 break;
             }
             for row in rows {
-                let meta_aad = aad(&row.merchant_id, &row.id, row.kind, "meta");
-                let card_aad = aad(&row.merchant_id, &row.id, row.kind, "card");
+                let meta_aad = aad(&row.merchant_id, &row.id, row.kind, row.instrument, "meta");
+                let card_aad = aad(&row.merchant_id, &row.id, row.kind, row.instrument, "card");
                 let meta = keys.seal_with(target, meta_aad, &keys.open(meta_aad, &row.meta).await?).await?;
                 let card = keys.seal_with(target, card_aad, &keys.open(card_aad, &row.card).await?).await?;
                 if cards.reseal(&row, &meta, &card, target).await? {

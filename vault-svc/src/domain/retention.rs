@@ -2,14 +2,17 @@
 //! (a card expiring 1-Feb-Y1 is deleted 14 months after, on 1-Apr-Y2): a card
 //! token is deleted on the first day of the fourteenth month after its
 //! expiry month M/Y, read as the first of M (24 when extended, never more),
-//! by a sweeper that deletes due tokens in bounded batches and audits each
-//! deletion; what it did is counted (`counters`).
+//! A bank-account token (the guide's non-card registration) is deleted 14
+//! months after its last use, its creation counting as the first (24 when
+//! extended): the same calendar day, or the month's last when it has none.
+//! The sweeper deletes due tokens of both kinds in bounded batches and audits
+//! each deletion; what it did is counted (`counters`).
 use common::card::Expiry;
 use common::clock::Millis;
 
 use super::audit::{Actor, AuditEntry};
 use super::error::VaultError;
-use super::store::cards::{CardStore, Lookup, Scope};
+use super::store::cards::{CardStore, Lookup, Scope, UseRetention};
 
 pub mod counters;
 
@@ -24,6 +27,25 @@ pub fn retain_until(expiry: Expiry, extended: bool) -> Millis {
     let index = i64::from(expiry.year) * 12 + i64::from(expiry.month) - 1 + i64::from(months);
     let (year, month) = (index.div_euclid(12), index.rem_euclid(12) + 1);
     first_of_month(year as i32, month as u8)
+}
+
+/// When an account last used at `last_use` is due: `last_use` plus 14 (24
+/// when extended) calendar months, the day clamped to the month's length.
+pub fn account_retain_until(last_use: Millis, extended: bool) -> Millis {
+    let months = if extended { EXTENDED_MONTHS } else { MONTHS };
+    let Ok(at) = time::OffsetDateTime::from_unix_timestamp(last_use.div_euclid(1000)) else { return Millis::MAX };
+    let index = i64::from(at.year()) * 12 + i64::from(at.month() as u8) - 1 + i64::from(months);
+    let (year, month) = (index.div_euclid(12) as i32, (index.rem_euclid(12) + 1) as u8);
+    let month = time::Month::try_from(month).unwrap_or(time::Month::January);
+    let day = at.day().min(time::util::days_in_month(month, year));
+    time::Date::from_calendar_date(year, month, day)
+        .map(|d| d.with_time(at.time()).assume_utc().unix_timestamp() * 1000 + last_use.rem_euclid(1000))
+        .unwrap_or(Millis::MAX)
+}
+
+/// What a use at `now` sets an account's retention to.
+pub fn on_use(now: Millis) -> UseRetention {
+    UseRetention { until: account_retain_until(now, false), extended_until: account_retain_until(now, true) }
 }
 
 fn first_of_month(year: i32, month: u8) -> Millis {
@@ -85,6 +107,23 @@ mod tests {
         // Leap years change nothing: 1 February + 14 months.
         assert_eq!(date(retain_until(Expiry { month: 2, year: 2024 }, false)), "2025-04-01T00");
         assert_eq!(date(retain_until(Expiry { month: 2, year: 2028 }, true)), "2030-02-01T00");
+    }
+
+    #[test]
+    fn an_account_is_kept_fourteen_months_after_its_last_use() {
+        let at = |y, m, d| {
+            time::Date::from_calendar_date(y, time::Month::try_from(m).unwrap(), d)
+                .unwrap()
+                .midnight()
+                .assume_utc()
+                .unix_timestamp()
+                * 1000
+        };
+        assert_eq!(date(account_retain_until(at(2026, 12, 3), false)), "2028-02-03T00");
+        assert_eq!(date(account_retain_until(at(2026, 12, 3), true)), "2028-12-03T00");
+        // 31 December + 14 months: February has no 31st.
+        assert_eq!(date(account_retain_until(at(2026, 12, 31), false)), "2028-02-29T00");
+        assert_eq!(date(account_retain_until(at(2027, 12, 31), false)), "2029-02-28T00");
     }
 
     #[test]

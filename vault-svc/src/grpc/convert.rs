@@ -3,14 +3,15 @@
 //! one copy both services use.
 use proto::vault::v1 as pb;
 use vault_api::convert;
-pub use vault_api::convert::{card_input, millis, timestamp};
+pub use vault_api::convert::{account_input, card_input, millis, timestamp};
 use vault_api::{ChargeStatus, MaskedCard, TokenKind};
 
 use crate::domain::VaultError;
+use crate::domain::account_meta::AccountMeta;
 use crate::domain::audit::AuditRecord;
 use crate::domain::card_meta::{Address, CardMeta};
-use crate::domain::card_token::StoredView;
-use crate::domain::single_use::{Detokenized, TokenView};
+use crate::domain::card_token::{Released, StoredView};
+use crate::domain::single_use::TokenView;
 
 pub fn kind(value: i32) -> Result<TokenKind, VaultError> {
     convert::kind_from_proto(value)
@@ -42,7 +43,8 @@ pub fn stored_token(v: StoredView) -> pb::StoredToken {
         kind: pb_kind(v.kind),
         merchant_id: v.merchant_id,
         customer_id: v.customer_id,
-        card: Some(card_metadata(v.card)),
+        card: v.account.is_none().then(|| card_metadata(v.card)),
+        account: v.account.map(account_metadata),
         created_at: Some(timestamp(v.created_at)),
         last_used_at: v.last_used_at.map(timestamp),
         retain_until: Some(timestamp(v.retain_until)),
@@ -53,15 +55,24 @@ pub fn stored_token(v: StoredView) -> pb::StoredToken {
 }
 
 pub fn token_summary(v: StoredView) -> pb::TokenSummary {
+    let (brand, last_digits) = match &v.account {
+        Some(a) => (a.masked.brand.clone(), a.masked.last4.clone()),
+        None => (v.card.masked.brand, v.card.masked.last4),
+    };
     pb::TokenSummary {
         id: v.id,
         kind: pb_kind(v.kind),
-        brand: v.card.masked.brand,
-        last_digits: v.card.masked.last4,
+        brand,
+        last_digits,
         expiration_month: i32::from(v.card.masked.exp_month),
         expiration_year: i32::from(v.card.masked.exp_year),
         is_default: v.is_default,
+        account: v.account.map(account_metadata),
     }
+}
+
+pub fn account_metadata(m: AccountMeta) -> pb::AccountMetadata {
+    convert::account_metadata(m.masked, m.fingerprint)
 }
 
 pub fn audit_event(e: AuditRecord) -> pb::AuditEvent {
@@ -114,10 +125,21 @@ pub fn token(t: TokenView) -> pb::Token {
     }
 }
 
-pub fn detokenized(d: Detokenized) -> pb::DetokenizeResponse {
-    pb::DetokenizeResponse {
-        card: Some(convert::card_to_proto(&d.card)),
-        metadata: Some(card_metadata(d.meta)),
-        livemode: d.livemode,
+pub fn detokenized(d: Released) -> pb::DetokenizeResponse {
+    match d {
+        Released::Card(d) => pb::DetokenizeResponse {
+            card: Some(convert::card_to_proto(&d.card)),
+            metadata: Some(card_metadata(d.meta)),
+            livemode: d.livemode,
+            bank_account: None,
+            account: None,
+        },
+        Released::Account(released) => pb::DetokenizeResponse {
+            card: None,
+            metadata: None,
+            livemode: released.livemode,
+            bank_account: Some(convert::account_to_proto(&released.account)),
+            account: Some(account_metadata(released.meta)),
+        },
     }
 }

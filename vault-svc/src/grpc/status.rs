@@ -14,6 +14,7 @@ impl From<VaultError> for Status {
     fn from(e: VaultError) -> Self {
         let (code, reason) = match &e {
             VaultError::InvalidCard(c) => (Code::InvalidArgument, c.reason()),
+            VaultError::InvalidAccount(a) => (Code::InvalidArgument, a.reason()),
             VaultError::InvalidArgument(_) => (Code::InvalidArgument, Reason::InvalidArgument),
             VaultError::CardNumberInText(_) => (Code::InvalidArgument, Reason::CardNumberInText),
             VaultError::TokenNotFound => (Code::NotFound, Reason::TokenNotFound),
@@ -38,9 +39,20 @@ impl DomainError for VaultError {
     fn field(&self) -> Option<&'static str> {
         match self {
             Self::InvalidCard(c) => c.field().map(CardField::as_str),
+            Self::InvalidAccount(a) => Some(account_field(a)),
             Self::CardNumberInText(field) => Some(field),
             _ => None,
         }
+    }
+}
+
+fn account_field(e: &common::bank::AccountError) -> &'static str {
+    use common::bank::AccountError;
+    match e {
+        AccountError::Iban(_) => "bank_account.iban",
+        AccountError::Bic => "bank_account.bic",
+        AccountError::Holder => "bank_account.holder",
+        AccountError::Country => "bank_account.country",
     }
 }
 
@@ -69,6 +81,17 @@ mod tests {
             (VaultError::InvalidCard(CardError::InvalidSecurityCode), Code::InvalidArgument, "invalid_security_code"),
             (VaultError::InvalidCard(CardError::InvalidCountry), Code::InvalidArgument, "invalid_country"),
             (VaultError::TokenNotFound, Code::NotFound, "token_not_found"),
+            (
+                VaultError::InvalidAccount(common::bank::AccountError::Iban(common::bank::IbanError::CheckDigits)),
+                Code::InvalidArgument,
+                "invalid_iban",
+            ),
+            (VaultError::InvalidAccount(common::bank::AccountError::Bic), Code::InvalidArgument, "invalid_bic"),
+            (
+                VaultError::InvalidAccount(common::bank::AccountError::Holder),
+                Code::InvalidArgument,
+                "invalid_account_holder",
+            ),
             (VaultError::UsedToken, Code::FailedPrecondition, "used_token"),
             (VaultError::TokenExpired, Code::FailedPrecondition, "token_expired"),
             (VaultError::DeadlineExceeded, Code::Unavailable, "store_unavailable"),

@@ -116,14 +116,22 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         let mut r = request.into_inner();
         let kind = convert::kind(r.kind)?;
         let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
-        let input;
+        let (input, account);
         let source = match r.source.as_mut() {
             Some(pb::tokenize_request::Source::Card(card)) => {
                 input = convert::card_input(card);
                 TokenSource::Card(&input)
             }
             Some(pb::tokenize_request::Source::SingleUseToken(token)) => TokenSource::SingleUse(token),
-            None => return Err(VaultError::InvalidArgument("a card or a single_use_token is required").into()),
+            Some(pb::tokenize_request::Source::BankAccount(bank_account)) => {
+                account = convert::account_input(bank_account);
+                TokenSource::Account(&account)
+            }
+            None => {
+                return Err(
+                    VaultError::InvalidArgument("a card, a single_use_token or a bank_account is required").into()
+                );
+            }
         };
         let result =
             within_deadline(&call, self.tokens.tokenize(scope, kind, source, &r.customer_id, &r.consumer_ref, &actor))

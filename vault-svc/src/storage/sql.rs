@@ -16,7 +16,7 @@ use common::database::{Database, classify, column, flag, to_secs as secs};
 
 use crate::domain::audit::AuditEntry;
 use crate::domain::store::StoreError;
-use crate::domain::store::cards::{CardRow, Scope};
+use crate::domain::store::cards::{CardRow, Instrument, Scope};
 use vault_api::TokenKind;
 
 pub use common::database::Dialect;
@@ -29,8 +29,8 @@ pub struct SqlStore {
     db: Database,
 }
 
-const COLUMNS: &str = "id, merchant_id, livemode, kind, customer_id, fingerprint, meta, card, dek_version, \
-                       created_at, last_used_at, retain_until, extended";
+const COLUMNS: &str = "id, merchant_id, livemode, kind, instrument, customer_id, fingerprint, meta, card, \
+                       dek_version, created_at, last_used_at, retain_until, extended";
 
 const INSERT_AUDIT: &str = "INSERT INTO audit_events (at, event_type, merchant_id, token_id, actor, correlation_id, \
                             outcome) VALUES ($1, $2, $3, $4, $5, $6, $7)";
@@ -52,6 +52,8 @@ fn card_row(row: &AnyRow) -> Result<CardRow, StoreError> {
         merchant_id: column(row, "merchant_id")?,
         livemode: flag(row, "livemode")?,
         kind: token_kind(row)?,
+        instrument: Instrument::parse(&column::<String>(row, "instrument")?)
+            .ok_or_else(|| StoreError::Corrupt("unknown instrument in card_tokens".into()))?,
         customer_id: column(row, "customer_id")?,
         fingerprint: column(row, "fingerprint")?,
         meta: column::<Option<Vec<u8>>>(row, "meta")?.unwrap_or_default(),

@@ -147,6 +147,8 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             registration_id: original.registration_id.clone(),
             omni_token: original.omni_token.clone(),
             card: original.card.clone(),
+            account: original.account.clone(),
+            mandate: None,
             standing_instruction: None,
             captured_amount: 0,
             refunded_amount: 0,
@@ -231,6 +233,8 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                 operation,
                 money: money_of(payment)?,
                 card: None,
+                account: None,
+                mandate: None,
                 original_reference: reference,
                 merchant_initiated: false,
             })
@@ -257,7 +261,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         let release = (status != Status::Approved).then(|| next.reservation()).flatten();
         let mut ledger = Vec::new();
         if status != Status::Failed {
-            let card = next.card.clone().unwrap_or_default();
+            let card = next.shown();
             let token = next.token.clone().unwrap_or_default();
             let kind = LedgerKind::of_payment(next.payment_type);
             ledger.push(self.entry(next.scope(), kind, Some(&next), &token, &card));

@@ -6,11 +6,13 @@
 //! `drive` resumes a payment from wherever it stopped: the retry of a client
 //! (which brings its request, so the card can be had again) or the reconciler
 //! (which does not, so a payment that never reached the acquirer fails).
-use common::card::Card;
+//! A SEPA direct debit runs the same way over a bank account: raw (kept in
+//! memory only), or a registration's, whose DB/EUR/mandate rules are checked
+//! once the vault gives the account, before the acquirer is asked.
 use common::money::{Currency, Money};
 use common::result_code;
 
-use super::validate::{self, NewPayment, ValidPayment, ValidSource};
+use super::validate::{self, NewPayment, ValidPayment, ValidSource, account_rules};
 use super::{Payments, ledger_kind_created};
 use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Inquiry, Operation};
 use crate::domain::error::{PaymentError, PaymentResult};
@@ -18,7 +20,7 @@ use crate::domain::payment::{
     LedgerKind, MaskedCard, Payment, PaymentType, RecoveryPoint, Scope, SiMode, SiSource, SourceKind, Status,
 };
 use crate::domain::store::{Begun, PaymentStore};
-use vault_api::{CallContext, ChargeStatus, TokenKind, TokenSource, Vault, VaultError};
+use vault_api::{CallContext, ChargeStatus, Instrument, TokenKind, TokenSource, Vault, VaultError};
 
 impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
     pub async fn create_payment(
@@ -32,6 +34,13 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         self.check_connector(scope)?;
         if matches!(req.source, ValidSource::CustomerDefault) {
             let default = self.vault.default_registration(scope, &req.customer_id, ctx).await?;
+            match &default.account {
+                Some(_) => account_rules(req.payment_type, req.money.currency.code(), req.mandate.as_ref())?,
+                None if req.mandate.is_some() => {
+                    return Err(PaymentError::InvalidArgument("a mandate applies only to a bank account"));
+                }
+                None => {}
+            }
             req.source = ValidSource::Stored(TokenKind::Registration, default.id);
         }
         if req.merchant_initiated {
@@ -59,8 +68,13 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
     }
 
     fn pending_initial(&self, scope: Scope<'_>, id: String, req: &ValidPayment) -> Payment {
+        let account = match &req.source {
+            ValidSource::Account(account) => Some(account.masked()),
+            _ => None,
+        };
         let (source_kind, card) = match &req.source {
             ValidSource::Card(card) => (SourceKind::Card, Some(MaskedCard::of(card))),
+            ValidSource::Account(_) => (SourceKind::Account, None),
             ValidSource::SingleUse(_) => (SourceKind::SingleUse, None),
             ValidSource::Stored(TokenKind::Registration, _) | ValidSource::CustomerDefault => {
                 (SourceKind::Registration, None)
@@ -84,8 +98,14 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             token: req.source.token().map(str::to_owned),
             registration_id: stored(TokenKind::Registration),
             omni_token: stored(TokenKind::Omni),
-            recovery: if card.is_some() { RecoveryPoint::CardObtained } else { RecoveryPoint::Started },
+            recovery: if card.is_some() || account.is_some() {
+                RecoveryPoint::CardObtained
+            } else {
+                RecoveryPoint::Started
+            },
             card,
+            account,
+            mandate: req.mandate.clone(),
             standing_instruction: req.standing_instruction.clone(),
             captured_amount: 0,
             refunded_amount: 0,
@@ -113,8 +133,9 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         fresh: bool,
         ctx: &CallContext,
     ) -> PaymentResult<Payment> {
-        let mut card: Option<Card> = match req.map(|r| &r.source) {
-            Some(ValidSource::Card(card)) => Some((**card).clone()),
+        let mut card: Option<Instrument> = match req.map(|r| &r.source) {
+            Some(ValidSource::Card(card)) => Some(Instrument::Card((**card).clone())),
+            Some(ValidSource::Account(account)) => Some(Instrument::Account((**account).clone())),
             _ => None,
         };
         let mut acquirer_asked = !fresh;
@@ -123,7 +144,30 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                 RecoveryPoint::Started => match self.obtain_card(scope, &payment, req.is_some(), fresh, ctx).await {
                     Ok(Some(obtained)) => {
                         let mut next = payment.clone();
-                        next.card = Some(MaskedCard::of(&obtained));
+                        let fits = match &obtained {
+                            Instrument::Card(card) => {
+                                next.card = Some(MaskedCard::of(card));
+                                match next.mandate {
+                                    Some(_) => {
+                                        Err(PaymentError::InvalidArgument("a mandate applies only to a bank account"))
+                                    }
+                                    None => Ok(()),
+                                }
+                            }
+                            Instrument::Account(account) => {
+                                next.account = Some(account.masked());
+                                account_rules(next.payment_type, &next.currency, next.mandate.as_ref())
+                            }
+                        };
+                        if let Err(refusal) = fits {
+                            // Not the instrument this request may pay with: it did not happen.
+                            let mut failed = payment.clone();
+                            failed.status = Status::Failed;
+                            failed.result = result_code::NOT_PROCESSED.into();
+                            failed.recovery = RecoveryPoint::Finished;
+                            self.advance(failed, RecoveryPoint::Started, &[], None).await?;
+                            return Err(refusal);
+                        }
                         next.recovery = RecoveryPoint::CardObtained;
                         card = Some(obtained);
                         acquirer_asked = false;
@@ -195,7 +239,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         client_present: bool,
         fresh: bool,
         ctx: &CallContext,
-    ) -> PaymentResult<Option<Card>> {
+    ) -> PaymentResult<Option<Instrument>> {
         let Some(token) = payment.token.as_deref().filter(|_| client_present) else { return Ok(None) };
         match self.vault.detokenize(scope, token, &payment.id, ctx).await {
             Ok(card) => Ok(Some(card)),
@@ -208,13 +252,19 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         }
     }
 
-    async fn execute_initial(&self, payment: &Payment, card: &Card) -> PaymentResult<AcquirerOutcome> {
+    async fn execute_initial(&self, payment: &Payment, instrument: &Instrument) -> PaymentResult<AcquirerOutcome> {
+        let (card, account) = match instrument {
+            Instrument::Card(card) => (Some(card), None),
+            Instrument::Account(account) => (None, Some(account)),
+        };
         Ok(self
             .call_acquirer(AcquirerRequest {
                 payment_id: &payment.id,
                 operation: operation_of(payment),
                 money: money_of(payment)?,
-                card: Some(card),
+                card,
+                account,
+                mandate: payment.mandate.as_ref(),
                 original_reference: None,
                 merchant_initiated: payment.merchant_initiated(),
             })
@@ -233,6 +283,8 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             operation: operation_of(payment),
             money: money_of(payment)?,
             card: payment.card.as_ref().filter(|_| payment.reference_id.is_none()),
+            account: payment.account.as_ref().filter(|_| payment.reference_id.is_none()),
+            mandate: payment.mandate.as_ref(),
             original_reference,
             merchant_initiated: payment.merchant_initiated(),
         };
@@ -252,7 +304,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             Some(_) if status == Status::Approved => RecoveryPoint::AcquirerAnswered,
             _ => next.after_tokenizing(),
         };
-        let masked = next.card.clone().unwrap_or_default();
+        let masked = next.shown();
         let used = next.token.clone().unwrap_or_default();
         let mut ledger = Vec::new();
         if status != Status::Failed {
@@ -273,7 +325,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         &self,
         scope: Scope<'_>,
         payment: Payment,
-        card: Option<&Card>,
+        card: Option<&Instrument>,
         ctx: &CallContext,
     ) -> PaymentResult<Payment> {
         let from = payment.recovery;
@@ -301,20 +353,23 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                 None => return self.advance(next, from, &[], None).await,
             },
         };
-        let token =
-            match self.vault.tokenize(scope, kind, TokenSource::Card(card), &next.customer_id, &next.id, ctx).await {
-                Ok(token) => token,
-                Err(VaultError::Unavailable) => return Err(VaultError::Unavailable.into()),
-                Err(error) => {
-                    tracing::error!(%error, payment_id = %next.id, "payment approved but the card was not tokenized");
-                    return self.advance(next, from, &[], None).await;
-                }
-            };
+        let source = match card {
+            Instrument::Card(card) => TokenSource::Card(card),
+            Instrument::Account(account) => TokenSource::Account(account),
+        };
+        let token = match self.vault.tokenize(scope, kind, source, &next.customer_id, &next.id, ctx).await {
+            Ok(token) => token,
+            Err(VaultError::Unavailable) => return Err(VaultError::Unavailable.into()),
+            Err(error) => {
+                tracing::error!(%error, payment_id = %next.id, "payment approved but the card was not tokenized");
+                return self.advance(next, from, &[], None).await;
+            }
+        };
         match kind {
             TokenKind::Registration => next.registration_id = Some(token.id.clone()),
             TokenKind::Omni => next.omni_token = Some(token.id.clone()),
         }
-        let masked = next.card.clone().unwrap_or_default();
+        let masked = next.shown();
         let line = self.entry(scope, ledger_kind_created(kind), Some(&next), &token.id, &masked);
         self.advance(next, from, &[line], None).await
     }

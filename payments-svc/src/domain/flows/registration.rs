@@ -3,7 +3,11 @@
 //! payment flow), a customer's list for one-click and default registration,
 //! deletion and extension. Like a payment, each call refuses what it can
 //! before anything is consumed: the source, the text fields and the live
-//! connector are checked before the vault is asked for a card.
+//! connector are checked before the vault is asked for a card. A registration
+//! may hold a SEPA bank account instead (no verification applies: the first
+//! direct debit under its mandate is its test); its ledger lines show it as
+//! DIRECTDEBIT_SEPA with its last four.
+use common::bank::BankAccount;
 use common::card::Card;
 use common::result_code;
 
@@ -11,7 +15,7 @@ use super::validate::{NewPayment, Source, check_text, stored_token};
 use super::{Payments, ledger_kind_created, ledger_kind_deleted};
 use crate::acquirer::Acquirer;
 use crate::domain::error::PaymentError;
-use crate::domain::payment::{MaskedCard, Outcome, PaymentType, Scope, Status};
+use crate::domain::payment::{MaskedCard, Outcome, PaymentType, Scope, Status, account_line};
 use crate::domain::store::PaymentStore;
 use vault_api::{CallContext, StoredToken, TokenKind, TokenSource, Vault, VaultError};
 
@@ -29,6 +33,12 @@ pub struct TokenOutcome {
 enum Registrable {
     Card(Box<Card>),
     SingleUse(String),
+    Account(Box<BankAccount>),
+}
+
+/// What a ledger line shows of a stored token: its card, or its account.
+fn shown(token: &StoredToken) -> MaskedCard {
+    token.account.as_ref().map_or_else(|| token.card.clone(), account_line)
 }
 
 impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
@@ -41,8 +51,11 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         verify: bool,
         ctx: &CallContext,
     ) -> Result<TokenOutcome, PaymentError> {
-        if !matches!(source, Source::Card(_) | Source::Token(_)) {
-            return Err(PaymentError::InvalidArgument("a card or a single-use token is required"));
+        if !matches!(source, Source::Card(_) | Source::Token(_) | Source::Account(_)) {
+            return Err(PaymentError::InvalidArgument("a card, a single-use token or a bank_account is required"));
+        }
+        if verify && matches!(source, Source::Account(_)) {
+            return Err(PaymentError::InvalidArgument("verify applies to cards; a bank account is not verified"));
         }
         if verify {
             return self.verify_and_store(scope, id, TokenKind::Registration, source, customer_id, ctx).await;
@@ -51,15 +64,17 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         let source = match source {
             Source::Card(input) => Registrable::Card(Box::new(Card::validate(&input, self.clock.now_ms())?)),
             Source::Token(t) => Registrable::SingleUse(t),
+            Source::Account(input) => Registrable::Account(Box::new(BankAccount::validate(&input)?)),
             _ => return Err(PaymentError::InvalidArgument("a card or a single-use token is required")),
         };
         let source = match &source {
             Registrable::Card(card) => TokenSource::Card(&**card),
             Registrable::SingleUse(t) => TokenSource::SingleUse(t),
+            Registrable::Account(account) => TokenSource::Account(&**account),
         };
         let token = self.vault.tokenize(scope, TokenKind::Registration, source, customer_id, &id, ctx).await?;
         self.store
-            .record(&self.entry(scope, ledger_kind_created(TokenKind::Registration), None, &token.id, &token.card))
+            .record(&self.entry(scope, ledger_kind_created(TokenKind::Registration), None, &token.id, &shown(&token)))
             .await?;
         Ok(TokenOutcome { token: Some(token), result: result_code::success(scope.livemode).into() })
     }
@@ -87,6 +102,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             merchant_transaction_id: String::new(),
             description: String::new(),
             standing_instruction: None,
+            mandate: None,
         };
         let payment = self.create_payment(scope, id, verification, ctx).await?;
         let stored = match kind {

@@ -1,14 +1,18 @@
 //! The pure first phase of an initial payment: everything a request can be
 //! refused for without asking a store, the vault or the acquirer, checked
 //! here, so a refused request has no side effect (no token consumed, nothing
-//! written). What comes out is a `ValidPayment` the later phases trust.
+//! written). What comes out is a `ValidPayment` the later phases trust. A
+//! SEPA direct debit (a raw bank account, or a registration named with a
+//! mandate) is a DB in EUR with a valid mandate; a registration found to hold
+//! an account is checked again once the vault names it (`account_rules`).
+use common::bank::{BankAccount, BankAccountInput};
 use common::card::{Card, CardInput};
 use common::clock::Millis;
 use common::field::FieldFault;
 use common::money::{Currency, Money};
 
 use crate::domain::error::PaymentError;
-use crate::domain::payment::{PaymentType, SiMode, SiSource, StandingInstruction};
+use crate::domain::payment::{Mandate, PaymentType, SiMode, SiSource, StandingInstruction};
 use vault_api::TokenKind;
 use vault_api::token_id::{self, TokenRef};
 
@@ -19,8 +23,17 @@ pub enum Source {
     Token(String),
     Registration(String),
     Omni(String),
+    /// A SEPA bank account (direct debit).
+    Account(Box<BankAccountInput>),
     /// None named: the default registration of the request's customer.
     CustomerDefault,
+}
+
+/// A mandate as requested: its reference and date of signature.
+#[derive(Debug, Clone, Default)]
+pub struct MandateInput {
+    pub id: String,
+    pub date_of_signature: String,
 }
 
 /// An initial payment (PA or DB) as requested.
@@ -35,6 +48,8 @@ pub struct NewPayment {
     pub merchant_transaction_id: String,
     pub description: String,
     pub standing_instruction: Option<StandingInstruction>,
+    /// Required over a bank account.
+    pub mandate: Option<MandateInput>,
 }
 
 /// A source that passed validation: a raw card is parsed, a stored token's id
@@ -43,6 +58,7 @@ pub enum ValidSource {
     Card(Box<Card>),
     SingleUse(String),
     Stored(TokenKind, String),
+    Account(Box<BankAccount>),
     /// The default registration of the payment's customer, which the vault
     /// names before the payment is written (`Stored` from then on).
     CustomerDefault,
@@ -52,7 +68,7 @@ impl ValidSource {
     /// The token the payment is made over, if any.
     pub fn token(&self) -> Option<&str> {
         match self {
-            Self::Card(_) | Self::CustomerDefault => None,
+            Self::Card(_) | Self::Account(_) | Self::CustomerDefault => None,
             Self::SingleUse(t) | Self::Stored(_, t) => Some(t),
         }
     }
@@ -72,6 +88,21 @@ pub struct ValidPayment {
     pub merchant_transaction_id: String,
     pub description: String,
     pub standing_instruction: Option<StandingInstruction>,
+    pub mandate: Option<Mandate>,
+}
+
+/// What a SEPA direct debit must be: a DB, in EUR, with a mandate.
+pub fn account_rules(payment_type: PaymentType, currency: &str, mandate: Option<&Mandate>) -> Result<(), PaymentError> {
+    if payment_type != PaymentType::DB {
+        return Err(PaymentError::InvalidArgument("a bank account is paid by PAYMENT_TYPE_DB (SEPA direct debit)"));
+    }
+    if currency != "EUR" {
+        return Err(PaymentError::InvalidMoney(common::money::MoneyError::InvalidCurrency));
+    }
+    if mandate.is_none() {
+        return Err(PaymentError::InvalidMandate("a SEPA direct debit needs a mandate{id, date_of_signature}"));
+    }
+    Ok(())
 }
 
 /// Caller-supplied text of `field` (`common::field`'s rules).
@@ -112,6 +143,23 @@ pub fn payment(req: NewPayment, now: Millis) -> Result<ValidPayment, PaymentErro
         ));
     }
     let stored = matches!(req.source, Source::Registration(_) | Source::Omni(_) | Source::CustomerDefault);
+    let mandate = match &req.mandate {
+        Some(m) => Some(Mandate::parse(&m.id, &m.date_of_signature, now).map_err(PaymentError::InvalidMandate)?),
+        None => None,
+    };
+    match (&req.source, &mandate) {
+        (Source::Account(_), _) => {
+            account_rules(req.payment_type, money.currency.code(), mandate.as_ref())?;
+            if tokenize == Some(TokenKind::Omni) {
+                return Err(PaymentError::InvalidArgument("a bank account can be stored as a registration only"));
+            }
+        }
+        (Source::Registration(_) | Source::CustomerDefault, Some(m)) => {
+            account_rules(req.payment_type, money.currency.code(), Some(m))?
+        }
+        (_, Some(_)) => return Err(PaymentError::InvalidArgument("a mandate applies only to a bank account")),
+        _ => {}
+    }
     if tokenize.is_some() && stored {
         return Err(PaymentError::InvalidArgument("tokenizing needs a card or a single-use token as the source"));
     }
@@ -136,6 +184,7 @@ pub fn payment(req: NewPayment, now: Millis) -> Result<ValidPayment, PaymentErro
             stored_token(TokenKind::Omni, &id)?;
             ValidSource::Stored(TokenKind::Omni, id)
         }
+        Source::Account(input) => ValidSource::Account(Box::new(BankAccount::validate(&input)?)),
         Source::CustomerDefault => ValidSource::CustomerDefault,
     };
     Ok(ValidPayment {
@@ -148,6 +197,7 @@ pub fn payment(req: NewPayment, now: Millis) -> Result<ValidPayment, PaymentErro
         merchant_transaction_id: req.merchant_transaction_id,
         description: req.description,
         standing_instruction: req.standing_instruction,
+        mandate,
     })
 }
 
@@ -168,7 +218,56 @@ mod tests {
             merchant_transaction_id: String::new(),
             description: String::new(),
             standing_instruction: None,
+            mandate: None,
         }
+    }
+
+    fn account() -> Source {
+        Source::Account(Box::new(BankAccountInput::new("DE89 3704 0044 0532 0130 00", "", "Jane Doe", "")))
+    }
+
+    fn mandate() -> Option<MandateInput> {
+        Some(MandateInput { id: "MNDT-1".into(), date_of_signature: "2020-01-31".into() })
+    }
+
+    #[test]
+    fn a_direct_debit_is_a_db_in_eur_with_a_mandate() {
+        let now = 1_796_256_000_000;
+        let ok = payment(NewPayment { mandate: mandate(), ..request(account()) }, now);
+        assert!(matches!(ok.map(|v| v.source), Ok(ValidSource::Account(_))));
+        let refuse = |req: NewPayment| match payment(req, now) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e,
+        };
+        assert!(matches!(refuse(request(account())), PaymentError::InvalidMandate(_)));
+        let bad_date = Some(MandateInput { id: "MNDT-1".into(), date_of_signature: "31/01/2020".into() });
+        assert!(matches!(
+            refuse(NewPayment { mandate: bad_date, ..request(account()) }),
+            PaymentError::InvalidMandate(_)
+        ));
+        assert!(matches!(
+            refuse(NewPayment { payment_type: PaymentType::PA, mandate: mandate(), ..request(account()) }),
+            PaymentError::InvalidArgument(_)
+        ));
+        assert!(matches!(
+            refuse(NewPayment { currency: "USD".into(), mandate: mandate(), ..request(account()) }),
+            PaymentError::InvalidMoney(_)
+        ));
+        assert!(matches!(
+            refuse(NewPayment { create_omni_token: true, mandate: mandate(), ..request(account()) }),
+            PaymentError::InvalidArgument(_)
+        ));
+        let bad_iban =
+            Source::Account(Box::new(BankAccountInput::new("DE00 3704 0044 0532 0130 00", "", "Jane Doe", "")));
+        assert!(matches!(
+            refuse(NewPayment { mandate: mandate(), ..request(bad_iban) }),
+            PaymentError::InvalidAccount(common::bank::AccountError::Iban(_))
+        ));
+        let token = Source::Token("tokn_test_abcdefghijklmnopqrstuvwx".into());
+        assert!(matches!(
+            refuse(NewPayment { mandate: mandate(), ..request(token) }),
+            PaymentError::InvalidArgument(_)
+        ));
     }
 
     fn refused(req: NewPayment) -> PaymentError {

@@ -7,8 +7,8 @@ use sqlx::any::AnyRow;
 use common::database::{column, from_secs, to_secs as secs};
 
 use crate::domain::payment::{
-    LedgerEntry, LedgerKind, LedgerRecord, MaskedCard, Outcome, Payment, PaymentType, RecoveryPoint, SourceKind,
-    StandingInstruction, Status,
+    LedgerEntry, LedgerKind, LedgerRecord, Mandate, MaskedAccount, MaskedCard, Outcome, Payment, PaymentType,
+    RecoveryPoint, SourceKind, StandingInstruction, Status,
 };
 use crate::domain::store::StoreError;
 use vault_api::TokenKind;
@@ -25,6 +25,22 @@ pub(super) fn payment(row: &AnyRow) -> Result<Payment, StoreError> {
             exp_year: column::<Option<i64>>(row, "card_exp_year")?.unwrap_or_default() as u16,
             name: column::<Option<String>>(row, "card_name")?.unwrap_or_default(),
         }),
+        None => None,
+    };
+    let text = |name| column::<Option<String>>(row, name).map(Option::unwrap_or_default);
+    let account = match column::<Option<String>>(row, "account_last4")? {
+        Some(last4) => Some(MaskedAccount {
+            brand: common::bank::BRAND.into(),
+            last4,
+            country: text("account_country")?,
+            bank_code: text("account_bank_code")?,
+            holder: text("account_holder")?,
+            bic: text("account_bic")?,
+        }),
+        None => None,
+    };
+    let mandate = match column::<Option<String>>(row, "mandate_id")? {
+        Some(id) => Some(Mandate { id, date_of_signature: text("mandate_signed")? }),
         None => None,
     };
     let si = match column::<Option<String>>(row, "si_mode")? {
@@ -50,6 +66,8 @@ pub(super) fn payment(row: &AnyRow) -> Result<Payment, StoreError> {
         registration_id: column(row, "registration_id")?,
         omni_token: column(row, "omni_token")?,
         card,
+        account,
+        mandate,
         standing_instruction: si,
         captured_amount: column(row, "captured_amount")?,
         refunded_amount: column(row, "refunded_amount")?,
@@ -135,6 +153,8 @@ pub(super) fn bind_ledger<'q>(query: Query<'q>, e: &'q LedgerEntry) -> Query<'q>
 pub(super) fn payment_texts(p: &Payment) -> impl Iterator<Item = &str> {
     let card = p.card.iter().flat_map(|c| [c.brand.as_str(), &c.bin, &c.last4, &c.name]);
     let si = p.standing_instruction.iter().map(|s| s.initial_transaction_id.as_str());
+    let account = p.account.iter().flat_map(|a| [a.last4.as_str(), &a.country, &a.bank_code, &a.holder, &a.bic]);
+    let mandate = p.mandate.iter().flat_map(|m| [m.id.as_str(), &m.date_of_signature]);
     let optional = [&p.reference_id, &p.token, &p.registration_id, &p.omni_token, &p.acquirer_reference];
     [p.id.as_str(), &p.merchant_id, &p.currency, &p.result.code, &p.result.description, &p.customer_id]
         .into_iter()
@@ -142,6 +162,8 @@ pub(super) fn payment_texts(p: &Payment) -> impl Iterator<Item = &str> {
         .chain(optional.into_iter().filter_map(|t| t.as_deref()))
         .chain(card)
         .chain(si)
+        .chain(account)
+        .chain(mandate)
 }
 
 /// The texts of a ledger line a write stores.

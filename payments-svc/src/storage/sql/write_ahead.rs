@@ -10,7 +10,7 @@ use common::text::Text;
 use super::rows::{Query, payment};
 use super::{COLUMNS, SqlStore};
 use crate::domain::idempotency::Claim;
-use crate::domain::payment::{MaskedCard, Payment, Reservation};
+use crate::domain::payment::{MaskedAccount, MaskedCard, Payment, Reservation};
 use crate::domain::store::{KeyState, StoreError};
 
 /// Binds a payment's columns, in `COLUMNS` order, all but the last (`lease_until`).
@@ -30,7 +30,7 @@ pub(super) fn bind_payment<'q>(query: Query<'q>, p: &'q Payment) -> Query<'q> {
         .bind(p.token.as_deref())
         .bind(p.registration_id.as_deref())
         .bind(p.omni_token.as_deref());
-    bind_card(query, p.card.as_ref())
+    let query = bind_card(query, p.card.as_ref())
         .bind(si.map(|s| s.0))
         .bind(si.map(|s| s.1))
         .bind(si.map(|s| s.2))
@@ -45,7 +45,21 @@ pub(super) fn bind_payment<'q>(query: Query<'q>, p: &'q Payment) -> Query<'q> {
         .bind(secs(p.created_at))
         .bind(p.recovery.as_str())
         .bind(p.source_kind.map_or("", |k| k.as_str()))
-        .bind(p.tokenize.map_or("", |k| k.as_str()))
+        .bind(p.tokenize.map_or("", |k| k.as_str()));
+    bind_account(query, p.account.as_ref())
+        .bind(p.mandate.as_ref().map(|m| m.id.as_str()))
+        .bind(p.mandate.as_ref().map(|m| m.date_of_signature.as_str()))
+}
+
+/// Binds a masked bank account's five columns (last4, country, bank code,
+/// holder, BIC), null without an account.
+pub(super) fn bind_account<'q>(query: Query<'q>, account: Option<&'q MaskedAccount>) -> Query<'q> {
+    query
+        .bind(account.map(|a| a.last4.as_str()))
+        .bind(account.map(|a| a.country.as_str()))
+        .bind(account.map(|a| a.bank_code.as_str()))
+        .bind(account.map(|a| a.holder.as_str()))
+        .bind(account.map(|a| a.bic.as_str()))
 }
 
 /// Binds a masked card's six columns (brand, bin, last4, expiry month and

@@ -15,13 +15,49 @@ use crate::domain::audit::{AuditEntry, AuditQuery, AuditRecord};
 /// Whose tokens: one merchant in one mode, as the contract scopes every call.
 pub use vault_api::Scope;
 
-/// A durable token as stored; `meta` and `card` are sealed blobs.
+/// What a durable token holds: a card, or a SEPA bank account (whose
+/// retention follows its last use, not an expiry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Instrument {
+    #[default]
+    Card,
+    Account,
+}
+
+impl Instrument {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Card => "card",
+            Self::Account => "account",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "card" => Some(Self::Card),
+            "account" => Some(Self::Account),
+            _ => None,
+        }
+    }
+}
+
+/// The retention an account's use sets: 14 months from the use, 24 when the
+/// token is extended. A card's retention is left as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UseRetention {
+    pub until: Millis,
+    pub extended_until: Millis,
+}
+
+/// A durable token as stored; `meta` and `card` are sealed blobs (`card`
+/// holds the bank account for an account).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardRow {
     pub id: String,
     pub merchant_id: String,
     pub livemode: bool,
     pub kind: TokenKind,
+    pub instrument: Instrument,
     pub customer_id: String,
     pub fingerprint: String,
     pub meta: Vec<u8>,
@@ -100,8 +136,14 @@ pub trait CardStore: Send + Sync + 'static {
     ) -> impl StoreFuture<Option<CardRow>>;
 
     /// Marks the live token used at `now`, if its retention has not ended, and
-    /// returns it, with its DT audit event in the same commit.
-    fn mark_used(&self, write: TokenWrite<'_>, now: Millis) -> impl StoreFuture<Option<CardRow>>;
+    /// returns it, with its DT audit event in the same commit; an account's
+    /// retention moves to `retention` in the same statement.
+    fn mark_used(
+        &self,
+        write: TokenWrite<'_>,
+        now: Millis,
+        retention: UseRetention,
+    ) -> impl StoreFuture<Option<CardRow>>;
 
     fn get(&self, scope: Scope<'_>, id: &str) -> impl StoreFuture<Lookup<CardRow>>;
 
@@ -162,9 +204,13 @@ pub trait CardStore: Send + Sync + 'static {
         scope: Scope<'_>,
         id: &str,
         now: Millis,
+        retention: UseRetention,
         audit: &AuditEntry,
     ) -> impl StoreFuture<Lookup<CardRow>> {
-        async move { answer(self, scope, id, self.mark_used(TokenWrite { scope, id, audit }, now).await?).await }
+        async move {
+            let used = self.mark_used(TokenWrite { scope, id, audit }, now, retention).await?;
+            answer(self, scope, id, used).await
+        }
     }
 
     /// [`mark_deleted`](Self::mark_deleted): `Found` when this call deleted

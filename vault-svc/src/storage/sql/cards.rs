@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use super::{COLUMNS, Dialect, SqlStore, audit_insert, audit_texts, bind_event, card_row, scoped, token_kind};
 use crate::domain::audit::{AuditEntry, AuditQuery, AuditRecord};
 use crate::domain::store::StoreError;
-use crate::domain::store::cards::{CardRow, CardStore, DueToken, Lookup, Scope, TokenQuery, TokenWrite};
+use crate::domain::store::cards::{CardRow, CardStore, DueToken, Lookup, Scope, TokenQuery, TokenWrite, UseRetention};
 use vault_api::token_id::TokenKind;
 
 fn audit_record(row: &AnyRow) -> Result<AuditRecord, StoreError> {
@@ -31,8 +31,8 @@ impl CardStore for SqlStore {
             // another is made default (instants are to the second, so the
             // order of creation cannot tell two made in the same second apart).
             const INSERT: &str = "INSERT INTO card_tokens (id, merchant_id, livemode, kind, customer_id, fingerprint, \
-                 meta, card, dek_version, created_at, retain_until, extended, consumer_ref, default_rank) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, (SELECT CASE WHEN EXISTS \
+                 meta, card, dek_version, created_at, retain_until, extended, consumer_ref, instrument, default_rank) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, (SELECT CASE WHEN EXISTS \
                  (SELECT 1 FROM card_tokens d WHERE d.merchant_id = $2 AND d.livemode = $3 AND d.kind = $4 \
                  AND d.customer_id = $5 AND d.deleted_at IS NULL) THEN 0 ELSE 1 END)) \
                  ON CONFLICT (merchant_id, livemode, kind, customer_id, fingerprint) WHERE deleted_at IS NULL DO NOTHING";
@@ -51,6 +51,7 @@ impl CardStore for SqlStore {
                     .bind(secs(r.retain_until))
                     .bind(i64::from(r.extended))
                     .bind(consumer_ref)
+                    .bind(r.instrument.as_str())
             };
             let texts = [r.id.as_str(), &r.merchant_id, &r.customer_id, &r.fingerprint, consumer_ref.unwrap_or("")];
             self.db.check_text(texts.into_iter().chain(audit_texts(audit)))?;
@@ -58,7 +59,7 @@ impl CardStore for SqlStore {
                 Dialect::Postgres => {
                     let sql = format!(
                         "WITH t AS ({INSERT} RETURNING id) INSERT INTO audit_events (at, event_type, merchant_id, \
-                         token_id, actor, correlation_id, outcome) SELECT $14, $15, $2, t.id, $16, $17, $18 FROM t \
+                         token_id, actor, correlation_id, outcome) SELECT $15, $16, $2, t.id, $17, $18, $19 FROM t \
                          RETURNING token_id"
                     );
                     let inserted = bind_event(bind(&sql), audit).fetch_optional(self.pool()).await.map_err(classify)?;
@@ -130,22 +131,37 @@ impl CardStore for SqlStore {
         .await
     }
 
-    async fn mark_used(&self, w: TokenWrite<'_>, now: Millis) -> Result<Option<CardRow>, StoreError> {
+    async fn mark_used(
+        &self,
+        w: TokenWrite<'_>,
+        now: Millis,
+        retention: UseRetention,
+    ) -> Result<Option<CardRow>, StoreError> {
         self.trip("mark_used", async {
-            const UPDATE: &str = "UPDATE card_tokens SET last_used_at = $4 WHERE id = $1 AND merchant_id = $2 \
-                                  AND livemode = $3 AND deleted_at IS NULL AND retain_until > $4";
+            // An account's retention moves with its use, in the same statement
+            // (`until`, `extended_until` are the parameters numbered here).
+            let update = |until: u8, extended: u8| {
+                format!(
+                    "UPDATE card_tokens SET last_used_at = $4, retain_until = CASE WHEN instrument = 'account' \
+                     THEN (CASE WHEN extended = 1 THEN ${extended} ELSE ${until} END) ELSE retain_until END \
+                     WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL AND retain_until > $4"
+                )
+            };
             let statement = |sql| scoped(sql, w.scope, w.id).bind(secs(now));
+            let (until, extended) = (secs(retention.until), secs(retention.extended_until));
             match self.dialect() {
                 Dialect::Postgres => {
                     let sql = format!(
-                        "WITH t AS ({UPDATE} RETURNING {COLUMNS}), a AS (INSERT INTO audit_events (at, event_type, \
+                        "WITH t AS ({} RETURNING {COLUMNS}), a AS (INSERT INTO audit_events (at, event_type, \
                          merchant_id, token_id, actor, correlation_id, outcome) SELECT $5, $6, t.merchant_id, t.id, $7, \
-                         $8, $9 FROM t) SELECT {COLUMNS} FROM t"
+                         $8, $9 FROM t) SELECT {COLUMNS} FROM t",
+                        update(10, 11)
                     );
-                    self.find(bind_event(statement(&sql), w.audit), card_row).await
+                    self.find(bind_event(statement(&sql), w.audit).bind(until).bind(extended), card_row).await
                 }
                 Dialect::Sqlite => {
-                    self.returning_with_audit(statement(&format!("{UPDATE} RETURNING {COLUMNS}")), w.audit).await
+                    let sql = format!("{} RETURNING {COLUMNS}", update(5, 6));
+                    self.returning_with_audit(statement(&sql).bind(until).bind(extended), w.audit).await
                 }
             }
         })
