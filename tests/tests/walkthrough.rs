@@ -5,7 +5,9 @@
 //! walk-through again. Between the two: a second `scripts/run` is refused in
 //! one line, no start logs a refused TLS handshake, Ctrl-C stops payments-svc
 //! before the vault, and the first run's single-use token is gone, as the
-//! README says. It binds the ports the README names (50051, 50052, 50061, …).
+//! README says; and no card number or IBAN of the walk-through is in either
+//! service's log or any file of the data directory. It binds the ports the
+//! README names (50051, 50052, 50061, …).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::File;
@@ -112,6 +114,26 @@ fn assert_stopped_in_order(log: &str) {
     assert!(payments < vault, "payments-svc stops before the vault:\n{log}");
 }
 
+/// Neither service's log nor any file of the data directory (payments' and the vault's SQLite
+/// files included) holds the walk-through's card numbers or IBAN in clear.
+fn assert_no_card_data(home: &Path, log: &str) {
+    let secrets = ["4242424242424242", "5555555555554444", "4111111111111111", "370400440532013000"];
+    // The services' lines start with their timestamp; the banner (the README's own lines) does not.
+    for line in log.lines().filter(|l| l.starts_with(|c: char| c.is_ascii_digit())) {
+        for secret in secrets {
+            assert!(!line.contains(secret), "a service logged {secret}: {line}");
+        }
+    }
+    for entry in std::fs::read_dir(home.join(".payvault")).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        for secret in secrets {
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "{} holds {secret} in clear", path.display());
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_readme_walk_through_works_as_written_before_and_after_a_restart() {
     for tool in ["grpcurl", "jq"] {
@@ -143,6 +165,7 @@ async fn the_readme_walk_through_works_as_written_before_and_after_a_restart() {
     let log = first.interrupt();
     assert_quiet_start(&log);
     assert_stopped_in_order(&log);
+    assert_no_card_data(home.path(), &log);
 
     // After a restart: the durable tokens and payments are kept, the single-use token is gone,
     // and the walk-through works again with its fresh tokens and keys.
@@ -162,4 +185,5 @@ async fn the_readme_walk_through_works_as_written_before_and_after_a_restart() {
     let log = again.interrupt();
     assert_quiet_start(&log);
     assert_stopped_in_order(&log);
+    assert_no_card_data(home.path(), &log);
 }
