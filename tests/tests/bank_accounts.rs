@@ -302,6 +302,32 @@ async fn accounts_list_beside_cards_and_are_kept_fourteen_months_after_their_las
     p.stop().await;
 }
 
+fn with_key<T>(skey: &str, key: &str, request: T) -> tonic::Request<T> {
+    let mut request = authed(skey, request);
+    request.metadata_mut().insert("idempotency-key", key.parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn a_keyed_registration_and_direct_debit_replay_their_first_answer() {
+    let p = TestPlatform::start().await;
+    let skey = p.skey();
+    let (mut registrations, mut payments) = (p.registrations(), p.payments());
+    let register = || with_key(&skey, "reg-1", register_account("DE89370400440532013000", "cus_5"));
+    let first = registrations.create_registration(register()).await.unwrap().into_inner();
+    let replay = registrations.create_registration(register()).await.unwrap().into_inner();
+    assert_eq!((replay.id.as_str(), replay.account.as_ref()), (first.id.as_str(), first.account.as_ref()));
+    let pay = |m| with_key(&skey, "dd-1", debit(registration(&first.id), m));
+    let paid = payments.create_payment(pay(mandate())).await.unwrap().into_inner();
+    let again = payments.create_payment(pay(mandate())).await.unwrap().into_inner();
+    assert_eq!(again, paid, "one debit, replayed");
+    let other = payments.create_payment(pay(None)).await.unwrap_err();
+    assert_eq!(reason(&other), "idempotency_key_reused");
+    let by_token = pb::ListTransactionsRequest { token: first.id.clone(), ..Default::default() };
+    assert_eq!(p.ledger(by_token).await, ["RG", "DB"]);
+    p.stop().await;
+}
+
 #[tokio::test]
 async fn deregistration_deletes_the_account_and_the_ledger_shows_dr() {
     let p = TestPlatform::start().await;
