@@ -302,6 +302,41 @@ async fn accounts_list_beside_cards_and_are_kept_fourteen_months_after_their_las
     p.stop().await;
 }
 
+#[tokio::test]
+async fn a_direct_debit_unanswered_by_the_acquirer_is_pending_until_reconciled_by_inquiry() {
+    let p = TestPlatform::start().await;
+    let amount = |amount, iban| pb::CreatePaymentRequest { amount, ..debit(raw(iban), mandate()) };
+    // …99: processed, unanswered; the inquiry knows the account by its masked form.
+    let approved = p.create_payment(amount(2599, "DE89370400440532013000")).await.unwrap();
+    let declined = p.create_payment(amount(2599, "DE62370400440532013001")).await.unwrap();
+    // …98: never processed.
+    let lost = p.create_payment(amount(2598, "DE89370400440532013000")).await.unwrap();
+    for payment in [&approved, &declined, &lost] {
+        assert_eq!(payment.status(), pb::PaymentStatus::Pending);
+        assert_eq!(payment.result.as_ref().unwrap().code, "000.200.000");
+    }
+    p.vault.clock.advance_ms(31_000);
+    let expected = [
+        (&approved, pb::PaymentStatus::Approved, SUCCESS_TEST),
+        (&declined, pb::PaymentStatus::Declined, "800.100.202"),
+        (&lost, pb::PaymentStatus::Failed, "900.100.400"),
+    ];
+    for (payment, status, code) in expected {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let now = p.get_payment(&payment.id).await.unwrap();
+            if now.status() != pb::PaymentStatus::Pending {
+                assert_eq!((now.status(), now.result.unwrap().code.as_str()), (status, code));
+                assert_eq!(now.account.unwrap().last_digits, payment.account.as_ref().unwrap().last_digits);
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{} never reconciled", payment.id);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    p.stop().await;
+}
+
 fn with_key<T>(skey: &str, key: &str, request: T) -> tonic::Request<T> {
     let mut request = authed(skey, request);
     request.metadata_mut().insert("idempotency-key", key.parse().unwrap());
