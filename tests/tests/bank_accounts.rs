@@ -379,3 +379,63 @@ async fn deregistration_deletes_the_account_and_the_ledger_shows_dr() {
     assert_eq!(reason(&gone), "token_deleted");
     p.stop().await;
 }
+
+/// The issue's check, over the real binaries (vault-svc and payments-svc
+/// processes on PostgreSQL and Redis, as `scripts/run` starts them but with
+/// the production stores): registration, invalid IBAN, a debit with and
+/// without its mandate, the account beside a card, deletion, and no IBAN in
+/// either process's logs or in payments' database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_issue_check_over_the_real_binaries() {
+    use e2e::procs::platform::{Platform, PlatformOptions};
+    let p = Platform::start(PlatformOptions::default()).await;
+    let skey = p.keys.skey.clone();
+    let mut registrations = e2e::RegistrationsClient::new(p.payments.channel());
+    let mut payments = p.payments_client();
+    let reg = registrations
+        .create_registration(authed(&skey, register_account("GB82 WEST 1234 5698 7654 32", "cus_bin")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reg.account.as_ref().unwrap().bank_code, "WEST");
+    let invalid =
+        registrations.create_registration(authed(&skey, register_account("GB00WEST12345698765432", "cus_bin")));
+    assert_eq!(reason(&invalid.await.unwrap_err()), "invalid_iban");
+    let paid = payments.create_payment(authed(&skey, debit(registration(&reg.id), mandate()))).await.unwrap();
+    assert_eq!(paid.into_inner().status(), pb::PaymentStatus::Approved);
+    let refused = payments.create_payment(authed(&skey, debit(registration(&reg.id), None))).await.unwrap_err();
+    assert_eq!(reason(&refused), "invalid_mandate");
+    let card = pb::CreateRegistrationRequest {
+        source: Some(pb::create_registration_request::Source::Card(pb::Card {
+            number: "5555555555554444".into(),
+            expiration_month: 12,
+            expiration_year: 2040,
+            name: "Jane Doe".into(),
+            ..Default::default()
+        })),
+        customer_id: "cus_bin".into(),
+        verify: false,
+    };
+    registrations.create_registration(authed(&skey, card)).await.unwrap();
+    let list = pb::ListRegistrationsRequest { customer_id: "cus_bin".into(), ..Default::default() };
+    let listed = registrations.list_registrations(authed(&skey, list)).await.unwrap().into_inner().registrations;
+    let mut brands: Vec<&str> = listed.iter().map(|r| r.brand.as_str()).collect();
+    brands.sort();
+    assert_eq!(brands, ["DIRECTDEBIT_SEPA", "mastercard"]);
+    let delete = pb::DeleteRegistrationRequest { id: reg.id.clone() };
+    assert!(registrations.delete_registration(authed(&skey, delete)).await.unwrap().into_inner().deleted);
+
+    let url = p.payments_database_url();
+    let store =
+        payments_svc::storage::sql::SqlStore::connect(&url, 2, std::time::Duration::from_secs(5)).await.unwrap();
+    let stored = e2e::table_values(store.pool(), &["payments", "transactions", "idempotency_keys"]).await;
+    assert!(stored.iter().any(|v| v == "WEST"), "the scan must see the direct debit");
+    let stored = stored.join("\n");
+    assert_eq!(common::bank::find_ibans(&stored.to_uppercase()).count(), 0, "IBANs in payments' database");
+    assert!(!stored.contains("12345698765432"));
+    for (service, logs) in [("payments-svc", p.payments.logs()), ("vault-svc", p.vault.logs())] {
+        assert!(!logs.is_empty(), "{service} logged");
+        assert_eq!(common::bank::find_ibans(&logs.to_uppercase()).count(), 0, "IBANs in {service}'s logs");
+        assert!(!logs.contains("12345698765432"), "{service}");
+    }
+}
