@@ -517,6 +517,11 @@ mod tests {
         assert_eq!(with_name("  ").err(), Some(CardError::InvalidName));
         // A card number in the name is refused as such (card_number_in_text).
         assert_eq!(with_name("4242 4242 4242 4242").err(), Some(CardError::NumberInText(CardField::Name)));
+        assert_eq!(
+            with_name("DE89 3704 0044 0532 0130 00").err(),
+            Some(CardError::NumberInText(CardField::Name)),
+            "an IBAN too"
+        );
         assert_eq!(CardError::NumberInText(CardField::Name).reason(), "card_number_in_text");
         assert_eq!(with_name(" Jane Doe ").unwrap().name, "Jane Doe");
         assert_eq!(CardError::InvalidName.reason(), "invalid_name");

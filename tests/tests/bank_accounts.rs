@@ -303,6 +303,67 @@ async fn accounts_list_beside_cards_and_are_kept_fourteen_months_after_their_las
 }
 
 #[tokio::test]
+async fn a_direct_debit_unanswered_by_the_acquirer_is_pending_until_reconciled_by_inquiry() {
+    let p = TestPlatform::start().await;
+    let amount = |amount, iban| pb::CreatePaymentRequest { amount, ..debit(raw(iban), mandate()) };
+    // …99: processed, unanswered; the inquiry knows the account by its masked form.
+    let approved = p.create_payment(amount(2599, "DE89370400440532013000")).await.unwrap();
+    let declined = p.create_payment(amount(2599, "DE62370400440532013001")).await.unwrap();
+    // …98: never processed.
+    let lost = p.create_payment(amount(2598, "DE89370400440532013000")).await.unwrap();
+    for payment in [&approved, &declined, &lost] {
+        assert_eq!(payment.status(), pb::PaymentStatus::Pending);
+        assert_eq!(payment.result.as_ref().unwrap().code, "000.200.000");
+    }
+    p.vault.clock.advance_ms(31_000);
+    let expected = [
+        (&approved, pb::PaymentStatus::Approved, SUCCESS_TEST),
+        (&declined, pb::PaymentStatus::Declined, "800.100.202"),
+        (&lost, pb::PaymentStatus::Failed, "900.100.400"),
+    ];
+    for (payment, status, code) in expected {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let now = p.get_payment(&payment.id).await.unwrap();
+            if now.status() != pb::PaymentStatus::Pending {
+                assert_eq!((now.status(), now.result.unwrap().code.as_str()), (status, code));
+                assert_eq!(now.account.unwrap().last_digits, payment.account.as_ref().unwrap().last_digits);
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{} never reconciled", payment.id);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    p.stop().await;
+}
+
+fn with_key<T>(skey: &str, key: &str, request: T) -> tonic::Request<T> {
+    let mut request = authed(skey, request);
+    request.metadata_mut().insert("idempotency-key", key.parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn a_keyed_registration_and_direct_debit_replay_their_first_answer() {
+    let p = TestPlatform::start().await;
+    let skey = p.skey();
+    let (mut registrations, mut payments) = (p.registrations(), p.payments());
+    let register = || with_key(&skey, "reg-1", register_account("DE89370400440532013000", "cus_5"));
+    let first = registrations.create_registration(register()).await.unwrap().into_inner();
+    let replay = registrations.create_registration(register()).await.unwrap().into_inner();
+    assert_eq!((replay.id.as_str(), replay.account.as_ref()), (first.id.as_str(), first.account.as_ref()));
+    let pay = |m| with_key(&skey, "dd-1", debit(registration(&first.id), m));
+    let paid = payments.create_payment(pay(mandate())).await.unwrap().into_inner();
+    let again = payments.create_payment(pay(mandate())).await.unwrap().into_inner();
+    assert_eq!(again, paid, "one debit, replayed");
+    let other = payments.create_payment(pay(None)).await.unwrap_err();
+    assert_eq!(reason(&other), "idempotency_key_reused");
+    let by_token = pb::ListTransactionsRequest { token: first.id.clone(), ..Default::default() };
+    assert_eq!(p.ledger(by_token).await, ["RG", "DB"]);
+    p.stop().await;
+}
+
+#[tokio::test]
 async fn deregistration_deletes_the_account_and_the_ledger_shows_dr() {
     let p = TestPlatform::start().await;
     let reg = p.create_registration(register_account("NL91 ABNA 0417 1643 00", "cus_4")).await.unwrap();
@@ -317,4 +378,64 @@ async fn deregistration_deletes_the_account_and_the_ledger_shows_dr() {
     let gone = p.create_payment(debit(registration(&reg.id), mandate())).await.unwrap_err();
     assert_eq!(reason(&gone), "token_deleted");
     p.stop().await;
+}
+
+/// The issue's check, over the real binaries (vault-svc and payments-svc
+/// processes on PostgreSQL and Redis, as `scripts/run` starts them but with
+/// the production stores): registration, invalid IBAN, a debit with and
+/// without its mandate, the account beside a card, deletion, and no IBAN in
+/// either process's logs or in payments' database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_issue_check_over_the_real_binaries() {
+    use e2e::procs::platform::{Platform, PlatformOptions};
+    let p = Platform::start(PlatformOptions::default()).await;
+    let skey = p.keys.skey.clone();
+    let mut registrations = e2e::RegistrationsClient::new(p.payments.channel());
+    let mut payments = p.payments_client();
+    let reg = registrations
+        .create_registration(authed(&skey, register_account("GB82 WEST 1234 5698 7654 32", "cus_bin")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reg.account.as_ref().unwrap().bank_code, "WEST");
+    let invalid =
+        registrations.create_registration(authed(&skey, register_account("GB00WEST12345698765432", "cus_bin")));
+    assert_eq!(reason(&invalid.await.unwrap_err()), "invalid_iban");
+    let paid = payments.create_payment(authed(&skey, debit(registration(&reg.id), mandate()))).await.unwrap();
+    assert_eq!(paid.into_inner().status(), pb::PaymentStatus::Approved);
+    let refused = payments.create_payment(authed(&skey, debit(registration(&reg.id), None))).await.unwrap_err();
+    assert_eq!(reason(&refused), "invalid_mandate");
+    let card = pb::CreateRegistrationRequest {
+        source: Some(pb::create_registration_request::Source::Card(pb::Card {
+            number: "5555555555554444".into(),
+            expiration_month: 12,
+            expiration_year: 2040,
+            name: "Jane Doe".into(),
+            ..Default::default()
+        })),
+        customer_id: "cus_bin".into(),
+        verify: false,
+    };
+    registrations.create_registration(authed(&skey, card)).await.unwrap();
+    let list = pb::ListRegistrationsRequest { customer_id: "cus_bin".into(), ..Default::default() };
+    let listed = registrations.list_registrations(authed(&skey, list)).await.unwrap().into_inner().registrations;
+    let mut brands: Vec<&str> = listed.iter().map(|r| r.brand.as_str()).collect();
+    brands.sort();
+    assert_eq!(brands, ["DIRECTDEBIT_SEPA", "mastercard"]);
+    let delete = pb::DeleteRegistrationRequest { id: reg.id.clone() };
+    assert!(registrations.delete_registration(authed(&skey, delete)).await.unwrap().into_inner().deleted);
+
+    let url = p.payments_database_url();
+    let store =
+        payments_svc::storage::sql::SqlStore::connect(&url, 2, std::time::Duration::from_secs(5)).await.unwrap();
+    let stored = e2e::table_values(store.pool(), &["payments", "transactions", "idempotency_keys"]).await;
+    assert!(stored.iter().any(|v| v == "WEST"), "the scan must see the direct debit");
+    let stored = stored.join("\n");
+    assert_eq!(common::bank::find_ibans(&stored.to_uppercase()).count(), 0, "IBANs in payments' database");
+    assert!(!stored.contains("12345698765432"));
+    for (service, logs) in [("payments-svc", p.payments.logs()), ("vault-svc", p.vault.logs())] {
+        assert!(!logs.is_empty(), "{service} logged");
+        assert_eq!(common::bank::find_ibans(&logs.to_uppercase()).count(), 0, "IBANs in {service}'s logs");
+        assert!(!logs.contains("12345698765432"), "{service}");
+    }
 }

@@ -323,6 +323,32 @@ async fn scan(store: Store) {
     bad.consumer_ref = "5555 5555 5555 4444".into();
     errors.push(internal.tokenize(bad).await.unwrap_err().message().to_owned());
 
+    // Bank accounts: registered, detokenized, extended, deleted; refused; an IBAN as an id.
+    let account = |iban: &str, holder: &str| proto::vault::v1::TokenizeRequest {
+        merchant_id: vault.merchant.id.clone(),
+        kind: TokenKind::Registration as i32,
+        source: Some(proto::vault::v1::tokenize_request::Source::BankAccount(proto::vault::v1::BankAccount {
+            iban: iban.into(),
+            holder: holder.into(),
+            ..Default::default()
+        })),
+        customer_id: "cus_1".into(),
+        ..Default::default()
+    };
+    for iban in ["DE89 3704 0044 0532 0130 00", "GB82WEST12345698765432", "FR1420041010050500013M02606"] {
+        let t = internal.tokenize(account(iban, "Jane Doe")).await.unwrap().into_inner();
+        internal.detokenize(detokenize_request(&vault.merchant.id, &t.id, "")).await.unwrap();
+        internal.extend_token(extend_request(&vault.merchant.id, &t.id)).await.unwrap();
+        if iban.starts_with("FR") {
+            internal.delete_token(delete_request(&vault.merchant.id, &t.id)).await.unwrap();
+        }
+    }
+    for (iban, holder) in [("DE89370400440532013001", "Jane Doe"), ("DE89370400440532013000", "NL91ABNA0417164300")] {
+        errors.push(internal.tokenize(account(iban, holder)).await.unwrap_err().message().to_owned());
+    }
+    let e = internal.detokenize(detokenize_request(&vault.merchant.id, "DE89370400440532013000", "")).await;
+    errors.push(e.unwrap_err().message().to_owned());
+
     let mut stored = match &vault.redis_prefix {
         Some(prefix) => e2e::redis_values(prefix).await,
         None => Vec::new(),
@@ -345,6 +371,7 @@ async fn scan(store: Store) {
         std::fs::write(path, &logs).unwrap();
     }
     assert!(logs.contains("token detokenized"), "the capture must hold the vault's own logs");
+    assert!(logs.contains("account=true"), "the capture must hold the accounts' tokenizations");
     for (what, text) in [("logs", logs.as_str()), ("error messages", &errors.join("\n")), ("redis", &stored.join("\n"))]
     {
         assert_clean(what, text, &keys);

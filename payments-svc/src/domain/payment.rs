@@ -137,8 +137,10 @@ impl Mandate {
     /// set, its date of signature an ISO 8601 calendar date not in the future.
     pub fn parse(id: &str, date_of_signature: &str, now: Millis) -> Result<Self, &'static str> {
         let sepa = |c: char| c.is_ascii_alphanumeric() || "/-?:().,'+ ".contains(c);
-        if id.trim().is_empty() || id.len() > MAX_MANDATE_ID || !id.chars().all(sepa) {
-            return Err("mandate.id must be 1 to 35 letters, digits or / - ? : ( ) . , ' + and spaces");
+        if id.trim().is_empty() || id.len() > MAX_MANDATE_ID || !id.chars().all(sepa) || id.starts_with("//") {
+            return Err(
+                "mandate.id must be 1 to 35 letters, digits or / - ? : ( ) . , ' + and spaces, not starting //",
+            );
         }
         if common::field::check(id).is_err() {
             return Err("mandate.id must not hold a card number or an IBAN");
@@ -263,6 +265,7 @@ mod tests {
         for (id, date) in [
             ("", "2026-11-30"),
             ("MNDT_1", "2026-11-30"),
+            ("//MNDT", "2026-11-30"),
             (&"x".repeat(36), "2026-11-30"),
             ("MNDT-1", "30.11.2026"),
             ("MNDT-1", "2026-02-30"),

@@ -138,7 +138,7 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
                 .await;
         match &result {
             Ok(t) => {
-                tracing::info!(merchant_id = loggable(&r.merchant_id), token_id = %t.id, kind = kind.as_str(), "card tokenized")
+                tracing::info!(merchant_id = loggable(&r.merchant_id), token_id = %t.id, kind = kind.as_str(), account = t.account.is_some(), "tokenized")
             }
             Err(e) => tracing::info!(merchant_id = loggable(&r.merchant_id), error = %e, "tokenize refused"),
         }

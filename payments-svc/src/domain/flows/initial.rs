@@ -12,7 +12,7 @@
 use common::money::{Currency, Money};
 use common::result_code;
 
-use super::validate::{self, NewPayment, ValidPayment, ValidSource, account_rules};
+use super::validate::{self, NewPayment, ValidPayment, ValidSource, account_rules, instrument_rules};
 use super::{Payments, ledger_kind_created};
 use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Inquiry, Operation};
 use crate::domain::error::{PaymentError, PaymentResult};
@@ -144,29 +144,13 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                 RecoveryPoint::Started => match self.obtain_card(scope, &payment, req.is_some(), fresh, ctx).await {
                     Ok(Some(obtained)) => {
                         let mut next = payment.clone();
-                        let fits = match &obtained {
-                            Instrument::Card(card) => {
-                                next.card = Some(MaskedCard::of(card));
-                                match next.mandate {
-                                    Some(_) => {
-                                        Err(PaymentError::InvalidArgument("a mandate applies only to a bank account"))
-                                    }
-                                    None => Ok(()),
-                                }
-                            }
-                            Instrument::Account(account) => {
-                                next.account = Some(account.masked());
-                                account_rules(next.payment_type, &next.currency, next.mandate.as_ref())
-                            }
-                        };
-                        if let Err(refusal) = fits {
-                            // Not the instrument this request may pay with: it did not happen.
-                            let mut failed = payment.clone();
-                            failed.status = Status::Failed;
-                            failed.result = result_code::NOT_PROCESSED.into();
-                            failed.recovery = RecoveryPoint::Finished;
-                            self.advance(failed, RecoveryPoint::Started, &[], None).await?;
-                            return Err(refusal);
+                        if let Err(refusal) = instrument_rules(&payment, &obtained) {
+                            // Not an instrument this request may pay with: it did not happen.
+                            return self.refuse_started(&payment, refusal).await;
+                        }
+                        match &obtained {
+                            Instrument::Card(card) => next.card = Some(MaskedCard::of(card)),
+                            Instrument::Account(account) => next.account = Some(account.masked()),
                         }
                         next.recovery = RecoveryPoint::CardObtained;
                         card = Some(obtained);
@@ -187,12 +171,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                     // The vault refused the token (used, expired, unknown): the
                     // payment did not happen, and the caller is told why.
                     Err(PaymentError::Vault(refusal)) if refusal != VaultError::Unavailable => {
-                        let mut failed = payment.clone();
-                        failed.status = Status::Failed;
-                        failed.result = result_code::NOT_PROCESSED.into();
-                        failed.recovery = RecoveryPoint::Finished;
-                        self.advance(failed, RecoveryPoint::Started, &[], None).await?;
-                        return Err(PaymentError::Vault(refusal));
+                        return self.refuse_started(&payment, PaymentError::Vault(refusal)).await;
                     }
                     Err(error) => return Err(error),
                 },
@@ -225,6 +204,17 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                 RecoveryPoint::Finished => return Ok(payment),
             };
         }
+    }
+
+    /// Records a payment at `Started` as failed (never processed) and answers
+    /// the caller with why.
+    async fn refuse_started(&self, payment: &Payment, refusal: PaymentError) -> PaymentResult<Payment> {
+        let mut failed = payment.clone();
+        failed.status = Status::Failed;
+        failed.result = result_code::NOT_PROCESSED.into();
+        failed.recovery = RecoveryPoint::Finished;
+        self.advance(failed, RecoveryPoint::Started, &[], None).await?;
+        Err(refusal)
     }
 
     /// The card of a payment at `Started`: from the vault (the same

@@ -12,9 +12,9 @@ use common::field::FieldFault;
 use common::money::{Currency, Money};
 
 use crate::domain::error::PaymentError;
-use crate::domain::payment::{Mandate, PaymentType, SiMode, SiSource, StandingInstruction};
-use vault_api::TokenKind;
+use crate::domain::payment::{Mandate, Payment, PaymentType, SiMode, SiSource, StandingInstruction};
 use vault_api::token_id::{self, TokenRef};
+use vault_api::{Instrument, TokenKind};
 
 /// Where the card of a payment comes from, as the request names it.
 pub enum Source {
@@ -103,6 +103,18 @@ pub fn account_rules(payment_type: PaymentType, currency: &str, mandate: Option<
         return Err(PaymentError::InvalidMandate("a SEPA direct debit needs a mandate{id, date_of_signature}"));
     }
     Ok(())
+}
+
+/// Whether the instrument a registration turned out to hold may pay
+/// `payment`: an account by `account_rules`, a card without a mandate.
+pub fn instrument_rules(payment: &Payment, instrument: &Instrument) -> Result<(), PaymentError> {
+    match instrument {
+        Instrument::Account(_) => account_rules(payment.payment_type, &payment.currency, payment.mandate.as_ref()),
+        Instrument::Card(_) if payment.mandate.is_some() => {
+            Err(PaymentError::InvalidArgument("a mandate applies only to a bank account"))
+        }
+        Instrument::Card(_) => Ok(()),
+    }
 }
 
 /// Caller-supplied text of `field` (`common::field`'s rules).
