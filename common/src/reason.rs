@@ -52,6 +52,7 @@ reasons! {
     InvalidBic => "invalid_bic",
     InvalidAccountHolder => "invalid_account_holder",
     InvalidMandate => "invalid_mandate",
+    InstrumentMismatch => "instrument_mismatch",
     UsedToken => "used_token",
     TokenExpired => "token_expired",
     TokenNotFound => "token_not_found",

@@ -144,6 +144,8 @@ pub fn detokenize_request() -> DetokenizeRequest {
         token: TOKEN_ID.into(),
         consumer_ref: CONSUMER_REF.into(),
         livemode: false,
+        // What payments-svc sends: it pays with a card unless under a mandate.
+        instrument: "card".into(),
     }
 }
 

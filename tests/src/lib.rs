@@ -69,6 +69,7 @@ pub fn detokenize_request(merchant_id: &str, token: &str, consumer_ref: &str) ->
         token: token.into(),
         consumer_ref: consumer_ref.into(),
         livemode: token.starts_with("tokn_") && !token.starts_with("tokn_test_"),
+        instrument: String::new(),
     }
 }
 

@@ -220,9 +220,10 @@ impl<V: Vault> Vault for CrashVault<V> {
         scope: Scope<'_>,
         token: &str,
         consumer_ref: &str,
+        expect: Option<vault_api::InstrumentKind>,
         ctx: &CallContext,
     ) -> Result<vault_api::Instrument, VaultError> {
-        self.alive(self.inner.detokenize(scope, token, consumer_ref, ctx)).await
+        self.alive(self.inner.detokenize(scope, token, consumer_ref, expect, ctx)).await
     }
 
     async fn report_charge(

@@ -111,9 +111,35 @@ async fn a_registered_account_shows_its_metadata_never_its_iban_and_pays_with_a_
     };
     assert_eq!(p.create_payment(repeated).await.unwrap().status(), pb::PaymentStatus::Approved);
 
-    // Without its mandate, refused: nothing charged.
+    // Without its mandate, refused: nothing charged, and the vault left the account unused
+    // (no DT event, its retention not moved).
+    let vault_side = async |p: &TestPlatform, id: &str| {
+        let described = described(p, id).await;
+        (audit(p, id).await, secs(&described.last_used_at), secs(&described.retain_until))
+    };
+    let before = vault_side(&p, &reg.id).await;
+    p.vault.clock.advance_ms(24 * 3600 * 1000);
     let refused = p.create_payment(debit(registration(&reg.id), None)).await.unwrap_err();
     assert_eq!((refused.code(), reason(&refused).as_str()), (Code::InvalidArgument, "invalid_mandate"));
+    assert_eq!(vault_side(&p, &reg.id).await, before, "the refused debit did not use the account");
+    // A card under a mandate: refused the same way, the card left unused.
+    let card = pb::Card {
+        number: "4242424242424242".into(),
+        expiration_month: 12,
+        expiration_year: 2040,
+        name: "Jane Doe".into(),
+        ..Default::default()
+    };
+    let registered = pb::CreateRegistrationRequest {
+        source: Some(pb::create_registration_request::Source::Card(card)),
+        customer_id: "cus_1".into(),
+        verify: false,
+    };
+    let card = p.create_registration(registered).await.unwrap().id;
+    let before = vault_side(&p, &card).await;
+    let refused = p.create_payment(debit(registration(&card), mandate())).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(vault_side(&p, &card).await, before, "the refused debit did not use the card");
     let bad_date = Some(pb::Mandate { id: "MNDT-1".into(), date_of_signature: "15.01.2025".into() });
     let refused = p.create_payment(debit(registration(&reg.id), bad_date)).await.unwrap_err();
     assert_eq!(reason(&refused), "invalid_mandate");

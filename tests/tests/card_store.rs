@@ -87,21 +87,21 @@ async fn the_same_card_is_stored_once_per_customer_and_kind(s: SqlStore) {
 
 async fn use_marks_and_audits_in_one_commit(s: SqlStore) {
     s.insert(&row("r1", "cus_1", "fp1"), None, &audit("RG", "r1")).await.unwrap();
-    let Lookup::Found(used) = s.use_token(M1, "r1", T0 + DAY, MOVED, &audit("DT", "r1")).await.unwrap() else {
+    let Lookup::Found(used) = s.use_token(M1, "r1", T0 + DAY, MOVED, None, &audit("DT", "r1")).await.unwrap() else {
         panic!()
     };
     assert_eq!((used.last_used_at, used.card.as_slice()), (Some(T0 + DAY), &b"sealed-card"[..]));
     assert_eq!(events(&s, Some("r1")).await, vec!["RG:r1", "DT:r1"]);
     assert_eq!(
-        s.use_token(Scope { merchant_id: "mrch_2", livemode: false }, "r1", T0, MOVED, &audit("DT", "r1"))
+        s.use_token(Scope { merchant_id: "mrch_2", livemode: false }, "r1", T0, MOVED, None, &audit("DT", "r1"))
             .await
             .unwrap(),
         Lookup::NotFound
     );
-    assert_eq!(s.use_token(M1, "nope", T0, MOVED, &audit("DT", "nope")).await.unwrap(), Lookup::NotFound);
+    assert_eq!(s.use_token(M1, "nope", T0, MOVED, None, &audit("DT", "nope")).await.unwrap(), Lookup::NotFound);
     assert_eq!(events(&s, None).await.len(), 2, "failed uses write nothing");
     // Past retention (not yet swept) it can no longer be used.
-    assert_eq!(s.use_token(M1, "r1", T0 + 400 * DAY, MOVED, &audit("DT", "r1")).await.unwrap(), Lookup::Deleted);
+    assert_eq!(s.use_token(M1, "r1", T0 + 400 * DAY, MOVED, None, &audit("DT", "r1")).await.unwrap(), Lookup::Deleted);
 }
 
 async fn an_accounts_retention_moves_with_its_use_in_the_same_statement(s: SqlStore) {
@@ -109,19 +109,29 @@ async fn an_accounts_retention_moves_with_its_use_in_the_same_statement(s: SqlSt
     s.insert(&account, None, &audit("RG", "a1")).await.unwrap();
     s.insert(&row("c1", "cus_1", "card-fp"), None, &audit("RG", "c1")).await.unwrap();
     assert_eq!(s.get(M1, "a1").await.unwrap(), Lookup::Found(account.clone()), "the instrument is stored");
-    let Lookup::Found(used) = s.use_token(M1, "a1", T0 + DAY, MOVED, &audit("DT", "a1")).await.unwrap() else {
+    let Lookup::Found(used) = s.use_token(M1, "a1", T0 + DAY, MOVED, None, &audit("DT", "a1")).await.unwrap() else {
         panic!()
     };
     assert_eq!((used.last_used_at, used.retain_until), (Some(T0 + DAY), MOVED.until), "an account's moves");
-    let Lookup::Found(card) = s.use_token(M1, "c1", T0 + DAY, MOVED, &audit("DT", "c1")).await.unwrap() else {
+    let Lookup::Found(card) = s.use_token(M1, "c1", T0 + DAY, MOVED, None, &audit("DT", "c1")).await.unwrap() else {
         panic!()
     };
     assert_eq!(card.retain_until, T0 + 400 * DAY, "a card's follows its expiry");
+    // Asked for a card, the account is left as it was: not used, no DT event.
+    let only_card = Some(Instrument::Card);
+    let Lookup::Found(left) = s.use_token(M1, "a1", T0 + 3 * DAY, MOVED, only_card, &audit("DT", "a1")).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((left.instrument, left.last_used_at), (Instrument::Account, Some(T0 + DAY)), "left unused");
     let Lookup::Found(extended) = s.extend(M1, "a1", T0 + 800 * DAY, &audit("EX", "a1")).await.unwrap() else {
         panic!()
     };
     assert!(extended.extended);
-    let Lookup::Found(used) = s.use_token(M1, "a1", T0 + 2 * DAY, MOVED, &audit("DT", "a1")).await.unwrap() else {
+    let only_account = Some(Instrument::Account);
+    let Lookup::Found(used) =
+        s.use_token(M1, "a1", T0 + 2 * DAY, MOVED, only_account, &audit("DT", "a1")).await.unwrap()
+    else {
         panic!()
     };
     assert_eq!(used.retain_until, MOVED.extended_until, "extended: 24 months from the use");
@@ -137,7 +147,7 @@ async fn delete_destroys_the_card_data_once(s: SqlStore) {
     assert_eq!(s.delete(M1, "r1", T0, &audit("DR", "r1")).await.unwrap(), Lookup::Deleted);
     assert_eq!(s.delete(M1, "nope", T0, &audit("DR", "nope")).await.unwrap(), Lookup::NotFound);
     assert_eq!(s.get(M1, "r1").await.unwrap(), Lookup::Deleted);
-    assert_eq!(s.use_token(M1, "r1", T0, MOVED, &audit("DT", "r1")).await.unwrap(), Lookup::Deleted);
+    assert_eq!(s.use_token(M1, "r1", T0, MOVED, None, &audit("DT", "r1")).await.unwrap(), Lookup::Deleted);
     let blobs: (Option<Vec<u8>>, Option<Vec<u8>>) =
         sqlx::query_as("SELECT meta, card FROM card_tokens WHERE id = 'r1'").fetch_one(s.pool()).await.unwrap();
     assert_eq!(blobs, (None, None), "the sealed card is gone from the row");

@@ -30,6 +30,7 @@ fn detok(merchant_id: &str, id: &str) -> pb::DetokenizeRequest {
         token: id.into(),
         consumer_ref: String::new(),
         livemode: false,
+        instrument: String::new(),
     }
 }
 

@@ -26,7 +26,8 @@ use crate::convert::{
 };
 use crate::token_id::TokenKind;
 use crate::vault::{
-    CallContext, ChargeStatus, Instrument, MaskedCard, Scope, StoredToken, TokenSource, Vault, VaultError,
+    CallContext, ChargeStatus, Instrument, InstrumentKind, MaskedCard, Scope, StoredToken, TokenSource, Vault,
+    VaultError,
 };
 
 pub mod balance;
@@ -121,6 +122,7 @@ fn vault_error(status: &Status) -> VaultError {
         (_, Some(Reason::UsedToken)) => VaultError::UsedToken,
         (_, Some(Reason::TokenExpired)) => VaultError::TokenExpired,
         (_, Some(Reason::TokenDeleted)) => VaultError::TokenDeleted,
+        (_, Some(Reason::InstrumentMismatch)) => VaultError::Rejected { reason: Reason::InstrumentMismatch },
         (Code::NotFound, _) => VaultError::NotFound,
         (Code::InvalidArgument, reason) => VaultError::Rejected { reason: reason.unwrap_or(Reason::InvalidArgument) },
         (Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted, _) => VaultError::Unavailable,
@@ -175,6 +177,7 @@ impl Vault for GrpcVault {
         scope: Scope<'_>,
         token: &str,
         consumer_ref: &str,
+        expect: Option<InstrumentKind>,
         ctx: &CallContext,
     ) -> Result<Instrument, VaultError> {
         let message = pb::DetokenizeRequest {
@@ -182,6 +185,7 @@ impl Vault for GrpcVault {
             token: token.into(),
             consumer_ref: consumer_ref.into(),
             livemode: scope.livemode,
+            instrument: expect.map(InstrumentKind::as_str).unwrap_or_default().into(),
         };
         let response = self.call(message, ctx).await?;
         if let Some(mut account) = response.bank_account {

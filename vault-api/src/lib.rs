@@ -18,5 +18,6 @@ pub use common::bank::MaskedAccount;
 pub use common::reason::Reason;
 pub use token_id::{TokenKind, TokenRef};
 pub use vault::{
-    CallContext, ChargeStatus, Instrument, MaskedCard, Scope, StoredToken, TokenSource, Vault, VaultError,
+    CallContext, ChargeStatus, Instrument, InstrumentKind, MaskedCard, Scope, StoredToken, TokenSource, Vault,
+    VaultError,
 };

@@ -159,6 +159,24 @@ pub enum Instrument {
     Account(BankAccount),
 }
 
+/// Which kind of [`Instrument`] a caller can use: a Detokenize that names one
+/// is refused (`instrument_mismatch`) before the token is used when the
+/// token holds the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstrumentKind {
+    Card,
+    Account,
+}
+
+impl InstrumentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Card => "card",
+            Self::Account => "account",
+        }
+    }
+}
+
 /// A durable token as callers of the vault see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredToken {
@@ -197,6 +215,7 @@ pub trait Vault: Send + Sync + 'static {
         scope: Scope<'_>,
         token: &str,
         consumer_ref: &str,
+        expect: Option<InstrumentKind>,
         ctx: &CallContext,
     ) -> impl Future<Output = Result<Instrument, VaultError>> + Send;
 

@@ -186,6 +186,7 @@ impl Op for DetokenizeRegistration {
                 token: self.registrations[index % self.registrations.len()].clone(),
                 consumer_ref: String::new(),
                 livemode: false,
+                instrument: "card".into(),
             },
             observed: Arc::clone(&self.observed),
         }

@@ -216,6 +216,7 @@ impl Worker for DetokenizeWorker {
             token: token.clone(),
             consumer_ref: format!("{}{n}", shared.run),
             livemode: shared.livemode,
+            instrument: "card".into(),
         };
         match self.client.detokenize(request).await {
             Ok(r) => {

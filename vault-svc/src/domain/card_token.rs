@@ -390,9 +390,14 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         scope: Scope<'_>,
         id: &str,
         consumer_ref: &str,
+        only: Option<Instrument>,
         actor: &Actor,
     ) -> Result<Released, VaultError> {
         let kind = match token_id::classify(id) {
+            // A single-use token holds a card.
+            Some(TokenRef::SingleUse { .. }) if only == Some(Instrument::Account) => {
+                return Err(VaultError::InstrumentMismatch);
+            }
             Some(TokenRef::SingleUse { livemode }) if livemode == scope.livemode => {
                 let card = self.single_use.detokenize(scope.merchant_id, id, consumer_ref).await?;
                 return Ok(Released::Card(Box::new(card)));
@@ -403,7 +408,11 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         };
         let now = self.clock.now_ms();
         let audit = self.audit("DT", scope.merchant_id, id, actor, "success");
-        let row = match self.store.use_token(scope, id, now, retention::on_use(now), &audit).await? {
+        let row = match self.store.use_token(scope, id, now, retention::on_use(now), only, &audit).await? {
+            // Left unused: no DT event, no retention moved.
+            Lookup::Found(row) if row.kind == kind && only.is_some_and(|i| i != row.instrument) => {
+                return Err(VaultError::InstrumentMismatch);
+            }
             Lookup::Found(row) if row.kind == kind && row.retain_until > now => row,
             Lookup::Found(row) if row.kind == kind => return Err(VaultError::TokenDeleted),
             Lookup::Deleted => return Err(VaultError::TokenDeleted),

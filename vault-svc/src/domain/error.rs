@@ -32,6 +32,9 @@ pub enum VaultError {
     UsedToken,
     #[error("token has expired")]
     TokenExpired,
+    /// The token holds another instrument (a card, a bank account) than the caller can use.
+    #[error("the token holds another instrument than the one asked for")]
+    InstrumentMismatch,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the store did not answer before the deadline")]

@@ -23,6 +23,7 @@ impl From<VaultError> for Status {
             VaultError::Conflict => (Code::Aborted, Reason::Conflict),
             VaultError::UsedToken => (Code::FailedPrecondition, Reason::UsedToken),
             VaultError::TokenExpired => (Code::FailedPrecondition, Reason::TokenExpired),
+            VaultError::InstrumentMismatch => (Code::FailedPrecondition, Reason::InstrumentMismatch),
             VaultError::DeadlineExceeded => (Code::Unavailable, Reason::StoreUnavailable),
             VaultError::Store(store) => store.code_and_reason(),
             VaultError::Crypto(_) | VaultError::Corrupt => (Code::Internal, Reason::Internal),

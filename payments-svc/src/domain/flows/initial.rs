@@ -20,7 +20,8 @@ use crate::domain::payment::{
     LedgerKind, MaskedCard, Payment, PaymentType, RecoveryPoint, Scope, SiMode, SiSource, SourceKind, Status,
 };
 use crate::domain::store::{Begun, PaymentStore};
-use vault_api::{CallContext, ChargeStatus, Instrument, TokenKind, TokenSource, Vault, VaultError};
+use common::reason::Reason;
+use vault_api::{CallContext, ChargeStatus, Instrument, InstrumentKind, TokenKind, TokenSource, Vault, VaultError};
 
 impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
     pub async fn create_payment(
@@ -231,8 +232,12 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         ctx: &CallContext,
     ) -> PaymentResult<Option<Instrument>> {
         let Some(token) = payment.token.as_deref().filter(|_| client_present) else { return Ok(None) };
-        match self.vault.detokenize(scope, token, &payment.id, ctx).await {
+        match self.vault.detokenize(scope, token, &payment.id, Some(expected_instrument(payment)), ctx).await {
             Ok(card) => Ok(Some(card)),
+            // The token holds what this request cannot pay with (an account
+            // without a mandate, a card with one): refused before the vault
+            // used it, with the request's own reason.
+            Err(VaultError::Rejected { reason: Reason::InstrumentMismatch }) => Err(mismatch(payment)),
             // Consumed by this payment in an earlier run, past the replay window.
             Err(VaultError::UsedToken) if !fresh && payment.source_kind == Some(SourceKind::SingleUse) => {
                 tracing::warn!(payment_id = %payment.id, "resumed payment's card is no longer available");
@@ -329,17 +334,19 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         let card = match card {
             Some(card) => card,
             None => match next.token.as_deref() {
-                Some(token) => match self.vault.detokenize(scope, token, &next.id, ctx).await {
-                    Ok(card) => {
-                        again = card;
-                        &again
+                Some(token) => {
+                    match self.vault.detokenize(scope, token, &next.id, Some(expected_instrument(&next)), ctx).await {
+                        Ok(card) => {
+                            again = card;
+                            &again
+                        }
+                        Err(VaultError::Unavailable) => return Err(VaultError::Unavailable.into()),
+                        Err(error) => {
+                            tracing::error!(%error, payment_id = %next.id, "approved payment's card is gone: not tokenized");
+                            return self.advance(next, from, &[], None).await;
+                        }
                     }
-                    Err(VaultError::Unavailable) => return Err(VaultError::Unavailable.into()),
-                    Err(error) => {
-                        tracing::error!(%error, payment_id = %next.id, "approved payment's card is gone: not tokenized");
-                        return self.advance(next, from, &[], None).await;
-                    }
-                },
+                }
                 None => return self.advance(next, from, &[], None).await,
             },
         };
@@ -382,6 +389,21 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             Status::Pending => ChargeStatus::Pending,
         };
         self.report_charge(scope, token, &payment.id, charge, ctx).await
+    }
+}
+
+/// A payment under a SEPA mandate pays with a bank account; any other with a card.
+fn expected_instrument(payment: &Payment) -> InstrumentKind {
+    if payment.mandate.is_some() { InstrumentKind::Account } else { InstrumentKind::Card }
+}
+
+/// Why a token holding the other instrument cannot pay `payment`.
+fn mismatch(payment: &Payment) -> PaymentError {
+    match expected_instrument(payment) {
+        InstrumentKind::Card => account_rules(payment.payment_type, &payment.currency, None)
+            .err()
+            .unwrap_or(PaymentError::InvalidArgument("a bank account needs a mandate")),
+        InstrumentKind::Account => PaymentError::InvalidArgument("a mandate applies only to a bank account"),
     }
 }
 

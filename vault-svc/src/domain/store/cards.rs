@@ -135,14 +135,16 @@ pub trait CardStore: Send + Sync + 'static {
         audit: &AuditEntry,
     ) -> impl StoreFuture<Option<CardRow>>;
 
-    /// Marks the live token used at `now`, if its retention has not ended, and
-    /// returns it, with its DT audit event in the same commit; an account's
-    /// retention moves to `retention` in the same statement.
+    /// Marks the live token used at `now`, if its retention has not ended
+    /// (and, with `only`, if it holds that instrument), and returns it, with
+    /// its DT audit event in the same commit; an account's retention moves to
+    /// `retention` in the same statement.
     fn mark_used(
         &self,
         write: TokenWrite<'_>,
         now: Millis,
         retention: UseRetention,
+        only: Option<Instrument>,
     ) -> impl StoreFuture<Option<CardRow>>;
 
     fn get(&self, scope: Scope<'_>, id: &str) -> impl StoreFuture<Lookup<CardRow>>;
@@ -198,17 +200,28 @@ pub trait CardStore: Send + Sync + 'static {
     }
 
     /// [`mark_used`](Self::mark_used), or why not: a token past retention but
-    /// not yet swept answers `Deleted`.
+    /// not yet swept answers `Deleted`; one holding another instrument than
+    /// `only` answers `Found` unused (the caller tells by its instrument).
     fn use_token(
         &self,
         scope: Scope<'_>,
         id: &str,
         now: Millis,
         retention: UseRetention,
+        only: Option<Instrument>,
         audit: &AuditEntry,
     ) -> impl StoreFuture<Lookup<CardRow>> {
         async move {
-            let used = self.mark_used(TokenWrite { scope, id, audit }, now, retention).await?;
+            let used = self.mark_used(TokenWrite { scope, id, audit }, now, retention, only).await?;
+            if used.is_none() && only.is_some() {
+                // Live but holding the other instrument: handed back unused.
+                if let Lookup::Found(row) = self.get(scope, id).await?
+                    && Some(row.instrument) != only
+                    && row.retain_until > now
+                {
+                    return Ok(Lookup::Found(row));
+                }
+            }
             answer(self, scope, id, used).await
         }
     }

@@ -8,7 +8,9 @@ use sqlx::any::AnyRow;
 use super::{COLUMNS, Dialect, SqlStore, audit_insert, audit_texts, bind_event, card_row, scoped, token_kind};
 use crate::domain::audit::{AuditEntry, AuditQuery, AuditRecord};
 use crate::domain::store::StoreError;
-use crate::domain::store::cards::{CardRow, CardStore, DueToken, Lookup, Scope, TokenQuery, TokenWrite, UseRetention};
+use crate::domain::store::cards::{
+    CardRow, CardStore, DueToken, Instrument, Lookup, Scope, TokenQuery, TokenWrite, UseRetention,
+};
 use vault_api::token_id::TokenKind;
 
 fn audit_record(row: &AnyRow) -> Result<AuditRecord, StoreError> {
@@ -136,17 +138,21 @@ impl CardStore for SqlStore {
         w: TokenWrite<'_>,
         now: Millis,
         retention: UseRetention,
+        only: Option<Instrument>,
     ) -> Result<Option<CardRow>, StoreError> {
         self.trip("mark_used", async {
             // An account's retention moves with its use, in the same statement
             // (`until`, `extended_until` are the parameters numbered here).
-            let update = |until: u8, extended: u8| {
+            // `only` is `$<only>`; an empty value takes either instrument.
+            let update = |until: u8, extended: u8, only: u8| {
                 format!(
                     "UPDATE card_tokens SET last_used_at = $4, retain_until = CASE WHEN instrument = 'account' \
                      THEN (CASE WHEN extended = 1 THEN ${extended} ELSE ${until} END) ELSE retain_until END \
-                     WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL AND retain_until > $4"
+                     WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL AND retain_until > $4 \
+                     AND (${only} = '' OR instrument = ${only})"
                 )
             };
+            let only = only.map(Instrument::as_str).unwrap_or("");
             let statement = |sql| scoped(sql, w.scope, w.id).bind(secs(now));
             let (until, extended) = (secs(retention.until), secs(retention.extended_until));
             match self.dialect() {
@@ -155,13 +161,13 @@ impl CardStore for SqlStore {
                         "WITH t AS ({} RETURNING {COLUMNS}), a AS (INSERT INTO audit_events (at, event_type, \
                          merchant_id, token_id, actor, correlation_id, outcome) SELECT $5, $6, t.merchant_id, t.id, $7, \
                          $8, $9 FROM t) SELECT {COLUMNS} FROM t",
-                        update(10, 11)
+                        update(10, 11, 12)
                     );
-                    self.find(bind_event(statement(&sql), w.audit).bind(until).bind(extended), card_row).await
+                    self.find(bind_event(statement(&sql), w.audit).bind(until).bind(extended).bind(only), card_row).await
                 }
                 Dialect::Sqlite => {
-                    let sql = format!("{} RETURNING {COLUMNS}", update(5, 6));
-                    self.returning_with_audit(statement(&sql).bind(until).bind(extended), w.audit).await
+                    let sql = format!("{} RETURNING {COLUMNS}", update(5, 6, 7));
+                    self.returning_with_audit(statement(&sql).bind(until).bind(extended).bind(only), w.audit).await
                 }
             }
         })
