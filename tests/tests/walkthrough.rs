@@ -47,25 +47,41 @@ fn run_script(home: &Path, log: &str) -> Command {
 }
 
 impl RunScript {
-    /// Starts it once its fixed ports are free: another test may hold one for a
-    /// moment, as port 0 hands out ports from the same range.
+    /// Starts it once its fixed ports are free. A port can be taken for a moment
+    /// by any outgoing connection on the machine (the services' own included:
+    /// connect() draws local ports from the range the fixed ports are in); a
+    /// start that lost that race said so in one line, and is tried again.
     fn start(home: &Path, log: &str) -> Self {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
-        while ![50051, 50052, 50061, 9464, 9465, 50081, 50082].into_iter().all(free) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let child = run_script(home, log).spawn().expect("start scripts/run");
-        let mut script = Self { child: Some(child), log: home.join(log) };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !script.log().contains("payvault is running") {
-            if let Some(status) = script.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("scripts/run exited ({status}) before it was running:\n{}", script.log());
+        for _ in 0..5 {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+            while ![50051, 50052, 50061, 9464, 9465, 50081, 50082].into_iter().all(free) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(200));
             }
-            assert!(Instant::now() < deadline, "scripts/run did not start within 60 s:\n{}", script.log());
-            std::thread::sleep(Duration::from_millis(100));
+            let child = run_script(home, log).spawn().expect("start scripts/run");
+            let mut script = Self { child: Some(child), log: home.join(log) };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let exited = loop {
+                if script.log().contains("payvault is running") {
+                    return script;
+                }
+                if let Some(status) = script.child.as_mut().unwrap().try_wait().unwrap() {
+                    script.child = None;
+                    break status;
+                }
+                assert!(Instant::now() < deadline, "scripts/run did not start within 60 s:\n{}", script.log());
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            let said = script.log();
+            if !said.contains("Address already in use") && !said.contains("is in use by another program") {
+                panic!("scripts/run exited ({exited}) before it was running:\n{said}");
+            }
+            std::thread::sleep(Duration::from_secs(1));
         }
-        script
+        panic!(
+            "scripts/run lost its ports five times:\n{}",
+            std::fs::read_to_string(home.join(log)).unwrap_or_default()
+        );
     }
 
     fn log(&self) -> String {
