@@ -51,7 +51,7 @@ impl RedisCluster {
             async move {
                 let mut replicas = 0;
                 for port in ports {
-                    let replication = info(port, "REPLICATION").await?;
+                    let replication = info(port, &["INFO", "replication"]).await?;
                     if replication.contains("role:slave") {
                         replicas += 1;
                         if !replication.contains("master_link_status:up") {
@@ -81,12 +81,12 @@ impl RedisCluster {
             async move {
                 let mut masters = 0;
                 for port in ports {
-                    match info(port, "INFO").await {
+                    match info(port, &["CLUSTER", "INFO"]).await {
                         Some(text) if text.contains("cluster_state:ok") => {}
                         None => continue, // a killed node
                         Some(_) => return None,
                     }
-                    masters += usize::from(info(port, "ROLE").await.is_some_and(|r| r == "master"));
+                    masters += usize::from(is_master(port).await);
                 }
                 (masters == 3).then_some(())
             }
@@ -99,7 +99,7 @@ impl RedisCluster {
     pub async fn masters(&self) -> Vec<u16> {
         let mut masters = Vec::new();
         for node in &self.nodes {
-            if info(node.port(), "ROLE").await.is_some_and(|role| role.starts_with("master")) {
+            if is_master(node.port()).await {
                 masters.push(node.port());
             }
         }
@@ -124,22 +124,17 @@ impl RedisCluster {
     }
 }
 
-/// `CLUSTER INFO` (`what` = "INFO"), `INFO replication` ("REPLICATION") or the first field of `ROLE`; `None` when the node does not answer.
-async fn info(port: u16, what: &str) -> Option<String> {
+/// A node's text reply to `command` (`CLUSTER INFO`, `INFO replication`); `None` when it does not answer.
+async fn info(port: u16, command: &[&str]) -> Option<String> {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
     let attempt = async {
         let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-        if what == "INFO" {
-            redis::cmd("CLUSTER").arg("INFO").query_async::<String>(&mut conn).await.ok()
-        } else if what == "REPLICATION" {
-            redis::cmd("INFO").arg("replication").query_async::<String>(&mut conn).await.ok()
-        } else {
-            let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut conn).await.ok()?;
-            match role.first() {
-                Some(redis::Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
-                _ => None,
-            }
-        }
+        redis::cmd(command[0]).arg(&command[1..]).query_async::<String>(&mut conn).await.ok()
     };
     tokio::time::timeout(Duration::from_secs(1), attempt).await.ok().flatten()
+}
+
+/// Whether the node on `port` is a master now (`INFO replication`'s role).
+async fn is_master(port: u16) -> bool {
+    info(port, &["INFO", "replication"]).await.is_some_and(|r| r.contains("role:master"))
 }

@@ -62,6 +62,15 @@ struct StoredCard {
     card: Card,
 }
 
+/// What a new row seals: which instrument, the AAD part of its ciphertext,
+/// its fingerprint, and when it is made.
+struct Sealed {
+    instrument: Instrument,
+    part: &'static str,
+    fingerprint: String,
+    created_at: Millis,
+}
+
 /// The sealed bank account of a registration.
 #[derive(Serialize, Deserialize)]
 struct StoredAccount {
@@ -208,31 +217,11 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         card: &Card,
     ) -> Result<CardRow, VaultError> {
         let fingerprint = self.keys.fingerprint(scope.merchant_id, card.number.expose()).await?;
-        let meta = Zeroizing::new(
-            serde_json::to_vec(&CardMeta::of(card, fingerprint.clone())).map_err(|_| VaultError::Corrupt)?,
-        );
+        let meta = CardMeta::of(card, fingerprint.clone());
         let stored = StoredCard { card: Card { security_code: None, ..card.clone() } };
-        let plain = Zeroizing::new(serde_json::to_vec(&stored).map_err(|_| VaultError::Corrupt)?);
-        let card_aad = |part| aad(scope.merchant_id, &id, kind, Instrument::Card, part);
-        let (meta, dek_version) = self.keys.seal(card_aad("meta"), &meta).await?;
-        let (sealed_card, _) = self.keys.seal(card_aad("card"), &plain).await?;
-        let now = self.clock.now_ms();
-        Ok(CardRow {
-            id,
-            merchant_id: scope.merchant_id.into(),
-            livemode: scope.livemode,
-            kind,
-            instrument: Instrument::Card,
-            customer_id: customer_id.into(),
-            fingerprint,
-            meta,
-            card: sealed_card,
-            dek_version,
-            created_at: now,
-            last_used_at: None,
-            retain_until: retain_until(card.expiry, false),
-            extended: false,
-        })
+        let sealed =
+            Sealed { instrument: Instrument::Card, part: "card", fingerprint, created_at: self.clock.now_ms() };
+        self.seal_row(scope, id, kind, customer_id, sealed, &meta, &stored, retain_until(card.expiry, false)).await
     }
 
     /// Seals `account` for registration `id` and returns the row to store:
@@ -244,33 +233,50 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         customer_id: &str,
         account: &BankAccount,
     ) -> Result<CardRow, VaultError> {
-        let kind = TokenKind::Registration;
         // Domain-separated from card fingerprints under the same key.
         let keyed = Zeroizing::new(format!("iban:{}", account.iban.expose()));
         let fingerprint = self.keys.fingerprint(scope.merchant_id, &keyed).await?;
-        let meta = Zeroizing::new(
-            serde_json::to_vec(&AccountMeta::of(account, fingerprint.clone())).map_err(|_| VaultError::Corrupt)?,
-        );
+        let meta = AccountMeta::of(account, fingerprint.clone());
         let stored = StoredAccount { account: account.clone() };
-        let plain = Zeroizing::new(serde_json::to_vec(&stored).map_err(|_| VaultError::Corrupt)?);
-        let account_aad = |part| aad(scope.merchant_id, &id, kind, Instrument::Account, part);
-        let (meta, dek_version) = self.keys.seal(account_aad("meta"), &meta).await?;
-        let (sealed, _) = self.keys.seal(account_aad("account"), &plain).await?;
         let now = self.clock.now_ms();
+        let sealed = Sealed { instrument: Instrument::Account, part: "account", fingerprint, created_at: now };
+        let retain = account_retain_until(now, false);
+        self.seal_row(scope, id, TokenKind::Registration, customer_id, sealed, &meta, &stored, retain).await
+    }
+
+    /// The row of a new durable token: its metadata and its card or account
+    /// sealed under AADs naming the instrument (`meta`, and `sealed.part`).
+    #[allow(clippy::too_many_arguments)]
+    async fn seal_row(
+        &self,
+        scope: Scope<'_>,
+        id: String,
+        kind: TokenKind,
+        customer_id: &str,
+        sealed: Sealed,
+        meta: &impl Serialize,
+        stored: &impl Serialize,
+        retain_until: Millis,
+    ) -> Result<CardRow, VaultError> {
+        let meta = Zeroizing::new(serde_json::to_vec(meta).map_err(|_| VaultError::Corrupt)?);
+        let plain = Zeroizing::new(serde_json::to_vec(stored).map_err(|_| VaultError::Corrupt)?);
+        let row_aad = |part| aad(scope.merchant_id, &id, kind, sealed.instrument, part);
+        let (meta, dek_version) = self.keys.seal(row_aad("meta"), &meta).await?;
+        let (card, _) = self.keys.seal(row_aad(sealed.part), &plain).await?;
         Ok(CardRow {
             id,
             merchant_id: scope.merchant_id.into(),
             livemode: scope.livemode,
             kind,
-            instrument: Instrument::Account,
+            instrument: sealed.instrument,
             customer_id: customer_id.into(),
-            fingerprint,
+            fingerprint: sealed.fingerprint,
             meta,
-            card: sealed,
+            card,
             dek_version,
-            created_at: now,
+            created_at: sealed.created_at,
             last_used_at: None,
-            retain_until: account_retain_until(now, false),
+            retain_until,
             extended: false,
         })
     }

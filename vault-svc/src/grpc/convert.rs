@@ -12,6 +12,7 @@ use crate::domain::audit::AuditRecord;
 use crate::domain::card_meta::{Address, CardMeta};
 use crate::domain::card_token::{Released, StoredView};
 use crate::domain::single_use::TokenView;
+use crate::domain::store::cards::Instrument;
 
 pub fn kind(value: i32) -> Result<TokenKind, VaultError> {
     convert::kind_from_proto(value)
@@ -26,6 +27,16 @@ pub fn charge_status(value: &str) -> Result<ChargeStatus, VaultError> {
     ChargeStatus::parse(value)
         .filter(|c| c.reportable())
         .ok_or(VaultError::InvalidArgument("charge_status must be pending, successful, reversed or failed"))
+}
+
+/// The instrument a Detokenize caller can use: `None` (either) when empty.
+pub fn instrument(value: &str) -> Result<Option<Instrument>, VaultError> {
+    match value {
+        "" => Ok(None),
+        other => Instrument::parse(other)
+            .map(Some)
+            .ok_or(VaultError::InvalidArgument("instrument must be card, account or empty")),
+    }
 }
 
 /// A list filter: `None` (every kind) for `TOKEN_KIND_UNSPECIFIED`.

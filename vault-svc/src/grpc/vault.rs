@@ -17,7 +17,7 @@ use crate::domain::VaultError;
 use crate::domain::audit::Actor;
 use crate::domain::card_token::CardTokens;
 use crate::domain::store::TokenStore;
-use crate::domain::store::cards::{CardStore, Instrument, Scope};
+use crate::domain::store::cards::{CardStore, Scope};
 
 pub struct VaultService<C, S> {
     tokens: Arc<CardTokens<C, S>>,
@@ -86,13 +86,7 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         let (call, actor) = self.call(&request);
         let r = noted(&request);
         let scope = Scope { merchant_id: &r.merchant_id, livemode: r.livemode };
-        let only = match r.instrument.as_str() {
-            "" => None,
-            other => Some(
-                Instrument::parse(other)
-                    .ok_or(VaultError::InvalidArgument("instrument must be card, account or empty"))?,
-            ),
-        };
+        let only = convert::instrument(&r.instrument)?;
         let result =
             within_deadline(&call, self.tokens.detokenize(scope, &r.token, &r.consumer_ref, only, &actor)).await;
         let (merchant_id, token_id, actor) = (loggable(&r.merchant_id), loggable(&r.token), &actor.name);

@@ -212,17 +212,18 @@ pub trait CardStore: Send + Sync + 'static {
         audit: &AuditEntry,
     ) -> impl StoreFuture<Lookup<CardRow>> {
         async move {
-            let used = self.mark_used(TokenWrite { scope, id, audit }, now, retention, only).await?;
-            if used.is_none() && only.is_some() {
-                // Live but holding the other instrument: handed back unused.
-                if let Lookup::Found(row) = self.get(scope, id).await?
-                    && Some(row.instrument) != only
-                    && row.retain_until > now
-                {
-                    return Ok(Lookup::Found(row));
-                }
+            if let Some(used) = self.mark_used(TokenWrite { scope, id, audit }, now, retention, only).await? {
+                return Ok(Lookup::Found(used));
             }
-            answer(self, scope, id, used).await
+            // Why not, in one lookup: live but holding the other instrument
+            // is handed back unused; otherwise as `answer` says.
+            Ok(match self.get(scope, id).await? {
+                Lookup::Found(row) if only.is_some_and(|i| i != row.instrument) && row.retain_until > now => {
+                    Lookup::Found(row)
+                }
+                Lookup::NotFound => Lookup::NotFound,
+                Lookup::Found(_) | Lookup::Deleted => Lookup::Deleted,
+            })
         }
     }
 
