@@ -3,7 +3,8 @@
 //! `Database` is the scaffolding both `SqlStore`s share: open the pool, apply
 //! the service's embedded migrations, ping, read columns. Every sqlx failure
 //! becomes a `StoreError` through `classify` (in `database/classify.rs`).
-//! `pool_gauges` reports how full the pool is.
+//! `pool_gauges` reports how full the pool is; `committer` carries the
+//! durable writes of many callers in one transaction (`Database::write`).
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -14,9 +15,11 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::store::StoreError;
 
 mod classify;
+pub mod committer;
 pub mod pool_gauges;
 
 pub use classify::{classify, classify_migration};
+pub use committer::{GroupCommit, Job};
 
 /// Instants are stored as Unix seconds in both services' databases: a 13-digit
 /// millisecond count could pass Luhn and trip the card-number scan of a dump.
@@ -54,11 +57,12 @@ pub struct DatabaseConfig {
     pub url: Option<String>,
     pub max_connections: u32,
     pub connect_timeout_ms: u64,
+    pub group_commit: GroupCommit,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: None, max_connections: 16, connect_timeout_ms: 2_000 }
+        Self { url: None, max_connections: 16, connect_timeout_ms: 2_000, group_commit: GroupCommit::default() }
     }
 }
 
@@ -93,25 +97,45 @@ pub async fn connect(
     Ok((pool.connect_with(options).await?, dialect))
 }
 
-/// A migrated pool and its dialect.
+/// A migrated pool, its dialect and its committers.
 #[derive(Debug, Clone)]
 pub struct Database {
     pool: AnyPool,
     dialect: Dialect,
+    committer: committer::Committer,
 }
 
 impl Database {
-    /// Connects (creating an SQLite file if needed) and applies the service's
-    /// migrations for the dialect (`sqlx::migrate!` runs in the service crate).
+    /// Connects (creating an SQLite file if needed), applies the service's
+    /// migrations for the dialect (`sqlx::migrate!` runs in the service crate)
+    /// and starts the committers of `group_commit` (one on SQLite, which has
+    /// one writer).
     pub async fn open(
         url: &str,
         max_connections: u32,
         acquire_timeout: Duration,
+        group_commit: &GroupCommit,
         migrations: fn(Dialect) -> Migrator,
     ) -> Result<Self, StoreError> {
         let (pool, dialect) = connect(url, max_connections, acquire_timeout).await.map_err(classify)?;
         migrations(dialect).run(&pool).await.map_err(classify_migration)?;
-        Ok(Self { pool, dialect })
+        let mut group_commit = group_commit.clone();
+        if dialect == Dialect::Sqlite {
+            group_commit.committers = 1;
+        }
+        let committer = committer::Committer::start(pool.clone(), &group_commit);
+        Ok(Self { pool, dialect, committer })
+    }
+
+    /// A durable write (`committer`): `job` over `data` in a transaction
+    /// shared with other callers' writes, answered once it is durable; in
+    /// `operation`'s span and bounded by the caller's deadline, as `trip`.
+    pub async fn write<D, T>(&self, operation: &'static str, data: D, job: Job<D, T>) -> Result<T, StoreError>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        self.trip(operation, self.committer.write(data, job)).await
     }
 
     pub fn pool(&self) -> &AnyPool {

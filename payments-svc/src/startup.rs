@@ -91,7 +91,13 @@ impl Dependencies {
             .map_err(|e| format!("reference key ({} or {REFERENCE_KEY_ENV}): {e}", reference_file.display()))?;
         let timeout = Duration::from_millis(cfg.database.connect_timeout_ms);
         Ok(Self {
-            store: SqlStore::connect(&cfg.database_url(), cfg.database.max_connections, timeout).await?,
+            store: SqlStore::open(
+                &cfg.database_url(),
+                cfg.database.max_connections,
+                timeout,
+                &cfg.database.group_commit,
+            )
+            .await?,
             vault: match cfg.vault.balance {
                 VaultBalance::Dns => {
                     let resolve_every = Duration::from_millis(cfg.vault.resolve_interval_ms.max(100));

@@ -176,7 +176,8 @@ impl VaultConfig {
 
     pub async fn connect_database(&self) -> Result<crate::storage::sql::SqlStore, crate::domain::store::StoreError> {
         let timeout = Duration::from_millis(self.database.connect_timeout_ms);
-        crate::storage::sql::SqlStore::connect(&self.database_url(), self.database.max_connections, timeout).await
+        let (url, connections) = (self.database_url(), self.database.max_connections);
+        crate::storage::sql::SqlStore::open(&url, connections, timeout, &self.database.group_commit).await
     }
 
     /// The configured source of the KEK.

@@ -7,23 +7,22 @@
 //! failure goes through `common::database::classify`; on SQLite a text with a
 //! NUL byte is refused before it is written, as PostgreSQL refuses it. The
 //! calls a request waits for are bounded by its deadline (`common::deadline`).
-use common::text::Text;
 use std::time::Duration;
 
 use sqlx::AnyPool;
 
 use common::clock::Millis;
-use common::database::{Database, classify, column, from_secs, to_secs as secs};
+use common::database::{Database, GroupCommit, classify, column, from_secs, to_secs as secs};
 
 use crate::domain::idempotency::Claim;
-use crate::domain::payment::{LedgerEntry, LedgerRecord, Payment, RecoveryPoint, Reservation, Scope};
+use crate::domain::payment::{LedgerEntry, LedgerRecord, Payment, Reservation, Scope};
 use crate::domain::store::{Backlog, Begun, KeyState, LedgerQuery, PaymentStore, Step, StoreError};
 
 mod rows;
 mod write_ahead;
 
 use rows::{Query, ledger_insert, ledger_record, ledger_texts, payment, payment_texts};
-use write_ahead::{amount, bind_account, bind_card, bind_payment, release_sql, reserve_sql};
+use write_ahead::{Advance, advance_payment, begin_payment};
 
 #[derive(Debug, Clone)]
 pub struct SqlStore {
@@ -38,8 +37,19 @@ const COLUMNS: &str = "id, merchant_id, livemode, payment_type, reference_id, am
     mandate_id, mandate_signed, lease_until";
 
 impl SqlStore {
+    /// Connects with the default group commit (`open` takes one).
     pub async fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<Self, StoreError> {
-        Ok(Self { db: Database::open(url, max_connections, acquire_timeout, common::migrations!()).await? })
+        Self::open(url, max_connections, acquire_timeout, &GroupCommit::default()).await
+    }
+
+    pub async fn open(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+        group_commit: &GroupCommit,
+    ) -> Result<Self, StoreError> {
+        let db = Database::open(url, max_connections, acquire_timeout, group_commit, common::migrations!()).await?;
+        Ok(Self { db })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -60,94 +70,15 @@ impl PaymentStore for SqlStore {
         reservation: Option<Reservation>,
         lease_until: Millis,
     ) -> Result<Begun, StoreError> {
-        self.db
-            .trip("begin", async {
-                static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-                    let values = (1..=42).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-                    format!("INSERT INTO payments ({COLUMNS}) VALUES ({values}) ON CONFLICT (id) DO NOTHING")
-                });
-                self.db.check_text(payment_texts(p))?;
-                let mut tx = self.pool().begin().await.map_err(classify)?;
-                let inserted = bind_payment(sqlx::query(INSERT.as_str()), p)
-                    .bind(secs(lease_until))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                if inserted.rows_affected() == 0 {
-                    let sql = format!("SELECT {COLUMNS} FROM payments WHERE id = $1");
-                    let row = sqlx::query(&sql).bind(p.id.as_str()).fetch_one(&mut *tx).await.map_err(classify)?;
-                    let existing = payment(&row)?;
-                    tx.commit().await.map_err(classify)?;
-                    // Another merchant's payment with this id is not this request's.
-                    if existing.merchant_id != p.merchant_id || existing.livemode != p.livemode {
-                        return Ok(Begun::Refused);
-                    }
-                    return Ok(Begun::Existing(Box::new(existing)));
-                }
-                if let (Some(reservation), Some(original)) = (reservation, p.reference_id.as_deref()) {
-                    let reserved = sqlx::query(reserve_sql(reservation))
-                        .bind(original)
-                        .bind(amount(reservation))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(classify)?;
-                    if reserved.rows_affected() != 1 {
-                        tx.rollback().await.map_err(classify)?;
-                        return Ok(Begun::Refused);
-                    }
-                }
-                tx.commit().await.map_err(classify)?;
-                Ok(Begun::New)
-            })
-            .await
+        self.db.check_text(payment_texts(p))?;
+        self.db.write("begin", (p.clone(), reservation, lease_until), begin_payment).await
     }
 
     async fn advance(&self, next: &Payment, step: Step<'_>) -> Result<bool, StoreError> {
+        self.db.check_text(payment_texts(next).chain(step.ledger.iter().flat_map(ledger_texts)))?;
         let Step { from, ledger, release, lease_until } = step;
-        self.db
-            .trip("advance", async {
-                self.db.check_text(payment_texts(next).chain(ledger.iter().flat_map(ledger_texts)))?;
-                let mut tx = self.pool().begin().await.map_err(classify)?;
-                let moved = sqlx::query(
-                "UPDATE payments SET captured_amount = CASE WHEN status = 'pending' THEN $2 ELSE captured_amount END, \
-                 status = $3, result_code = $4, result_description = $5, registration_id = $6, omni_token = $7, \
-                 card_brand = $8, card_bin = $9, card_last4 = $10, card_exp_month = $11, card_exp_year = $12, \
-                 card_name = $13, acquirer_reference = $14, recovery_point = $15, lease_until = $16, \
-                 account_last4 = $18, account_country = $19, account_bank_code = $20, account_holder = $21, \
-                 account_bic = $22 WHERE id = $1 AND recovery_point = $17",
-            )
-            .bind(next.id.as_str())
-            .bind(next.captured_amount)
-            .bind(next.status.as_str())
-            .bind(next.result.code.as_str())
-            .bind(next.result.description.as_str())
-            .bind(next.registration_id.as_deref())
-            .bind(next.omni_token.as_deref());
-                let moved = bind_card(moved, next.card.as_ref())
-                    .bind(next.acquirer_reference.as_deref())
-                    .bind(next.recovery.as_str())
-                    .bind(if next.recovery == RecoveryPoint::Finished { 0 } else { secs(lease_until) })
-                    .bind(from.as_str());
-                let moved = bind_account(moved, next.account.as_ref()).execute(&mut *tx).await.map_err(classify)?;
-                if moved.rows_affected() != 1 {
-                    tx.rollback().await.map_err(classify)?;
-                    return Ok(false);
-                }
-                for entry in ledger {
-                    ledger_insert(entry).execute(&mut *tx).await.map_err(classify)?;
-                }
-                if let (Some(reservation), Some(original)) = (release, next.reference_id.as_deref()) {
-                    sqlx::query(release_sql(reservation))
-                        .bind(original)
-                        .bind(amount(reservation))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(classify)?;
-                }
-                tx.commit().await.map_err(classify)?;
-                Ok(true)
-            })
-            .await
+        let advance = Advance { next: next.clone(), from, ledger: ledger.to_vec(), release, lease_until };
+        self.db.write("advance", advance, advance_payment).await
     }
 
     async fn unfinished(&self, now: Millis, limit: u32) -> Result<Vec<Payment>, StoreError> {

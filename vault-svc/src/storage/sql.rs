@@ -3,16 +3,18 @@
 //! placeholders serves both. Migrations are embedded and applied at start-up.
 //! Hot paths (tokenize, detokenize) are one statement on PostgreSQL, writing
 //! the token and its audit event in one commit; SQLite, in-process, uses a
-//! local transaction instead of data-modifying CTEs, which it lacks. This file
-//! holds the connection, row decoding and the write-with-audit helpers;
-//! `cards` implements `CardStore`, `keys` implements `KeyStore`. Every sqlx
+//! local transaction instead of data-modifying CTEs, which it lacks. Their
+//! writes (`writes`) are group-committed: many callers' in one transaction.
+//! This file holds the connection, row decoding and the write-with-audit
+//! helpers; `cards` implements `CardStore`, `keys` implements `KeyStore`. Every sqlx
 //! failure goes through `common::database::classify`.
 use std::time::Duration;
 
+use sqlx::AnyConnection;
 use sqlx::AnyPool;
 use sqlx::any::AnyRow;
 
-use common::database::{Database, classify, column, flag, to_secs as secs};
+use common::database::{Database, GroupCommit, classify, column, flag, to_secs as secs};
 
 use crate::domain::audit::AuditEntry;
 use crate::domain::store::StoreError;
@@ -23,6 +25,7 @@ pub use common::database::Dialect;
 
 mod cards;
 mod keys;
+mod writes;
 
 #[derive(Debug, Clone)]
 pub struct SqlStore {
@@ -102,9 +105,35 @@ fn scoped<'q>(sql: &'q str, scope: Scope<'q>, id: &'q str) -> Query<'q> {
 }
 
 impl SqlStore {
-    /// Connects (creating a SQLite file if needed) and applies the migrations.
+    /// Connects with the default group commit (`open` takes one).
     pub async fn connect(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<Self, StoreError> {
-        Ok(Self { db: Database::open(url, max_connections, acquire_timeout, common::migrations!()).await? })
+        Self::open(url, max_connections, acquire_timeout, &GroupCommit::default()).await
+    }
+
+    /// Connects (creating a SQLite file if needed), applies the migrations
+    /// and starts the committers of the hot paths' writes (`writes`).
+    pub async fn open(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+        group_commit: &GroupCommit,
+    ) -> Result<Self, StoreError> {
+        let db = Database::open(url, max_connections, acquire_timeout, group_commit, common::migrations!()).await?;
+        Ok(Self { db })
+    }
+
+    /// A durable write run by the committers (`Database::write`).
+    async fn write<D, T>(
+        &self,
+        operation: &'static str,
+        data: D,
+        job: common::database::Job<D, T>,
+    ) -> Result<T, StoreError>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        self.db.write(operation, data, job).await
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -141,37 +170,53 @@ impl SqlStore {
         rows.iter().map(decode).collect()
     }
 
-    /// Runs `statement` and, if it changed a row, the audit insert, in one
-    /// transaction; says whether it changed one.
+    /// Runs `statement` and, if it changed a row, the audit insert, in a
+    /// transaction of its own; says whether it changed one.
     async fn changed_with_audit(&self, statement: Query<'_>, audit: &AuditEntry) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await.map_err(classify)?;
-        if statement.execute(&mut *tx).await.map_err(classify)?.rows_affected() == 0 {
-            // Ended here, not on drop: a dropped transaction's rollback waits
-            // for the connection's next use, idle in transaction, holding its locks.
-            tx.rollback().await.map_err(classify)?;
-            return Ok(false);
-        }
-        audit_insert(audit).execute(&mut *tx).await.map_err(classify)?;
+        let changed = changed_with_audit(&mut tx, statement, audit).await?;
         tx.commit().await.map_err(classify)?;
-        Ok(true)
+        Ok(changed)
     }
 
-    /// Runs `statement` (which must return the token's columns) and, if it
-    /// returned a row, the audit insert, in one transaction.
+    /// `returning_with_audit` in a transaction of its own.
     async fn returning_with_audit<'q>(
         &self,
         statement: Query<'q>,
         audit: &AuditEntry,
     ) -> Result<Option<CardRow>, StoreError> {
         let mut tx = self.pool().begin().await.map_err(classify)?;
-        let row = statement.fetch_optional(&mut *tx).await.map_err(classify)?;
-        let Some(row) = row else {
-            tx.rollback().await.map_err(classify)?;
-            return Ok(None);
-        };
-        let row = card_row(&row)?;
-        audit_insert(audit).execute(&mut *tx).await.map_err(classify)?;
+        let row = returning_with_audit(&mut tx, statement, audit).await?;
         tx.commit().await.map_err(classify)?;
-        Ok(Some(row))
+        Ok(row)
     }
+}
+
+/// Runs `statement` and, if it changed a row, the audit insert, on `conn`
+/// (inside the caller's transaction); says whether it changed one.
+async fn changed_with_audit(
+    conn: &mut AnyConnection,
+    statement: Query<'_>,
+    audit: &AuditEntry,
+) -> Result<bool, StoreError> {
+    if statement.execute(&mut *conn).await.map_err(classify)?.rows_affected() == 0 {
+        return Ok(false);
+    }
+    audit_insert(audit).execute(&mut *conn).await.map_err(classify)?;
+    Ok(true)
+}
+
+/// Runs `statement` (which must return the token's columns) and, if it
+/// returned a row, the audit insert, on `conn` (inside the caller's transaction).
+async fn returning_with_audit(
+    conn: &mut AnyConnection,
+    statement: Query<'_>,
+    audit: &AuditEntry,
+) -> Result<Option<CardRow>, StoreError> {
+    let Some(row) = statement.fetch_optional(&mut *conn).await.map_err(classify)? else {
+        return Ok(None);
+    };
+    let row = card_row(&row)?;
+    audit_insert(audit).execute(&mut *conn).await.map_err(classify)?;
+    Ok(Some(row))
 }

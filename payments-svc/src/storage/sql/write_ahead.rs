@@ -1,20 +1,134 @@
 //! The statements of write-ahead work on SQL: a payment's bindings, the
-//! conditional updates that take and release a follow-up's reservation, the
-//! leases the reconciler takes over, and idempotency keys with leases. Every
-//! guard is a condition of the statement itself, so two workers racing on one
-//! payment or key can never both succeed.
+//! two durable writes of a payment's life (`begin_payment`: written ahead with
+//! its reservation; `advance_payment`: moved to its next recovery point with
+//! its ledger lines and release), run by the group committer in a transaction
+//! shared with other payments', the conditional updates that take and release
+//! a follow-up's reservation, the leases the reconciler takes over, and
+//! idempotency keys with leases. Every guard is a condition of the statement
+//! itself, so two workers racing on one payment or key can never both succeed.
 use common::clock::Millis;
 use common::database::{classify, column, to_secs as secs};
 use common::text::Text;
+use futures::future::BoxFuture;
+use sqlx::AnyConnection;
 
-use super::rows::{Query, payment};
+use super::rows::{Query, ledger_insert, payment};
 use super::{COLUMNS, SqlStore};
 use crate::domain::idempotency::Claim;
-use crate::domain::payment::{MaskedAccount, MaskedCard, Payment, Reservation};
-use crate::domain::store::{KeyState, StoreError};
+use crate::domain::payment::{LedgerEntry, MaskedAccount, MaskedCard, Payment, RecoveryPoint, Reservation};
+use crate::domain::store::{Begun, KeyState, StoreError};
+
+/// A payment written ahead: the payment, the reservation it takes on its
+/// original, and its lease.
+type Ahead = (Payment, Option<Reservation>, Millis);
+
+/// Writes a new payment, and its reservation on the original, as one; an
+/// existing id answers with the payment stored under it. A reservation the
+/// original cannot give leaves nothing written: the insert is undone by a
+/// delete in the same transaction, which the committer shares with others.
+pub(super) fn begin_payment<'c>(
+    (p, reservation, lease_until): &'c Ahead,
+    conn: &'c mut AnyConnection,
+) -> BoxFuture<'c, Result<Begun, StoreError>> {
+    Box::pin(async move {
+        static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let values = (1..=42).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            format!("INSERT INTO payments ({COLUMNS}) VALUES ({values}) ON CONFLICT (id) DO NOTHING")
+        });
+        let inserted = bind_payment(sqlx::query(INSERT.as_str()), p)
+            .bind(secs(*lease_until))
+            .execute(&mut *conn)
+            .await
+            .map_err(classify)?;
+        if inserted.rows_affected() == 0 {
+            let sql = format!("SELECT {COLUMNS} FROM payments WHERE id = $1");
+            let row = sqlx::query(&sql).bind(p.id.as_str()).fetch_one(&mut *conn).await.map_err(classify)?;
+            let existing = payment(&row)?;
+            // Another merchant's payment with this id is not this request's.
+            if existing.merchant_id != p.merchant_id || existing.livemode != p.livemode {
+                return Ok(Begun::Refused);
+            }
+            return Ok(Begun::Existing(Box::new(existing)));
+        }
+        if let (Some(reservation), Some(original)) = (*reservation, p.reference_id.as_deref()) {
+            let reserved = sqlx::query(reserve_sql(reservation))
+                .bind(original)
+                .bind(amount(reservation))
+                .execute(&mut *conn)
+                .await
+                .map_err(classify)?;
+            if reserved.rows_affected() != 1 {
+                sqlx::query("DELETE FROM payments WHERE id = $1")
+                    .bind(p.id.as_str())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(classify)?;
+                return Ok(Begun::Refused);
+            }
+        }
+        Ok(Begun::New)
+    })
+}
+
+/// A payment's move to its next recovery point (`Step`, owned).
+pub(super) struct Advance {
+    pub next: Payment,
+    pub from: RecoveryPoint,
+    pub ledger: Vec<LedgerEntry>,
+    pub release: Option<Reservation>,
+    pub lease_until: Millis,
+}
+
+/// Moves a payment from `from` to its next state with its ledger lines and
+/// the release of its reservation, as one; `false` (nothing written) when it
+/// is no longer at `from`.
+pub(super) fn advance_payment<'c>(
+    a: &'c Advance,
+    conn: &'c mut AnyConnection,
+) -> BoxFuture<'c, Result<bool, StoreError>> {
+    Box::pin(async move {
+        let next = &a.next;
+        let moved = sqlx::query(
+            "UPDATE payments SET captured_amount = CASE WHEN status = 'pending' THEN $2 ELSE captured_amount END, \
+             status = $3, result_code = $4, result_description = $5, registration_id = $6, omni_token = $7, \
+             card_brand = $8, card_bin = $9, card_last4 = $10, card_exp_month = $11, card_exp_year = $12, \
+             card_name = $13, acquirer_reference = $14, recovery_point = $15, lease_until = $16, \
+             account_last4 = $18, account_country = $19, account_bank_code = $20, account_holder = $21, \
+             account_bic = $22 WHERE id = $1 AND recovery_point = $17",
+        )
+        .bind(next.id.as_str())
+        .bind(next.captured_amount)
+        .bind(next.status.as_str())
+        .bind(next.result.code.as_str())
+        .bind(next.result.description.as_str())
+        .bind(next.registration_id.as_deref())
+        .bind(next.omni_token.as_deref());
+        let moved = bind_card(moved, next.card.as_ref())
+            .bind(next.acquirer_reference.as_deref())
+            .bind(next.recovery.as_str())
+            .bind(if next.recovery == RecoveryPoint::Finished { 0 } else { secs(a.lease_until) })
+            .bind(a.from.as_str());
+        let moved = bind_account(moved, next.account.as_ref()).execute(&mut *conn).await.map_err(classify)?;
+        if moved.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for entry in &a.ledger {
+            ledger_insert(entry).execute(&mut *conn).await.map_err(classify)?;
+        }
+        if let (Some(reservation), Some(original)) = (a.release, next.reference_id.as_deref()) {
+            sqlx::query(release_sql(reservation))
+                .bind(original)
+                .bind(amount(reservation))
+                .execute(&mut *conn)
+                .await
+                .map_err(classify)?;
+        }
+        Ok(true)
+    })
+}
 
 /// Binds a payment's columns, in `COLUMNS` order, all but the last (`lease_until`).
-pub(super) fn bind_payment<'q>(query: Query<'q>, p: &'q Payment) -> Query<'q> {
+fn bind_payment<'q>(query: Query<'q>, p: &'q Payment) -> Query<'q> {
     let si = p.standing_instruction.as_ref().map(|s| s.codes());
     let query = query
         .bind(p.id.as_str())
@@ -53,7 +167,7 @@ pub(super) fn bind_payment<'q>(query: Query<'q>, p: &'q Payment) -> Query<'q> {
 
 /// Binds a masked bank account's five columns (last4, country, bank code,
 /// holder, BIC), null without an account.
-pub(super) fn bind_account<'q>(query: Query<'q>, account: Option<&'q MaskedAccount>) -> Query<'q> {
+fn bind_account<'q>(query: Query<'q>, account: Option<&'q MaskedAccount>) -> Query<'q> {
     query
         .bind(account.map(|a| a.last4.as_str()))
         .bind(account.map(|a| a.country.as_str()))
@@ -64,7 +178,7 @@ pub(super) fn bind_account<'q>(query: Query<'q>, account: Option<&'q MaskedAccou
 
 /// Binds a masked card's six columns (brand, bin, last4, expiry month and
 /// year, name), null without a card.
-pub(super) fn bind_card<'q>(query: Query<'q>, card: Option<&'q MaskedCard>) -> Query<'q> {
+fn bind_card<'q>(query: Query<'q>, card: Option<&'q MaskedCard>) -> Query<'q> {
     query
         .bind(card.map(|c| c.brand.as_str()))
         .bind(card.map(|c| c.bin.as_str()))
@@ -76,7 +190,7 @@ pub(super) fn bind_card<'q>(query: Query<'q>, card: Option<&'q MaskedCard>) -> Q
 
 /// The conditional update that takes a reservation on the original (`$1`),
 /// within its limits; the amount is `$2`.
-pub(super) fn reserve_sql(reservation: Reservation) -> &'static str {
+fn reserve_sql(reservation: Reservation) -> &'static str {
     match reservation {
         Reservation::Capture(_) => {
             "UPDATE payments SET captured_amount = captured_amount + $2 WHERE id = $1 AND payment_type = 'PA' \
@@ -93,7 +207,7 @@ pub(super) fn reserve_sql(reservation: Reservation) -> &'static str {
     }
 }
 
-pub(super) fn release_sql(reservation: Reservation) -> &'static str {
+fn release_sql(reservation: Reservation) -> &'static str {
     match reservation {
         Reservation::Capture(_) => "UPDATE payments SET captured_amount = captured_amount - $2 WHERE id = $1",
         Reservation::Reversal => "UPDATE payments SET reversed = 0 WHERE id = $1 AND $2 = 0",
@@ -101,7 +215,7 @@ pub(super) fn release_sql(reservation: Reservation) -> &'static str {
     }
 }
 
-pub(super) fn amount(reservation: Reservation) -> i64 {
+fn amount(reservation: Reservation) -> i64 {
     match reservation {
         Reservation::Capture(amount) | Reservation::Refund(amount) => amount,
         Reservation::Reversal => 0,

@@ -5,7 +5,7 @@ use common::clock::Millis;
 use common::database::{classify, column, flag, from_secs, to_secs as secs};
 use sqlx::any::AnyRow;
 
-use super::{COLUMNS, Dialect, SqlStore, audit_insert, audit_texts, bind_event, card_row, scoped, token_kind};
+use super::{COLUMNS, SqlStore, audit_insert, audit_texts, card_row, scoped, token_kind, writes};
 use crate::domain::audit::{AuditEntry, AuditQuery, AuditRecord};
 use crate::domain::store::StoreError;
 use crate::domain::store::cards::{
@@ -28,49 +28,15 @@ fn audit_record(row: &AnyRow) -> Result<AuditRecord, StoreError> {
 
 impl CardStore for SqlStore {
     async fn insert(&self, r: &CardRow, consumer_ref: Option<&str>, audit: &AuditEntry) -> Result<bool, StoreError> {
-        self.trip("insert", async {
-            // The customer's first token of its kind ranks 1: the default until
-            // another is made default (instants are to the second, so the
-            // order of creation cannot tell two made in the same second apart).
-            const INSERT: &str = "INSERT INTO card_tokens (id, merchant_id, livemode, kind, customer_id, fingerprint, \
-                 meta, card, dek_version, created_at, retain_until, extended, consumer_ref, instrument, default_rank) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, (SELECT CASE WHEN EXISTS \
-                 (SELECT 1 FROM card_tokens d WHERE d.merchant_id = $2 AND d.livemode = $3 AND d.kind = $4 \
-                 AND d.customer_id = $5 AND d.deleted_at IS NULL) THEN 0 ELSE 1 END)) \
-                 ON CONFLICT (merchant_id, livemode, kind, customer_id, fingerprint) WHERE deleted_at IS NULL DO NOTHING";
-            let bind = |sql| {
-                sqlx::query(sql)
-                    .bind(r.id.as_str())
-                    .bind(r.merchant_id.as_str())
-                    .bind(i64::from(r.livemode))
-                    .bind(r.kind.as_str())
-                    .bind(r.customer_id.as_str())
-                    .bind(r.fingerprint.as_str())
-                    .bind(r.meta.as_slice())
-                    .bind(r.card.as_slice())
-                    .bind(i64::from(r.dek_version))
-                    .bind(secs(r.created_at))
-                    .bind(secs(r.retain_until))
-                    .bind(i64::from(r.extended))
-                    .bind(consumer_ref)
-                    .bind(r.instrument.as_str())
-            };
-            let texts = [r.id.as_str(), &r.merchant_id, &r.customer_id, &r.fingerprint, consumer_ref.unwrap_or("")];
-            self.db.check_text(texts.into_iter().chain(audit_texts(audit)))?;
-            match self.dialect() {
-                Dialect::Postgres => {
-                    let sql = format!(
-                        "WITH t AS ({INSERT} RETURNING id) INSERT INTO audit_events (at, event_type, merchant_id, \
-                         token_id, actor, correlation_id, outcome) SELECT $15, $16, $2, t.id, $17, $18, $19 FROM t \
-                         RETURNING token_id"
-                    );
-                    let inserted = bind_event(bind(&sql), audit).fetch_optional(self.pool()).await.map_err(classify)?;
-                    Ok(inserted.is_some())
-                }
-                Dialect::Sqlite => self.changed_with_audit(bind(INSERT), audit).await,
-            }
-        })
-        .await
+        let texts = [r.id.as_str(), &r.merchant_id, &r.customer_id, &r.fingerprint, consumer_ref.unwrap_or("")];
+        self.db.check_text(texts.into_iter().chain(audit_texts(audit)))?;
+        let insert = writes::Insert {
+            dialect: self.dialect(),
+            row: r.clone(),
+            consumer_ref: consumer_ref.map(str::to_owned),
+            audit: audit.clone(),
+        };
+        self.write("insert", insert, writes::insert).await
     }
 
     async fn find_same_card(
@@ -115,22 +81,8 @@ impl CardStore for SqlStore {
         retain_until_extended: Millis,
         audit: &AuditEntry,
     ) -> Result<Option<CardRow>, StoreError> {
-        self.trip("refresh", async {
-            let sql = format!(
-                "UPDATE card_tokens SET meta = $2, card = $3, dek_version = $4, \
-                 retain_until = CASE WHEN extended = 1 THEN $6 ELSE $5 END \
-                 WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
-            );
-            let statement = sqlx::query(&sql)
-                .bind(r.id.as_str())
-                .bind(r.meta.as_slice())
-                .bind(r.card.as_slice())
-                .bind(i64::from(r.dek_version))
-                .bind(secs(r.retain_until))
-                .bind(secs(retain_until_extended));
-            self.returning_with_audit(statement, audit).await
-        })
-        .await
+        let refresh = writes::Refresh { row: r.clone(), retain_until_extended, audit: audit.clone() };
+        self.write("refresh", refresh, writes::refresh).await
     }
 
     async fn mark_used(
@@ -140,38 +92,17 @@ impl CardStore for SqlStore {
         retention: UseRetention,
         only: Option<Instrument>,
     ) -> Result<Option<CardRow>, StoreError> {
-        self.trip("mark_used", async {
-            // An account's retention moves with its use, in the same statement
-            // (`until`, `extended_until` are the parameters numbered here).
-            // `only` is `$<only>`; an empty value takes either instrument.
-            let update = |until: u8, extended: u8, only: u8| {
-                format!(
-                    "UPDATE card_tokens SET last_used_at = $4, retain_until = CASE WHEN instrument = 'account' \
-                     THEN (CASE WHEN extended = 1 THEN ${extended} ELSE ${until} END) ELSE retain_until END \
-                     WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL AND retain_until > $4 \
-                     AND (${only} = '' OR instrument = ${only})"
-                )
-            };
-            let only = only.map(Instrument::as_str).unwrap_or("");
-            let statement = |sql| scoped(sql, w.scope, w.id).bind(secs(now));
-            let (until, extended) = (secs(retention.until), secs(retention.extended_until));
-            match self.dialect() {
-                Dialect::Postgres => {
-                    let sql = format!(
-                        "WITH t AS ({} RETURNING {COLUMNS}), a AS (INSERT INTO audit_events (at, event_type, \
-                         merchant_id, token_id, actor, correlation_id, outcome) SELECT $5, $6, t.merchant_id, t.id, $7, \
-                         $8, $9 FROM t) SELECT {COLUMNS} FROM t",
-                        update(10, 11, 12)
-                    );
-                    self.find(bind_event(statement(&sql), w.audit).bind(until).bind(extended).bind(only), card_row).await
-                }
-                Dialect::Sqlite => {
-                    let sql = format!("{} RETURNING {COLUMNS}", update(5, 6, 7));
-                    self.returning_with_audit(statement(&sql).bind(until).bind(extended).bind(only), w.audit).await
-                }
-            }
-        })
-        .await
+        let used = writes::MarkUsed {
+            dialect: self.dialect(),
+            merchant_id: w.scope.merchant_id.to_owned(),
+            livemode: w.scope.livemode,
+            id: w.id.to_owned(),
+            now,
+            retention,
+            only,
+            audit: w.audit.clone(),
+        };
+        self.write("mark_used", used, writes::mark_used).await
     }
 
     async fn get(&self, scope: Scope<'_>, id: &str) -> Result<Lookup<CardRow>, StoreError> {

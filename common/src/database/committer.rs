@@ -1,0 +1,245 @@
+//! Group commit: durable writes from many callers carried by one transaction.
+//!
+//! A write is a `Job` (a function of its owned data and a connection inside a
+//! transaction) handed to `Committer::write`, which answers once the
+//! transaction that carried it is durable. Each of `committers` tasks takes
+//! what is queued — at most `max_batch` writes, waiting at most `max_wait_us`
+//! for more once it holds one — runs them one after another in one
+//! transaction on its own connection and commits; while one commits, the next
+//! gathers. Under light load a batch is one write; under heavy load one commit
+//! (one WAL flush, one BEGIN and COMMIT) serves up to `max_batch` callers.
+//!
+//! Failures stay each caller's own. A write whose statement fails rolls its
+//! whole batch back, and then every write of that batch runs again alone, in a
+//! transaction of its own, so the failure reaches only its caller and nothing
+//! of the batch is half written. A batch that cannot begin or commit (the
+//! store went away) answers each of its callers with that error: a commit
+//! whose answer was lost may have landed, which callers already handle as
+//! for a single write (`Unavailable`, outcome unknown). A write whose caller
+//! has given up before it ran (its deadline passed in the queue) is not run.
+//!
+//! `store_group_commits_total{outcome}` counts batches of more than one write
+//! (`committed`, `failed`, `retried_alone`) and `store_group_commit_writes_total`
+//! the writes the committed ones carried: their ratio is the writes per commit.
+//!
+//! A job must leave nothing behind when it decides not to write: it undoes
+//! its own statements in the transaction (a compensating statement) rather
+//! than rolling back, which would take its batch with it.
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use sqlx::AnyConnection;
+use sqlx::AnyPool;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::classify;
+use crate::store::StoreError;
+
+/// A durable write: its statements, run on a connection inside a transaction
+/// the committer begins and commits.
+pub type Job<D, T> = for<'c> fn(&'c D, &'c mut AnyConnection) -> BoxFuture<'c, Result<T, StoreError>>;
+
+/// `[database.group_commit]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupCommit {
+    /// The most writes one transaction carries; 1 commits each on its own.
+    pub max_batch: usize,
+    /// How long a committer holding fewer than `max_batch` writes waits for
+    /// more, in microseconds; 0 takes only what is already queued.
+    pub max_wait_us: u64,
+    /// Transactions in flight at once, each on a connection of the pool
+    /// (SQLite has one writer: always 1 there).
+    pub committers: usize,
+    /// A batch that has not committed in this time fails as `Unavailable`.
+    pub timeout_ms: u64,
+}
+
+impl Default for GroupCommit {
+    fn default() -> Self {
+        Self { max_batch: 64, max_wait_us: 0, committers: 4, timeout_ms: 5_000 }
+    }
+}
+
+/// A queued write with its type erased: run it, then answer its caller.
+trait Pending: Send {
+    /// Its caller has stopped waiting.
+    fn abandoned(&self) -> bool;
+    fn run<'c>(&'c mut self, conn: &'c mut AnyConnection) -> BoxFuture<'c, Result<(), StoreError>>;
+    /// Sends the caller the output of the last run, or `outcome`'s error.
+    fn answer(self: Box<Self>, outcome: Result<(), StoreError>);
+}
+
+struct Write<D, T> {
+    data: D,
+    job: Job<D, T>,
+    output: Option<T>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<D: Send + Sync + 'static, T: Send + 'static> Pending for Write<D, T> {
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+
+    fn run<'c>(&'c mut self, conn: &'c mut AnyConnection) -> BoxFuture<'c, Result<(), StoreError>> {
+        let Self { data, job, output, .. } = self;
+        Box::pin(async move {
+            *output = Some(job(data, conn).await?);
+            Ok(())
+        })
+    }
+
+    fn answer(self: Box<Self>, outcome: Result<(), StoreError>) {
+        let Self { output, reply, .. } = *self;
+        let result =
+            outcome.and_then(|()| output.ok_or_else(|| StoreError::Corrupt("a committed write has no output".into())));
+        // A caller that has gone does not need the answer.
+        let _ = reply.send(result);
+    }
+}
+
+type Queue = Arc<Mutex<mpsc::Receiver<Box<dyn Pending>>>>;
+
+/// The committers of one pool; dropping the last handle stops them once the
+/// queue is empty.
+#[derive(Debug, Clone)]
+pub struct Committer {
+    queue: mpsc::Sender<Box<dyn Pending>>,
+}
+
+impl Committer {
+    /// Starts `config.committers` tasks on `pool` (on the current runtime).
+    pub fn start(pool: AnyPool, config: &GroupCommit) -> Self {
+        let max_batch = config.max_batch.max(1);
+        let committers = config.committers.max(1);
+        let (queue, receiver) = mpsc::channel(max_batch * committers * 4);
+        let receiver: Queue = Arc::new(Mutex::new(receiver));
+        let settings = Settings {
+            max_batch,
+            max_wait: Duration::from_micros(config.max_wait_us),
+            timeout: Duration::from_millis(config.timeout_ms.max(1)),
+        };
+        for _ in 0..committers {
+            tokio::spawn(commit_loop(pool.clone(), receiver.clone(), settings));
+        }
+        Self { queue }
+    }
+
+    /// Queues `job` over `data` and waits until the transaction that carried
+    /// it is durable. The caller bounds the wait (`Database::trip`); a caller
+    /// that stops waiting before its write ran leaves it unrun.
+    pub async fn write<D, T>(&self, data: D, job: Job<D, T>) -> Result<T, StoreError>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let write = Box::new(Write { data, job, output: None, reply });
+        self.queue.send(write).await.map_err(|_| StoreError::Unavailable("the committer has stopped".into()))?;
+        answer.await.map_err(|_| StoreError::Unavailable("the committer dropped the write".into()))?
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    max_batch: usize,
+    max_wait: Duration,
+    timeout: Duration,
+}
+
+async fn commit_loop(pool: AnyPool, queue: Queue, settings: Settings) {
+    loop {
+        let mut batch = Vec::with_capacity(settings.max_batch);
+        {
+            let mut queue = queue.lock().await;
+            if queue.recv_many(&mut batch, settings.max_batch).await == 0 {
+                return;
+            }
+            let until = tokio::time::Instant::now() + settings.max_wait;
+            while batch.len() < settings.max_batch && !settings.max_wait.is_zero() {
+                let room = settings.max_batch - batch.len();
+                match tokio::time::timeout_at(until, queue.recv_many(&mut batch, room)).await {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
+        }
+        batch.retain(|write| !write.abandoned());
+        commit(&pool, batch, settings.timeout).await;
+    }
+}
+
+/// Commits `batch` in one transaction; if a write failed, each alone.
+async fn commit(pool: &AnyPool, mut batch: Vec<Box<dyn Pending>>, timeout: Duration) {
+    if batch.len() <= 1 {
+        for write in batch {
+            alone(pool, write, timeout).await;
+        }
+        return;
+    }
+    let outcome = tokio::time::timeout(timeout, together(pool, &mut batch))
+        .await
+        .unwrap_or_else(|_| Err(Fault::Store(StoreError::Unavailable("the batch did not commit in time".into()))));
+    let counted = |outcome: &'static str| metrics::counter!("store_group_commits_total", "outcome" => outcome);
+    match outcome {
+        Ok(()) => {
+            counted("committed").increment(1);
+            metrics::counter!("store_group_commit_writes_total").increment(batch.len() as u64);
+            batch.into_iter().for_each(|write| write.answer(Ok(())));
+        }
+        Err(Fault::Store(e)) => {
+            counted("failed").increment(1);
+            batch.into_iter().for_each(|write| write.answer(Err(e.clone())));
+        }
+        Err(Fault::Write) => {
+            counted("retried_alone").increment(1);
+            for write in batch {
+                alone(pool, write, timeout).await;
+            }
+        }
+    }
+}
+
+/// Why a batch did not commit.
+enum Fault {
+    /// The store failed the transaction itself: every write shares the error.
+    Store(StoreError),
+    /// One write's statements failed: the batch was rolled back.
+    Write,
+}
+
+async fn together(pool: &AnyPool, batch: &mut [Box<dyn Pending>]) -> Result<(), Fault> {
+    let mut tx = pool.begin().await.map_err(|e| Fault::Store(classify(e)))?;
+    for write in batch.iter_mut() {
+        if write.run(&mut tx).await.is_err() {
+            // Ended here, not on drop, so the connection goes back clean.
+            tx.rollback().await.map_err(|e| Fault::Store(classify(e)))?;
+            return Err(Fault::Write);
+        }
+    }
+    tx.commit().await.map_err(|e| Fault::Store(classify(e)))
+}
+
+/// One write in a transaction of its own, answered with its own outcome.
+async fn alone(pool: &AnyPool, mut write: Box<dyn Pending>, timeout: Duration) {
+    if write.abandoned() {
+        return;
+    }
+    let run = async {
+        let mut tx = pool.begin().await.map_err(classify)?;
+        match write.run(&mut tx).await {
+            Ok(()) => tx.commit().await.map_err(classify),
+            Err(e) => {
+                tx.rollback().await.map_err(classify)?;
+                Err(e)
+            }
+        }
+    };
+    let outcome = tokio::time::timeout(timeout, run)
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Unavailable("the write did not commit in time".into())));
+    write.answer(outcome);
+}

@@ -1,0 +1,346 @@
+//! Group commit under a crash: writers on both services' stores, their writes
+//! carried many to a transaction, while a private PostgreSQL cluster is
+//! SIGKILLed in the middle of batches and started again. Afterwards every
+//! acknowledged write is there, nothing is half written (a payment at its
+//! final point has its ledger line and one short of it has none; a token has
+//! its creation event, a use its DT event), writes were acknowledged on both
+//! sides of the crash, and transactions did carry several writes each.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::database::GroupCommit;
+use common::store::StoreError;
+use e2e::procs::PgServer;
+use tokio::time::Instant;
+
+/// Small batches waited for, two committers: batches form even at this load.
+fn batching() -> GroupCommit {
+    GroupCommit { max_batch: 16, max_wait_us: 2_000, committers: 2, timeout_ms: 2_000 }
+}
+
+const WRITERS: usize = 24;
+
+/// What the writers saw: the writes acknowledged, and how many failed.
+#[derive(Default)]
+struct Journal {
+    acknowledged: HashSet<String>,
+    failed: usize,
+    after_restart: usize,
+}
+
+/// Runs `write` from `WRITERS` tasks for `before` and kills the cluster,
+/// starts it again after `down`, and goes on for `after`. A write failing
+/// with anything but `Unavailable` fails the test. `write(w, i)` names what it
+/// wrote; the journal records it when acknowledged.
+async fn through_a_crash<F, Fut>(pg: &mut PgServer, write: F) -> Journal
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<String, StoreError>> + Send,
+{
+    let journal = Arc::new(Mutex::new(Journal::default()));
+    let restarted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let write = Arc::new(write);
+    let stop = Instant::now() + Duration::from_secs(6);
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let (journal, restarted, write) = (journal.clone(), restarted.clone(), write.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while Instant::now() < stop {
+                i += 1;
+                let deadline = Instant::now() + Duration::from_millis(1_500);
+                let outcome = common::deadline::within(deadline, write(w, i)).await;
+                let failed = {
+                    let mut journal = journal.lock().unwrap();
+                    match outcome {
+                        Ok(name) => {
+                            journal.acknowledged.insert(name);
+                            if restarted.load(std::sync::atomic::Ordering::SeqCst) {
+                                journal.after_restart += 1;
+                            }
+                            false
+                        }
+                        Err(StoreError::Unavailable(_)) => {
+                            journal.failed += 1;
+                            true
+                        }
+                        Err(other) => panic!("a write failed with {other:?}, not as an outage"),
+                    }
+                };
+                if failed {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let before = journal.lock().unwrap().acknowledged.len();
+    assert!(before > WRITERS, "writes were acknowledged before the crash: {before}");
+    pg.kill9();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    pg.start().await;
+    restarted.store(true, std::sync::atomic::Ordering::SeqCst);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let journal = Arc::try_unwrap(journal).ok().unwrap().into_inner().unwrap();
+    assert!(journal.failed > 0, "the crash was felt");
+    assert!(journal.after_restart > WRITERS, "writes were acknowledged after the restart: {}", journal.after_restart);
+    journal
+}
+
+/// How many transactions of `table` wrote more than one of its rows (rows
+/// written by one transaction share its `xmin`).
+async fn shared_transactions(pool: &sqlx::AnyPool, table: &str) -> i64 {
+    let sql =
+        format!("SELECT COUNT(*) FROM (SELECT xmin::text FROM {table} GROUP BY xmin::text HAVING COUNT(*) > 1) t");
+    sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap()
+}
+
+/// A DB payment written ahead, as a flow writes it before asking the vault.
+fn pending_payment(id: &str) -> payments_svc::domain::payment::Payment {
+    use payments_svc::domain::payment::{Outcome, Payment, PaymentType, RecoveryPoint, Status};
+    Payment {
+        id: id.into(),
+        merchant_id: "mrch_1".into(),
+        livemode: false,
+        payment_type: PaymentType::DB,
+        reference_id: None,
+        amount: 1_000,
+        currency: "EUR".into(),
+        status: Status::Pending,
+        result: Outcome { code: "000.200.000".into(), description: "pending".into() },
+        token: Some("tokn_1".into()),
+        registration_id: None,
+        omni_token: None,
+        card: None,
+        account: None,
+        mandate: None,
+        standing_instruction: None,
+        captured_amount: 0,
+        refunded_amount: 0,
+        reversed: false,
+        acquirer_reference: None,
+        customer_id: String::new(),
+        merchant_transaction_id: String::new(),
+        description: String::new(),
+        created_at: 1_795_392_000_000,
+        recovery: RecoveryPoint::Started,
+        source_kind: None,
+        tokenize: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_written_ahead_and_advanced_survive_a_crash_mid_batch() {
+    use payments_svc::domain::payment::{
+        LedgerEntry, LedgerKind, MaskedCard, Outcome, Payment, PaymentType, RecoveryPoint, Status,
+    };
+    use payments_svc::domain::store::{Begun, PaymentStore, Step};
+    use payments_svc::storage::sql::SqlStore;
+
+    let mut pg = PgServer::new().await;
+    let url = pg.url("postgres");
+    let store = SqlStore::open(&url, 8, Duration::from_secs(1), &batching()).await.unwrap();
+    let writer = store.clone();
+    // Each write names what it made durable: `begun:<id>` or `finished:<id>`.
+    let journal = through_a_crash(&mut pg, move |w, i| {
+        let (store, id) = (writer.clone(), format!("pay_{w}_{i}"));
+        async move {
+            let started = pending_payment(&id);
+            if i % 2 == 1 {
+                // Every other payment is only written ahead.
+                return match store.begin(&started, None, 0).await? {
+                    Begun::New => Ok(format!("begun:{id}")),
+                    other => panic!("a fresh id was {other:?}"),
+                };
+            }
+            assert!(matches!(store.begin(&started, None, 0).await?, Begun::New));
+            let card = MaskedCard {
+                brand: "visa".into(),
+                bin: "424242".into(),
+                last4: "4242".into(),
+                exp_month: 12,
+                exp_year: 2030,
+                name: String::new(),
+            };
+            let finished = Payment {
+                status: Status::Approved,
+                result: Outcome { code: "000.100.110".into(), description: "ok".into() },
+                captured_amount: 1_000,
+                card: Some(card.clone()),
+                recovery: RecoveryPoint::Finished,
+                ..started.clone()
+            };
+            let line = LedgerEntry {
+                id: format!("{id}-DB"),
+                merchant_id: "mrch_1".into(),
+                livemode: false,
+                transaction_type: LedgerKind::of_payment(PaymentType::DB),
+                payment_id: id.clone(),
+                reference_id: String::new(),
+                amount: 1_000,
+                currency: "EUR".into(),
+                result: finished.result.clone(),
+                token: "tokn_1".into(),
+                card,
+                created_at: finished.created_at,
+            };
+            let ledger = [line];
+            let step = Step { from: RecoveryPoint::Started, ledger: &ledger, release: None, lease_until: 0 };
+            assert!(store.advance(&finished, step).await?, "the payment was where it was written");
+            Ok(format!("finished:{id}"))
+        }
+    })
+    .await;
+
+    let pool = store.pool();
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT p.id, p.recovery_point, (SELECT COUNT(*) FROM transactions t WHERE t.payment_id = p.id) FROM payments p",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let stored: std::collections::HashMap<_, _> =
+        rows.iter().map(|(id, point, lines)| (id.clone(), (point.clone(), *lines))).collect();
+    for name in &journal.acknowledged {
+        let (what, id) = name.split_once(':').unwrap();
+        let Some((point, lines)) = stored.get(id) else { panic!("acknowledged {name} is not stored") };
+        if what == "finished" {
+            assert_eq!((point.as_str(), *lines), ("finished", 1), "acknowledged {name}");
+        }
+    }
+    for (id, (point, lines)) in &stored {
+        let expected = i64::from(point == "finished");
+        assert_eq!(*lines, expected, "{id} at {point} has {lines} ledger lines: half written");
+    }
+    let orphans: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM transactions t WHERE NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = t.payment_id)",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(orphans, 0, "no ledger line without its payment");
+    assert!(shared_transactions(pool, "transactions").await > 0, "advances shared transactions");
+    assert!(shared_transactions(pool, "payments").await > 0, "payments shared transactions");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_their_uses_survive_a_crash_mid_batch() {
+    use vault_api::TokenKind;
+    use vault_svc::domain::audit::AuditEntry;
+    use vault_svc::domain::store::cards::{CardRow, CardStore, Instrument, Lookup, Scope, UseRetention};
+    use vault_svc::storage::sql::SqlStore;
+
+    const T0: i64 = 1_795_392_000_000;
+    let mut pg = PgServer::new().await;
+    let url = pg.url("postgres");
+    let store = SqlStore::open(&url, 8, Duration::from_secs(1), &batching()).await.unwrap();
+    let audit = |event_type: &'static str, token_id: &str| AuditEntry {
+        at: T0,
+        event_type,
+        merchant_id: "mrch_1".into(),
+        token_id: token_id.into(),
+        actor: "payments-svc".into(),
+        correlation_id: String::new(),
+        outcome: "success".into(),
+    };
+    let writer = store.clone();
+    // `token:<id>` (created) or `used:<id>` (created, then used once).
+    let journal = through_a_crash(&mut pg, move |w, i| {
+        let (store, id) = (writer.clone(), format!("tokn_{w}_{i}"));
+        async move {
+            let row = CardRow {
+                id: id.clone(),
+                merchant_id: "mrch_1".into(),
+                livemode: false,
+                kind: TokenKind::Registration,
+                instrument: Instrument::Card,
+                customer_id: format!("cus_{w}_{i}"),
+                fingerprint: format!("fp_{w}_{i}"),
+                meta: b"sealed-meta".to_vec(),
+                card: b"sealed-card".to_vec(),
+                dek_version: 1,
+                created_at: T0,
+                last_used_at: None,
+                retain_until: T0 + 1_000 * 86_400_000,
+                extended: false,
+            };
+            assert!(store.insert(&row, None, &audit("RG", &id)).await?, "a new card is a new token");
+            if i % 2 == 1 {
+                return Ok(format!("token:{id}"));
+            }
+            let scope = Scope { merchant_id: "mrch_1", livemode: false };
+            let retention = UseRetention { until: T0, extended_until: T0 };
+            let used = store.use_token(scope, &id, T0 + 1_000, retention, None, &audit("DT", &id)).await?;
+            assert!(matches!(used, Lookup::Found(_)), "the token just made is found");
+            Ok(format!("used:{id}"))
+        }
+    })
+    .await;
+
+    let pool = store.pool();
+    let tokens: HashSet<String> =
+        sqlx::query_scalar("SELECT id FROM card_tokens").fetch_all(pool).await.unwrap().into_iter().collect();
+    let events: Vec<(String, String)> =
+        sqlx::query_as("SELECT token_id, event_type FROM audit_events").fetch_all(pool).await.unwrap();
+    let created: HashSet<&str> = events.iter().filter(|(_, e)| e == "RG").map(|(t, _)| t.as_str()).collect();
+    let used: HashSet<&str> = events.iter().filter(|(_, e)| e == "DT").map(|(t, _)| t.as_str()).collect();
+    for name in &journal.acknowledged {
+        let (what, id) = name.split_once(':').unwrap();
+        assert!(tokens.contains(id), "acknowledged {name}: its token is stored");
+        if what == "used" {
+            assert!(used.contains(id), "acknowledged {name}: its DT event is stored");
+        }
+    }
+    for id in &tokens {
+        assert!(created.contains(id.as_str()), "{id} is stored without its creation event");
+    }
+    let last_used: Vec<(String, Option<i64>)> =
+        sqlx::query_as("SELECT id, last_used_at FROM card_tokens").fetch_all(pool).await.unwrap();
+    for (id, last_used_at) in last_used {
+        assert_eq!(last_used_at.is_some(), used.contains(id.as_str()), "{id}: a use and its DT event go together");
+    }
+    assert!(shared_transactions(pool, "audit_events").await > 0, "writes shared transactions");
+}
+
+/// A write PostgreSQL refuses (a NUL byte), batched with others: only its
+/// caller sees the error, every other write of the batch lands, and nothing
+/// of the refused one is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_write_fails_alone_and_its_batch_lands() {
+    use payments_svc::domain::store::{Begun, PaymentStore};
+    use payments_svc::storage::sql::SqlStore;
+
+    let database = e2e::TestDatabase::new(e2e::Db::Postgres).await;
+    // Writes wait 50 ms for each other: the twenty below share a batch.
+    let waiting = GroupCommit { max_batch: 64, max_wait_us: 50_000, committers: 1, timeout_ms: 5_000 };
+    let store = SqlStore::open(&database.url, 4, Duration::from_secs(5), &waiting).await.unwrap();
+    let mut calls = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        let mut p = pending_payment(&format!("pay_{i}"));
+        if i == 7 {
+            p.description = "bad\0text".into();
+        }
+        calls.push(tokio::spawn(async move { store.begin(&p, None, 0).await }));
+    }
+    let mut outcomes = Vec::new();
+    for call in calls {
+        outcomes.push(call.await.unwrap());
+    }
+    for (i, outcome) in outcomes.iter().enumerate() {
+        if i == 7 {
+            assert!(matches!(outcome, Err(StoreError::Invalid(_))), "the NUL byte is refused: {outcome:?}");
+        } else {
+            assert!(matches!(outcome, Ok(Begun::New)), "pay_{i}: {outcome:?}");
+        }
+    }
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM payments ORDER BY id").fetch_all(store.pool()).await.unwrap();
+    assert_eq!(ids.len(), 19, "every other write landed: {ids:?}");
+    assert!(!ids.contains(&"pay_7".to_string()), "nothing of the refused write");
+}

@@ -1,0 +1,159 @@
+//! The durable writes of the vault's hot paths — a new token (`insert`), the
+//! same card tokenized again (`refresh`), a token used (`mark_used`, what
+//! Detokenize writes) — as group-commit jobs (`common::database::committer`):
+//! each owns its values and runs on a connection inside a transaction the
+//! committer shares with other callers' writes. Each writes its token and its
+//! audit event together, in one statement on PostgreSQL, and writes nothing
+//! when it changes no token.
+use common::clock::Millis;
+use common::database::{classify, to_secs as secs};
+use futures::future::BoxFuture;
+use sqlx::AnyConnection;
+
+use super::{COLUMNS, Dialect, bind_event, card_row, changed_with_audit, returning_with_audit};
+use crate::domain::audit::AuditEntry;
+use crate::domain::store::StoreError;
+use crate::domain::store::cards::{CardRow, Instrument, UseRetention};
+
+/// A new token and its event.
+pub(super) struct Insert {
+    pub dialect: Dialect,
+    pub row: CardRow,
+    pub consumer_ref: Option<String>,
+    pub audit: AuditEntry,
+}
+
+/// Whether the token was written (`false`: a live token of the same card,
+/// customer and kind exists).
+pub(super) fn insert<'c>(w: &'c Insert, conn: &'c mut AnyConnection) -> BoxFuture<'c, Result<bool, StoreError>> {
+    Box::pin(async move {
+        // The customer's first token of its kind ranks 1: the default until
+        // another is made default (instants are to the second, so the order
+        // of creation cannot tell two made in the same second apart).
+        const INSERT: &str = "INSERT INTO card_tokens (id, merchant_id, livemode, kind, customer_id, fingerprint, \
+             meta, card, dek_version, created_at, retain_until, extended, consumer_ref, instrument, default_rank) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, (SELECT CASE WHEN EXISTS \
+             (SELECT 1 FROM card_tokens d WHERE d.merchant_id = $2 AND d.livemode = $3 AND d.kind = $4 \
+             AND d.customer_id = $5 AND d.deleted_at IS NULL) THEN 0 ELSE 1 END)) \
+             ON CONFLICT (merchant_id, livemode, kind, customer_id, fingerprint) WHERE deleted_at IS NULL DO NOTHING";
+        let r = &w.row;
+        let bind = |sql| {
+            sqlx::query(sql)
+                .bind(r.id.as_str())
+                .bind(r.merchant_id.as_str())
+                .bind(i64::from(r.livemode))
+                .bind(r.kind.as_str())
+                .bind(r.customer_id.as_str())
+                .bind(r.fingerprint.as_str())
+                .bind(r.meta.as_slice())
+                .bind(r.card.as_slice())
+                .bind(i64::from(r.dek_version))
+                .bind(secs(r.created_at))
+                .bind(secs(r.retain_until))
+                .bind(i64::from(r.extended))
+                .bind(w.consumer_ref.as_deref())
+                .bind(r.instrument.as_str())
+        };
+        match w.dialect {
+            Dialect::Postgres => {
+                let sql = format!(
+                    "WITH t AS ({INSERT} RETURNING id) INSERT INTO audit_events (at, event_type, merchant_id, \
+                     token_id, actor, correlation_id, outcome) SELECT $15, $16, $2, t.id, $17, $18, $19 FROM t \
+                     RETURNING token_id"
+                );
+                let inserted = bind_event(bind(&sql), &w.audit).fetch_optional(&mut *conn).await.map_err(classify)?;
+                Ok(inserted.is_some())
+            }
+            Dialect::Sqlite => changed_with_audit(conn, bind(INSERT), &w.audit).await,
+        }
+    })
+}
+
+/// A live token's sealed card and retention, renewed by a new tokenize of
+/// the same card, with its event.
+pub(super) struct Refresh {
+    pub row: CardRow,
+    pub retain_until_extended: Millis,
+    pub audit: AuditEntry,
+}
+
+pub(super) fn refresh<'c>(
+    w: &'c Refresh,
+    conn: &'c mut AnyConnection,
+) -> BoxFuture<'c, Result<Option<CardRow>, StoreError>> {
+    Box::pin(async move {
+        let sql = format!(
+            "UPDATE card_tokens SET meta = $2, card = $3, dek_version = $4, \
+             retain_until = CASE WHEN extended = 1 THEN $6 ELSE $5 END \
+             WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
+        );
+        let r = &w.row;
+        let statement = sqlx::query(&sql)
+            .bind(r.id.as_str())
+            .bind(r.meta.as_slice())
+            .bind(r.card.as_slice())
+            .bind(i64::from(r.dek_version))
+            .bind(secs(r.retain_until))
+            .bind(secs(w.retain_until_extended));
+        returning_with_audit(conn, statement, &w.audit).await
+    })
+}
+
+/// A use of a live token in its scope (`only`: of that instrument alone), with
+/// its event; an account's retention moves with it.
+pub(super) struct MarkUsed {
+    pub dialect: Dialect,
+    pub merchant_id: String,
+    pub livemode: bool,
+    pub id: String,
+    pub now: Millis,
+    pub retention: UseRetention,
+    pub only: Option<Instrument>,
+    pub audit: AuditEntry,
+}
+
+/// The token as used, or `None`: no live token of that instrument there.
+pub(super) fn mark_used<'c>(
+    w: &'c MarkUsed,
+    conn: &'c mut AnyConnection,
+) -> BoxFuture<'c, Result<Option<CardRow>, StoreError>> {
+    Box::pin(async move {
+        // An account's retention moves with its use, in the same statement
+        // (`until`, `extended_until` are the parameters numbered here).
+        // `only` is `$<only>`; an empty value takes either instrument.
+        let update = |until: u8, extended: u8, only: u8| {
+            format!(
+                "UPDATE card_tokens SET last_used_at = $4, retain_until = CASE WHEN instrument = 'account' \
+                 THEN (CASE WHEN extended = 1 THEN ${extended} ELSE ${until} END) ELSE retain_until END \
+                 WHERE id = $1 AND merchant_id = $2 AND livemode = $3 AND deleted_at IS NULL AND retain_until > $4 \
+                 AND (${only} = '' OR instrument = ${only})"
+            )
+        };
+        let only = w.only.map(Instrument::as_str).unwrap_or("");
+        let statement = |sql| {
+            sqlx::query(sql)
+                .bind(w.id.as_str())
+                .bind(w.merchant_id.as_str())
+                .bind(i64::from(w.livemode))
+                .bind(secs(w.now))
+        };
+        let (until, extended) = (secs(w.retention.until), secs(w.retention.extended_until));
+        match w.dialect {
+            Dialect::Postgres => {
+                let sql = format!(
+                    "WITH t AS ({} RETURNING {COLUMNS}), a AS (INSERT INTO audit_events (at, event_type, \
+                     merchant_id, token_id, actor, correlation_id, outcome) SELECT $5, $6, t.merchant_id, t.id, $7, \
+                     $8, $9 FROM t) SELECT {COLUMNS} FROM t",
+                    update(10, 11, 12)
+                );
+                let statement = bind_event(statement(&sql), &w.audit).bind(until).bind(extended).bind(only);
+                let row = statement.fetch_optional(&mut *conn).await.map_err(classify)?;
+                row.as_ref().map(card_row).transpose()
+            }
+            Dialect::Sqlite => {
+                let sql = format!("{} RETURNING {COLUMNS}", update(5, 6, 7));
+                returning_with_audit(conn, statement(&sql).bind(until).bind(extended).bind(only), &w.audit).await
+            }
+        }
+    })
+}
