@@ -121,12 +121,13 @@ impl Dependencies {
     }
 
     /// The payments domain over these dependencies, and what the server needs besides.
-    fn assemble(self) -> Assembled {
+    fn assemble(self, tracker: &tokio_util::task::TaskTracker) -> Assembled {
         let store = Arc::new(self.store);
         let vault_probe = self.vault.clone();
         let vault = Arc::new(self.vault);
         let payments = Payments::new(store.clone(), vault, Arc::new(TestAcquirer), self.clock, self.acquirer_timeout)
-            .with_lease(self.lease);
+            .with_lease(self.lease)
+            .with_tracker(tracker.clone());
         Assembled {
             payments: Arc::new(payments),
             references: Arc::new(self.references),
@@ -156,7 +157,8 @@ struct Assembled {
 
 /// One reconciler pass over the configured stores (`payments-svc reconcile`).
 pub async fn reconcile_once(cfg: &PaymentsConfig) -> Result<Pass, BoxError> {
-    let parts = Dependencies::from_config(cfg).await?.assemble();
+    // The pass waits for the charge-status reports it queues.
+    let parts = Dependencies::from_config(cfg).await?.assemble(&tokio_util::task::TaskTracker::new());
     Ok(parts.payments.reconcile(parts.schedule).await?)
 }
 
@@ -193,11 +195,12 @@ impl Application {
     /// the vault.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), BoxError> {
         let Self { listener, health, deps } = self;
+        // The work calls detach and the charge-status reports: the drain waits for both.
+        let tracker = tokio_util::task::TaskTracker::new();
         let Assembled { payments, references, store, vault, public_tls, directory, server, reconcile_every, schedule } =
-            deps.assemble();
+            deps.assemble(&tracker);
         let reconciler =
             reconcile_every.map(|every| tokio::spawn(reconcile::run_every(payments.clone(), every, schedule)));
-        let tracker = tokio_util::task::TaskTracker::new();
         let max_deadline = server.request_timeout;
         let shared = Arc::new(Shared { payments, directory, references, max_deadline, tracker: tracker.clone() });
         let pool = pool_gauges::sampler(SERVICE, store.pool());

@@ -27,7 +27,7 @@ use payments_svc::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Inquiry
 use payments_svc::domain::idempotency::Claim;
 use payments_svc::domain::payment::{LedgerEntry, LedgerRecord, Payment, Reservation, Scope};
 use payments_svc::domain::store::{Backlog, Begun, KeyState, LedgerQuery, PaymentStore, Step, StoreError};
-use vault_api::{CallContext, ChargeStatus, StoredToken, TokenKind, TokenSource, Vault, VaultError};
+use vault_api::{CallContext, ChargeReport, StoredToken, TokenKind, TokenSource, Vault, VaultError};
 
 /// Where a process dies: after its `after_writes`-th store write, at once
 /// (`immediate`) or when it attempts the next write.
@@ -226,15 +226,8 @@ impl<V: Vault> Vault for CrashVault<V> {
         self.alive(self.inner.detokenize(scope, token, consumer_ref, expect, ctx)).await
     }
 
-    async fn report_charge(
-        &self,
-        scope: Scope<'_>,
-        token: &str,
-        consumer_ref: &str,
-        status: ChargeStatus,
-        ctx: &CallContext,
-    ) -> Result<bool, VaultError> {
-        self.alive(self.inner.report_charge(scope, token, consumer_ref, status, ctx)).await
+    async fn report_charges(&self, reports: &[ChargeReport], ctx: &CallContext) -> Result<Vec<bool>, VaultError> {
+        self.alive(self.inner.report_charges(reports, ctx)).await
     }
 
     async fn tokenize(

@@ -672,10 +672,12 @@ impl Case<'_> {
         let store = Arc::new(CrashStore::new(self.store.clone(), life.clone()));
         let vault = Arc::new(CrashVault::new(self.env.client.clone(), life.clone()));
         let acquirer = Arc::new(ScriptedAcquirer::new(self.book.clone(), life.clone()));
-        let payments = Arc::new(
-            Payments::new(store, vault, acquirer, Arc::new(self.clock.clone()), ACQUIRER_TIMEOUT).with_lease(LEASE),
-        );
         let tracker = TaskTracker::new();
+        let payments = Arc::new(
+            Payments::new(store, vault, acquirer, Arc::new(self.clock.clone()), ACQUIRER_TIMEOUT)
+                .with_lease(LEASE)
+                .with_tracker(tracker.clone()),
+        );
         let shared = Shared {
             payments: payments.clone(),
             directory: self.env.directory.clone(),

@@ -99,7 +99,7 @@ fn pay_with(kind: ppb::PaymentType, amount: i64, token: &str) -> ppb::CreatePaym
 }
 
 /// Omise's `charge_status` through each payment's life, read with GetToken
-/// (public key) after each step: unknown until used; a PA pending, captured
+/// (public key) after each step, moments after it answers: unknown until used; a PA pending, captured
 /// successful; another PA reversed; a DB successful; a decline failed; a
 /// payment left pending at the acquirer pending until the reconciler learns
 /// it was approved; an unused token expired after 30 minutes.
@@ -120,41 +120,53 @@ async fn charge_status_follows_the_payment(store: Store) {
     let p = TestPlatform::start_on(store).await;
     let pkey = p.pkey();
     let status = async |id: &str| p.vault.get_token(&pkey, id).await.unwrap().charge_status;
+    // Reports leave the payment's response path: the token shows the status
+    // moments after the payment answers.
+    let shows = async |id: &str, expected: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = status(id).await;
+            if now == expected || Instant::now() > deadline {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
 
     let unused = p.single_use_token("4242424242424242").await;
-    assert_eq!(status(&unused).await, "unknown");
+    assert_eq!(shows(&unused, "unknown").await, "unknown");
 
     let captured = p.single_use_token("4242424242424242").await;
     let pa = p.create_payment(pay_with(Pa, 1000, &captured)).await.unwrap();
     assert_eq!(pa.status(), ppb::PaymentStatus::Approved);
-    assert_eq!(status(&captured).await, "pending", "authorized, not charged");
+    assert_eq!(shows(&captured, "pending").await, "pending", "authorized, not charged");
     let cp = p.capture(&pa.id, 400).await.unwrap();
     assert_eq!(cp.status(), ppb::PaymentStatus::Approved);
-    assert_eq!(status(&captured).await, "successful");
+    assert_eq!(shows(&captured, "successful").await, "successful");
     p.capture(&pa.id, 600).await.unwrap();
     p.refund(&cp.id, 100).await.unwrap();
-    assert_eq!(status(&captured).await, "successful", "a second capture or a refund changes nothing");
+    assert_eq!(shows(&captured, "successful").await, "successful", "a second capture or a refund changes nothing");
 
     let reversed = p.single_use_token("5555555555554444").await;
     let pa = p.create_payment(pay_with(Pa, 1000, &reversed)).await.unwrap();
-    assert_eq!(status(&reversed).await, "pending");
+    assert_eq!(shows(&reversed, "pending").await, "pending");
     p.reverse(&pa.id).await.unwrap();
-    assert_eq!(status(&reversed).await, "reversed");
+    assert_eq!(shows(&reversed, "reversed").await, "reversed");
 
     let debited = p.single_use_token("4111111111111111").await;
     p.create_payment(pay_with(Db, 1000, &debited)).await.unwrap();
-    assert_eq!(status(&debited).await, "successful");
+    assert_eq!(shows(&debited, "successful").await, "successful");
 
     let declined = p.single_use_token("4000000000000002").await;
     let payment = p.create_payment(pay_with(Db, 1000, &declined)).await.unwrap();
     assert_eq!(payment.status(), ppb::PaymentStatus::Declined);
-    assert_eq!(status(&declined).await, "failed");
+    assert_eq!(shows(&declined, "failed").await, "failed");
 
     // An amount ending in 99: the acquirer processed it but did not answer.
     let unanswered = p.single_use_token("4242424242424242").await;
     let payment = p.create_payment(pay_with(Db, 1099, &unanswered)).await.unwrap();
     assert_eq!(payment.status(), ppb::PaymentStatus::Pending);
-    assert_eq!(status(&unanswered).await, "pending", "pending at the acquirer");
+    assert_eq!(shows(&unanswered, "pending").await, "pending", "pending at the acquirer");
     // Past its lease the reconciler asks the acquirer, and reports the answer.
     p.vault.clock.advance_ms(31_000);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -184,13 +196,14 @@ async fn report_charge_takes_the_consumers_reports_in_life_order() {
     vault.vault().detokenize(detokenize_request(&vault.merchant.id, &token.id, "pay_1")).await.unwrap();
     let report = |consumer_ref: &str, charge_status: &str| {
         let mut client = vault.vault();
-        let request = proto::vault::v1::ReportChargeRequest {
+        let report = proto::vault::v1::ChargeReport {
             merchant_id: vault.merchant.id.clone(),
             token: token.id.clone(),
             consumer_ref: consumer_ref.into(),
             charge_status: charge_status.into(),
         };
-        async move { client.report_charge(request).await.map(|r| r.into_inner().recorded) }
+        let request = proto::vault::v1::ReportChargesRequest { reports: vec![report] };
+        async move { client.report_charges(request).await.map(|r| r.into_inner().recorded[0]) }
     };
     for bad in ["unknown", "expired", "Successful", "refunded", ""] {
         let err = report("pay_1", bad).await.unwrap_err();
@@ -202,6 +215,52 @@ async fn report_charge_takes_the_consumers_reports_in_life_order() {
     assert!(!report("pay_1", "pending").await.unwrap(), "a late pending is not recorded");
     assert!(!report("pay_1", "successful").await.unwrap());
     assert_eq!(vault.get_token(pkey, &token.id).await.unwrap().charge_status, "reversed");
+    vault.stop().await;
+}
+
+/// Many reports in one call, answered in order; one invalid status refuses
+/// the whole call before anything is recorded, as does a call over the limit.
+#[tokio::test]
+async fn report_charges_answers_each_report_in_order_or_none() {
+    use proto::vault::v1::{ChargeReport, ReportChargesRequest};
+    let vault = TestVault::start(Store::Redis).await;
+    let pkey = vault.merchant.test_public.expose();
+    let mut tokens = Vec::new();
+    for i in 0..3 {
+        let token = vault.create_token(pkey, card("4242424242424242", "123")).await.unwrap();
+        vault.vault().detokenize(detokenize_request(&vault.merchant.id, &token.id, &format!("pay_{i}"))).await.unwrap();
+        tokens.push(token.id);
+    }
+    let report = |i: usize, consumer_ref: &str, charge_status: &str| ChargeReport {
+        merchant_id: vault.merchant.id.clone(),
+        token: tokens[i].clone(),
+        consumer_ref: consumer_ref.into(),
+        charge_status: charge_status.into(),
+    };
+    let send = |reports: Vec<ChargeReport>| {
+        let mut client = vault.vault();
+        async move { client.report_charges(ReportChargesRequest { reports }).await.map(|r| r.into_inner().recorded) }
+    };
+    let refused = send(vec![report(0, "pay_0", "successful"), report(1, "pay_1", "refunded")]).await.unwrap_err();
+    assert_eq!((refused.code(), reason(&refused).as_str()), (Code::InvalidArgument, "invalid_argument"));
+    assert_eq!(vault.get_token(pkey, &tokens[0]).await.unwrap().charge_status, "unknown", "nothing recorded");
+    let too_many = (0..501).map(|_| report(0, "pay_0", "pending")).collect();
+    assert_eq!(send(too_many).await.unwrap_err().code(), Code::InvalidArgument, "over 500 reports");
+
+    let recorded =
+        send(vec![report(0, "pay_0", "successful"), report(1, "pay_x", "failed"), report(2, "pay_2", "pending")])
+            .await
+            .unwrap();
+    assert_eq!(recorded, [true, false, true], "each report answered in order");
+    let status = |i: usize| {
+        let id = tokens[i].clone();
+        let vault = &vault;
+        async move { vault.get_token(pkey, &id).await.unwrap().charge_status }
+    };
+    assert_eq!(
+        (status(0).await, status(1).await, status(2).await),
+        ("successful".into(), "unknown".into(), "pending".into())
+    );
     vault.stop().await;
 }
 

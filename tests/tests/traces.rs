@@ -236,6 +236,28 @@ async fn a_payment_is_one_trace_across_both_services_and_holds_no_card_data() {
     };
     let spans = receiver.trace(db_trace, enough("Detokenize")).await;
     assert_payment_trace(&spans, "Detokenize", "redis", &p.keys.merchant_id);
+    // One vault round trip on the response path: the token's charge status is
+    // reported after the payment answered, batched, in a trace of its own.
+    let report = "payvault.vault.v1.Vault/ReportCharges";
+    let mut reported = Vec::new();
+    for _ in 0..100 {
+        reported = receiver.all().into_iter().filter(|s| s.service == "vault-svc" && s.name == report).collect();
+        if !reported.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!reported.is_empty(), "the charge status was reported");
+    assert!(reported.iter().all(|s| s.trace_id != db_trace), "the report is not part of the payment's trace");
+    let vault_calls: Vec<String> = receiver
+        .trace(db_trace, enough("Detokenize"))
+        .await
+        .iter()
+        .filter(|s| s.service == "payments-svc" && s.kind == SpanKind::Client as i32)
+        .filter(|s| s.name.starts_with("payvault.vault.v1.Vault/"))
+        .map(|s| s.name.clone())
+        .collect();
+    assert_eq!(vault_calls, ["payvault.vault.v1.Vault/Detokenize"], "the payment's vault calls");
 
     // A one-click payment: a registration, then a CIT over it.
     let card = pb::Card {

@@ -26,7 +26,7 @@ use crate::convert::{
 };
 use crate::token_id::TokenKind;
 use crate::vault::{
-    CallContext, ChargeStatus, Instrument, InstrumentKind, MaskedCard, Scope, StoredToken, TokenSource, Vault,
+    CallContext, ChargeReport, Instrument, InstrumentKind, MaskedCard, Scope, StoredToken, TokenSource, Vault,
     VaultError,
 };
 
@@ -199,21 +199,17 @@ impl Vault for GrpcVault {
             .map_err(|e| VaultError::Rejected { reason: e.reason() })
     }
 
-    async fn report_charge(
-        &self,
-        scope: Scope<'_>,
-        token: &str,
-        consumer_ref: &str,
-        status: ChargeStatus,
-        ctx: &CallContext,
-    ) -> Result<bool, VaultError> {
-        let message = pb::ReportChargeRequest {
-            merchant_id: scope.merchant_id.into(),
-            token: token.into(),
-            consumer_ref: consumer_ref.into(),
-            charge_status: status.as_str().into(),
-        };
-        Ok(self.call(message, ctx).await?.recorded)
+    async fn report_charges(&self, reports: &[ChargeReport], ctx: &CallContext) -> Result<Vec<bool>, VaultError> {
+        let reports = reports
+            .iter()
+            .map(|r| pb::ChargeReport {
+                merchant_id: r.merchant_id.clone(),
+                token: r.token.clone(),
+                consumer_ref: r.consumer_ref.clone(),
+                charge_status: r.status.as_str().into(),
+            })
+            .collect();
+        Ok(self.call(pb::ReportChargesRequest { reports }, ctx).await?.recorded)
     }
 
     async fn tokenize(

@@ -18,6 +18,6 @@ pub use common::bank::MaskedAccount;
 pub use common::reason::Reason;
 pub use token_id::{TokenKind, TokenRef};
 pub use vault::{
-    CallContext, ChargeStatus, Instrument, InstrumentKind, MaskedCard, Scope, StoredToken, TokenSource, Vault,
-    VaultError,
+    CallContext, ChargeReport, ChargeStatus, Instrument, InstrumentKind, MAX_CHARGE_REPORTS, MaskedCard, Scope,
+    StoredToken, TokenSource, Vault, VaultError,
 };

@@ -120,6 +120,18 @@ impl std::fmt::Display for ChargeStatus {
     }
 }
 
+/// The status of the payment `consumer_ref` (its id) on single-use `token`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeReport {
+    pub merchant_id: String,
+    pub token: String,
+    pub consumer_ref: String,
+    pub status: ChargeStatus,
+}
+
+/// The most reports one `report_charges` call carries.
+pub const MAX_CHARGE_REPORTS: usize = 500;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VaultError {
     #[error("token not found")]
@@ -219,17 +231,15 @@ pub trait Vault: Send + Sync + 'static {
         ctx: &CallContext,
     ) -> impl Future<Output = Result<Instrument, VaultError>> + Send;
 
-    /// Tells the vault how the payment that consumed a single-use token stands
-    /// (a reportable [`ChargeStatus`]); `true` when the token now shows it,
-    /// `false` when it is not this consumer's or already shows a later stage.
-    fn report_charge(
+    /// Tells the vault how the payments that consumed single-use tokens stand
+    /// (each a reportable [`ChargeStatus`]), in one call; per report, in
+    /// order, `true` when the token now shows it, `false` when it is not this
+    /// consumer's or already shows a later stage.
+    fn report_charges(
         &self,
-        scope: Scope<'_>,
-        token: &str,
-        consumer_ref: &str,
-        status: ChargeStatus,
+        reports: &[ChargeReport],
         ctx: &CallContext,
-    ) -> impl Future<Output = Result<bool, VaultError>> + Send;
+    ) -> impl Future<Output = Result<Vec<bool>, VaultError>> + Send;
 
     fn tokenize(
         &self,

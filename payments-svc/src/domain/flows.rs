@@ -5,13 +5,16 @@
 //! `follow_up` records CP/RV/RF with their reservation on the original and
 //! resolves them; `registration` runs the card-token calls (registrations and
 //! omni tokens). This module holds what they share: the ledger line builder,
-//! the acquirer call within its timeout, and moving a payment on one step.
+//! the acquirer call within its timeout, moving a payment on one step, and
+//! handing charge-status reports to `charge_reports`, off the response path.
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::task::TaskTracker;
+
 use common::clock::SharedClock;
 use common::result_code::{self, ResultCode};
-use vault_api::{CallContext, ChargeStatus, TokenKind, Vault, VaultError};
+use vault_api::{ChargeReport, ChargeStatus, TokenKind, Vault};
 
 use super::error::PaymentError;
 use super::payment::{
@@ -20,6 +23,7 @@ use super::payment::{
 use super::store::{LedgerQuery, PaymentStore, Step};
 use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest};
 
+mod charge_reports;
 mod follow_up;
 mod initial;
 mod registration;
@@ -60,6 +64,7 @@ pub struct Payments<P, V, A> {
     lease: Duration,
     /// Whether a live acquirer connector is configured (none is, yet).
     live_connector: bool,
+    reports: charge_reports::ChargeReports<P, V>,
 }
 
 /// How long a worker owns work unless configured otherwise.
@@ -67,7 +72,15 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
 impl<P: PaymentStore, V, A: Acquirer> Payments<P, V, A> {
     pub fn new(store: Arc<P>, vault: Arc<V>, acquirer: Arc<A>, clock: SharedClock, acquirer_timeout: Duration) -> Self {
-        Self { store, vault, acquirer, clock, acquirer_timeout, lease: DEFAULT_LEASE, live_connector: false }
+        let reports = charge_reports::ChargeReports::new(store.clone(), vault.clone(), TaskTracker::new());
+        Self { store, vault, acquirer, clock, acquirer_timeout, lease: DEFAULT_LEASE, live_connector: false, reports }
+    }
+
+    /// Charge-status reports run on `tracker` (the detached work a drain
+    /// waits for), not on one of their own.
+    pub fn with_tracker(self, tracker: TaskTracker) -> Self {
+        let reports = charge_reports::ChargeReports::new(self.store.clone(), self.vault.clone(), tracker);
+        Self { reports, ..self }
     }
 
     pub fn with_lease(self, lease: Duration) -> Self {
@@ -152,33 +165,33 @@ impl<P: PaymentStore, V, A: Acquirer> Payments<P, V, A> {
         }
     }
 
-    /// Reports `status` of the payment `consumer_ref` on single-use `token` to
-    /// the vault (its `charge_status`), best effort: never fails the payment.
-    /// `false` when the vault could not be reached, so the report is still to
-    /// be made (the vault keeps the later of two reports, so repeating one, or
-    /// making it after a later one, is harmless).
-    async fn report_charge(
+    /// Queues the report of `status` of the payment `consumer_ref` on
+    /// single-use `token` for the vault (its `charge_status`), off the
+    /// response path (`charge_reports`); once the vault has it, `finishes`
+    /// (a payment and the recovery point it is at) moves to `Finished`.
+    fn report_charge(
         &self,
         scope: Scope<'_>,
         token: &str,
         consumer_ref: &str,
         status: ChargeStatus,
-        ctx: &CallContext,
-    ) -> bool
-    where
+        finishes: Option<(Payment, RecoveryPoint)>,
+    ) where
         V: Vault,
     {
-        match self.vault.report_charge(scope, token, consumer_ref, status, ctx).await {
-            Ok(_) => true,
-            Err(VaultError::Unavailable | VaultError::Internal) => {
-                tracing::warn!(payment_id = %consumer_ref, "charge status not reported yet: the vault did not answer");
-                false
-            }
-            Err(error) => {
-                tracing::warn!(%error, payment_id = %consumer_ref, "charge status refused by the vault");
-                true
-            }
-        }
+        let report = ChargeReport {
+            merchant_id: scope.merchant_id.into(),
+            token: token.into(),
+            consumer_ref: consumer_ref.into(),
+            status,
+        };
+        self.reports.submit(charge_reports::Due { report, finishes });
+    }
+
+    /// Resolves once every charge-status report queued so far is sent (or
+    /// failed) and its payment moved on.
+    pub async fn reports_settled(&self) {
+        self.reports.settled().await;
     }
 
     async fn call_acquirer(&self, request: AcquirerRequest<'_>) -> AcquirerOutcome {

@@ -66,7 +66,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             let id = payment.id.clone();
             let driven = match payment.reference_id {
                 None => self.drive_initial(scope, payment, None, false, &ctx).await,
-                Some(_) => self.drive_follow_up(scope, payment, false, &ctx).await,
+                Some(_) => self.drive_follow_up(scope, payment, false).await,
             };
             match driven {
                 Ok(p) if p.status == Status::Pending => pass.still_pending += 1,
@@ -80,6 +80,9 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                 }
             }
         }
+        // The pass is done when the reports it queued are: a one-off pass
+        // (the CronJob) exits after it.
+        self.reports_settled().await;
         let purge_before = now - schedule.key_retention.as_millis() as i64;
         (pass.keys_released, pass.keys_purged) = self.store().sweep_keys(now, purge_before).await?;
         Ok(pass)

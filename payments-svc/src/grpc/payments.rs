@@ -33,7 +33,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
 
     async fn capture_payment(&self, request: Request<pb::CapturePaymentRequest>) -> Answer<pb::Payment> {
         mutate(&self.0, "CapturePayment", request, |w, req| async move {
-            let capture = w.payments.capture(w.scope(), &req.id, req.amount, w.id.clone(), &w.call.ctx).await?;
+            let capture = w.payments.capture(w.scope(), &req.id, req.amount, w.id.clone()).await?;
             tracing::info!(merchant_id = %w.call.caller.merchant_id, payment_id = loggable(&req.id), "capture");
             Ok(convert::payment(&capture))
         })
@@ -42,14 +42,14 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> pb::payments_server::Payments for P
 
     async fn reverse_payment(&self, request: Request<pb::ReversePaymentRequest>) -> Answer<pb::Payment> {
         mutate(&self.0, "ReversePayment", request, |w, req| async move {
-            Ok(convert::payment(&w.payments.reverse(w.scope(), &req.id, w.id.clone(), &w.call.ctx).await?))
+            Ok(convert::payment(&w.payments.reverse(w.scope(), &req.id, w.id.clone()).await?))
         })
         .await
     }
 
     async fn refund_payment(&self, request: Request<pb::RefundPaymentRequest>) -> Answer<pb::Payment> {
         mutate(&self.0, "RefundPayment", request, |w, req| async move {
-            Ok(convert::payment(&w.payments.refund(w.scope(), &req.id, req.amount, w.id.clone(), &w.call.ctx).await?))
+            Ok(convert::payment(&w.payments.refund(w.scope(), &req.id, req.amount, w.id.clone()).await?))
         })
         .await
     }

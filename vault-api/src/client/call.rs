@@ -60,7 +60,7 @@ macro_rules! rpc {
 
 rpc! {
     pb::DetokenizeRequest => pb::DetokenizeResponse, detokenize, "Detokenize";
-    pb::ReportChargeRequest => pb::ReportChargeResponse, report_charge, "ReportCharge";
+    pb::ReportChargesRequest => pb::ReportChargesResponse, report_charges, "ReportCharges";
     pb::TokenizeRequest => pb::StoredToken, tokenize, "Tokenize";
     pb::ListTokensRequest => pb::ListTokensResponse, list_tokens, "ListTokens";
     pb::DeleteTokenRequest => pb::DeleteTokenResponse, delete_token, "DeleteToken";

@@ -59,7 +59,6 @@ macro_rules! for_merchant {
 
 for_merchant!(
     pb::DetokenizeRequest,
-    pb::ReportChargeRequest,
     pb::TokenizeRequest,
     pb::DescribeTokenRequest,
     pb::SetDefaultTokenRequest,
@@ -97,19 +96,30 @@ impl<C: CardStore, S: TokenStore> pb::vault_server::Vault for VaultService<C, S>
         Ok(Response::new(convert::detokenized(result?)))
     }
 
-    async fn report_charge(
+    async fn report_charges(
         &self,
-        request: Request<pb::ReportChargeRequest>,
-    ) -> Result<Response<pb::ReportChargeResponse>, Status> {
+        request: Request<pb::ReportChargesRequest>,
+    ) -> Result<Response<pb::ReportChargesResponse>, Status> {
         let call = CallInfo::of(&request, self.max_deadline);
-        let r = noted(&request);
-        let status = convert::charge_status(&r.charge_status)?;
-        let recorded = within_deadline(
-            &call,
-            self.tokens.single_use().report_charge(&r.merchant_id, &r.token, &r.consumer_ref, status),
-        )
+        let reports = &request.get_ref().reports;
+        if reports.len() > vault_api::MAX_CHARGE_REPORTS {
+            return Err(VaultError::InvalidArgument("at most 500 reports in one call").into());
+        }
+        // Every status is checked before any is recorded.
+        let statuses =
+            reports.iter().map(|r| convert::charge_status(&r.charge_status)).collect::<Result<Vec<_>, _>>()?;
+        // One call, its reports recorded concurrently: their store commands
+        // share the store's connections, pipelined.
+        let single_use = self.tokens.single_use();
+        let recorded = reports
+            .iter()
+            .zip(statuses)
+            .map(|(r, status)| single_use.report_charge(&r.merchant_id, &r.token, &r.consumer_ref, status));
+        let recorded = within_deadline(&call, async {
+            futures::future::join_all(recorded).await.into_iter().collect::<Result<Vec<_>, _>>()
+        })
         .await?;
-        Ok(Response::new(pb::ReportChargeResponse { recorded }))
+        Ok(Response::new(pb::ReportChargesResponse { recorded }))
     }
 
     async fn tokenize(&self, request: Request<pb::TokenizeRequest>) -> Result<Response<pb::StoredToken>, Status> {

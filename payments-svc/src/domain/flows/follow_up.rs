@@ -19,7 +19,7 @@ use crate::acquirer::{Acquirer, AcquirerOutcome, AcquirerRequest, Operation};
 use crate::domain::error::{PaymentError, PaymentResult};
 use crate::domain::payment::{LedgerKind, Payment, PaymentType, RecoveryPoint, Reservation, Scope, SourceKind, Status};
 use crate::domain::store::{Begun, PaymentStore};
-use vault_api::{CallContext, ChargeStatus, Vault};
+use vault_api::{ChargeStatus, Vault};
 
 /// A follow-up asked for: its id, the payment it follows, its amount and
 /// what it holds on that payment while pending.
@@ -31,14 +31,7 @@ struct FollowUp<'a> {
 }
 
 impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
-    pub async fn capture(
-        &self,
-        scope: Scope<'_>,
-        pa_id: &str,
-        amount: i64,
-        id: String,
-        ctx: &CallContext,
-    ) -> PaymentResult<Payment> {
+    pub async fn capture(&self, scope: Scope<'_>, pa_id: &str, amount: i64, id: String) -> PaymentResult<Payment> {
         let pa = self.original(scope, pa_id).await?;
         if pa.payment_type != PaymentType::PA {
             return Err(PaymentError::InvalidStateTransition("only a pre-authorization (PA) can be captured"));
@@ -52,16 +45,10 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             _ => PaymentError::AmountExceeds,
         };
         let asked = FollowUp { id, original: &pa, money, reservation: Reservation::Capture(amount) };
-        self.begin_follow_up(scope, asked, refused, ctx).await
+        self.begin_follow_up(scope, asked, refused).await
     }
 
-    pub async fn reverse(
-        &self,
-        scope: Scope<'_>,
-        pa_id: &str,
-        id: String,
-        ctx: &CallContext,
-    ) -> PaymentResult<Payment> {
+    pub async fn reverse(&self, scope: Scope<'_>, pa_id: &str, id: String) -> PaymentResult<Payment> {
         let pa = self.original(scope, pa_id).await?;
         if pa.payment_type != PaymentType::PA {
             return Err(PaymentError::InvalidStateTransition("only a pre-authorization (PA) can be reversed"));
@@ -75,17 +62,10 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             })
         };
         let asked = FollowUp { id, original: &pa, money, reservation: Reservation::Reversal };
-        self.begin_follow_up(scope, asked, refused, ctx).await
+        self.begin_follow_up(scope, asked, refused).await
     }
 
-    pub async fn refund(
-        &self,
-        scope: Scope<'_>,
-        target_id: &str,
-        amount: i64,
-        id: String,
-        ctx: &CallContext,
-    ) -> PaymentResult<Payment> {
+    pub async fn refund(&self, scope: Scope<'_>, target_id: &str, amount: i64, id: String) -> PaymentResult<Payment> {
         let target = self.original(scope, target_id).await?;
         if !matches!(target.payment_type, PaymentType::DB | PaymentType::CP) {
             return Err(PaymentError::InvalidStateTransition("only a debit (DB) or a capture (CP) can be refunded"));
@@ -99,7 +79,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
             }
         };
         let asked = FollowUp { id, original: &target, money, reservation: Reservation::Refund(amount) };
-        self.begin_follow_up(scope, asked, refused, ctx).await
+        self.begin_follow_up(scope, asked, refused).await
     }
 
     /// Records the follow-up pending with its reservation (or finds it from an
@@ -109,17 +89,16 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         scope: Scope<'_>,
         asked: FollowUp<'_>,
         refused: impl FnOnce(Payment) -> PaymentError,
-        ctx: &CallContext,
     ) -> PaymentResult<Payment> {
         let (original, reservation) = (asked.original, asked.reservation);
         let pending = self.pending_follow_up(scope, asked);
         let kind = pending.payment_type;
         match self.store.begin(&pending, Some(reservation), self.lease_until()).await? {
-            Begun::New => self.drive_follow_up(scope, pending, true, ctx).await,
+            Begun::New => self.drive_follow_up(scope, pending, true).await,
             Begun::Existing(existing)
                 if existing.payment_type == kind && existing.reference_id.as_deref() == Some(&original.id) =>
             {
-                self.drive_follow_up(scope, *existing, false, ctx).await
+                self.drive_follow_up(scope, *existing, false).await
             }
             Begun::Existing(_) => Err(PaymentError::IdempotencyKeyReused),
             Begun::Refused => Err(refused(self.original(scope, &original.id).await?)),
@@ -166,14 +145,13 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
 
     /// Asks the acquirer (or, if it may have been asked before, inquires) and
     /// records the answer, then reports the token's charge status if that is
-    /// due; a follow-up whose answer is still unknown is returned pending.
+    /// due (queued: `charge_reports`); a follow-up whose answer is still unknown is returned pending.
     /// `fresh`: this run recorded it.
     pub(crate) async fn drive_follow_up(
         &self,
         scope: Scope<'_>,
         mut payment: Payment,
         fresh: bool,
-        ctx: &CallContext,
     ) -> PaymentResult<Payment> {
         let work_left = matches!(
             (payment.recovery, payment.status),
@@ -194,11 +172,12 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                     self.answer_follow_up(payment, outcome, charge.is_some()).await?
                 }
                 (RecoveryPoint::AcquirerAnswered, _) => {
-                    if let (Some(status), Some(token)) = (charge, original.token.as_deref())
-                        && !self.report_charge(scope, token, &original.id, status, ctx).await
-                    {
-                        // The vault is away: the follow-up stands and answers;
-                        // its lease runs out and the reconciler reports it.
+                    if let (Some(status), Some(token)) = (charge, original.token.as_deref()) {
+                        // The follow-up stands and answers; it finishes once
+                        // the vault has the report (if the vault is away, its
+                        // lease runs out and the reconciler reports it).
+                        let finishes = Some((payment.clone(), RecoveryPoint::AcquirerAnswered));
+                        self.report_charge(scope, token, &original.id, status, finishes);
                         return Ok(payment);
                     }
                     let mut next = payment.clone();

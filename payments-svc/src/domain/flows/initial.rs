@@ -184,7 +184,7 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                     acquirer_asked = true;
                     if outcome == AcquirerOutcome::TimedOut {
                         // Best effort: the final status is reported once known.
-                        self.report_charge_status(scope, &payment, ctx).await;
+                        self.report_charge_status(scope, &payment, None);
                         return Ok(payment);
                     }
                     self.answer_initial(payment, outcome).await?
@@ -193,9 +193,10 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
                     self.tokenize_paid(scope, payment, card.as_ref(), ctx).await?
                 }
                 RecoveryPoint::Tokenized => {
-                    if !self.report_charge_status(scope, &payment, ctx).await {
-                        // The vault is away: the payment stands and answers; its
-                        // lease runs out and the reconciler reports it later.
+                    if self.report_charge_status(scope, &payment, Some(RecoveryPoint::Tokenized)) {
+                        // The payment stands and answers; it finishes once the
+                        // vault has the report (if the vault is away, its lease
+                        // runs out and the reconciler reports it).
                         return Ok(payment);
                     }
                     let mut next = payment.clone();
@@ -371,24 +372,25 @@ impl<P: PaymentStore, V: Vault, A: Acquirer> Payments<P, V, A> {
         self.advance(next, from, &[line], None).await
     }
 
-    /// Tells the vault how the payment over a single-use token stands (its
-    /// `charge_status`): an authorization (PA) or an answer still awaited is
-    /// `pending`, a debit (DB) or an approved account verification
-    /// `successful`, a decline or a payment never processed `failed`. Never
-    /// fails the payment; `false` when the vault could not be reached, so the
-    /// report is still to be made.
-    async fn report_charge_status(&self, scope: Scope<'_>, payment: &Payment, ctx: &CallContext) -> bool {
+    /// Queues the report to the vault of how the payment over a single-use
+    /// token stands (its `charge_status`): an authorization (PA) or an answer
+    /// still awaited is `pending`, a debit (DB) or an approved account
+    /// verification `successful`, a decline or a payment never processed
+    /// `failed`; with `finishing`, the payment finishes from that recovery
+    /// point once the vault has it. `false` when no report is due.
+    fn report_charge_status(&self, scope: Scope<'_>, payment: &Payment, finishing: Option<RecoveryPoint>) -> bool {
         if payment.source_kind != Some(SourceKind::SingleUse) {
-            return true;
+            return false;
         }
-        let Some(token) = payment.token.as_deref() else { return true };
+        let Some(token) = payment.token.as_deref() else { return false };
         let charge = match payment.status {
             Status::Approved if operation_of(payment) == Operation::Authorize => ChargeStatus::Pending,
             Status::Approved => ChargeStatus::Successful,
             Status::Declined | Status::Failed => ChargeStatus::Failed,
             Status::Pending => ChargeStatus::Pending,
         };
-        self.report_charge(scope, token, &payment.id, charge, ctx).await
+        self.report_charge(scope, token, &payment.id, charge, finishing.map(|from| (payment.clone(), from)));
+        true
     }
 }
 
