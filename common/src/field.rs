@@ -29,8 +29,21 @@ pub fn check(value: &str) -> Result<(), FieldFault> {
     Ok(())
 }
 
-/// Whether `value` holds an IBAN, in any case.
+/// The fewest letters and digits an IBAN of the registry has (Norway's 15).
+const SHORTEST_IBAN: usize = 15;
+
+/// Whether `value` holds an IBAN, in any case. The check runs on every text
+/// field of every call: ASCII text too short to hold one, or with no lower
+/// case to fold, is read as it is, without a copy.
 pub fn contains_iban(value: &str) -> bool {
+    if value.is_ascii() {
+        if value.bytes().filter(u8::is_ascii_alphanumeric).count() < SHORTEST_IBAN {
+            return false;
+        }
+        if !value.bytes().any(|b| b.is_ascii_lowercase()) {
+            return crate::bank::find_ibans(value).next().is_some();
+        }
+    }
     let upper = zeroize::Zeroizing::new(value.to_uppercase());
     crate::bank::find_ibans(&upper).next().is_some()
 }
@@ -51,5 +64,13 @@ mod tests {
         assert_eq!(check("iban de89 3704 0044 0532 0130 00"), Err(FieldFault::CardNumber));
         assert_eq!(check("GB82WEST12345698765432"), Err(FieldFault::CardNumber));
         assert_eq!(check("DE89370400440532013001"), Ok(()), "check digits wrong: not an IBAN");
+        assert_eq!(check("no93 8601 1117 947"), Err(FieldFault::CardNumber), "the shortest IBAN, lower case");
+        assert_eq!(check("NO9386011117947"), Err(FieldFault::CardNumber));
+    }
+
+    #[test]
+    fn the_shortest_iban_bounds_the_scan() {
+        let shortest = crate::bank::registry::FORMATS.iter().map(|f| f.length).min();
+        assert_eq!(shortest, Some(SHORTEST_IBAN));
     }
 }
