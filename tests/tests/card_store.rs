@@ -58,7 +58,7 @@ async fn events(s: &SqlStore, token_id: Option<&str>) -> Vec<String> {
 }
 
 async fn insert_then_get(s: SqlStore) {
-    assert!(s.insert(&row("r1", "cus_1", "fp1"), Some("pay_1"), &audit("RG", "r1")).await.unwrap());
+    assert_eq!(s.insert(&row("r1", "cus_1", "fp1"), Some("pay_1"), &audit("RG", "r1")).await.unwrap(), Some(true));
     assert_eq!(s.get(M1, "r1").await.unwrap(), Lookup::Found(row("r1", "cus_1", "fp1")));
     assert_eq!(s.get(Scope { merchant_id: "mrch_2", livemode: false }, "r1").await.unwrap(), Lookup::NotFound);
     assert_eq!(s.get(Scope { merchant_id: "mrch_1", livemode: true }, "r1").await.unwrap(), Lookup::NotFound);
@@ -68,14 +68,18 @@ async fn insert_then_get(s: SqlStore) {
 }
 
 async fn the_same_card_is_stored_once_per_customer_and_kind(s: SqlStore) {
-    assert!(s.insert(&row("r1", "cus_1", "fp1"), None, &audit("RG", "r1")).await.unwrap());
-    assert!(!s.insert(&row("r2", "cus_1", "fp1"), None, &audit("RG", "r2")).await.unwrap(), "same card, same customer");
+    assert_eq!(s.insert(&row("r1", "cus_1", "fp1"), None, &audit("RG", "r1")).await.unwrap(), Some(true), "first");
+    let same = s.insert(&row("r2", "cus_1", "fp1"), None, &audit("RG", "r2")).await.unwrap();
+    assert_eq!(same, None, "same card, same customer");
     assert_eq!(s.get(M1, "r2").await.unwrap(), Lookup::NotFound, "nothing was written");
     assert_eq!(events(&s, None).await, vec!["RG:r1"], "and no audit event either");
     assert_eq!(s.find_same_card(M1, TokenKind::Registration, "cus_1", "fp1").await.unwrap().unwrap().id, "r1");
-    assert!(s.insert(&row("r3", "cus_2", "fp1"), None, &audit("RG", "r3")).await.unwrap(), "another customer");
+    let other_customer = s.insert(&row("r3", "cus_2", "fp1"), None, &audit("RG", "r3")).await.unwrap();
+    assert_eq!(other_customer, Some(true), "another customer's first");
     let omni = CardRow { kind: TokenKind::Omni, ..row("o1", "cus_1", "fp1") };
-    assert!(s.insert(&omni, None, &audit("TK", "o1")).await.unwrap(), "another kind");
+    assert_eq!(s.insert(&omni, None, &audit("TK", "o1")).await.unwrap(), Some(true), "another kind's first");
+    let beside = s.insert(&row("r4", "cus_1", "fp4"), None, &audit("RG", "r4")).await.unwrap();
+    assert_eq!(beside, Some(false), "another card beside the customer's first");
 
     let refreshed = CardRow { meta: b"new-meta".to_vec(), retain_until: T0 + 500 * DAY, ..row("r1", "", "") };
     let got = s.refresh(&refreshed, T0 + 900 * DAY, &audit("RG", "r1")).await.unwrap().unwrap();
@@ -153,7 +157,7 @@ async fn delete_destroys_the_card_data_once(s: SqlStore) {
     assert_eq!(blobs, (None, None), "the sealed card is gone from the row");
     assert_eq!(events(&s, None).await, vec!["RG:r1", "DR:r1"]);
     // The same card may be stored again after deletion.
-    assert!(s.insert(&row("r2", "cus_1", "fp1"), None, &audit("RG", "r2")).await.unwrap());
+    assert_eq!(s.insert(&row("r2", "cus_1", "fp1"), None, &audit("RG", "r2")).await.unwrap(), Some(true));
 }
 
 async fn the_audit_trail_is_append_only(s: SqlStore) {
@@ -225,7 +229,7 @@ async fn a_nul_byte_in_a_text_is_invalid(s: SqlStore) {
 }
 
 async fn a_duplicate_id_is_a_conflict(s: SqlStore) {
-    assert!(s.insert(&row("r1", "cus_1", "fp1"), None, &audit("RG", "r1")).await.unwrap());
+    assert!(s.insert(&row("r1", "cus_1", "fp1"), None, &audit("RG", "r1")).await.unwrap().is_some());
     let e = s.insert(&row("r1", "cus_2", "fp2"), None, &audit("RG", "r1")).await.unwrap_err();
     assert!(matches!(e, StoreError::Conflict(_)), "{e:?}");
     assert_eq!(events(&s, None).await, vec!["RG:r1"], "no second audit event");

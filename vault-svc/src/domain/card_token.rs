@@ -198,6 +198,18 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         Ok(view)
     }
 
+    /// The view of a token just inserted: one inserted first of its
+    /// customer's registrations is their default without asking the store
+    /// again; one inserted beside others is looked up as any other.
+    async fn view_of_new(&self, scope: Scope<'_>, row: CardRow, first: bool) -> Result<StoredView, VaultError> {
+        if first && row.kind == TokenKind::Registration && !row.customer_id.is_empty() {
+            let mut view = self.view(row).await?;
+            view.is_default = true;
+            return Ok(view);
+        }
+        self.view_with_default(scope, row).await
+    }
+
     /// The id of the customer's default registration, if the customer has one.
     async fn default_id(&self, scope: Scope<'_>, customer_id: &str) -> Result<Option<String>, VaultError> {
         if customer_id.is_empty() {
@@ -308,8 +320,8 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
         for _ in 0..3 {
             let row = self.sealed_account_row(scope, kind.new_id(scope.livemode), customer_id, &account).await?;
             let audit = self.audit(kind.created_event(), scope.merchant_id, &row.id, actor, "created");
-            if self.store.insert(&row, consumer.as_deref(), &audit).await? {
-                return self.view_with_default(scope, row).await;
+            if let Some(first) = self.store.insert(&row, consumer.as_deref(), &audit).await? {
+                return self.view_of_new(scope, row, first).await;
             }
             let Some(existing) = self.store.find_same_card(scope, kind, customer_id, &row.fingerprint).await? else {
                 continue;
@@ -363,8 +375,8 @@ impl<C: CardStore, S: TokenStore> CardTokens<C, S> {
             };
             let consumer = consumer.as_deref();
             let audit = self.audit(kind.created_event(), scope.merchant_id, &row.id, actor, "created");
-            if self.store.insert(&row, consumer, &audit).await? {
-                return self.view_with_default(scope, row).await;
+            if let Some(first) = self.store.insert(&row, consumer, &audit).await? {
+                return self.view_of_new(scope, row, first).await;
             }
             // The same card is on file: refresh its expiry and holder under its own id.
             let Some(existing) = self.store.find_same_card(scope, kind, customer_id, &row.fingerprint).await? else {

@@ -110,9 +110,11 @@ pub enum Lookup<T> {
 /// Where durable tokens and their audit trail live. A backend implements the
 /// primitives; `list`, `use_token`, `delete` and `extend` are provided.
 pub trait CardStore: Send + Sync + 'static {
-    /// Inserts a new token and its audit event; `false` (nothing written) when
-    /// the scope already holds the same card for the same customer and kind.
-    fn insert(&self, row: &CardRow, consumer_ref: Option<&str>, audit: &AuditEntry) -> impl StoreFuture<bool>;
+    /// Inserts a new token and its audit event: `Some(true)` when it is the
+    /// customer's first live token of its kind (ranked its default),
+    /// `Some(false)` beside others; `None` (nothing written) when the scope
+    /// already holds the same card for the same customer and kind.
+    fn insert(&self, row: &CardRow, consumer_ref: Option<&str>, audit: &AuditEntry) -> impl StoreFuture<Option<bool>>;
 
     /// The live token holding this card for this customer and kind.
     fn find_same_card(

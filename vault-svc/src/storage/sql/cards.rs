@@ -27,7 +27,12 @@ fn audit_record(row: &AnyRow) -> Result<AuditRecord, StoreError> {
 }
 
 impl CardStore for SqlStore {
-    async fn insert(&self, r: &CardRow, consumer_ref: Option<&str>, audit: &AuditEntry) -> Result<bool, StoreError> {
+    async fn insert(
+        &self,
+        r: &CardRow,
+        consumer_ref: Option<&str>,
+        audit: &AuditEntry,
+    ) -> Result<Option<bool>, StoreError> {
         let texts = [r.id.as_str(), &r.merchant_id, &r.customer_id, &r.fingerprint, consumer_ref.unwrap_or("")];
         self.db.check_text(texts.into_iter().chain(audit_texts(audit)))?;
         let insert = writes::Insert {

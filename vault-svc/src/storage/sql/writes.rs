@@ -6,11 +6,11 @@
 //! audit event together, in one statement on PostgreSQL, and writes nothing
 //! when it changes no token.
 use common::clock::Millis;
-use common::database::{classify, to_secs as secs};
+use common::database::{classify, column, to_secs as secs};
 use futures::future::BoxFuture;
 use sqlx::AnyConnection;
 
-use super::{COLUMNS, Dialect, bind_event, card_row, changed_with_audit, returning_with_audit};
+use super::{COLUMNS, Dialect, audit_insert, bind_event, card_row, returning_with_audit};
 use crate::domain::audit::AuditEntry;
 use crate::domain::store::StoreError;
 use crate::domain::store::cards::{CardRow, Instrument, UseRetention};
@@ -23,9 +23,13 @@ pub(super) struct Insert {
     pub audit: AuditEntry,
 }
 
-/// Whether the token was written (`false`: a live token of the same card,
-/// customer and kind exists).
-pub(super) fn insert<'c>(w: &'c Insert, conn: &'c mut AnyConnection) -> BoxFuture<'c, Result<bool, StoreError>> {
+/// Whether the token was written first of its customer's and kind (its
+/// `default_rank` is 1), or `None`: a live token of the same card, customer
+/// and kind exists.
+pub(super) fn insert<'c>(
+    w: &'c Insert,
+    conn: &'c mut AnyConnection,
+) -> BoxFuture<'c, Result<Option<bool>, StoreError>> {
     Box::pin(async move {
         // The customer's first token of its kind ranks 1: the default until
         // another is made default (instants are to the second, so the order
@@ -54,18 +58,25 @@ pub(super) fn insert<'c>(w: &'c Insert, conn: &'c mut AnyConnection) -> BoxFutur
                 .bind(w.consumer_ref.as_deref())
                 .bind(r.instrument.as_str())
         };
-        match w.dialect {
+        let ranked = match w.dialect {
             Dialect::Postgres => {
                 let sql = format!(
-                    "WITH t AS ({INSERT} RETURNING id) INSERT INTO audit_events (at, event_type, merchant_id, \
-                     token_id, actor, correlation_id, outcome) SELECT $15, $16, $2, t.id, $17, $18, $19 FROM t \
-                     RETURNING token_id"
+                    "WITH t AS ({INSERT} RETURNING id, default_rank), a AS (INSERT INTO audit_events (at, \
+                     event_type, merchant_id, token_id, actor, correlation_id, outcome) SELECT $15, $16, $2, t.id, \
+                     $17, $18, $19 FROM t) SELECT default_rank FROM t"
                 );
-                let inserted = bind_event(bind(&sql), &w.audit).fetch_optional(&mut *conn).await.map_err(classify)?;
-                Ok(inserted.is_some())
+                bind_event(bind(&sql), &w.audit).fetch_optional(&mut *conn).await.map_err(classify)?
             }
-            Dialect::Sqlite => changed_with_audit(conn, bind(INSERT), &w.audit).await,
-        }
+            Dialect::Sqlite => {
+                let sql = format!("{INSERT} RETURNING default_rank");
+                let ranked = bind(&sql).fetch_optional(&mut *conn).await.map_err(classify)?;
+                if ranked.is_some() {
+                    audit_insert(&w.audit).execute(&mut *conn).await.map_err(classify)?;
+                }
+                ranked
+            }
+        };
+        ranked.map(|row| column::<i64>(&row, "default_rank").map(|rank| rank > 0)).transpose()
     })
 }
 
