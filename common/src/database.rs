@@ -108,8 +108,8 @@ pub struct Database {
 impl Database {
     /// Connects (creating an SQLite file if needed), applies the service's
     /// migrations for the dialect (`sqlx::migrate!` runs in the service crate)
-    /// and starts the committers of `group_commit` (one on SQLite, which has
-    /// one writer).
+    /// and starts the committers of `group_commit` (at most half the pool;
+    /// one on SQLite, which has one writer).
     pub async fn open(
         url: &str,
         max_connections: u32,
@@ -120,6 +120,10 @@ impl Database {
         let (pool, dialect) = connect(url, max_connections, acquire_timeout).await.map_err(classify)?;
         migrations(dialect).run(&pool).await.map_err(classify_migration)?;
         let mut group_commit = group_commit.clone();
+        // A committer holds a connection while its batch runs: half the pool
+        // at most, so reads are never starved by writes.
+        let half_pool = usize::try_from(max_connections / 2).unwrap_or(1).max(1);
+        group_commit.committers = group_commit.committers.min(half_pool);
         if dialect == Dialect::Sqlite {
             group_commit.committers = 1;
         }
