@@ -4,7 +4,10 @@
 //! acknowledged write is there, nothing is half written (a payment at its
 //! final point has its ledger line and one short of it has none; a token has
 //! its creation event, a use its DT event), writes were acknowledged on both
-//! sides of the crash, and transactions did carry several writes each.
+//! sides of the crash, and transactions did carry several writes each. Then
+//! the failure rules, on PostgreSQL and SQLite: a write the store refuses (a
+//! NUL byte, a duplicate id) fails alone while its batch lands, and a write
+//! whose caller gave up while it waited in the queue is never made.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
@@ -343,4 +346,101 @@ async fn a_refused_write_fails_alone_and_its_batch_lands() {
         sqlx::query_scalar("SELECT id FROM payments ORDER BY id").fetch_all(store.pool()).await.unwrap();
     assert_eq!(ids.len(), 19, "every other write landed: {ids:?}");
     assert!(!ids.contains(&"pay_7".to_string()), "nothing of the refused write");
+}
+
+/// A vault store whose committer waits `wait_ms` for writes to batch.
+async fn waiting_vault(db: e2e::Db, wait_ms: u64) -> (vault_svc::storage::sql::SqlStore, e2e::TestDatabase) {
+    let database = e2e::TestDatabase::new(db).await;
+    let waiting = GroupCommit { max_batch: 64, max_wait_us: wait_ms * 1_000, committers: 1, timeout_ms: 5_000 };
+    let store =
+        vault_svc::storage::sql::SqlStore::open(&database.url, 4, Duration::from_secs(5), &waiting).await.unwrap();
+    (store, database)
+}
+
+fn token_row(id: &str, customer: &str) -> vault_svc::domain::store::cards::CardRow {
+    vault_svc::domain::store::cards::CardRow {
+        id: id.into(),
+        merchant_id: "mrch_1".into(),
+        livemode: false,
+        kind: vault_api::TokenKind::Registration,
+        instrument: vault_svc::domain::store::cards::Instrument::Card,
+        customer_id: customer.into(),
+        fingerprint: format!("fp-{customer}"),
+        meta: b"sealed-meta".to_vec(),
+        card: b"sealed-card".to_vec(),
+        dek_version: 1,
+        created_at: 1_795_392_000_000,
+        last_used_at: None,
+        retain_until: 1_795_392_000_000 + 1_000 * 86_400_000,
+        extended: false,
+    }
+}
+
+fn created(token_id: &str) -> vault_svc::domain::audit::AuditEntry {
+    vault_svc::domain::audit::AuditEntry {
+        at: 1_795_392_000_000,
+        event_type: "RG",
+        merchant_id: "mrch_1".into(),
+        token_id: token_id.into(),
+        actor: "payments-svc".into(),
+        correlation_id: String::new(),
+        outcome: "created".into(),
+    }
+}
+
+/// A write that fails on the store (a duplicate id), batched with nineteen
+/// others, on both backends: only it fails, as a conflict, and the batch
+/// lands with each token's event.
+async fn a_conflicting_write_fails_alone(db: e2e::Db) {
+    use vault_svc::domain::store::cards::CardStore;
+    let (store, _database) = waiting_vault(db, 50).await;
+    assert_eq!(store.insert(&token_row("dup", "cus_dup"), None, &created("dup")).await.unwrap(), Some(true));
+    let mut calls = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        let id = if i == 7 { "dup".to_string() } else { format!("tok_{i}") };
+        calls.push(tokio::spawn(async move {
+            store.insert(&token_row(&id, &format!("cus_{i}")), None, &created(&id)).await
+        }));
+    }
+    for (i, call) in calls.into_iter().enumerate() {
+        let outcome = call.await.unwrap();
+        if i == 7 {
+            assert!(matches!(outcome, Err(StoreError::Conflict(_))), "the duplicate id: {outcome:?}");
+        } else {
+            assert_eq!(outcome, Ok(Some(true)), "tok_{i}");
+        }
+    }
+    let tokens: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM card_tokens").fetch_one(store.pool()).await.unwrap();
+    let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(store.pool()).await.unwrap();
+    assert_eq!((tokens, events), (20, 20), "the first token and nineteen more, each with its event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_write_fails_alone_on_postgres() {
+    a_conflicting_write_fails_alone(e2e::Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_write_fails_alone_on_sqlite() {
+    a_conflicting_write_fails_alone(e2e::Db::Sqlite).await;
+}
+
+/// A caller whose deadline passes while its write waits for its batch is
+/// answered `Unavailable` in time, and the write is never made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_caller_gave_up_in_the_queue_is_not_made() {
+    use vault_svc::domain::store::cards::CardStore;
+    let (store, _database) = waiting_vault(e2e::Db::Postgres, 300).await;
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(50);
+    let outcome =
+        common::deadline::within(deadline, store.insert(&token_row("late", "cus_late"), None, &created("late"))).await;
+    assert!(matches!(outcome, Err(StoreError::Unavailable(_))), "{outcome:?}");
+    assert!(started.elapsed() < Duration::from_millis(250), "answered by its deadline: {:?}", started.elapsed());
+    // The committer's wait ends; the abandoned write is skipped, and a later one lands.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(store.insert(&token_row("next", "cus_next"), None, &created("next")).await.unwrap(), Some(true));
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM card_tokens").fetch_all(store.pool()).await.unwrap();
+    assert_eq!(ids, ["next"], "the write given up in the queue was not made");
 }
