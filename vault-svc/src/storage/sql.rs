@@ -122,20 +122,6 @@ impl SqlStore {
         Ok(Self { db })
     }
 
-    /// A durable write run by the committers (`Database::write`).
-    async fn write<D, T>(
-        &self,
-        operation: &'static str,
-        data: D,
-        job: common::database::Job<D, T>,
-    ) -> Result<T, StoreError>
-    where
-        D: Send + Sync + 'static,
-        T: Send + 'static,
-    {
-        self.db.write(operation, data, job).await
-    }
-
     pub fn dialect(&self) -> Dialect {
         self.db.dialect()
     }

@@ -11,7 +11,7 @@
 //! A report the vault could not take (unavailable) leaves its payment where it
 //! was, unfinished under its lease: the reconciler takes it over when the
 //! lease runs out and reports again. A crash loses only queued reports, in the
-//! same way. Reports repeat harmlessly: the vault keeps the later status.
+//! same way, and so does a report submitted while `MAX_QUEUED` wait. Reports repeat harmlessly: the vault keeps the later status.
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,11 @@ use crate::domain::store::{PaymentStore, Step};
 
 /// How long the vault has to take one batch of reports.
 const REPORT_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The most reports held in memory: with the vault slow or away, a report
+/// beyond it is not queued, and its payment is left to the reconciler as if
+/// the vault had refused the batch (memory stays bounded in an outage).
+const MAX_QUEUED: usize = 10 * MAX_CHARGE_REPORTS;
 
 /// A report due, and the payment it completes: moved from the recovery point
 /// named to `Finished` once the vault has the report.
@@ -79,6 +84,10 @@ impl<P: PaymentStore, V: Vault> ChargeReports<P, V> {
     /// Queues `due`; starts a batch task unless one is running.
     pub(super) fn submit(&self, due: Due) {
         let mut queue = self.inner.lock();
+        if queue.due.len() >= MAX_QUEUED {
+            tracing::warn!(payment_id = %due.report.consumer_ref, "charge-status queue full; the reconciler reports it");
+            return;
+        }
         queue.due.push(due);
         if !queue.sending {
             queue.sending = true;

@@ -41,7 +41,7 @@ impl CardStore for SqlStore {
             consumer_ref: consumer_ref.map(str::to_owned),
             audit: audit.clone(),
         };
-        self.write("insert", insert, writes::insert).await
+        self.db.write("insert", insert, writes::insert).await
     }
 
     async fn find_same_card(
@@ -87,7 +87,7 @@ impl CardStore for SqlStore {
         audit: &AuditEntry,
     ) -> Result<Option<CardRow>, StoreError> {
         let refresh = writes::Refresh { row: r.clone(), retain_until_extended, audit: audit.clone() };
-        self.write("refresh", refresh, writes::refresh).await
+        self.db.write("refresh", refresh, writes::refresh).await
     }
 
     async fn mark_used(
@@ -107,7 +107,7 @@ impl CardStore for SqlStore {
             only,
             audit: w.audit.clone(),
         };
-        self.write("mark_used", used, writes::mark_used).await
+        self.db.write("mark_used", used, writes::mark_used).await
     }
 
     async fn get(&self, scope: Scope<'_>, id: &str) -> Result<Lookup<CardRow>, StoreError> {
