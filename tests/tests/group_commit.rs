@@ -7,7 +7,9 @@
 //! sides of the crash, and transactions did carry several writes each. Then
 //! the failure rules, on PostgreSQL and SQLite: a write the store refuses (a
 //! NUL byte, a duplicate id) fails alone while its batch lands, and a write
-//! whose caller gave up while it waited in the queue is never made.
+//! whose caller gave up while it waited in the queue is never made, and the
+//! first write after a restart of PostgreSQL lands (a committer's kept
+//! connection is replaced).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
@@ -443,4 +445,44 @@ async fn a_write_whose_caller_gave_up_in_the_queue_is_not_made() {
     assert_eq!(store.insert(&token_row("next", "cus_next"), None, &created("next")).await.unwrap(), Some(true));
     let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM card_tokens").fetch_all(store.pool()).await.unwrap();
     assert_eq!(ids, ["next"], "the write given up in the queue was not made");
+}
+
+/// A committer keeps its connection from batch to batch. When PostgreSQL is
+/// killed and started again under it, the next write still lands at its
+/// first try: the kept connection's BEGIN fails, nothing was written, and it
+/// is replaced by a fresh one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_write_after_a_restart_lands() {
+    use vault_svc::domain::store::cards::CardStore;
+    let mut pg = PgServer::new().await;
+    let url = pg.url("postgres");
+    let one = GroupCommit { max_batch: 64, max_wait_us: 0, committers: 1, timeout_ms: 2_000 };
+    let store = vault_svc::storage::sql::SqlStore::open(&url, 4, Duration::from_secs(2), &one).await.unwrap();
+    for i in 0..3 {
+        let id = format!("before_{i}");
+        assert_eq!(store.insert(&token_row(&id, &id), None, &created(&id)).await, Ok(Some(true)));
+    }
+    pg.kill9();
+    pg.start().await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let (row, event) = (token_row("after", "after"), created("after"));
+    let after = common::deadline::within(deadline, store.insert(&row, None, &event)).await;
+    assert_eq!(after, Ok(Some(true)), "the first write after the restart");
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM card_tokens ORDER BY id").fetch_all(store.pool()).await.unwrap();
+    assert_eq!(ids, ["after", "before_0", "before_1", "before_2"]);
+}
+
+/// Closing the pool does not wait for ever on the connections the committers
+/// keep: they give them back, and a write after the close fails as an outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_pool_takes_back_the_kept_connections() {
+    use vault_svc::domain::store::cards::CardStore;
+    let (store, _database) = waiting_vault(e2e::Db::Postgres, 0).await;
+    assert_eq!(store.insert(&token_row("kept", "kept"), None, &created("kept")).await, Ok(Some(true)));
+    let closed = tokio::time::timeout(Duration::from_secs(5), store.pool().close()).await;
+    assert!(closed.is_ok(), "the pool closed with the committer's connection given back");
+    let (row, event) = (token_row("late", "late"), created("late"));
+    let late = tokio::time::timeout(Duration::from_secs(5), store.insert(&row, None, &event)).await;
+    assert!(matches!(late, Ok(Err(StoreError::Unavailable(_)))), "{late:?}");
 }

@@ -6,7 +6,9 @@
 //! what is queued — at most `max_batch` writes, waiting at most `max_wait_us`
 //! for more once it holds one — runs them one after another in one
 //! transaction on its own connection and commits; while one commits, the next
-//! gathers. Under light load a batch is one write; under heavy load one commit
+//! gathers. A committer keeps its connection from batch to batch (`Link`), so
+//! a batch costs BEGIN, its statements and COMMIT, without the two pings a
+//! checkout from the pool and its return would add. Under light load a batch is one write; under heavy load one commit
 //! (one WAL flush, one BEGIN and COMMIT) serves up to `max_batch` callers.
 //!
 //! Failures stay each caller's own. A write whose statement fails rolls its
@@ -30,8 +32,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
-use sqlx::AnyConnection;
-use sqlx::AnyPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::classify;
@@ -121,6 +123,9 @@ impl Committer {
             max_batch,
             max_wait: Duration::from_micros(config.max_wait_us),
             timeout: Duration::from_millis(config.timeout_ms.max(1)),
+            // Kept connections leave at least as many to the pool's other
+            // users as the committers hold.
+            keep: committers * 2 <= pool.options().get_max_connections() as usize,
         };
         for _ in 0..committers {
             tokio::spawn(commit_loop(pool.clone(), receiver.clone(), settings));
@@ -148,41 +153,136 @@ struct Settings {
     max_batch: usize,
     max_wait: Duration,
     timeout: Duration,
+    /// Each committer keeps its connection between batches.
+    keep: bool,
 }
 
 async fn commit_loop(pool: AnyPool, queue: Queue, settings: Settings) {
+    let mut link = Link { pool, held: None, keep: settings.keep };
     loop {
         let mut batch = Vec::with_capacity(settings.max_batch);
-        {
-            let mut queue = queue.lock().await;
-            if queue.recv_many(&mut batch, settings.max_batch).await == 0 {
-                return;
+        let gathered = gather(&queue, &mut batch, settings);
+        // A kept connection goes back as soon as the pool is closed, or
+        // `AnyPool::close` would wait for it for ever.
+        let open = match link.held.is_some().then(|| link.pool.close_event()) {
+            Some(closed) => tokio::select! {
+                open = gathered => open,
+                () = closed => true,
+            },
+            None => gathered.await,
+        };
+        if link.pool.is_closed() {
+            link.held = None;
+        }
+        if !open {
+            return;
+        }
+        batch.retain(|write| !write.abandoned());
+        commit(&mut link, batch, settings.timeout).await;
+        link.release_unless_kept();
+    }
+}
+
+/// Takes what is queued into `batch` (waiting for the first write, then up to
+/// `max_wait` for more); `false` once the queue has closed.
+async fn gather(queue: &Queue, batch: &mut Vec<Box<dyn Pending>>, settings: Settings) -> bool {
+    let mut queue = queue.lock().await;
+    if queue.recv_many(batch, settings.max_batch).await == 0 {
+        return false;
+    }
+    let until = tokio::time::Instant::now() + settings.max_wait;
+    while batch.len() < settings.max_batch && !settings.max_wait.is_zero() {
+        let room = settings.max_batch - batch.len();
+        match tokio::time::timeout_at(until, queue.recv_many(batch, room)).await {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    true
+}
+
+/// A committer's connection, kept from one batch to the next: taking one from
+/// the pool and giving it back costs a ping each (sqlx tests a connection on
+/// acquire and on release), two round trips a batch. A connection whose
+/// transaction did not end cleanly (a failed COMMIT or ROLLBACK, a batch cut
+/// short by its timeout) is closed, never handed back or reused.
+struct Link {
+    pool: AnyPool,
+    held: Option<PoolConnection<Any>>,
+    /// Whether to keep it between batches (not when the pool is too small
+    /// to spare one).
+    keep: bool,
+}
+
+impl Link {
+    /// A connection inside a new transaction. A BEGIN that fails on a kept
+    /// connection (the server restarted, or closed it while idle) is tried
+    /// once more on a fresh one: nothing has been written yet.
+    async fn begin(&mut self) -> Result<&mut AnyConnection, StoreError> {
+        let gone = || StoreError::Unavailable("the transaction's connection has gone".into());
+        let mut retried = false;
+        loop {
+            let kept = self.held.is_some();
+            if !kept {
+                self.held = Some(self.pool.acquire().await.map_err(classify)?);
             }
-            let until = tokio::time::Instant::now() + settings.max_wait;
-            while batch.len() < settings.max_batch && !settings.max_wait.is_zero() {
-                let room = settings.max_batch - batch.len();
-                match tokio::time::timeout_at(until, queue.recv_many(&mut batch, room)).await {
-                    Ok(n) if n > 0 => {}
-                    _ => break,
+            let conn = self.held.as_deref_mut().ok_or_else(gone)?;
+            match conn.execute("BEGIN").await {
+                Ok(_) => return self.held.as_deref_mut().ok_or_else(gone),
+                Err(_) if kept && !retried => {
+                    retried = true;
+                    self.close();
+                }
+                Err(e) => {
+                    self.close();
+                    return Err(classify(e));
                 }
             }
         }
-        batch.retain(|write| !write.abandoned());
-        commit(&pool, batch, settings.timeout).await;
+    }
+
+    /// Ends the transaction with `statement` (COMMIT or ROLLBACK); a
+    /// connection where that failed is closed.
+    async fn end(&mut self, statement: &'static str) -> Result<(), StoreError> {
+        let Some(conn) = self.held.as_deref_mut() else {
+            return Err(StoreError::Unavailable("the transaction's connection has gone".into()));
+        };
+        let ended = conn.execute(statement).await.map(|_| ()).map_err(classify);
+        if ended.is_err() {
+            self.close();
+        }
+        ended
+    }
+
+    /// Closes the connection (the pool opens another when it needs one).
+    fn close(&mut self) {
+        if let Some(conn) = self.held.take() {
+            drop(conn.detach());
+        }
+    }
+
+    fn release_unless_kept(&mut self) {
+        if !self.keep {
+            self.held = None;
+        }
     }
 }
 
 /// Commits `batch` in one transaction; if a write failed, each alone.
-async fn commit(pool: &AnyPool, mut batch: Vec<Box<dyn Pending>>, timeout: Duration) {
+async fn commit(link: &mut Link, mut batch: Vec<Box<dyn Pending>>, timeout: Duration) {
     if batch.len() <= 1 {
         for write in batch {
-            alone(pool, write, timeout).await;
+            alone(link, write, timeout).await;
         }
         return;
     }
-    let outcome = tokio::time::timeout(timeout, together(pool, &mut batch))
-        .await
-        .unwrap_or_else(|_| Err(Fault::Store(StoreError::Unavailable("the batch did not commit in time".into()))));
+    let outcome = match tokio::time::timeout(timeout, together(link, &mut batch)).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            link.close();
+            Err(Fault::Store(StoreError::Unavailable("the batch did not commit in time".into())))
+        }
+    };
     let counted = |outcome: &'static str| metrics::counter!("store_group_commits_total", "outcome" => outcome);
     match outcome {
         Ok(()) => {
@@ -197,7 +297,7 @@ async fn commit(pool: &AnyPool, mut batch: Vec<Box<dyn Pending>>, timeout: Durat
         Err(Fault::Write) => {
             counted("retried_alone").increment(1);
             for write in batch {
-                alone(pool, write, timeout).await;
+                alone(link, write, timeout).await;
             }
         }
     }
@@ -211,35 +311,36 @@ enum Fault {
     Write,
 }
 
-async fn together(pool: &AnyPool, batch: &mut [Box<dyn Pending>]) -> Result<(), Fault> {
-    let mut tx = pool.begin().await.map_err(|e| Fault::Store(classify(e)))?;
+async fn together(link: &mut Link, batch: &mut [Box<dyn Pending>]) -> Result<(), Fault> {
+    let conn = link.begin().await.map_err(Fault::Store)?;
     for write in batch.iter_mut() {
-        if write.run(&mut tx).await.is_err() {
-            // Ended here, not on drop, so the connection goes back clean.
-            tx.rollback().await.map_err(|e| Fault::Store(classify(e)))?;
+        if write.run(conn).await.is_err() {
+            link.end("ROLLBACK").await.map_err(Fault::Store)?;
             return Err(Fault::Write);
         }
     }
-    tx.commit().await.map_err(|e| Fault::Store(classify(e)))
+    link.end("COMMIT").await.map_err(Fault::Store)
 }
 
 /// One write in a transaction of its own, answered with its own outcome.
-async fn alone(pool: &AnyPool, mut write: Box<dyn Pending>, timeout: Duration) {
+async fn alone(link: &mut Link, mut write: Box<dyn Pending>, timeout: Duration) {
     if write.abandoned() {
         return;
     }
     let run = async {
-        let mut tx = pool.begin().await.map_err(classify)?;
-        match write.run(&mut tx).await {
-            Ok(()) => tx.commit().await.map_err(classify),
+        let conn = link.begin().await?;
+        match write.run(conn).await {
+            Ok(()) => link.end("COMMIT").await,
             Err(e) => {
-                tx.rollback().await.map_err(classify)?;
+                link.end("ROLLBACK").await?;
                 Err(e)
             }
         }
     };
-    let outcome = tokio::time::timeout(timeout, run)
-        .await
-        .unwrap_or_else(|_| Err(StoreError::Unavailable("the write did not commit in time".into())));
+    let outcome = tokio::time::timeout(timeout, run).await;
+    let outcome = outcome.unwrap_or_else(|_| {
+        link.close();
+        Err(StoreError::Unavailable("the write did not commit in time".into()))
+    });
     write.answer(outcome);
 }
