@@ -3,7 +3,10 @@
 //! lines with the trace and span ids (`json`); spans go to an OTLP collector
 //! when the standard `OTEL_*` variables ask for it (`otel`). Timestamps are
 //! RFC 3339 so no log line carries a 13-digit number that a card-number scan
-//! could mistake for a PAN.
+//! could mistake for a PAN. Lines are handed to a writer thread
+//! (tracing-appender's non-blocking writer, which never drops a line) that
+//! writes whatever has queued in one `write` to stdout: a request's line
+//! costs its worker no system call, and a burst of lines costs one.
 use std::io::Write;
 use std::time::Duration;
 
@@ -12,6 +15,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
 pub mod json;
+mod log_fields;
 pub mod otel;
 pub mod spans;
 
@@ -45,15 +49,21 @@ pub enum LogFormat {
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 /// Flushes what telemetry has buffered when dropped: the batched spans (within
-/// `FLUSH_LIMIT`) and what the standard streams still hold.
+/// `FLUSH_LIMIT`), the log lines still queued for the writer thread, and what
+/// the standard streams still hold.
 #[must_use = "telemetry is flushed when the guard is dropped"]
-pub struct TelemetryGuard(Option<opentelemetry_sdk::trace::SdkTracerProvider>);
+pub struct TelemetryGuard {
+    traces: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    logs: Option<tracing_appender::non_blocking::WorkerGuard>,
+}
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Some(provider) = self.0.take() {
+        if let Some(provider) = self.traces.take() {
             otel::shutdown(&provider, FLUSH_LIMIT);
         }
+        // The writer thread writes out every queued line, then stops.
+        drop(self.logs.take());
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
     }
@@ -70,12 +80,17 @@ pub fn init(service: &'static str, cfg: &TelemetryConfig) -> TelemetryGuard {
     };
     let traces = provider.as_ref().map(|p| otel::layer(p, service));
     let registry = tracing_subscriber::registry().with(filter).with(traces);
+    let (writer, logs) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::new(std::io::stdout()));
+    let lines = tracing_subscriber::fmt::layer().fmt_fields(log_fields::LogFields).with_writer(writer);
     let result = match cfg.log_format {
-        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().event_format(json::JsonWithTrace)).try_init(),
+        LogFormat::Json => registry.with(lines.event_format(json::JsonWithTrace)).try_init(),
         // Colour only for a person at a terminal: a file or a pipe gets plain text.
         LogFormat::Text => {
             let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-            registry.with(tracing_subscriber::fmt::layer().with_ansi(ansi)).try_init()
+            registry.with(lines.with_ansi(ansi)).try_init()
         }
     };
     if result.is_ok() {
@@ -84,5 +99,7 @@ pub fn init(service: &'static str, cfg: &TelemetryConfig) -> TelemetryGuard {
             tracing::warn!(%error, "traces are not exported");
         }
     }
-    TelemetryGuard(provider)
+    // A subscriber already installed (a second `init` in one process) keeps
+    // its own writer; this one's thread is stopped.
+    TelemetryGuard { traces: provider, logs: result.is_ok().then_some(logs) }
 }
