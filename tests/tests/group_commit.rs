@@ -9,7 +9,9 @@
 //! NUL byte, a duplicate id) fails alone while its batch lands, and a write
 //! whose caller gave up while it waited in the queue is never made, and the
 //! first write after a restart of PostgreSQL lands (a committer's kept
-//! connection is replaced).
+//! connection is replaced); closing the pool takes the kept connections back,
+//! and a committer stopped mid-transaction leaves no transaction open on a
+//! pooled connection.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
@@ -485,4 +487,37 @@ async fn closing_the_pool_takes_back_the_kept_connections() {
     let (row, event) = (token_row("late", "late"), created("late"));
     let late = tokio::time::timeout(Duration::from_secs(5), store.insert(&row, None, &event)).await;
     assert!(matches!(late, Ok(Err(StoreError::Unavailable(_)))), "{late:?}");
+}
+
+/// A write that panics mid-transaction: the committer closes its connection
+/// (PostgreSQL rolls the transaction back) rather than hand it back to the
+/// pool inside the open transaction, where the pool's next user would write
+/// into it and never commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committer_stopped_mid_transaction_leaves_no_transaction_behind() {
+    use common::database::committer::Committer;
+    use futures::future::BoxFuture;
+    use sqlx::AnyConnection;
+
+    fn insert_then_panic<'c>(id: &'c i64, conn: &'c mut AnyConnection) -> BoxFuture<'c, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query("INSERT INTO marks (id) VALUES ($1)").bind(*id).execute(&mut *conn).await.unwrap();
+            panic!("a job that panics after its statement");
+        })
+    }
+
+    let database = e2e::TestDatabase::new(e2e::Db::Postgres).await;
+    // Two connections, one committer: it keeps its connection.
+    let (pool, _) = common::database::connect(&database.url, 2, Duration::from_secs(5)).await.unwrap();
+    sqlx::query("CREATE TABLE marks (id BIGINT PRIMARY KEY)").execute(&pool).await.unwrap();
+    let one = GroupCommit { max_batch: 64, max_wait_us: 0, committers: 1, timeout_ms: 2_000 };
+    let committer = Committer::start(pool.clone(), &one);
+    let stopped = committer.write(1_i64, insert_then_panic).await;
+    assert!(matches!(stopped, Err(StoreError::Unavailable(_))), "{stopped:?}");
+    // The pool's next user commits what it writes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sqlx::query("INSERT INTO marks (id) VALUES (2)").execute(&pool).await.unwrap();
+    let (other, _) = common::database::connect(&database.url, 1, Duration::from_secs(5)).await.unwrap();
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM marks ORDER BY id").fetch_all(&other).await.unwrap();
+    assert_eq!(ids, [2], "the panicked write rolled back, the next one committed");
 }

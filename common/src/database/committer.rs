@@ -158,7 +158,7 @@ struct Settings {
 }
 
 async fn commit_loop(pool: AnyPool, queue: Queue, settings: Settings) {
-    let mut link = Link { pool, held: None, keep: settings.keep };
+    let mut link = Link { pool, held: None, keep: settings.keep, open: false };
     loop {
         let mut batch = Vec::with_capacity(settings.max_batch);
         let gathered = gather(&queue, &mut batch, settings);
@@ -212,6 +212,19 @@ struct Link {
     /// Whether to keep it between batches (not when the pool is too small
     /// to spare one).
     keep: bool,
+    /// A transaction is open on it (begun, not yet ended).
+    open: bool,
+}
+
+/// A committer stopped mid-transaction (the runtime shutting down, a job that
+/// panicked) closes its connection, and PostgreSQL rolls the transaction back:
+/// handed back to the pool, it would serve its next user inside it.
+impl Drop for Link {
+    fn drop(&mut self) {
+        if self.open {
+            self.close();
+        }
+    }
 }
 
 impl Link {
@@ -228,7 +241,10 @@ impl Link {
             }
             let conn = self.held.as_deref_mut().ok_or_else(gone)?;
             match conn.execute("BEGIN").await {
-                Ok(_) => return self.held.as_deref_mut().ok_or_else(gone),
+                Ok(_) => {
+                    self.open = true;
+                    return self.held.as_deref_mut().ok_or_else(gone);
+                }
                 Err(_) if kept && !retried => {
                     retried = true;
                     self.close();
@@ -248,14 +264,16 @@ impl Link {
             return Err(StoreError::Unavailable("the transaction's connection has gone".into()));
         };
         let ended = conn.execute(statement).await.map(|_| ()).map_err(classify);
-        if ended.is_err() {
-            self.close();
+        match ended {
+            Ok(()) => self.open = false,
+            Err(_) => self.close(),
         }
         ended
     }
 
     /// Closes the connection (the pool opens another when it needs one).
     fn close(&mut self) {
+        self.open = false;
         if let Some(conn) = self.held.take() {
             drop(conn.detach());
         }
