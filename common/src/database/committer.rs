@@ -6,10 +6,11 @@
 //! what is queued — at most `max_batch` writes, waiting at most `max_wait_us`
 //! for more once it holds one — runs them one after another in one
 //! transaction on its own connection and commits; while one commits, the next
-//! gathers. A committer keeps its connection from batch to batch (`Link`), so
-//! a batch costs BEGIN, its statements and COMMIT, without the two pings a
-//! checkout from the pool and its return would add. Under light load a batch is one write; under heavy load one commit
-//! (one WAL flush, one BEGIN and COMMIT) serves up to `max_batch` callers.
+//! gathers. Under light load a batch is one write; under heavy load one commit
+//! (one WAL flush, one BEGIN and COMMIT) serves up to `max_batch` callers. A
+//! committer keeps its connection from batch to batch (`Link`), so a batch
+//! costs BEGIN, its statements and COMMIT, without the two pings a checkout
+//! from the pool and its return would add.
 //!
 //! Failures stay each caller's own. A write whose statement fails rolls its
 //! whole batch back, and then every write of that batch runs again alone, in a
@@ -158,18 +159,23 @@ struct Settings {
 }
 
 async fn commit_loop(pool: AnyPool, queue: Queue, settings: Settings) {
+    // A kept connection goes back as soon as the pool is closed, or
+    // `AnyPool::close` would wait for it for ever. One listener serves the
+    // committer's life: once it has fired nothing is kept again (a closed
+    // pool gives no connection), so it is never polled after.
+    let closed = pool.close_event();
+    tokio::pin!(closed);
     let mut link = Link { pool, held: None, keep: settings.keep, open: false };
     loop {
         let mut batch = Vec::with_capacity(settings.max_batch);
         let gathered = gather(&queue, &mut batch, settings);
-        // A kept connection goes back as soon as the pool is closed, or
-        // `AnyPool::close` would wait for it for ever.
-        let open = match link.held.is_some().then(|| link.pool.close_event()) {
-            Some(closed) => tokio::select! {
+        let open = if link.held.is_some() {
+            tokio::select! {
                 open = gathered => open,
-                () = closed => true,
-            },
-            None => gathered.await,
+                () = &mut closed => true,
+            }
+        } else {
+            gathered.await
         };
         if link.pool.is_closed() {
             link.held = None;

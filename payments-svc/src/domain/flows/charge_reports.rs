@@ -11,7 +11,8 @@
 //! A report the vault could not take (unavailable) leaves its payment where it
 //! was, unfinished under its lease: the reconciler takes it over when the
 //! lease runs out and reports again. A crash loses only queued reports, in the
-//! same way, and so does a report submitted while `MAX_QUEUED` wait. Reports repeat harmlessly: the vault keeps the later status.
+//! same way, and so does a report submitted while `MAX_QUEUED` wait. Reports
+//! repeat harmlessly: the vault keeps the later status.
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
