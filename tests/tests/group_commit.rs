@@ -489,16 +489,24 @@ async fn closing_the_pool_takes_back_the_kept_connections() {
     assert!(matches!(late, Ok(Err(StoreError::Unavailable(_)))), "{late:?}");
 }
 
-/// A write that panics mid-transaction: the committer closes its connection
-/// (PostgreSQL rolls the transaction back) rather than hand it back to the
-/// pool inside the open transaction, where the pool's next user would write
-/// into it and never commit.
+/// A write that panics mid-transaction fails alone: its caller is answered
+/// INTERNAL (`Corrupt`), what it wrote is rolled back, the writes batched with
+/// it land, and the committer — the only one — goes on serving. Its
+/// connection is closed rather than handed back to the pool inside the open
+/// transaction, where the pool's next user would write into it and never
+/// commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_committer_stopped_mid_transaction_leaves_no_transaction_behind() {
+async fn a_write_that_panics_fails_alone_and_the_committer_goes_on() {
     use common::database::committer::Committer;
     use futures::future::BoxFuture;
     use sqlx::AnyConnection;
 
+    fn insert<'c>(id: &'c i64, conn: &'c mut AnyConnection) -> BoxFuture<'c, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query("INSERT INTO marks (id) VALUES ($1)").bind(*id).execute(&mut *conn).await.unwrap();
+            Ok(())
+        })
+    }
     fn insert_then_panic<'c>(id: &'c i64, conn: &'c mut AnyConnection) -> BoxFuture<'c, Result<(), StoreError>> {
         Box::pin(async move {
             sqlx::query("INSERT INTO marks (id) VALUES ($1)").bind(*id).execute(&mut *conn).await.unwrap();
@@ -510,14 +518,32 @@ async fn a_committer_stopped_mid_transaction_leaves_no_transaction_behind() {
     // Two connections, one committer: it keeps its connection.
     let (pool, _) = common::database::connect(&database.url, 2, Duration::from_secs(5)).await.unwrap();
     sqlx::query("CREATE TABLE marks (id BIGINT PRIMARY KEY)").execute(&pool).await.unwrap();
-    let one = GroupCommit { max_batch: 64, max_wait_us: 0, committers: 1, timeout_ms: 2_000 };
+    let one = GroupCommit { max_batch: 64, max_wait_us: 200_000, committers: 1, timeout_ms: 2_000 };
     let committer = Committer::start(pool.clone(), &one);
-    let stopped = committer.write(1_i64, insert_then_panic).await;
-    assert!(matches!(stopped, Err(StoreError::Unavailable(_))), "{stopped:?}");
+
+    let alone = committer.write(1_i64, insert_then_panic).await;
+    assert!(matches!(alone, Err(StoreError::Corrupt(_))), "{alone:?}");
     // The pool's next user commits what it writes.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     sqlx::query("INSERT INTO marks (id) VALUES (2)").execute(&pool).await.unwrap();
+    // A batch of nine with a panicking write in the middle (the committer
+    // waits 200 ms to gather them).
+    let writes = (10..19_i64).map(|id| {
+        let committer = committer.clone();
+        tokio::spawn(async move {
+            let job = if id == 14 { insert_then_panic } else { insert };
+            (id, committer.write(id, job).await)
+        })
+    });
+    for write in futures::future::join_all(writes).await {
+        let (id, outcome) = write.unwrap();
+        match id {
+            14 => assert!(matches!(outcome, Err(StoreError::Corrupt(_))), "{outcome:?}"),
+            _ => assert_eq!(outcome, Ok(()), "write {id}"),
+        }
+    }
+    assert_eq!(committer.write(20_i64, insert).await, Ok(()), "the committer still serves");
+
     let (other, _) = common::database::connect(&database.url, 1, Duration::from_secs(5)).await.unwrap();
     let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM marks ORDER BY id").fetch_all(&other).await.unwrap();
-    assert_eq!(ids, [2], "the panicked write rolled back, the next one committed");
+    assert_eq!(ids, [2, 10, 11, 12, 13, 15, 16, 17, 18, 20], "the panicked writes rolled back, the rest committed");
 }

@@ -28,9 +28,19 @@
 //! A job must leave nothing behind when it decides not to write: it undoes
 //! its own statements in the transaction (a compensating statement) rather
 //! than rolling back, which would take its batch with it.
+//!
+//! A job that panics (a bug) is a failed write, not a stopped committer: its
+//! batch is given up with its connection closed (PostgreSQL rolls it back; a
+//! connection a panic left mid-protocol is never reused), the others of the
+//! batch run again alone, and its caller is answered `Corrupt` (INTERNAL).
+//! Without this every such panic would take a committer with it, and after
+//! `committers` of them every durable write would fail until a restart.
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use sqlx::pool::PoolConnection;
@@ -104,6 +114,9 @@ impl<D: Send + Sync + 'static, T: Send + 'static> Pending for Write<D, T> {
     }
 }
 
+/// Durable writes whose job panicked.
+const PANICS: &str = "store_group_commit_panics_total";
+
 type Queue = Arc<Mutex<mpsc::Receiver<Box<dyn Pending>>>>;
 
 /// The committers of one pool; dropping the last handle stops them once the
@@ -128,6 +141,8 @@ impl Committer {
             // users as the committers hold.
             keep: committers * 2 <= pool.options().get_max_connections() as usize,
         };
+        // Exported from the start, at 0, so an alert can read it.
+        metrics::counter!(PANICS).increment(0);
         for _ in 0..committers {
             tokio::spawn(commit_loop(pool.clone(), receiver.clone(), settings));
         }
@@ -222,8 +237,7 @@ struct Link {
     open: bool,
 }
 
-/// A committer stopped mid-transaction (the runtime shutting down, a job that
-/// panicked) closes its connection, and PostgreSQL rolls the transaction back:
+/// A committer stopped mid-transaction (the runtime shutting down) closes its connection, and PostgreSQL rolls the transaction back:
 /// handed back to the pool, it would serve its next user inside it.
 impl Drop for Link {
     fn drop(&mut self) {
@@ -338,12 +352,40 @@ enum Fault {
 async fn together(link: &mut Link, batch: &mut [Box<dyn Pending>]) -> Result<(), Fault> {
     let conn = link.begin().await.map_err(Fault::Store)?;
     for write in batch.iter_mut() {
-        if write.run(conn).await.is_err() {
-            link.end("ROLLBACK").await.map_err(Fault::Store)?;
-            return Err(Fault::Write);
+        match guarded(write.as_mut(), conn).await {
+            Ran::Done(Ok(())) => {}
+            Ran::Done(Err(_)) => {
+                link.end("ROLLBACK").await.map_err(Fault::Store)?;
+                return Err(Fault::Write);
+            }
+            Ran::Panicked(_) => {
+                link.close();
+                return Err(Fault::Write);
+            }
         }
     }
     link.end("COMMIT").await.map_err(Fault::Store)
+}
+
+/// How a write's statements ended.
+enum Ran {
+    Done(Result<(), StoreError>),
+    /// The job panicked: its connection's state is unknown.
+    Panicked(StoreError),
+}
+
+/// Runs `write`, a panic caught and turned into its error.
+async fn guarded(write: &mut dyn Pending, conn: &mut AnyConnection) -> Ran {
+    match AssertUnwindSafe(write.run(conn)).catch_unwind().await {
+        Ok(outcome) => Ran::Done(outcome),
+        Err(_) => {
+            // The payload is not logged: it is a bug's text, which could
+            // hold what the write carried.
+            tracing::error!("a durable write panicked; its caller is answered as an internal error");
+            metrics::counter!(PANICS).increment(1);
+            Ran::Panicked(StoreError::Corrupt("the write panicked".into()))
+        }
+    }
 }
 
 /// One write in a transaction of its own, answered with its own outcome.
@@ -353,10 +395,14 @@ async fn alone(link: &mut Link, mut write: Box<dyn Pending>, timeout: Duration) 
     }
     let run = async {
         let conn = link.begin().await?;
-        match write.run(conn).await {
-            Ok(()) => link.end("COMMIT").await,
-            Err(e) => {
+        match guarded(write.as_mut(), conn).await {
+            Ran::Done(Ok(())) => link.end("COMMIT").await,
+            Ran::Done(Err(e)) => {
                 link.end("ROLLBACK").await?;
+                Err(e)
+            }
+            Ran::Panicked(e) => {
+                link.close();
                 Err(e)
             }
         }
