@@ -19,7 +19,7 @@ pub mod committer;
 pub mod pool_gauges;
 
 pub use classify::{classify, classify_migration};
-pub use committer::{GroupCommit, Job};
+pub use committer::{Batch, GroupCommit, Job};
 
 /// Instants are stored as Unix seconds in both services' databases: a 13-digit
 /// millisecond count could pass Luhn and trip the card-number scan of a dump.
@@ -140,6 +140,21 @@ impl Database {
         T: Send + 'static,
     {
         self.trip(operation, self.committer.write(data, job)).await
+    }
+
+    /// As `write`, with the writes of the same `batch` that share its
+    /// transaction run as one (`committer::Batch`).
+    pub async fn write_batched<D, T>(
+        &self,
+        operation: &'static str,
+        data: D,
+        batch: Batch<D, T>,
+    ) -> Result<T, StoreError>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        self.trip(operation, self.committer.write_batched(data, batch)).await
     }
 
     pub fn pool(&self) -> &AnyPool {

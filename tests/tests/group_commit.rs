@@ -9,9 +9,9 @@
 //! NUL byte, a duplicate id) fails alone while its batch lands, and a write
 //! whose caller gave up while it waited in the queue is never made, and the
 //! first write after a restart of PostgreSQL lands (a committer's kept
-//! connection is replaced); closing the pool takes the kept connections back,
-//! and a committer stopped mid-transaction leaves no transaction open on a
-//! pooled connection.
+//! connection is replaced); closing the pool takes the kept connections back;
+//! a write that panics fails alone and its committer goes on; and payments'
+//! writes batched into one statement are answered each as if alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
@@ -141,11 +141,48 @@ fn pending_payment(id: &str) -> payments_svc::domain::payment::Payment {
     }
 }
 
+/// `started` approved and finished, with its DB ledger line.
+fn approved(
+    started: &payments_svc::domain::payment::Payment,
+) -> (payments_svc::domain::payment::Payment, payments_svc::domain::payment::LedgerEntry) {
+    use payments_svc::domain::payment::{LedgerEntry, LedgerKind, MaskedCard, Outcome, Payment, PaymentType};
+    use payments_svc::domain::payment::{RecoveryPoint, Status};
+    let card = MaskedCard {
+        brand: "visa".into(),
+        bin: "424242".into(),
+        last4: "4242".into(),
+        exp_month: 12,
+        exp_year: 2030,
+        name: String::new(),
+    };
+    let finished = Payment {
+        status: Status::Approved,
+        result: Outcome { code: "000.100.110".into(), description: "ok".into() },
+        captured_amount: 1_000,
+        card: Some(card.clone()),
+        recovery: RecoveryPoint::Finished,
+        ..started.clone()
+    };
+    let line = LedgerEntry {
+        id: format!("{}-DB", started.id),
+        merchant_id: "mrch_1".into(),
+        livemode: false,
+        transaction_type: LedgerKind::of_payment(PaymentType::DB),
+        payment_id: started.id.clone(),
+        reference_id: String::new(),
+        amount: 1_000,
+        currency: "EUR".into(),
+        result: finished.result.clone(),
+        token: "tokn_1".into(),
+        card,
+        created_at: finished.created_at,
+    };
+    (finished, line)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payments_written_ahead_and_advanced_survive_a_crash_mid_batch() {
-    use payments_svc::domain::payment::{
-        LedgerEntry, LedgerKind, MaskedCard, Outcome, Payment, PaymentType, RecoveryPoint, Status,
-    };
+    use payments_svc::domain::payment::RecoveryPoint;
     use payments_svc::domain::store::{Begun, PaymentStore, Step};
     use payments_svc::storage::sql::SqlStore;
 
@@ -166,36 +203,7 @@ async fn payments_written_ahead_and_advanced_survive_a_crash_mid_batch() {
                 };
             }
             assert!(matches!(store.begin(&started, None, 0).await?, Begun::New));
-            let card = MaskedCard {
-                brand: "visa".into(),
-                bin: "424242".into(),
-                last4: "4242".into(),
-                exp_month: 12,
-                exp_year: 2030,
-                name: String::new(),
-            };
-            let finished = Payment {
-                status: Status::Approved,
-                result: Outcome { code: "000.100.110".into(), description: "ok".into() },
-                captured_amount: 1_000,
-                card: Some(card.clone()),
-                recovery: RecoveryPoint::Finished,
-                ..started.clone()
-            };
-            let line = LedgerEntry {
-                id: format!("{id}-DB"),
-                merchant_id: "mrch_1".into(),
-                livemode: false,
-                transaction_type: LedgerKind::of_payment(PaymentType::DB),
-                payment_id: id.clone(),
-                reference_id: String::new(),
-                amount: 1_000,
-                currency: "EUR".into(),
-                result: finished.result.clone(),
-                token: "tokn_1".into(),
-                card,
-                created_at: finished.created_at,
-            };
+            let (finished, line) = approved(&started);
             let ledger = [line];
             let step = Step { from: RecoveryPoint::Started, ledger: &ledger, release: None, lease_until: 0 };
             assert!(store.advance(&finished, step).await?, "the payment was where it was written");
@@ -546,4 +554,98 @@ async fn a_write_that_panics_fails_alone_and_the_committer_goes_on() {
     let (other, _) = common::database::connect(&database.url, 1, Duration::from_secs(5)).await.unwrap();
     let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM marks ORDER BY id").fetch_all(&other).await.unwrap();
     assert_eq!(ids, [2, 10, 11, 12, 13, 15, 16, 17, 18, 20], "the panicked writes rolled back, the rest committed");
+}
+
+/// Payments written ahead, and moved, in one batch are one statement each
+/// (`begin_payments`, `advance_payments`), with every caller answered as if
+/// its write had run alone: a new id `New`, an id already stored `Existing`
+/// (or `Refused`, another merchant's), a move whether it moved, and the
+/// moved ones get their ledger lines (and only they); each batch is one
+/// transaction — not rolled back and re-run alone — and two moves of one
+/// payment in the same batch still move it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_batched_together_are_answered_each_as_alone() {
+    use payments_svc::domain::payment::RecoveryPoint;
+    use payments_svc::domain::store::{Begun, PaymentStore, Step};
+    use payments_svc::storage::sql::SqlStore;
+
+    let database = e2e::TestDatabase::new(e2e::Db::Postgres).await;
+    // One committer that waits 200 ms to gather: the moves below are one batch.
+    let gather = GroupCommit { max_batch: 64, max_wait_us: 200_000, committers: 1, timeout_ms: 5_000 };
+    let store = SqlStore::open(&database.url, 4, Duration::from_secs(5), &gather).await.unwrap();
+    let ids: Vec<String> = (0..12).map(|i| format!("pay_batched_{i}")).collect();
+    assert_eq!(store.begin(&pending_payment("pay_stored"), None, 0).await.unwrap(), Begun::New);
+    let mut others = pending_payment("pay_others");
+    others.merchant_id = "mrch_2".into();
+    assert_eq!(store.begin(&others, None, 0).await.unwrap(), Begun::New);
+    let begins = ids.iter().map(String::as_str).chain(["pay_stored", "pay_others"]).map(|id| {
+        let (store, payment) = (store.clone(), pending_payment(id));
+        tokio::spawn(async move { (payment.id.clone(), store.begin(&payment, None, 0).await.unwrap()) })
+    });
+    for begun in futures::future::join_all(begins).await {
+        let (id, begun) = begun.unwrap();
+        match id.as_str() {
+            "pay_stored" => assert!(matches!(&begun, Begun::Existing(p) if p.id == id), "{begun:?}"),
+            "pay_others" => assert_eq!(begun, Begun::Refused),
+            _ => assert_eq!(begun, Begun::New, "{id}"),
+        }
+    }
+    let inserts: i64 =
+        sqlx::query_scalar("SELECT COUNT(DISTINCT xmin::text) FROM payments WHERE id LIKE 'pay_batched_%'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(inserts, 1, "the batch's payments were written by one transaction");
+    let advance = |id: String, from: RecoveryPoint| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let (finished, line) = approved(&pending_payment(&id));
+            let ledger = [line];
+            let step = Step { from, ledger: &ledger, release: None, lease_until: 0 };
+            (id, store.advance(&finished, step).await.unwrap())
+        })
+    };
+    // One batch of eleven: pay_batched_1 is moved from a point it is not at.
+    let first = ids[1..].iter().map(|id| {
+        let from = if *id == ids[1] { RecoveryPoint::CardObtained } else { RecoveryPoint::Started };
+        advance(id.clone(), from)
+    });
+    for outcome in futures::future::join_all(first).await {
+        let (id, moved) = outcome.unwrap();
+        assert_eq!(moved, id != ids[1], "{id}");
+    }
+    // Then a batch with two moves of pay_batched_0.
+    let twice = [advance(ids[0].clone(), RecoveryPoint::Started), advance(ids[0].clone(), RecoveryPoint::Started)];
+    let twice: Vec<bool> = futures::future::join_all(twice).await.into_iter().map(|o| o.unwrap().1).collect();
+    assert_eq!(twice.iter().filter(|m| **m).count(), 1, "a payment moved twice in one batch moves once: {twice:?}");
+    let pool = store.pool();
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT p.id, p.recovery_point, (SELECT COUNT(*) FROM transactions t WHERE t.payment_id = p.id) \
+         FROM payments p ORDER BY p.id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for (id, point, lines) in rows.iter().filter(|(id, ..)| id.starts_with("pay_batched_")) {
+        let expected = if *id == ids[1] { ("started", 0) } else { ("finished", 1) };
+        assert_eq!((point.as_str(), *lines), expected, "{id}");
+    }
+    let card: Vec<(String, Option<String>, i64)> =
+        sqlx::query_as("SELECT card_last4, card_name, captured_amount FROM payments WHERE id = $1 LIMIT 1")
+            .bind(ids[2].as_str())
+            .fetch_all(pool)
+            .await
+            .map(|r: Vec<(Option<String>, Option<String>, i64)>| {
+                r.into_iter().map(|(l, n, a)| (l.unwrap_or_default(), n, a)).collect()
+            })
+            .unwrap();
+    assert_eq!(card, [("4242".to_owned(), Some(String::new()), 1_000)], "the move's values were written");
+    // The first batch was one transaction, not rolled back and retried alone.
+    let transactions: i64 =
+        sqlx::query_scalar("SELECT COUNT(DISTINCT xmin::text) FROM transactions WHERE payment_id <> $1")
+            .bind(ids[0].as_str())
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(transactions, 1, "the batch's ledger lines were written by one transaction");
 }

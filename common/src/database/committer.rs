@@ -35,6 +35,7 @@
 //! batch run again alone, and its caller is answered `Corrupt` (INTERNAL).
 //! Without this every such panic would take a committer with it, and after
 //! `committers` of them every durable write would fail until a restart.
+use std::any::{Any as AnyType, TypeId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,7 +55,13 @@ use crate::store::StoreError;
 /// the committer begins and commits.
 pub type Job<D, T> = for<'c> fn(&'c D, &'c mut AnyConnection) -> BoxFuture<'c, Result<T, StoreError>>;
 
-/// `[database.group_commit]`.
+/// Durable writes of one kind that run as one: the statements of all the
+/// writes of a batch made with the same `Batch` (a multi-row statement in
+/// place of one statement per write), answering one output per write, in
+/// order. The writes are each a different row's: a batch that holds two for
+/// one row runs them one after the other itself.
+pub type Batch<D, T> = for<'c> fn(&'c [&'c D], &'c mut AnyConnection) -> BoxFuture<'c, Result<Vec<T>, StoreError>>;
+
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GroupCommit {
@@ -76,18 +83,32 @@ impl Default for GroupCommit {
     }
 }
 
-/// A queued write with its type erased: run it, then answer its caller.
+/// A queued write with its type erased: run it (with the others of its
+/// kind), then answer its caller.
 trait Pending: Send {
     /// Its caller has stopped waiting.
     fn abandoned(&self) -> bool;
-    fn run<'c>(&'c mut self, conn: &'c mut AnyConnection) -> BoxFuture<'c, Result<(), StoreError>>;
+    /// The writes it runs as one with (those of the same `Batch`); `None`
+    /// for a write that runs on its own.
+    fn kind(&self) -> Option<(TypeId, usize)>;
+    /// Runs a group of writes of its kind (or itself alone).
+    fn runner(&self) -> Runner;
+    fn as_any(&mut self) -> &mut dyn AnyType;
     /// Sends the caller the output of the last run, or `outcome`'s error.
     fn answer(self: Box<Self>, outcome: Result<(), StoreError>);
 }
 
+/// Runs writes of one kind, setting each one's output.
+type Runner = for<'c> fn(&'c mut [Box<dyn Pending>], &'c mut AnyConnection) -> BoxFuture<'c, Result<(), StoreError>>;
+
+enum Statements<D, T> {
+    One(Job<D, T>),
+    Many(Batch<D, T>),
+}
+
 struct Write<D, T> {
     data: D,
-    job: Job<D, T>,
+    statements: Statements<D, T>,
     output: Option<T>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
@@ -97,12 +118,19 @@ impl<D: Send + Sync + 'static, T: Send + 'static> Pending for Write<D, T> {
         self.reply.is_closed()
     }
 
-    fn run<'c>(&'c mut self, conn: &'c mut AnyConnection) -> BoxFuture<'c, Result<(), StoreError>> {
-        let Self { data, job, output, .. } = self;
-        Box::pin(async move {
-            *output = Some(job(data, conn).await?);
-            Ok(())
-        })
+    fn kind(&self) -> Option<(TypeId, usize)> {
+        match self.statements {
+            Statements::One(_) => None,
+            Statements::Many(batch) => Some((TypeId::of::<Self>(), batch as usize)),
+        }
+    }
+
+    fn runner(&self) -> Runner {
+        run_group::<D, T>
+    }
+
+    fn as_any(&mut self) -> &mut dyn AnyType {
+        self
     }
 
     fn answer(self: Box<Self>, outcome: Result<(), StoreError>) {
@@ -112,6 +140,43 @@ impl<D: Send + Sync + 'static, T: Send + 'static> Pending for Write<D, T> {
         // A caller that has gone does not need the answer.
         let _ = reply.send(result);
     }
+}
+
+/// Runs `group`, writes of one kind (`Pending::kind`), all `Write<D, T>`.
+fn run_group<'c, D: Send + Sync + 'static, T: Send + 'static>(
+    group: &'c mut [Box<dyn Pending>],
+    conn: &'c mut AnyConnection,
+) -> BoxFuture<'c, Result<(), StoreError>> {
+    Box::pin(async move {
+        let mixed = || StoreError::Corrupt("a group of writes of different kinds".into());
+        let mut writes: Vec<&mut Write<D, T>> = group
+            .iter_mut()
+            .map(|w| w.as_any().downcast_mut::<Write<D, T>>())
+            .collect::<Option<_>>()
+            .ok_or_else(mixed)?;
+        let batch = match writes.first().map(|w| &w.statements) {
+            None => return Ok(()),
+            Some(Statements::Many(batch)) => *batch,
+            Some(Statements::One(_)) => {
+                for write in writes {
+                    let Statements::One(job) = write.statements else { return Err(mixed()) };
+                    write.output = Some(job(&write.data, conn).await?);
+                }
+                return Ok(());
+            }
+        };
+        let outputs = {
+            let data: Vec<&D> = writes.iter().map(|w| &w.data).collect();
+            batch(&data, conn).await?
+        };
+        if outputs.len() != writes.len() {
+            return Err(StoreError::Corrupt("a batch answered for another number of writes".into()));
+        }
+        for (write, output) in writes.iter_mut().zip(outputs) {
+            write.output = Some(output);
+        }
+        Ok(())
+    })
 }
 
 /// Durable writes whose job panicked.
@@ -157,8 +222,26 @@ impl Committer {
         D: Send + Sync + 'static,
         T: Send + 'static,
     {
+        self.queue_write(data, Statements::One(job)).await
+    }
+
+    /// As `write`, but run with the other writes of the same `batch` that
+    /// share its transaction, by one call of `batch`.
+    pub async fn write_batched<D, T>(&self, data: D, batch: Batch<D, T>) -> Result<T, StoreError>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        self.queue_write(data, Statements::Many(batch)).await
+    }
+
+    async fn queue_write<D, T>(&self, data: D, statements: Statements<D, T>) -> Result<T, StoreError>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
-        let write = Box::new(Write { data, job, output: None, reply });
+        let write = Box::new(Write { data, statements, output: None, reply });
         self.queue.send(write).await.map_err(|_| StoreError::Unavailable("the committer has stopped".into()))?;
         answer.await.map_err(|_| StoreError::Unavailable("the committer dropped the write".into()))?
     }
@@ -351,8 +434,10 @@ enum Fault {
 
 async fn together(link: &mut Link, batch: &mut [Box<dyn Pending>]) -> Result<(), Fault> {
     let conn = link.begin().await.map_err(Fault::Store)?;
-    for write in batch.iter_mut() {
-        match guarded(write.as_mut(), conn).await {
+    // The writes of one `Batch` side by side, each group run as one.
+    batch.sort_by_key(|write| write.kind());
+    for group in batch.chunk_by_mut(|a, b| a.kind().is_some() && a.kind() == b.kind()) {
+        match guarded(group, conn).await {
             Ran::Done(Ok(())) => {}
             Ran::Done(Err(_)) => {
                 link.end("ROLLBACK").await.map_err(Fault::Store)?;
@@ -374,9 +459,10 @@ enum Ran {
     Panicked(StoreError),
 }
 
-/// Runs `write`, a panic caught and turned into its error.
-async fn guarded(write: &mut dyn Pending, conn: &mut AnyConnection) -> Ran {
-    match AssertUnwindSafe(write.run(conn)).catch_unwind().await {
+/// Runs `group` (writes of one kind), a panic caught and turned into its error.
+async fn guarded(group: &mut [Box<dyn Pending>], conn: &mut AnyConnection) -> Ran {
+    let Some(runner) = group.first().map(|write| write.runner()) else { return Ran::Done(Ok(())) };
+    match AssertUnwindSafe(runner(group, conn)).catch_unwind().await {
         Ok(outcome) => Ran::Done(outcome),
         Err(_) => {
             // The payload is not logged: it is a bug's text, which could
@@ -395,7 +481,7 @@ async fn alone(link: &mut Link, mut write: Box<dyn Pending>, timeout: Duration) 
     }
     let run = async {
         let conn = link.begin().await?;
-        match guarded(write.as_mut(), conn).await {
+        match guarded(std::slice::from_mut(&mut write), conn).await {
             Ran::Done(Ok(())) => link.end("COMMIT").await,
             Ran::Done(Err(e)) => {
                 link.end("ROLLBACK").await?;

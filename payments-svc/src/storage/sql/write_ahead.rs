@@ -41,33 +41,277 @@ pub(super) fn begin_payment<'c>(
             .await
             .map_err(classify)?;
         if inserted.rows_affected() == 0 {
-            let sql = format!("SELECT {COLUMNS} FROM payments WHERE id = $1");
-            let row = sqlx::query(&sql).bind(p.id.as_str()).fetch_one(&mut *conn).await.map_err(classify)?;
-            let existing = payment(&row)?;
-            // Another merchant's payment with this id is not this request's.
-            if existing.merchant_id != p.merchant_id || existing.livemode != p.livemode {
-                return Ok(Begun::Refused);
-            }
-            return Ok(Begun::Existing(Box::new(existing)));
+            return existing(p, &mut *conn).await;
         }
-        if let (Some(reservation), Some(original)) = (*reservation, p.reference_id.as_deref()) {
-            let reserved = sqlx::query(reserve_sql(reservation))
-                .bind(original)
-                .bind(amount(reservation))
-                .execute(&mut *conn)
-                .await
-                .map_err(classify)?;
-            if reserved.rows_affected() != 1 {
-                sqlx::query("DELETE FROM payments WHERE id = $1")
-                    .bind(p.id.as_str())
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(classify)?;
-                return Ok(Begun::Refused);
-            }
-        }
-        Ok(Begun::New)
+        reserve(p, *reservation, &mut *conn).await
     })
+}
+
+/// Writes several payments ahead (`begin_payment` each) with one insert on
+/// PostgreSQL: `INSERT … SELECT … FROM json_to_recordset … ON CONFLICT DO
+/// NOTHING RETURNING id`; an id already stored is then read as
+/// `begin_payment` reads it, and a follow-up's reservation is taken (or its
+/// insert undone) one by one. On SQLite, or when two payments of a batch
+/// share an id, each runs as `begin_payment`.
+pub(super) fn begin_payments<'c>(
+    batch: &'c [&'c Ahead],
+    conn: &'c mut AnyConnection,
+) -> BoxFuture<'c, Result<Vec<Begun>, StoreError>> {
+    Box::pin(async move {
+        if batch.len() == 1 || !distinct(batch.iter().map(|(p, ..)| p.id.as_str())) || !on_postgres(conn) {
+            let mut begun = Vec::with_capacity(batch.len());
+            for ahead in batch {
+                begun.push(begin_payment(ahead, &mut *conn).await?);
+            }
+            return Ok(begun);
+        }
+        static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let types = PAYMENT_COLUMN_TYPES.iter().map(|(c, t)| format!("{c} {t}")).collect::<Vec<_>>().join(", ");
+            format!(
+                "INSERT INTO payments ({COLUMNS}) SELECT {COLUMNS} FROM json_to_recordset($1::json) AS x({types}) \
+                 ON CONFLICT (id) DO NOTHING RETURNING id"
+            )
+        });
+        let rows: Vec<PaymentRow<'_>> =
+            batch.iter().map(|(p, _, lease_until)| PaymentRow::of(p, *lease_until)).collect();
+        let inserted: Vec<String> =
+            sqlx::query_scalar(INSERT.as_str()).bind(json(&rows)?).fetch_all(&mut *conn).await.map_err(classify)?;
+        let inserted: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
+        let mut begun = Vec::with_capacity(batch.len());
+        for (p, reservation, _) in batch.iter() {
+            begun.push(if inserted.contains(p.id.as_str()) {
+                reserve(p, *reservation, &mut *conn).await?
+            } else {
+                existing(p, &mut *conn).await?
+            });
+        }
+        Ok(begun)
+    })
+}
+
+/// Whether every id is different.
+fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> bool {
+    let mut ids: Vec<&str> = ids.collect();
+    ids.sort_unstable();
+    ids.windows(2).all(|w| w[0] != w[1])
+}
+
+fn on_postgres(conn: &AnyConnection) -> bool {
+    conn.backend_name() == "PostgreSQL"
+}
+
+/// A batch's rows as the JSON array `json_to_recordset` reads.
+fn json<T: serde::Serialize>(rows: &T) -> Result<String, StoreError> {
+    serde_json::to_string(rows).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+/// The payment stored under `p`'s id (which `p`'s insert found taken).
+async fn existing(p: &Payment, conn: &mut AnyConnection) -> Result<Begun, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM payments WHERE id = $1");
+    let row = sqlx::query(&sql).bind(p.id.as_str()).fetch_one(&mut *conn).await.map_err(classify)?;
+    let existing = payment(&row)?;
+    // Another merchant's payment with this id is not this request's.
+    if existing.merchant_id != p.merchant_id || existing.livemode != p.livemode {
+        return Ok(Begun::Refused);
+    }
+    Ok(Begun::Existing(Box::new(existing)))
+}
+
+/// Takes the reservation of `p`, just inserted, on its original; one the
+/// original cannot give undoes the insert.
+async fn reserve(p: &Payment, reservation: Option<Reservation>, conn: &mut AnyConnection) -> Result<Begun, StoreError> {
+    let (Some(reservation), Some(original)) = (reservation, p.reference_id.as_deref()) else {
+        return Ok(Begun::New);
+    };
+    let reserved = sqlx::query(reserve_sql(reservation))
+        .bind(original)
+        .bind(amount(reservation))
+        .execute(&mut *conn)
+        .await
+        .map_err(classify)?;
+    if reserved.rows_affected() == 1 {
+        return Ok(Begun::New);
+    }
+    sqlx::query("DELETE FROM payments WHERE id = $1")
+        .bind(p.id.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(classify)?;
+    Ok(Begun::Refused)
+}
+
+/// The SQL type of each of `COLUMNS`, in its order.
+const PAYMENT_COLUMN_TYPES: [(&str, &str); 42] = [
+    ("id", "text"),
+    ("merchant_id", "text"),
+    ("livemode", "bigint"),
+    ("payment_type", "text"),
+    ("reference_id", "text"),
+    ("amount", "bigint"),
+    ("currency", "text"),
+    ("status", "text"),
+    ("result_code", "text"),
+    ("result_description", "text"),
+    ("token", "text"),
+    ("registration_id", "text"),
+    ("omni_token", "text"),
+    ("card_brand", "text"),
+    ("card_bin", "text"),
+    ("card_last4", "text"),
+    ("card_exp_month", "bigint"),
+    ("card_exp_year", "bigint"),
+    ("card_name", "text"),
+    ("si_mode", "text"),
+    ("si_type", "text"),
+    ("si_source", "text"),
+    ("si_initial_id", "text"),
+    ("captured_amount", "bigint"),
+    ("refunded_amount", "bigint"),
+    ("reversed", "bigint"),
+    ("acquirer_reference", "text"),
+    ("customer_id", "text"),
+    ("merchant_transaction_id", "text"),
+    ("description", "text"),
+    ("created_at", "bigint"),
+    ("recovery_point", "text"),
+    ("source_kind", "text"),
+    ("tokenize", "text"),
+    ("account_last4", "text"),
+    ("account_country", "text"),
+    ("account_bank_code", "text"),
+    ("account_holder", "text"),
+    ("account_bic", "text"),
+    ("mandate_id", "text"),
+    ("mandate_signed", "text"),
+    ("lease_until", "bigint"),
+];
+
+/// A payment's columns as `begin_payments` sends them (`bind_payment`'s values).
+#[derive(serde::Serialize)]
+struct PaymentRow<'a> {
+    id: &'a str,
+    merchant_id: &'a str,
+    livemode: i64,
+    payment_type: &'a str,
+    reference_id: Option<&'a str>,
+    amount: i64,
+    currency: &'a str,
+    status: &'a str,
+    result_code: &'a str,
+    result_description: &'a str,
+    token: Option<&'a str>,
+    registration_id: Option<&'a str>,
+    omni_token: Option<&'a str>,
+    #[serde(flatten)]
+    card: CardColumns<'a>,
+    si_mode: Option<&'a str>,
+    si_type: Option<&'a str>,
+    si_source: Option<&'a str>,
+    si_initial_id: Option<&'a str>,
+    captured_amount: i64,
+    refunded_amount: i64,
+    reversed: i64,
+    acquirer_reference: Option<&'a str>,
+    customer_id: &'a str,
+    merchant_transaction_id: &'a str,
+    description: &'a str,
+    created_at: i64,
+    recovery_point: &'a str,
+    source_kind: &'a str,
+    tokenize: &'a str,
+    #[serde(flatten)]
+    account: AccountColumns<'a>,
+    mandate_id: Option<&'a str>,
+    mandate_signed: Option<&'a str>,
+    lease_until: i64,
+}
+
+impl<'a> PaymentRow<'a> {
+    fn of(p: &'a Payment, lease_until: Millis) -> Self {
+        let si = p.standing_instruction.as_ref();
+        let codes = si.map(|s| s.codes());
+        Self {
+            id: &p.id,
+            merchant_id: &p.merchant_id,
+            livemode: i64::from(p.livemode),
+            payment_type: p.payment_type.as_str(),
+            reference_id: p.reference_id.as_deref(),
+            amount: p.amount,
+            currency: &p.currency,
+            status: p.status.as_str(),
+            result_code: &p.result.code,
+            result_description: &p.result.description,
+            token: p.token.as_deref(),
+            registration_id: p.registration_id.as_deref(),
+            omni_token: p.omni_token.as_deref(),
+            card: CardColumns::of(p.card.as_ref()),
+            si_mode: codes.map(|c| c.0),
+            si_type: codes.map(|c| c.1),
+            si_source: codes.map(|c| c.2),
+            si_initial_id: si.map(|s| s.initial_transaction_id.as_str()),
+            captured_amount: p.captured_amount,
+            refunded_amount: p.refunded_amount,
+            reversed: i64::from(p.reversed),
+            acquirer_reference: p.acquirer_reference.as_deref(),
+            customer_id: &p.customer_id,
+            merchant_transaction_id: &p.merchant_transaction_id,
+            description: &p.description,
+            created_at: secs(p.created_at),
+            recovery_point: p.recovery.as_str(),
+            source_kind: p.source_kind.map_or("", |k| k.as_str()),
+            tokenize: p.tokenize.map_or("", |k| k.as_str()),
+            account: AccountColumns::of(p.account.as_ref()),
+            mandate_id: p.mandate.as_ref().map(|m| m.id.as_str()),
+            mandate_signed: p.mandate.as_ref().map(|m| m.date_of_signature.as_str()),
+            lease_until: secs(lease_until),
+        }
+    }
+}
+
+/// A masked card's six columns, null without a card (`bind_card`).
+#[derive(serde::Serialize)]
+struct CardColumns<'a> {
+    card_brand: Option<&'a str>,
+    card_bin: Option<&'a str>,
+    card_last4: Option<&'a str>,
+    card_exp_month: Option<i64>,
+    card_exp_year: Option<i64>,
+    card_name: Option<&'a str>,
+}
+
+impl<'a> CardColumns<'a> {
+    fn of(card: Option<&'a MaskedCard>) -> Self {
+        Self {
+            card_brand: card.map(|c| c.brand.as_str()),
+            card_bin: card.map(|c| c.bin.as_str()),
+            card_last4: card.map(|c| c.last4.as_str()),
+            card_exp_month: card.map(|c| i64::from(c.exp_month)),
+            card_exp_year: card.map(|c| i64::from(c.exp_year)),
+            card_name: card.map(|c| c.name.as_str()),
+        }
+    }
+}
+
+/// A masked bank account's five columns, null without one (`bind_account`).
+#[derive(serde::Serialize)]
+struct AccountColumns<'a> {
+    account_last4: Option<&'a str>,
+    account_country: Option<&'a str>,
+    account_bank_code: Option<&'a str>,
+    account_holder: Option<&'a str>,
+    account_bic: Option<&'a str>,
+}
+
+impl<'a> AccountColumns<'a> {
+    fn of(account: Option<&'a MaskedAccount>) -> Self {
+        Self {
+            account_last4: account.map(|a| a.last4.as_str()),
+            account_country: account.map(|a| a.country.as_str()),
+            account_bank_code: account.map(|a| a.bank_code.as_str()),
+            account_holder: account.map(|a| a.holder.as_str()),
+            account_bic: account.map(|a| a.bic.as_str()),
+        }
+    }
 }
 
 /// A payment's move to its next recovery point (`Step`, owned).
@@ -125,6 +369,163 @@ pub(super) fn advance_payment<'c>(
         }
         Ok(true)
     })
+}
+
+/// Moves several payments (`advance_payment` each) in one statement on
+/// PostgreSQL: one `UPDATE … FROM json_to_recordset` of all the moves, one
+/// `INSERT … SELECT` of the ledger lines of those that moved, then the
+/// releases (follow-ups only) one by one. A statement per write costs a
+/// round trip and a wake-up of the backend each; a batch of twenty moves costs
+/// two. On SQLite (one local writer, no round trip), or when two moves of a
+/// batch are of one payment (a client's retry racing the reconciler: the
+/// second must see the first), each runs as `advance_payment`.
+pub(super) fn advance_payments<'c>(
+    batch: &'c [&'c Advance],
+    conn: &'c mut AnyConnection,
+) -> BoxFuture<'c, Result<Vec<bool>, StoreError>> {
+    Box::pin(async move {
+        if batch.len() == 1 || !distinct(batch.iter().map(|a| a.next.id.as_str())) || !on_postgres(conn) {
+            let mut moved = Vec::with_capacity(batch.len());
+            for advance in batch {
+                moved.push(advance_payment(advance, &mut *conn).await?);
+            }
+            return Ok(moved);
+        }
+        let moves: Vec<MoveRow<'_>> = batch.iter().map(|a| MoveRow::of(a)).collect();
+        let moves = serde_json::to_string(&moves).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let moved: Vec<String> =
+            sqlx::query_scalar(MOVE_MANY).bind(moves).fetch_all(&mut *conn).await.map_err(classify)?;
+        let moved: std::collections::HashSet<&str> = moved.iter().map(String::as_str).collect();
+        let lines: Vec<LedgerRow<'_>> = batch
+            .iter()
+            .filter(|a| moved.contains(a.next.id.as_str()))
+            .flat_map(|a| a.ledger.iter().map(LedgerRow::of))
+            .collect();
+        if !lines.is_empty() {
+            sqlx::query(LEDGER_MANY).bind(json(&lines)?).execute(&mut *conn).await.map_err(classify)?;
+        }
+        for a in batch.iter().filter(|a| moved.contains(a.next.id.as_str())) {
+            if let (Some(reservation), Some(original)) = (a.release, a.next.reference_id.as_deref()) {
+                sqlx::query(release_sql(reservation))
+                    .bind(original)
+                    .bind(amount(reservation))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(classify)?;
+            }
+        }
+        Ok(batch.iter().map(|a| moved.contains(a.next.id.as_str())).collect())
+    })
+}
+
+/// `advance_payment`'s update for every row of `$1`, a JSON array of `MoveRow`.
+const MOVE_MANY: &str = "UPDATE payments AS p SET \
+    captured_amount = CASE WHEN p.status = 'pending' THEN x.captured_amount ELSE p.captured_amount END, \
+    status = x.status, result_code = x.result_code, result_description = x.result_description, \
+    registration_id = x.registration_id, omni_token = x.omni_token, card_brand = x.card_brand, \
+    card_bin = x.card_bin, card_last4 = x.card_last4, card_exp_month = x.card_exp_month, \
+    card_exp_year = x.card_exp_year, card_name = x.card_name, acquirer_reference = x.acquirer_reference, \
+    recovery_point = x.recovery_point, lease_until = x.lease_until, account_last4 = x.account_last4, \
+    account_country = x.account_country, account_bank_code = x.account_bank_code, \
+    account_holder = x.account_holder, account_bic = x.account_bic \
+    FROM json_to_recordset($1::json) AS x(id text, captured_amount bigint, status text, result_code text, \
+    result_description text, registration_id text, omni_token text, card_brand text, card_bin text, \
+    card_last4 text, card_exp_month bigint, card_exp_year bigint, card_name text, acquirer_reference text, \
+    recovery_point text, lease_until bigint, from_point text, account_last4 text, account_country text, \
+    account_bank_code text, account_holder text, account_bic text) \
+    WHERE p.id = x.id AND p.recovery_point = x.from_point RETURNING p.id";
+
+/// The ledger lines of `$1`, a JSON array of `LedgerRow`, in its order.
+const LEDGER_MANY: &str = "INSERT INTO transactions (id, merchant_id, livemode, transaction_type, payment_id, \
+    reference_id, amount, currency, result_code, result_description, token, card_brand, card_bin, card_last4, \
+    created_at) SELECT x.id, x.merchant_id, x.livemode, x.transaction_type, x.payment_id, x.reference_id, \
+    x.amount, x.currency, x.result_code, x.result_description, x.token, x.card_brand, x.card_bin, x.card_last4, \
+    x.created_at FROM ROWS FROM (json_to_recordset($1::json) AS (id text, merchant_id text, livemode bigint, \
+    transaction_type text, payment_id text, reference_id text, amount bigint, currency text, result_code text, \
+    result_description text, token text, card_brand text, card_bin text, card_last4 text, created_at bigint)) \
+    WITH ORDINALITY AS x ORDER BY x.ordinality";
+
+/// One move of `MOVE_MANY`: the values `advance_payment` binds.
+#[derive(serde::Serialize)]
+struct MoveRow<'a> {
+    id: &'a str,
+    captured_amount: i64,
+    status: &'a str,
+    result_code: &'a str,
+    result_description: &'a str,
+    registration_id: Option<&'a str>,
+    omni_token: Option<&'a str>,
+    #[serde(flatten)]
+    card: CardColumns<'a>,
+    acquirer_reference: Option<&'a str>,
+    recovery_point: &'a str,
+    lease_until: i64,
+    from_point: &'a str,
+    #[serde(flatten)]
+    account: AccountColumns<'a>,
+}
+
+impl<'a> MoveRow<'a> {
+    fn of(a: &'a Advance) -> Self {
+        let next = &a.next;
+        Self {
+            id: &next.id,
+            captured_amount: next.captured_amount,
+            status: next.status.as_str(),
+            result_code: &next.result.code,
+            result_description: &next.result.description,
+            registration_id: next.registration_id.as_deref(),
+            omni_token: next.omni_token.as_deref(),
+            card: CardColumns::of(next.card.as_ref()),
+            acquirer_reference: next.acquirer_reference.as_deref(),
+            recovery_point: next.recovery.as_str(),
+            lease_until: if next.recovery == RecoveryPoint::Finished { 0 } else { secs(a.lease_until) },
+            from_point: a.from.as_str(),
+            account: AccountColumns::of(next.account.as_ref()),
+        }
+    }
+}
+
+/// One line of `LEDGER_MANY`: the values `ledger_insert` binds.
+#[derive(serde::Serialize)]
+struct LedgerRow<'a> {
+    id: &'a str,
+    merchant_id: &'a str,
+    livemode: i64,
+    transaction_type: &'a str,
+    payment_id: &'a str,
+    reference_id: &'a str,
+    amount: i64,
+    currency: &'a str,
+    result_code: &'a str,
+    result_description: &'a str,
+    token: &'a str,
+    card_brand: &'a str,
+    card_bin: &'a str,
+    card_last4: &'a str,
+    created_at: i64,
+}
+
+impl<'a> LedgerRow<'a> {
+    fn of(e: &'a LedgerEntry) -> Self {
+        Self {
+            id: &e.id,
+            merchant_id: &e.merchant_id,
+            livemode: i64::from(e.livemode),
+            transaction_type: e.transaction_type.as_str(),
+            payment_id: &e.payment_id,
+            reference_id: &e.reference_id,
+            amount: e.amount,
+            currency: &e.currency,
+            result_code: &e.result.code,
+            result_description: &e.result.description,
+            token: &e.token,
+            card_brand: &e.card.brand,
+            card_bin: &e.card.bin,
+            card_last4: &e.card.last4,
+            created_at: secs(e.created_at),
+        }
+    }
 }
 
 /// Binds a payment's columns, in `COLUMNS` order, all but the last (`lease_until`).
