@@ -14,6 +14,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::store::StoreError;
 
+pub mod batched;
 mod classify;
 pub mod committer;
 pub mod pool_gauges;

@@ -11,7 +11,8 @@
 //! first write after a restart of PostgreSQL lands (a committer's kept
 //! connection is replaced); closing the pool takes the kept connections back;
 //! a write that panics fails alone and its committer goes on; and payments'
-//! writes batched into one statement are answered each as if alone.
+//! and the vault's writes batched into one statement are answered each as if
+//! alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
@@ -648,4 +649,82 @@ async fn writes_batched_together_are_answered_each_as_alone() {
             .await
             .unwrap();
     assert_eq!(transactions, 1, "the batch's ledger lines were written by one transaction");
+}
+
+/// Durable tokens used in one batch are one statement (`mark_used_many`):
+/// each caller gets its own token back as used (or `None`: no such token, or
+/// not of the instrument asked for), a DT event is written for each use and
+/// only for those, in one transaction; two uses of one token in a batch are
+/// both answered, each with its event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uses_batched_together_are_answered_each_as_alone() {
+    use vault_svc::domain::store::cards::{CardStore, Instrument, Scope, TokenWrite, UseRetention};
+
+    let (store, _database) = waiting_vault(e2e::Db::Postgres, 200).await;
+    let ids: Vec<String> = (0..8).map(|i| format!("tok_used_{i}")).collect();
+    for id in &ids {
+        assert_eq!(store.insert(&token_row(id, id), None, &created(id)).await, Ok(Some(true)));
+    }
+    let now = 1_795_392_000_000 + 60_000;
+    let using = |id: String, only: Option<Instrument>| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let audit = vault_svc::domain::audit::AuditEntry {
+                at: now,
+                event_type: "DT",
+                merchant_id: "mrch_1".into(),
+                token_id: id.clone(),
+                actor: "payments-svc".into(),
+                correlation_id: format!("corr-{id}"),
+                outcome: "ok".into(),
+            };
+            let scope = Scope { merchant_id: "mrch_1", livemode: false };
+            let retention = UseRetention { until: now + 1_000, extended_until: now + 2_000 };
+            let used = store.mark_used(TokenWrite { scope, id: &id, audit: &audit }, now, retention, only).await;
+            (id, used.unwrap())
+        })
+    };
+    // One batch: seven uses of live cards, one of a card as an account, one
+    // of a token that does not exist.
+    let first = ids[..7]
+        .iter()
+        .map(|id| using(id.clone(), None))
+        .chain([using(ids[7].clone(), Some(Instrument::Account)), using("tok_none".into(), None)]);
+    for outcome in futures::future::join_all(first).await {
+        let (id, used) = outcome.unwrap();
+        if ids[..7].contains(&id) {
+            let row = used.unwrap_or_else(|| panic!("{id} was not used"));
+            assert_eq!((row.id.as_str(), row.last_used_at), (id.as_str(), Some(now)), "its own token, as used");
+            assert_eq!(row.card, b"sealed-card", "{id}");
+        } else {
+            assert_eq!(used, None, "{id}");
+        }
+    }
+    let pool = store.pool();
+    let events: Vec<(String, String)> =
+        sqlx::query_as("SELECT token_id, correlation_id FROM audit_events WHERE event_type = 'DT' ORDER BY token_id")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let expected: Vec<(String, String)> = ids[..7].iter().map(|id| (id.clone(), format!("corr-{id}"))).collect();
+    assert_eq!(events, expected, "a DT event for each use, and only for those");
+    let transactions: i64 =
+        sqlx::query_scalar("SELECT COUNT(DISTINCT xmin::text) FROM audit_events WHERE event_type = 'DT'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(transactions, 1, "the batch's uses were one transaction, not re-run alone");
+
+    // Then a batch with two uses of one token.
+    let twice = [using(ids[0].clone(), None), using(ids[0].clone(), None)];
+    for outcome in futures::future::join_all(twice).await {
+        let (id, used) = outcome.unwrap();
+        assert!(used.is_some_and(|row| row.id == id), "both uses are answered with the token");
+    }
+    let uses: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE event_type = 'DT' AND token_id = $1")
+        .bind(ids[0].as_str())
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(uses, 3, "each use has its event");
 }

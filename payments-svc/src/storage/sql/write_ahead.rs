@@ -7,6 +7,7 @@
 //! idempotency keys with leases. Every guard is a condition of the statement
 //! itself, so two workers racing on one payment or key can never both succeed.
 use common::clock::Millis;
+use common::database::batched::{distinct, json, on_postgres, pin_key_lookups};
 use common::database::{classify, column, to_secs as secs};
 use common::text::Text;
 use futures::future::BoxFuture;
@@ -87,22 +88,6 @@ pub(super) fn begin_payments<'c>(
         }
         Ok(begun)
     })
-}
-
-/// Whether every id is different.
-fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> bool {
-    let mut ids: Vec<&str> = ids.collect();
-    ids.sort_unstable();
-    ids.windows(2).all(|w| w[0] != w[1])
-}
-
-fn on_postgres(conn: &AnyConnection) -> bool {
-    conn.backend_name() == "PostgreSQL"
-}
-
-/// A batch's rows as the JSON array `json_to_recordset` reads.
-fn json<T: serde::Serialize>(rows: &T) -> Result<String, StoreError> {
-    serde_json::to_string(rows).map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
 /// The payment stored under `p`'s id (which `p`'s insert found taken).
@@ -391,6 +376,9 @@ pub(super) fn advance_payments<'c>(
             }
             return Ok(moved);
         }
+        // The moves join their rows by key, however small the table was
+        // when the statement was planned.
+        pin_key_lookups(&mut *conn).await?;
         let moves: Vec<MoveRow<'_>> = batch.iter().map(|a| MoveRow::of(a)).collect();
         let moves = serde_json::to_string(&moves).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let moved: Vec<String> =

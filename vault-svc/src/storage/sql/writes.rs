@@ -6,6 +6,7 @@
 //! audit event together, in one statement on PostgreSQL, and writes nothing
 //! when it changes no token.
 use common::clock::Millis;
+use common::database::batched::{distinct, json, on_postgres, pin_key_lookups};
 use common::database::{classify, column, to_secs as secs};
 use futures::future::BoxFuture;
 use sqlx::AnyConnection;
@@ -167,4 +168,92 @@ pub(super) fn mark_used<'c>(
             }
         }
     })
+}
+
+/// Several uses (`mark_used` each) in one statement on PostgreSQL: one
+/// `UPDATE … FROM json_to_recordset` of every use, its audit events inserted
+/// by the same statement for the tokens it changed, each caller answered
+/// with its own token or `None`. A statement per use costs a round trip and a
+/// wake-up of the backend each. On SQLite, or when two uses of a batch are of
+/// one token (the second must see the first), each runs as `mark_used`.
+pub(super) fn mark_used_many<'c>(
+    batch: &'c [&'c MarkUsed],
+    conn: &'c mut AnyConnection,
+) -> BoxFuture<'c, Result<Vec<Option<CardRow>>, StoreError>> {
+    Box::pin(async move {
+        if batch.len() == 1 || !distinct(batch.iter().map(|w| w.id.as_str())) || !on_postgres(conn) {
+            let mut used = Vec::with_capacity(batch.len());
+            for w in batch {
+                used.push(mark_used(w, &mut *conn).await?);
+            }
+            return Ok(used);
+        }
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let returning = COLUMNS.split(", ").map(|c| format!("c.{}", c.trim())).collect::<Vec<_>>().join(", ");
+            format!(
+                "WITH x AS (SELECT * FROM ROWS FROM (json_to_recordset($1::json) AS (id text, merchant_id text, \
+                 livemode bigint, now bigint, until bigint, extended_until bigint, only_instrument text, at bigint, \
+                 event_type text, actor text, correlation_id text, outcome text)) WITH ORDINALITY AS x), \
+                 t AS (UPDATE card_tokens c SET last_used_at = x.now, retain_until = CASE WHEN c.instrument = \
+                 'account' THEN (CASE WHEN c.extended = 1 THEN x.extended_until ELSE x.until END) \
+                 ELSE c.retain_until END FROM x WHERE c.id = x.id AND c.merchant_id = x.merchant_id \
+                 AND c.livemode = x.livemode AND c.deleted_at IS NULL AND c.retain_until > x.now \
+                 AND (x.only_instrument = '' OR c.instrument = x.only_instrument) \
+                 RETURNING {returning}, x.ordinality AS n), \
+                 a AS (INSERT INTO audit_events (at, event_type, merchant_id, token_id, actor, correlation_id, \
+                 outcome) SELECT x.at, x.event_type, t.merchant_id, t.id, x.actor, x.correlation_id, x.outcome \
+                 FROM t JOIN x ON x.ordinality = t.n ORDER BY t.n) \
+                 SELECT * FROM t"
+            )
+        });
+        let uses: Vec<UseRow<'_>> = batch.iter().map(|w| UseRow::of(w)).collect();
+        // The uses join their tokens by key, however small the table was
+        // when the statement was planned.
+        pin_key_lookups(&mut *conn).await?;
+        let rows = sqlx::query(SQL.as_str()).bind(json(&uses)?).fetch_all(&mut *conn).await.map_err(classify)?;
+        let mut used: Vec<Option<CardRow>> = batch.iter().map(|_| None).collect();
+        for row in &rows {
+            let n = column::<i64>(row, "n")?;
+            let slot = usize::try_from(n - 1).ok().and_then(|i| used.get_mut(i));
+            let slot = slot.ok_or_else(|| StoreError::Corrupt("a use answered for a row it did not send".into()))?;
+            *slot = Some(card_row(row)?);
+        }
+        Ok(used)
+    })
+}
+
+/// One use of `mark_used_many`: the values `mark_used` binds.
+#[derive(serde::Serialize)]
+struct UseRow<'a> {
+    id: &'a str,
+    merchant_id: &'a str,
+    livemode: i64,
+    now: i64,
+    until: i64,
+    extended_until: i64,
+    only_instrument: &'a str,
+    at: i64,
+    event_type: &'a str,
+    actor: &'a str,
+    correlation_id: &'a str,
+    outcome: &'a str,
+}
+
+impl<'a> UseRow<'a> {
+    fn of(w: &'a MarkUsed) -> Self {
+        Self {
+            id: &w.id,
+            merchant_id: &w.merchant_id,
+            livemode: i64::from(w.livemode),
+            now: secs(w.now),
+            until: secs(w.retention.until),
+            extended_until: secs(w.retention.extended_until),
+            only_instrument: w.only.map(Instrument::as_str).unwrap_or(""),
+            at: secs(w.audit.at),
+            event_type: w.audit.event_type,
+            actor: &w.audit.actor,
+            correlation_id: &w.audit.correlation_id,
+            outcome: &w.audit.outcome,
+        }
+    }
 }
