@@ -12,6 +12,10 @@
 //! costs BEGIN, its statements and COMMIT, without the two pings a checkout
 //! from the pool and its return would add.
 //!
+//! A write may instead be one of a `Batch` (`Committer::write_batched`): the
+//! writes of one batch made with the same `Batch` run as one call, which can
+//! write them all with one multi-row statement (`super::batched`).
+//!
 //! Failures stay each caller's own. A write whose statement fails rolls its
 //! whole batch back, and then every write of that batch runs again alone, in a
 //! transaction of its own, so the failure reaches only its caller and nothing
@@ -36,10 +40,9 @@
 //! Without this every such panic would take a committer with it, and after
 //! `committers` of them every durable write would fail until a restart.
 use std::any::{Any as AnyType, TypeId};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::panic::AssertUnwindSafe;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -62,6 +65,7 @@ pub type Job<D, T> = for<'c> fn(&'c D, &'c mut AnyConnection) -> BoxFuture<'c, R
 /// one row runs them one after the other itself.
 pub type Batch<D, T> = for<'c> fn(&'c [&'c D], &'c mut AnyConnection) -> BoxFuture<'c, Result<Vec<T>, StoreError>>;
 
+/// `[database.group_commit]`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GroupCommit {
@@ -320,8 +324,9 @@ struct Link {
     open: bool,
 }
 
-/// A committer stopped mid-transaction (the runtime shutting down) closes its connection, and PostgreSQL rolls the transaction back:
-/// handed back to the pool, it would serve its next user inside it.
+/// A committer stopped mid-transaction (the runtime shutting down) closes its
+/// connection, and PostgreSQL rolls the transaction back: handed back to the
+/// pool, it would serve its next user inside it.
 impl Drop for Link {
     fn drop(&mut self) {
         if self.open {

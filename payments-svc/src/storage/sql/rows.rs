@@ -126,27 +126,70 @@ pub(super) fn ledger_insert(e: &LedgerEntry) -> Query<'_> {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!("{LEDGER_INSERT_HEAD} ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
     });
-    bind_ledger(sqlx::query(SQL.as_str()), e)
+    bind_ledger(sqlx::query(SQL.as_str()), LedgerRow::of(e))
 }
 
 /// Binds one ledger line's 15 values, in column order.
-pub(super) fn bind_ledger<'q>(query: Query<'q>, e: &'q LedgerEntry) -> Query<'q> {
+fn bind_ledger<'q>(query: Query<'q>, r: LedgerRow<'q>) -> Query<'q> {
     query
-        .bind(e.id.as_str())
-        .bind(e.merchant_id.as_str())
-        .bind(i64::from(e.livemode))
-        .bind(e.transaction_type.as_str())
-        .bind(e.payment_id.as_str())
-        .bind(e.reference_id.as_str())
-        .bind(e.amount)
-        .bind(e.currency.as_str())
-        .bind(e.result.code.as_str())
-        .bind(e.result.description.as_str())
-        .bind(e.token.as_str())
-        .bind(e.card.brand.as_str())
-        .bind(e.card.bin.as_str())
-        .bind(e.card.last4.as_str())
-        .bind(secs(e.created_at))
+        .bind(r.id)
+        .bind(r.merchant_id)
+        .bind(r.livemode)
+        .bind(r.transaction_type)
+        .bind(r.payment_id)
+        .bind(r.reference_id)
+        .bind(r.amount)
+        .bind(r.currency)
+        .bind(r.result_code)
+        .bind(r.result_description)
+        .bind(r.token)
+        .bind(r.card_brand)
+        .bind(r.card_bin)
+        .bind(r.card_last4)
+        .bind(r.created_at)
+}
+
+/// A ledger line's values, as `ledger_insert` binds them and the batched
+/// insert of `write_ahead` sends them.
+#[derive(Clone, Copy, serde::Serialize)]
+pub(super) struct LedgerRow<'a> {
+    id: &'a str,
+    merchant_id: &'a str,
+    livemode: i64,
+    transaction_type: &'a str,
+    payment_id: &'a str,
+    reference_id: &'a str,
+    amount: i64,
+    currency: &'a str,
+    result_code: &'a str,
+    result_description: &'a str,
+    token: &'a str,
+    card_brand: &'a str,
+    card_bin: &'a str,
+    card_last4: &'a str,
+    created_at: i64,
+}
+
+impl<'a> LedgerRow<'a> {
+    pub(super) fn of(e: &'a LedgerEntry) -> Self {
+        Self {
+            id: &e.id,
+            merchant_id: &e.merchant_id,
+            livemode: i64::from(e.livemode),
+            transaction_type: e.transaction_type.as_str(),
+            payment_id: &e.payment_id,
+            reference_id: &e.reference_id,
+            amount: e.amount,
+            currency: &e.currency,
+            result_code: &e.result.code,
+            result_description: &e.result.description,
+            token: &e.token,
+            card_brand: &e.card.brand,
+            card_bin: &e.card.bin,
+            card_last4: &e.card.last4,
+            created_at: secs(e.created_at),
+        }
+    }
 }
 
 /// The texts of a payment a write stores.

@@ -13,7 +13,7 @@ use common::text::Text;
 use futures::future::BoxFuture;
 use sqlx::AnyConnection;
 
-use super::rows::{Query, ledger_insert, payment};
+use super::rows::{LedgerRow, Query, ledger_insert, payment};
 use super::{COLUMNS, SqlStore};
 use crate::domain::idempotency::Claim;
 use crate::domain::payment::{LedgerEntry, MaskedAccount, MaskedCard, Payment, RecoveryPoint, Reservation};
@@ -36,8 +36,7 @@ pub(super) fn begin_payment<'c>(
             let values = (1..=42).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
             format!("INSERT INTO payments ({COLUMNS}) VALUES ({values}) ON CONFLICT (id) DO NOTHING")
         });
-        let inserted = bind_payment(sqlx::query(INSERT.as_str()), p)
-            .bind(secs(*lease_until))
+        let inserted = bind_payment(sqlx::query(INSERT.as_str()), PaymentRow::of(p, *lease_until))
             .execute(&mut *conn)
             .await
             .map_err(classify)?;
@@ -171,8 +170,8 @@ const PAYMENT_COLUMN_TYPES: [(&str, &str); 42] = [
     ("lease_until", "bigint"),
 ];
 
-/// A payment's columns as `begin_payments` sends them (`bind_payment`'s values).
-#[derive(serde::Serialize)]
+/// A payment's columns, as `begin_payment` binds them and `begin_payments` sends them.
+#[derive(Clone, Copy, serde::Serialize)]
 struct PaymentRow<'a> {
     id: &'a str,
     merchant_id: &'a str,
@@ -253,8 +252,8 @@ impl<'a> PaymentRow<'a> {
     }
 }
 
-/// A masked card's six columns, null without a card (`bind_card`).
-#[derive(serde::Serialize)]
+/// A masked card's six columns, null without a card.
+#[derive(Clone, Copy, serde::Serialize)]
 struct CardColumns<'a> {
     card_brand: Option<&'a str>,
     card_bin: Option<&'a str>,
@@ -277,8 +276,8 @@ impl<'a> CardColumns<'a> {
     }
 }
 
-/// A masked bank account's five columns, null without one (`bind_account`).
-#[derive(serde::Serialize)]
+/// A masked bank account's five columns, null without one.
+#[derive(Clone, Copy, serde::Serialize)]
 struct AccountColumns<'a> {
     account_last4: Option<&'a str>,
     account_country: Option<&'a str>,
@@ -316,7 +315,7 @@ pub(super) fn advance_payment<'c>(
     conn: &'c mut AnyConnection,
 ) -> BoxFuture<'c, Result<bool, StoreError>> {
     Box::pin(async move {
-        let next = &a.next;
+        let r = MoveRow::of(a);
         let moved = sqlx::query(
             "UPDATE payments SET captured_amount = CASE WHEN status = 'pending' THEN $2 ELSE captured_amount END, \
              status = $3, result_code = $4, result_description = $5, registration_id = $6, omni_token = $7, \
@@ -325,26 +324,26 @@ pub(super) fn advance_payment<'c>(
              account_last4 = $18, account_country = $19, account_bank_code = $20, account_holder = $21, \
              account_bic = $22 WHERE id = $1 AND recovery_point = $17",
         )
-        .bind(next.id.as_str())
-        .bind(next.captured_amount)
-        .bind(next.status.as_str())
-        .bind(next.result.code.as_str())
-        .bind(next.result.description.as_str())
-        .bind(next.registration_id.as_deref())
-        .bind(next.omni_token.as_deref());
-        let moved = bind_card(moved, next.card.as_ref())
-            .bind(next.acquirer_reference.as_deref())
-            .bind(next.recovery.as_str())
-            .bind(if next.recovery == RecoveryPoint::Finished { 0 } else { secs(a.lease_until) })
-            .bind(a.from.as_str());
-        let moved = bind_account(moved, next.account.as_ref()).execute(&mut *conn).await.map_err(classify)?;
+        .bind(r.id)
+        .bind(r.captured_amount)
+        .bind(r.status)
+        .bind(r.result_code)
+        .bind(r.result_description)
+        .bind(r.registration_id)
+        .bind(r.omni_token);
+        let moved = bind_card(moved, r.card)
+            .bind(r.acquirer_reference)
+            .bind(r.recovery_point)
+            .bind(r.lease_until)
+            .bind(r.from_point);
+        let moved = bind_account(moved, r.account).execute(&mut *conn).await.map_err(classify)?;
         if moved.rows_affected() != 1 {
             return Ok(false);
         }
         for entry in &a.ledger {
             ledger_insert(entry).execute(&mut *conn).await.map_err(classify)?;
         }
-        if let (Some(reservation), Some(original)) = (a.release, next.reference_id.as_deref()) {
+        if let (Some(reservation), Some(original)) = (a.release, a.next.reference_id.as_deref()) {
             sqlx::query(release_sql(reservation))
                 .bind(original)
                 .bind(amount(reservation))
@@ -433,8 +432,8 @@ const LEDGER_MANY: &str = "INSERT INTO transactions (id, merchant_id, livemode, 
     result_description text, token text, card_brand text, card_bin text, card_last4 text, created_at bigint)) \
     WITH ORDINALITY AS x ORDER BY x.ordinality";
 
-/// One move of `MOVE_MANY`: the values `advance_payment` binds.
-#[derive(serde::Serialize)]
+/// A move's values, as `advance_payment` binds them and `MOVE_MANY` reads them.
+#[derive(Clone, Copy, serde::Serialize)]
 struct MoveRow<'a> {
     id: &'a str,
     captured_amount: i64,
@@ -474,107 +473,62 @@ impl<'a> MoveRow<'a> {
     }
 }
 
-/// One line of `LEDGER_MANY`: the values `ledger_insert` binds.
-#[derive(serde::Serialize)]
-struct LedgerRow<'a> {
-    id: &'a str,
-    merchant_id: &'a str,
-    livemode: i64,
-    transaction_type: &'a str,
-    payment_id: &'a str,
-    reference_id: &'a str,
-    amount: i64,
-    currency: &'a str,
-    result_code: &'a str,
-    result_description: &'a str,
-    token: &'a str,
-    card_brand: &'a str,
-    card_bin: &'a str,
-    card_last4: &'a str,
-    created_at: i64,
-}
-
-impl<'a> LedgerRow<'a> {
-    fn of(e: &'a LedgerEntry) -> Self {
-        Self {
-            id: &e.id,
-            merchant_id: &e.merchant_id,
-            livemode: i64::from(e.livemode),
-            transaction_type: e.transaction_type.as_str(),
-            payment_id: &e.payment_id,
-            reference_id: &e.reference_id,
-            amount: e.amount,
-            currency: &e.currency,
-            result_code: &e.result.code,
-            result_description: &e.result.description,
-            token: &e.token,
-            card_brand: &e.card.brand,
-            card_bin: &e.card.bin,
-            card_last4: &e.card.last4,
-            created_at: secs(e.created_at),
-        }
-    }
-}
-
-/// Binds a payment's columns, in `COLUMNS` order, all but the last (`lease_until`).
-fn bind_payment<'q>(query: Query<'q>, p: &'q Payment) -> Query<'q> {
-    let si = p.standing_instruction.as_ref().map(|s| s.codes());
+/// Binds a payment's columns, in `COLUMNS` order.
+fn bind_payment<'q>(query: Query<'q>, r: PaymentRow<'q>) -> Query<'q> {
     let query = query
-        .bind(p.id.as_str())
-        .bind(p.merchant_id.as_str())
-        .bind(i64::from(p.livemode))
-        .bind(p.payment_type.as_str())
-        .bind(p.reference_id.as_deref())
-        .bind(p.amount)
-        .bind(p.currency.as_str())
-        .bind(p.status.as_str())
-        .bind(p.result.code.as_str())
-        .bind(p.result.description.as_str())
-        .bind(p.token.as_deref())
-        .bind(p.registration_id.as_deref())
-        .bind(p.omni_token.as_deref());
-    let query = bind_card(query, p.card.as_ref())
-        .bind(si.map(|s| s.0))
-        .bind(si.map(|s| s.1))
-        .bind(si.map(|s| s.2))
-        .bind(p.standing_instruction.as_ref().map(|s| s.initial_transaction_id.as_str()))
-        .bind(p.captured_amount)
-        .bind(p.refunded_amount)
-        .bind(i64::from(p.reversed))
-        .bind(p.acquirer_reference.as_deref())
-        .bind(p.customer_id.as_str())
-        .bind(p.merchant_transaction_id.as_str())
-        .bind(p.description.as_str())
-        .bind(secs(p.created_at))
-        .bind(p.recovery.as_str())
-        .bind(p.source_kind.map_or("", |k| k.as_str()))
-        .bind(p.tokenize.map_or("", |k| k.as_str()));
-    bind_account(query, p.account.as_ref())
-        .bind(p.mandate.as_ref().map(|m| m.id.as_str()))
-        .bind(p.mandate.as_ref().map(|m| m.date_of_signature.as_str()))
+        .bind(r.id)
+        .bind(r.merchant_id)
+        .bind(r.livemode)
+        .bind(r.payment_type)
+        .bind(r.reference_id)
+        .bind(r.amount)
+        .bind(r.currency)
+        .bind(r.status)
+        .bind(r.result_code)
+        .bind(r.result_description)
+        .bind(r.token)
+        .bind(r.registration_id)
+        .bind(r.omni_token);
+    let query = bind_card(query, r.card)
+        .bind(r.si_mode)
+        .bind(r.si_type)
+        .bind(r.si_source)
+        .bind(r.si_initial_id)
+        .bind(r.captured_amount)
+        .bind(r.refunded_amount)
+        .bind(r.reversed)
+        .bind(r.acquirer_reference)
+        .bind(r.customer_id)
+        .bind(r.merchant_transaction_id)
+        .bind(r.description)
+        .bind(r.created_at)
+        .bind(r.recovery_point)
+        .bind(r.source_kind)
+        .bind(r.tokenize);
+    bind_account(query, r.account).bind(r.mandate_id).bind(r.mandate_signed).bind(r.lease_until)
 }
 
 /// Binds a masked bank account's five columns (last4, country, bank code,
-/// holder, BIC), null without an account.
-fn bind_account<'q>(query: Query<'q>, account: Option<&'q MaskedAccount>) -> Query<'q> {
+/// holder, BIC).
+fn bind_account<'q>(query: Query<'q>, a: AccountColumns<'q>) -> Query<'q> {
     query
-        .bind(account.map(|a| a.last4.as_str()))
-        .bind(account.map(|a| a.country.as_str()))
-        .bind(account.map(|a| a.bank_code.as_str()))
-        .bind(account.map(|a| a.holder.as_str()))
-        .bind(account.map(|a| a.bic.as_str()))
+        .bind(a.account_last4)
+        .bind(a.account_country)
+        .bind(a.account_bank_code)
+        .bind(a.account_holder)
+        .bind(a.account_bic)
 }
 
 /// Binds a masked card's six columns (brand, bin, last4, expiry month and
-/// year, name), null without a card.
-fn bind_card<'q>(query: Query<'q>, card: Option<&'q MaskedCard>) -> Query<'q> {
+/// year, name).
+fn bind_card<'q>(query: Query<'q>, c: CardColumns<'q>) -> Query<'q> {
     query
-        .bind(card.map(|c| c.brand.as_str()))
-        .bind(card.map(|c| c.bin.as_str()))
-        .bind(card.map(|c| c.last4.as_str()))
-        .bind(card.map(|c| i64::from(c.exp_month)))
-        .bind(card.map(|c| i64::from(c.exp_year)))
-        .bind(card.map(|c| c.name.as_str()))
+        .bind(c.card_brand)
+        .bind(c.card_bin)
+        .bind(c.card_last4)
+        .bind(c.card_exp_month)
+        .bind(c.card_exp_year)
+        .bind(c.card_name)
 }
 
 /// The conditional update that takes a reservation on the original (`$1`),

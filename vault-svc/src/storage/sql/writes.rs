@@ -6,7 +6,7 @@
 //! audit event together, in one statement on PostgreSQL, and writes nothing
 //! when it changes no token.
 use common::clock::Millis;
-use common::database::batched::{distinct, json, on_postgres, pin_key_lookups};
+use common::database::batched::{distinct, json, pin_key_lookups};
 use common::database::{classify, column, to_secs as secs};
 use futures::future::BoxFuture;
 use sqlx::AnyConnection;
@@ -181,7 +181,8 @@ pub(super) fn mark_used_many<'c>(
     conn: &'c mut AnyConnection,
 ) -> BoxFuture<'c, Result<Vec<Option<CardRow>>, StoreError>> {
     Box::pin(async move {
-        if batch.len() == 1 || !distinct(batch.iter().map(|w| w.id.as_str())) || !on_postgres(conn) {
+        let postgres = batch.iter().all(|w| w.dialect == Dialect::Postgres);
+        if batch.len() == 1 || !distinct(batch.iter().map(|w| w.id.as_str())) || !postgres {
             let mut used = Vec::with_capacity(batch.len());
             for w in batch {
                 used.push(mark_used(w, &mut *conn).await?);
