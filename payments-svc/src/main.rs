@@ -8,6 +8,11 @@ use common::lifecycle::shutdown_signal;
 use payments_svc::config::PaymentsConfig;
 use payments_svc::startup::{Application, BoxError, Dependencies};
 
+/// mimalloc: the services allocate per call (gRPC frames, futures, rows);
+/// glibc's malloc spent ~10 % of vault-svc's CPU under load (docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "payments-svc", about = "payvault payments")]
 struct Cli {
