@@ -20,7 +20,7 @@ pub mod committer;
 pub mod pool_gauges;
 
 pub use classify::{classify, classify_migration};
-pub use committer::{Batch, GroupCommit, Job};
+pub use committer::{Batch, GroupCommit, Job, OneStatement};
 
 /// Instants are stored as Unix seconds in both services' databases: a 13-digit
 /// millisecond count could pass Luhn and trip the card-number scan of a dump.
@@ -156,6 +156,23 @@ impl Database {
         T: Send + 'static,
     {
         self.trip(operation, self.committer.write_batched(data, batch)).await
+    }
+
+    /// As `write_batched`, for a `batch` that is one statement whenever `one`
+    /// says so: then, on a connection in use, it runs without BEGIN and COMMIT
+    /// (`Committer::write_statement`).
+    pub async fn write_statement<D, T>(
+        &self,
+        operation: &'static str,
+        data: D,
+        batch: Batch<D, T>,
+        one: OneStatement<D>,
+    ) -> Result<T, StoreError>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        self.trip(operation, self.committer.write_statement(data, batch, one)).await
     }
 
     pub fn pool(&self) -> &AnyPool {

@@ -728,3 +728,89 @@ async fn uses_batched_together_are_answered_each_as_alone() {
         .unwrap();
     assert_eq!(uses, 3, "each use has its event");
 }
+
+/// A batch that is one statement (`Committer::write_statement`) runs without
+/// BEGIN and COMMIT on a connection in use, and still commits as one (the
+/// private cluster logs every statement, so the test reads which were sent).
+/// A statement the database refuses wrote nothing, so its writes run again
+/// alone and only the refused one fails. A connection idle for longer than
+/// the warm window goes through BEGIN again (a server that restarted
+/// meanwhile is found out before anything is written), as does a committer's
+/// first write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_is_one_statement_runs_without_begin_on_a_connection_in_use() {
+    use common::database::committer::Committer;
+    use futures::future::BoxFuture;
+    use sqlx::AnyConnection;
+
+    /// The ids as one `INSERT`.
+    fn insert_all<'c>(ids: &'c [&'c i64], conn: &'c mut AnyConnection) -> BoxFuture<'c, Result<Vec<()>, StoreError>> {
+        Box::pin(async move {
+            let list = ids.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(",");
+            sqlx::query("INSERT INTO marks (id) SELECT unnest(string_to_array($1, ','))::bigint")
+                .bind(list)
+                .execute(&mut *conn)
+                .await
+                .map_err(common::database::classify)?;
+            Ok(ids.iter().map(|_| ()).collect())
+        })
+    }
+    fn one_statement(_: &[&i64], _: &AnyConnection) -> bool {
+        true
+    }
+
+    let pg = PgServer::new().await;
+    let url = pg.url("postgres");
+    let (pool, _) = common::database::connect(&url, 2, Duration::from_secs(5)).await.unwrap();
+    sqlx::query("CREATE TABLE marks (id BIGINT PRIMARY KEY)").execute(&pool).await.unwrap();
+    sqlx::query("ALTER SYSTEM SET log_statement = 'all'").execute(&pool).await.unwrap();
+    sqlx::query("SELECT pg_reload_conf()").execute(&pool).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // What the server was sent since the last look: the BEGINs, and whether
+    // the inserts were among it.
+    let log = pg.log_file();
+    let mut seen = std::fs::read_to_string(&log).unwrap().len();
+    let mut begins = move || {
+        let text = std::fs::read_to_string(&log).unwrap();
+        let new = text[seen..].to_owned();
+        seen = text.len();
+        assert!(new.contains("INSERT INTO marks"), "the inserts were logged:\n{new}");
+        new.lines().filter(|line| line.contains("statement: BEGIN")).count()
+    };
+
+    // Two connections, one committer: it keeps its connection; it gathers
+    // for 20 ms, well within the warm window.
+    let one = GroupCommit { max_batch: 64, max_wait_us: 20_000, committers: 1, timeout_ms: 2_000 };
+    let committer = Committer::start(pool.clone(), &one);
+    let batch = |ids: Vec<i64>| {
+        let writes = ids.into_iter().map(|id| {
+            let committer = committer.clone();
+            tokio::spawn(async move { (id, committer.write_statement(id, insert_all, one_statement).await) })
+        });
+        futures::future::join_all(writes)
+    };
+
+    assert_eq!(committer.write_statement(1_i64, insert_all, one_statement).await, Ok(()));
+    assert_eq!(begins(), 1, "the committer's first write begins a transaction");
+    for write in batch((10..15).collect()).await {
+        let (id, outcome) = write.unwrap();
+        assert_eq!(outcome, Ok(()), "write {id}");
+    }
+    assert_eq!(begins(), 0, "a batch on the connection just used is its statement alone");
+    // 12 is stored already: the statement is refused, and its writes run again alone.
+    for write in batch(vec![20, 21, 12, 22]).await {
+        let (id, outcome) = write.unwrap();
+        match id {
+            12 => assert!(matches!(outcome, Err(StoreError::Conflict(_))), "{outcome:?}"),
+            _ => assert_eq!(outcome, Ok(()), "write {id}"),
+        }
+    }
+    assert_eq!(begins(), 0, "the writes run again alone are their statements too");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(committer.write_statement(30_i64, insert_all, one_statement).await, Ok(()));
+    assert_eq!(begins(), 1, "after an idle spell the connection is tried with BEGIN");
+
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM marks ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert_eq!(ids, [1, 10, 11, 12, 13, 14, 20, 21, 22, 30], "every write but the refused one, once");
+    assert_eq!(shared_transactions(&pool, "marks").await, 1, "the five of one batch were one transaction");
+}

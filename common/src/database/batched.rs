@@ -2,9 +2,8 @@
 //! PostgreSQL: a batch's rows sent as one JSON parameter (read back with
 //! `json_to_recordset`), the check that no two rows of a batch are for one
 //! key, and the planner settings that keep a batch's join on the key.
-use sqlx::{AnyConnection, Executor};
+use sqlx::AnyConnection;
 
-use super::classify;
 use crate::store::StoreError;
 
 /// Whether `conn` is PostgreSQL's (the multi-row forms are written for it;
@@ -26,17 +25,18 @@ pub fn json<T: serde::Serialize>(rows: &T) -> Result<String, StoreError> {
     serde_json::to_string(rows).map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
-/// Makes the rest of the transaction find rows by key whatever the planner
-/// believes of a table's size. A generic plan made while a table was nearly
-/// empty (a hash join over a sequential scan) is cached on the committer's
-/// connection, which lives for hours, and once the table has grown would
-/// scan all of it for every batch. One round trip; the settings end with
-/// the transaction, whose statements all find their rows by key.
-pub async fn pin_key_lookups(conn: &mut AnyConnection) -> Result<(), StoreError> {
-    conn.execute(sqlx::raw_sql(
-        "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off",
-    ))
-    .await
-    .map(|_| ())
-    .map_err(classify)
-}
+/// The planner settings under which a committer's statements run on
+/// PostgreSQL, so that a batch's join finds its rows by key whatever the
+/// planner believes of a table's size. A generic plan made while a table was
+/// nearly empty (a hash join over a sequential scan) is cached on the
+/// committer's connection, which lives for hours, and once the table had
+/// grown would scan all of it for every batch. The committers' statements
+/// all find their rows by key. A kept connection (which runs nothing else and
+/// never goes back to the pool in use) takes them for its life, when it is
+/// taken from the pool (`PIN_SESSION`); a connection that goes back after
+/// each batch, for its transaction only (`BEGIN_PINNED`).
+pub const PIN_SESSION: &str = "SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off";
+
+/// BEGIN with `PIN_SESSION`'s settings for the transaction only, in one round trip.
+pub const BEGIN_PINNED: &str =
+    "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";

@@ -42,7 +42,7 @@
 use std::any::{Any as AnyType, TypeId};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -51,6 +51,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::batched::{BEGIN_PINNED, PIN_SESSION, on_postgres};
 use super::classify;
 use crate::store::StoreError;
 
@@ -64,6 +65,11 @@ pub type Job<D, T> = for<'c> fn(&'c D, &'c mut AnyConnection) -> BoxFuture<'c, R
 /// order. The writes are each a different row's: a batch that holds two for
 /// one row runs them one after the other itself.
 pub type Batch<D, T> = for<'c> fn(&'c [&'c D], &'c mut AnyConnection) -> BoxFuture<'c, Result<Vec<T>, StoreError>>;
+
+/// Whether a `Batch` writes these writes with one statement on `conn`, which
+/// PostgreSQL commits by itself, atomically and durably, when it ends: a
+/// batch of only such writes runs without BEGIN and COMMIT (`autocommitted`).
+pub type OneStatement<D> = fn(&[&D], &AnyConnection) -> bool;
 
 /// `[database.group_commit]`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -97,6 +103,8 @@ trait Pending: Send {
     fn kind(&self) -> Option<(TypeId, usize)>;
     /// Runs a group of writes of its kind (or itself alone).
     fn runner(&self) -> Runner;
+    /// Tells whether a group of writes of its kind is one statement.
+    fn one_statement(&self) -> GroupCheck;
     fn as_any(&mut self) -> &mut dyn AnyType;
     /// Sends the caller the output of the last run, or `outcome`'s error.
     fn answer(self: Box<Self>, outcome: Result<(), StoreError>);
@@ -105,9 +113,12 @@ trait Pending: Send {
 /// Runs writes of one kind, setting each one's output.
 type Runner = for<'c> fn(&'c mut [Box<dyn Pending>], &'c mut AnyConnection) -> BoxFuture<'c, Result<(), StoreError>>;
 
+/// Whether writes of one kind are one statement on that connection.
+type GroupCheck = fn(&mut [Box<dyn Pending>], &AnyConnection) -> bool;
+
 enum Statements<D, T> {
     One(Job<D, T>),
-    Many(Batch<D, T>),
+    Many(Batch<D, T>, Option<OneStatement<D>>),
 }
 
 struct Write<D, T> {
@@ -125,12 +136,16 @@ impl<D: Send + Sync + 'static, T: Send + 'static> Pending for Write<D, T> {
     fn kind(&self) -> Option<(TypeId, usize)> {
         match self.statements {
             Statements::One(_) => None,
-            Statements::Many(batch) => Some((TypeId::of::<Self>(), batch as usize)),
+            Statements::Many(batch, _) => Some((TypeId::of::<Self>(), batch as usize)),
         }
     }
 
     fn runner(&self) -> Runner {
         run_group::<D, T>
+    }
+
+    fn one_statement(&self) -> GroupCheck {
+        one_statement_group::<D, T>
     }
 
     fn as_any(&mut self) -> &mut dyn AnyType {
@@ -160,7 +175,7 @@ fn run_group<'c, D: Send + Sync + 'static, T: Send + 'static>(
             .ok_or_else(mixed)?;
         let batch = match writes.first().map(|w| &w.statements) {
             None => return Ok(()),
-            Some(Statements::Many(batch)) => *batch,
+            Some(Statements::Many(batch, _)) => *batch,
             Some(Statements::One(_)) => {
                 for write in writes {
                     let Statements::One(job) = write.statements else { return Err(mixed()) };
@@ -181,6 +196,19 @@ fn run_group<'c, D: Send + Sync + 'static, T: Send + 'static>(
         }
         Ok(())
     })
+}
+
+/// Whether `group` (writes of one kind, all `Write<D, T>`) is one statement.
+fn one_statement_group<D: Send + Sync + 'static, T: Send + 'static>(
+    group: &mut [Box<dyn Pending>],
+    conn: &AnyConnection,
+) -> bool {
+    let writes: Option<Vec<&mut Write<D, T>>> =
+        group.iter_mut().map(|w| w.as_any().downcast_mut::<Write<D, T>>()).collect();
+    let Some(writes) = writes else { return false };
+    let Some(Statements::Many(_, Some(one))) = writes.first().map(|w| &w.statements) else { return false };
+    let data: Vec<&D> = writes.iter().map(|w| &w.data).collect();
+    one(&data, conn)
 }
 
 /// Durable writes whose job panicked.
@@ -236,7 +264,23 @@ impl Committer {
         D: Send + Sync + 'static,
         T: Send + 'static,
     {
-        self.queue_write(data, Statements::Many(batch)).await
+        self.queue_write(data, Statements::Many(batch, None)).await
+    }
+
+    /// As `write_batched`, for a `batch` that writes them with one statement
+    /// whenever `one` says so: such a batch, on a connection in use, is that
+    /// statement alone, without BEGIN and COMMIT (one round trip, not three).
+    pub async fn write_statement<D, T>(
+        &self,
+        data: D,
+        batch: Batch<D, T>,
+        one: OneStatement<D>,
+    ) -> Result<T, StoreError>
+    where
+        D: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        self.queue_write(data, Statements::Many(batch, Some(one))).await
     }
 
     async fn queue_write<D, T>(&self, data: D, statements: Statements<D, T>) -> Result<T, StoreError>
@@ -267,7 +311,7 @@ async fn commit_loop(pool: AnyPool, queue: Queue, settings: Settings) {
     // pool gives no connection), so it is never polled after.
     let closed = pool.close_event();
     tokio::pin!(closed);
-    let mut link = Link { pool, held: None, keep: settings.keep, open: false };
+    let mut link = Link { pool, held: None, keep: settings.keep, open: false, used: None };
     loop {
         let mut batch = Vec::with_capacity(settings.max_batch);
         let gathered = gather(&queue, &mut batch, settings);
@@ -322,7 +366,16 @@ struct Link {
     keep: bool,
     /// A transaction is open on it (begun, not yet ended).
     open: bool,
+    /// When it last answered a statement that ended a transaction.
+    used: Option<Instant>,
 }
+
+/// A kept connection that answered within this long is taken to be alive
+/// for a statement without BEGIN (`Link::warm`): one idle for longer may have
+/// been dropped by a server that restarted meanwhile, which only a BEGIN
+/// (tried again on a fresh connection when it fails) finds out before
+/// anything is written. PostgreSQL does not restart within it.
+const WARM: Duration = Duration::from_millis(100);
 
 /// A committer stopped mid-transaction (the runtime shutting down) closes its
 /// connection, and PostgreSQL rolls the transaction back: handed back to the
@@ -345,10 +398,15 @@ impl Link {
         loop {
             let kept = self.held.is_some();
             if !kept {
-                self.held = Some(self.pool.acquire().await.map_err(classify)?);
+                let mut conn = self.pool.acquire().await.map_err(classify)?;
+                if self.keep && on_postgres(&conn) {
+                    conn.execute(sqlx::raw_sql(PIN_SESSION)).await.map_err(classify)?;
+                }
+                self.held = Some(conn);
             }
             let conn = self.held.as_deref_mut().ok_or_else(gone)?;
-            match conn.execute("BEGIN").await {
+            let begin = if !self.keep && on_postgres(conn) { BEGIN_PINNED } else { "BEGIN" };
+            match conn.execute(sqlx::raw_sql(begin)).await {
                 Ok(_) => {
                     self.open = true;
                     return self.held.as_deref_mut().ok_or_else(gone);
@@ -373,15 +431,27 @@ impl Link {
         };
         let ended = conn.execute(statement).await.map(|_| ()).map_err(classify);
         match ended {
-            Ok(()) => self.open = false,
+            Ok(()) => {
+                self.open = false;
+                self.used = Some(Instant::now());
+            }
             Err(_) => self.close(),
         }
         ended
     }
 
+    /// The kept connection, if it answered within `WARM` and is PostgreSQL's
+    /// (SQLite has no round trip to save).
+    fn warm(&mut self) -> Option<&mut AnyConnection> {
+        let recent = self.used.is_some_and(|at| at.elapsed() < WARM);
+        let conn = self.held.as_deref_mut().filter(|_| recent && !self.open)?;
+        on_postgres(conn).then_some(conn)
+    }
+
     /// Closes the connection (the pool opens another when it needs one).
     fn close(&mut self) {
         self.open = false;
+        self.used = None;
         if let Some(conn) = self.held.take() {
             drop(conn.detach());
         }
@@ -390,6 +460,7 @@ impl Link {
     fn release_unless_kept(&mut self) {
         if !self.keep {
             self.held = None;
+            self.used = None;
         }
     }
 }
@@ -402,7 +473,7 @@ async fn commit(link: &mut Link, mut batch: Vec<Box<dyn Pending>>, timeout: Dura
         }
         return;
     }
-    let outcome = match tokio::time::timeout(timeout, together(link, &mut batch)).await {
+    let outcome = match tokio::time::timeout(timeout, statement_or_together(link, &mut batch)).await {
         Ok(outcome) => outcome,
         Err(_) => {
             link.close();
@@ -435,6 +506,47 @@ enum Fault {
     Store(StoreError),
     /// One write's statements failed: the batch was rolled back.
     Write,
+}
+
+/// `batch` as one statement without a transaction if it is one (all of one
+/// kind, `Pending::one_statement`) and the connection warm, else `together`.
+async fn statement_or_together(link: &mut Link, batch: &mut [Box<dyn Pending>]) -> Result<(), Fault> {
+    let one_kind = batch.windows(2).all(|w| w[0].kind().is_some() && w[0].kind() == w[1].kind());
+    if one_kind && link.warm().is_some_and(|conn| batch[0].one_statement()(batch, conn)) {
+        return autocommitted(link, batch).await.map_err(|failed| match failed {
+            Failed::Refused(_) => Fault::Write,
+            Failed::Unknown(e) => Fault::Store(e),
+        });
+    }
+    together(link, batch).await
+}
+
+/// How a statement run without a transaction failed.
+enum Failed {
+    /// The database refused it (a conflict, a value it cannot hold): nothing
+    /// was written.
+    Refused(StoreError),
+    /// The connection failed, the answer could not be read or the code
+    /// panicked: the statement may have committed, so the writes are not run
+    /// again; the connection is closed.
+    Unknown(StoreError),
+}
+
+/// Runs `group`, one statement (`OneStatement`), on the warm connection
+/// without BEGIN and COMMIT: PostgreSQL commits it, durably, before it
+/// answers.
+async fn autocommitted(link: &mut Link, group: &mut [Box<dyn Pending>]) -> Result<(), Failed> {
+    let conn = link.warm().ok_or_else(|| Failed::Unknown(StoreError::Unavailable("no connection".into())))?;
+    let failed = match guarded(group, conn).await {
+        Ran::Done(Ok(())) => {
+            link.used = Some(Instant::now());
+            return Ok(());
+        }
+        Ran::Done(Err(e @ (StoreError::Conflict(_) | StoreError::Invalid(_)))) => return Err(Failed::Refused(e)),
+        Ran::Done(Err(e)) | Ran::Panicked(e) => e,
+    };
+    link.close();
+    Err(Failed::Unknown(failed))
 }
 
 async fn together(link: &mut Link, batch: &mut [Box<dyn Pending>]) -> Result<(), Fault> {
@@ -485,6 +597,10 @@ async fn alone(link: &mut Link, mut write: Box<dyn Pending>, timeout: Duration) 
         return;
     }
     let run = async {
+        let alone = std::slice::from_mut(&mut write);
+        if link.warm().is_some_and(|conn| alone[0].kind().is_some() && alone[0].one_statement()(alone, conn)) {
+            return autocommitted(link, alone).await.map_err(|(Failed::Refused(e) | Failed::Unknown(e))| e);
+        }
         let conn = link.begin().await?;
         match guarded(std::slice::from_mut(&mut write), conn).await {
             Ran::Done(Ok(())) => link.end("COMMIT").await,

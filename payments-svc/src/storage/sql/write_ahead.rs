@@ -7,7 +7,7 @@
 //! idempotency keys with leases. Every guard is a condition of the statement
 //! itself, so two workers racing on one payment or key can never both succeed.
 use common::clock::Millis;
-use common::database::batched::{distinct, json, on_postgres, pin_key_lookups};
+use common::database::batched::{distinct, json, on_postgres};
 use common::database::{classify, column, to_secs as secs};
 use common::text::Text;
 use futures::future::BoxFuture;
@@ -375,9 +375,6 @@ pub(super) fn advance_payments<'c>(
             }
             return Ok(moved);
         }
-        // The moves join their rows by key, however small the table was
-        // when the statement was planned.
-        pin_key_lookups(&mut *conn).await?;
         let moves: Vec<MoveRow<'_>> = batch.iter().map(|a| MoveRow::of(a)).collect();
         let moves = serde_json::to_string(&moves).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let moved: Vec<String> =

@@ -6,7 +6,7 @@
 //! audit event together, in one statement on PostgreSQL, and writes nothing
 //! when it changes no token.
 use common::clock::Millis;
-use common::database::batched::{distinct, json, pin_key_lookups};
+use common::database::batched::{distinct, json};
 use common::database::{classify, column, to_secs as secs};
 use futures::future::BoxFuture;
 use sqlx::AnyConnection;
@@ -181,8 +181,7 @@ pub(super) fn mark_used_many<'c>(
     conn: &'c mut AnyConnection,
 ) -> BoxFuture<'c, Result<Vec<Option<CardRow>>, StoreError>> {
     Box::pin(async move {
-        let postgres = batch.iter().all(|w| w.dialect == Dialect::Postgres);
-        if batch.len() == 1 || !distinct(batch.iter().map(|w| w.id.as_str())) || !postgres {
+        if batch.len() == 1 || !many_in_one_statement(batch) {
             let mut used = Vec::with_capacity(batch.len());
             for w in batch {
                 used.push(mark_used(w, &mut *conn).await?);
@@ -208,9 +207,6 @@ pub(super) fn mark_used_many<'c>(
             )
         });
         let uses: Vec<UseRow<'_>> = batch.iter().map(|w| UseRow::of(w)).collect();
-        // The uses join their tokens by key, however small the table was
-        // when the statement was planned.
-        pin_key_lookups(&mut *conn).await?;
         let rows = sqlx::query(SQL.as_str()).bind(json(&uses)?).fetch_all(&mut *conn).await.map_err(classify)?;
         let mut used: Vec<Option<CardRow>> = batch.iter().map(|_| None).collect();
         for row in &rows {
@@ -221,6 +217,21 @@ pub(super) fn mark_used_many<'c>(
         }
         Ok(used)
     })
+}
+
+/// Whether `mark_used_many` writes `batch` with its multi-row statement:
+/// on PostgreSQL, each use of a different token.
+fn many_in_one_statement(batch: &[&MarkUsed]) -> bool {
+    batch.iter().all(|w| w.dialect == Dialect::Postgres) && distinct(batch.iter().map(|w| w.id.as_str()))
+}
+
+/// Whether `mark_used_many` writes `batch` with one statement: one use on
+/// PostgreSQL (`mark_used`'s), or several in the multi-row statement.
+pub(super) fn uses_in_one_statement(batch: &[&MarkUsed], _: &AnyConnection) -> bool {
+    match batch {
+        [one] => one.dialect == Dialect::Postgres,
+        _ => many_in_one_statement(batch),
+    }
 }
 
 /// One use of `mark_used_many`: the values `mark_used` binds.
