@@ -14,7 +14,11 @@
 //!
 //! A write may instead be one of a `Batch` (`Committer::write_batched`): the
 //! writes of one batch made with the same `Batch` run as one call, which can
-//! write them all with one multi-row statement (`super::batched`).
+//! write them all with one multi-row statement (`super::batched`). When that
+//! call is a single statement (`Committer::write_statement`, `OneStatement`)
+//! and the batch is all of it, the committer sends it on a connection that
+//! answered within `WARM` without BEGIN and COMMIT: PostgreSQL commits it,
+//! atomically and durably, before answering — one round trip, not three.
 //!
 //! Failures stay each caller's own. A write whose statement fails rolls its
 //! whole batch back, and then every write of that batch runs again alone, in a

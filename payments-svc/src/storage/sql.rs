@@ -22,7 +22,7 @@ mod rows;
 mod write_ahead;
 
 use rows::{Query, ledger_insert, ledger_record, ledger_texts, payment, payment_texts};
-use write_ahead::{Advance, advance_payments, begin_payments};
+use write_ahead::{Advance, advance_payments, begin_payments, begun_in_one_statement, moved_in_one_statement};
 
 #[derive(Debug, Clone)]
 pub struct SqlStore {
@@ -71,14 +71,15 @@ impl PaymentStore for SqlStore {
         lease_until: Millis,
     ) -> Result<Begun, StoreError> {
         self.db.check_text(payment_texts(p))?;
-        self.db.write_batched("begin", (p.clone(), reservation, lease_until), begin_payments).await
+        let ahead = (p.clone(), reservation, lease_until);
+        self.db.write_statement("begin", ahead, begin_payments, begun_in_one_statement).await
     }
 
     async fn advance(&self, next: &Payment, step: Step<'_>) -> Result<bool, StoreError> {
         self.db.check_text(payment_texts(next).chain(step.ledger.iter().flat_map(ledger_texts)))?;
         let Step { from, ledger, release, lease_until } = step;
         let advance = Advance { next: next.clone(), from, ledger: ledger.to_vec(), release, lease_until };
-        self.db.write_batched("advance", advance, advance_payments).await
+        self.db.write_statement("advance", advance, advance_payments, moved_in_one_statement).await
     }
 
     async fn unfinished(&self, now: Millis, limit: u32) -> Result<Vec<Payment>, StoreError> {

@@ -2,7 +2,9 @@
 //! two durable writes of a payment's life (`begin_payment`: written ahead with
 //! its reservation; `advance_payment`: moved to its next recovery point with
 //! its ledger lines and release), run by the group committer in a transaction
-//! shared with other payments', the conditional updates that take and release
+//! shared with other payments' (or, when a batch of them is one statement —
+//! `begun_in_one_statement`, `moved_in_one_statement` — as that statement
+//! alone), the conditional updates that take and release
 //! a follow-up's reservation, the leases the reconciler takes over, and
 //! idempotency keys with leases. Every guard is a condition of the statement
 //! itself, so two workers racing on one payment or key can never both succeed.
@@ -47,7 +49,7 @@ pub(super) fn begin_payment<'c>(
     })
 }
 
-/// Writes several payments ahead (`begin_payment` each) with one insert on
+/// Writes payments ahead (`begin_payment` each) with one insert on
 /// PostgreSQL: `INSERT … SELECT … FROM json_to_recordset … ON CONFLICT DO
 /// NOTHING RETURNING id`; an id already stored is then read as
 /// `begin_payment` reads it, and a follow-up's reservation is taken (or its
@@ -58,7 +60,7 @@ pub(super) fn begin_payments<'c>(
     conn: &'c mut AnyConnection,
 ) -> BoxFuture<'c, Result<Vec<Begun>, StoreError>> {
     Box::pin(async move {
-        if batch.len() == 1 || !distinct(batch.iter().map(|(p, ..)| p.id.as_str())) || !on_postgres(conn) {
+        if !on_postgres(conn) || !distinct(batch.iter().map(|(p, ..)| p.id.as_str())) {
             let mut begun = Vec::with_capacity(batch.len());
             for ahead in batch {
                 begun.push(begin_payment(ahead, &mut *conn).await?);
@@ -87,6 +89,15 @@ pub(super) fn begin_payments<'c>(
         }
         Ok(begun)
     })
+}
+
+/// Whether `begin_payments` writes `batch` with one statement: its insert,
+/// when no payment of it takes a reservation (what follows the insert then
+/// only reads: the payments whose ids were taken).
+pub(super) fn begun_in_one_statement(batch: &[&Ahead], conn: &AnyConnection) -> bool {
+    on_postgres(conn)
+        && distinct(batch.iter().map(|(p, ..)| p.id.as_str()))
+        && batch.iter().all(|(p, reservation, _)| reservation.is_none() || p.reference_id.is_none())
 }
 
 /// The payment stored under `p`'s id (which `p`'s insert found taken).
@@ -343,7 +354,7 @@ pub(super) fn advance_payment<'c>(
         for entry in &a.ledger {
             ledger_insert(entry).execute(&mut *conn).await.map_err(classify)?;
         }
-        if let (Some(reservation), Some(original)) = (a.release, a.next.reference_id.as_deref()) {
+        if let Some((reservation, original)) = release(a) {
             sqlx::query(release_sql(reservation))
                 .bind(original)
                 .bind(amount(reservation))
@@ -355,12 +366,12 @@ pub(super) fn advance_payment<'c>(
     })
 }
 
-/// Moves several payments (`advance_payment` each) in one statement on
-/// PostgreSQL: one `UPDATE … FROM json_to_recordset` of all the moves, one
-/// `INSERT … SELECT` of the ledger lines of those that moved, then the
+/// Moves payments (`advance_payment` each) in one statement on PostgreSQL:
+/// `ADVANCE_MANY`, an `UPDATE … FROM json_to_recordset` of all the moves with
+/// an `INSERT … SELECT` of the ledger lines of those that moved, then the
 /// releases (follow-ups only) one by one. A statement per write costs a
 /// round trip and a wake-up of the backend each; a batch of twenty moves costs
-/// two. On SQLite (one local writer, no round trip), or when two moves of a
+/// one. On SQLite (one local writer, no round trip), or when two moves of a
 /// batch are of one payment (a client's retry racing the reconciler: the
 /// second must see the first), each runs as `advance_payment`.
 pub(super) fn advance_payments<'c>(
@@ -368,7 +379,7 @@ pub(super) fn advance_payments<'c>(
     conn: &'c mut AnyConnection,
 ) -> BoxFuture<'c, Result<Vec<bool>, StoreError>> {
     Box::pin(async move {
-        if batch.len() == 1 || !distinct(batch.iter().map(|a| a.next.id.as_str())) || !on_postgres(conn) {
+        if !on_postgres(conn) || !distinct(batch.iter().map(|a| a.next.id.as_str())) {
             let mut moved = Vec::with_capacity(batch.len());
             for advance in batch {
                 moved.push(advance_payment(advance, &mut *conn).await?);
@@ -376,20 +387,19 @@ pub(super) fn advance_payments<'c>(
             return Ok(moved);
         }
         let moves: Vec<MoveRow<'_>> = batch.iter().map(|a| MoveRow::of(a)).collect();
-        let moves = serde_json::to_string(&moves).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let moved: Vec<String> =
-            sqlx::query_scalar(MOVE_MANY).bind(moves).fetch_all(&mut *conn).await.map_err(classify)?;
-        let moved: std::collections::HashSet<&str> = moved.iter().map(String::as_str).collect();
-        let lines: Vec<LedgerRow<'_>> = batch
+        let lines: Vec<MoveLine<'_>> = batch
             .iter()
-            .filter(|a| moved.contains(a.next.id.as_str()))
-            .flat_map(|a| a.ledger.iter().map(LedgerRow::of))
+            .flat_map(|a| a.ledger.iter().map(|e| MoveLine { move_id: &a.next.id, line: LedgerRow::of(e) }))
             .collect();
-        if !lines.is_empty() {
-            sqlx::query(LEDGER_MANY).bind(json(&lines)?).execute(&mut *conn).await.map_err(classify)?;
-        }
+        let moved: Vec<String> = sqlx::query_scalar(ADVANCE_MANY.as_str())
+            .bind(json(&moves)?)
+            .bind(json(&lines)?)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(classify)?;
+        let moved: std::collections::HashSet<&str> = moved.iter().map(String::as_str).collect();
         for a in batch.iter().filter(|a| moved.contains(a.next.id.as_str())) {
-            if let (Some(reservation), Some(original)) = (a.release, a.next.reference_id.as_deref()) {
+            if let Some((reservation, original)) = release(a) {
                 sqlx::query(release_sql(reservation))
                     .bind(original)
                     .bind(amount(reservation))
@@ -401,6 +411,43 @@ pub(super) fn advance_payments<'c>(
         Ok(batch.iter().map(|a| moved.contains(a.next.id.as_str())).collect())
     })
 }
+
+/// Whether `advance_payments` writes `batch` with one statement
+/// (`ADVANCE_MANY`): when none of its moves releases a reservation.
+pub(super) fn moved_in_one_statement(batch: &[&Advance], conn: &AnyConnection) -> bool {
+    on_postgres(conn)
+        && distinct(batch.iter().map(|a| a.next.id.as_str()))
+        && batch.iter().all(|a| release(a).is_none())
+}
+
+/// The reservation a move gives back to its original, if it gives one.
+fn release(a: &Advance) -> Option<(Reservation, &str)> {
+    a.release.zip(a.next.reference_id.as_deref())
+}
+
+/// A ledger line of the move of payment `move_id`, as `ADVANCE_MANY` reads it.
+#[derive(serde::Serialize)]
+struct MoveLine<'a> {
+    move_id: &'a str,
+    #[serde(flatten)]
+    line: LedgerRow<'a>,
+}
+
+/// `MOVE_MANY` of `$1` and, in the same statement, the ledger lines of `$2`
+/// (a JSON array of `MoveLine`, in its order) of the payments that moved.
+static ADVANCE_MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH m AS ({MOVE_MANY}), l AS (INSERT INTO transactions (id, merchant_id, livemode, transaction_type, \
+         payment_id, reference_id, amount, currency, result_code, result_description, token, card_brand, card_bin, \
+         card_last4, created_at) SELECT x.id, x.merchant_id, x.livemode, x.transaction_type, x.payment_id, \
+         x.reference_id, x.amount, x.currency, x.result_code, x.result_description, x.token, x.card_brand, \
+         x.card_bin, x.card_last4, x.created_at FROM ROWS FROM (json_to_recordset($2::json) AS (move_id text, \
+         id text, merchant_id text, livemode bigint, transaction_type text, payment_id text, reference_id text, \
+         amount bigint, currency text, result_code text, result_description text, token text, card_brand text, \
+         card_bin text, card_last4 text, created_at bigint)) WITH ORDINALITY AS x \
+         WHERE x.move_id IN (SELECT id FROM m) ORDER BY x.ordinality) SELECT id FROM m"
+    )
+});
 
 /// `advance_payment`'s update for every row of `$1`, a JSON array of `MoveRow`.
 const MOVE_MANY: &str = "UPDATE payments AS p SET \
@@ -418,16 +465,6 @@ const MOVE_MANY: &str = "UPDATE payments AS p SET \
     recovery_point text, lease_until bigint, from_point text, account_last4 text, account_country text, \
     account_bank_code text, account_holder text, account_bic text) \
     WHERE p.id = x.id AND p.recovery_point = x.from_point RETURNING p.id";
-
-/// The ledger lines of `$1`, a JSON array of `LedgerRow`, in its order.
-const LEDGER_MANY: &str = "INSERT INTO transactions (id, merchant_id, livemode, transaction_type, payment_id, \
-    reference_id, amount, currency, result_code, result_description, token, card_brand, card_bin, card_last4, \
-    created_at) SELECT x.id, x.merchant_id, x.livemode, x.transaction_type, x.payment_id, x.reference_id, \
-    x.amount, x.currency, x.result_code, x.result_description, x.token, x.card_brand, x.card_bin, x.card_last4, \
-    x.created_at FROM ROWS FROM (json_to_recordset($1::json) AS (id text, merchant_id text, livemode bigint, \
-    transaction_type text, payment_id text, reference_id text, amount bigint, currency text, result_code text, \
-    result_description text, token text, card_brand text, card_bin text, card_last4 text, created_at bigint)) \
-    WITH ORDINALITY AS x ORDER BY x.ordinality";
 
 /// A move's values, as `advance_payment` binds them and `MOVE_MANY` reads them.
 #[derive(Clone, Copy, serde::Serialize)]
