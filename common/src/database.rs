@@ -144,24 +144,10 @@ impl Database {
     }
 
     /// As `write`, with the writes of the same `batch` that share its
-    /// transaction run as one (`committer::Batch`).
+    /// transaction run as one (`committer::Batch`); a batch that is one
+    /// statement, as `one` says, runs on a connection in use without BEGIN
+    /// and COMMIT (`Committer::write_batched`).
     pub async fn write_batched<D, T>(
-        &self,
-        operation: &'static str,
-        data: D,
-        batch: Batch<D, T>,
-    ) -> Result<T, StoreError>
-    where
-        D: Send + Sync + 'static,
-        T: Send + 'static,
-    {
-        self.trip(operation, self.committer.write_batched(data, batch)).await
-    }
-
-    /// As `write_batched`, for a `batch` that is one statement whenever `one`
-    /// says so: then, on a connection in use, it runs without BEGIN and COMMIT
-    /// (`Committer::write_statement`).
-    pub async fn write_statement<D, T>(
         &self,
         operation: &'static str,
         data: D,
@@ -172,7 +158,7 @@ impl Database {
         D: Send + Sync + 'static,
         T: Send + 'static,
     {
-        self.trip(operation, self.committer.write_statement(data, batch, one)).await
+        self.trip(operation, self.committer.write_batched(data, batch, one)).await
     }
 
     pub fn pool(&self) -> &AnyPool {

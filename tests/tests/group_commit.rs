@@ -729,7 +729,7 @@ async fn uses_batched_together_are_answered_each_as_alone() {
     assert_eq!(uses, 3, "each use has its event");
 }
 
-/// A batch that is one statement (`Committer::write_statement`) runs without
+/// A batch that is one statement (its `OneStatement` says so) runs without
 /// BEGIN and COMMIT on a connection in use, and still commits as one (the
 /// private cluster logs every statement, so the test reads which were sent).
 /// A statement the database refuses wrote nothing, so its writes run again
@@ -785,12 +785,12 @@ async fn a_batch_that_is_one_statement_runs_without_begin_on_a_connection_in_use
     let batch = |ids: Vec<i64>| {
         let writes = ids.into_iter().map(|id| {
             let committer = committer.clone();
-            tokio::spawn(async move { (id, committer.write_statement(id, insert_all, one_statement).await) })
+            tokio::spawn(async move { (id, committer.write_batched(id, insert_all, one_statement).await) })
         });
         futures::future::join_all(writes)
     };
 
-    assert_eq!(committer.write_statement(1_i64, insert_all, one_statement).await, Ok(()));
+    assert_eq!(committer.write_batched(1_i64, insert_all, one_statement).await, Ok(()));
     assert_eq!(begins(), 1, "the committer's first write begins a transaction");
     for write in batch((10..15).collect()).await {
         let (id, outcome) = write.unwrap();
@@ -807,7 +807,7 @@ async fn a_batch_that_is_one_statement_runs_without_begin_on_a_connection_in_use
     }
     assert_eq!(begins(), 0, "the writes run again alone are their statements too");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(committer.write_statement(30_i64, insert_all, one_statement).await, Ok(()));
+    assert_eq!(committer.write_batched(30_i64, insert_all, one_statement).await, Ok(()));
     assert_eq!(begins(), 1, "after an idle spell the connection is tried with BEGIN");
 
     let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM marks ORDER BY id").fetch_all(&pool).await.unwrap();

@@ -15,8 +15,8 @@
 //! A write may instead be one of a `Batch` (`Committer::write_batched`): the
 //! writes of one batch made with the same `Batch` run as one call, which can
 //! write them all with one multi-row statement (`super::batched`). When that
-//! call is a single statement (`Committer::write_statement`, `OneStatement`)
-//! and the batch is all of it, the committer sends it on a connection that
+//! call is a single statement (as its `OneStatement` says) and the batch is
+//! all of it, the committer sends it on a connection that
 //! answered within `WARM` without BEGIN and COMMIT: PostgreSQL commits it,
 //! atomically and durably, before answering — one round trip, not three.
 //!
@@ -122,7 +122,7 @@ type GroupCheck = fn(&mut [Box<dyn Pending>], &AnyConnection) -> bool;
 
 enum Statements<D, T> {
     One(Job<D, T>),
-    Many(Batch<D, T>, Option<OneStatement<D>>),
+    Many(Batch<D, T>, OneStatement<D>),
 }
 
 struct Write<D, T> {
@@ -210,7 +210,7 @@ fn one_statement_group<D: Send + Sync + 'static, T: Send + 'static>(
     let writes: Option<Vec<&mut Write<D, T>>> =
         group.iter_mut().map(|w| w.as_any().downcast_mut::<Write<D, T>>()).collect();
     let Some(writes) = writes else { return false };
-    let Some(Statements::Many(_, Some(one))) = writes.first().map(|w| &w.statements) else { return false };
+    let Some(Statements::Many(_, one)) = writes.first().map(|w| &w.statements) else { return false };
     let data: Vec<&D> = writes.iter().map(|w| &w.data).collect();
     one(&data, conn)
 }
@@ -262,29 +262,16 @@ impl Committer {
     }
 
     /// As `write`, but run with the other writes of the same `batch` that
-    /// share its transaction, by one call of `batch`.
-    pub async fn write_batched<D, T>(&self, data: D, batch: Batch<D, T>) -> Result<T, StoreError>
+    /// share its transaction, by one call of `batch`; when `one` says that
+    /// call is one statement and the batch is all of it, on a connection in
+    /// use, that statement alone, without BEGIN and COMMIT (one round trip,
+    /// not three).
+    pub async fn write_batched<D, T>(&self, data: D, batch: Batch<D, T>, one: OneStatement<D>) -> Result<T, StoreError>
     where
         D: Send + Sync + 'static,
         T: Send + 'static,
     {
-        self.queue_write(data, Statements::Many(batch, None)).await
-    }
-
-    /// As `write_batched`, for a `batch` that writes them with one statement
-    /// whenever `one` says so: such a batch, on a connection in use, is that
-    /// statement alone, without BEGIN and COMMIT (one round trip, not three).
-    pub async fn write_statement<D, T>(
-        &self,
-        data: D,
-        batch: Batch<D, T>,
-        one: OneStatement<D>,
-    ) -> Result<T, StoreError>
-    where
-        D: Send + Sync + 'static,
-        T: Send + 'static,
-    {
-        self.queue_write(data, Statements::Many(batch, Some(one))).await
+        self.queue_write(data, Statements::Many(batch, one)).await
     }
 
     async fn queue_write<D, T>(&self, data: D, statements: Statements<D, T>) -> Result<T, StoreError>

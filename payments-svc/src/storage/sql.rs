@@ -72,14 +72,14 @@ impl PaymentStore for SqlStore {
     ) -> Result<Begun, StoreError> {
         self.db.check_text(payment_texts(p))?;
         let ahead = (p.clone(), reservation, lease_until);
-        self.db.write_statement("begin", ahead, begin_payments, begun_in_one_statement).await
+        self.db.write_batched("begin", ahead, begin_payments, begun_in_one_statement).await
     }
 
     async fn advance(&self, next: &Payment, step: Step<'_>) -> Result<bool, StoreError> {
         self.db.check_text(payment_texts(next).chain(step.ledger.iter().flat_map(ledger_texts)))?;
         let Step { from, ledger, release, lease_until } = step;
         let advance = Advance { next: next.clone(), from, ledger: ledger.to_vec(), release, lease_until };
-        self.db.write_statement("advance", advance, advance_payments, moved_in_one_statement).await
+        self.db.write_batched("advance", advance, advance_payments, moved_in_one_statement).await
     }
 
     async fn unfinished(&self, now: Millis, limit: u32) -> Result<Vec<Payment>, StoreError> {

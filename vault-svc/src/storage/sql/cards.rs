@@ -107,7 +107,7 @@ impl CardStore for SqlStore {
             only,
             audit: w.audit.clone(),
         };
-        self.db.write_statement("mark_used", used, writes::mark_used_many, writes::uses_in_one_statement).await
+        self.db.write_batched("mark_used", used, writes::mark_used_many, writes::uses_in_one_statement).await
     }
 
     async fn get(&self, scope: Scope<'_>, id: &str) -> Result<Lookup<CardRow>, StoreError> {
