@@ -814,3 +814,47 @@ async fn a_batch_that_is_one_statement_runs_without_begin_on_a_connection_in_use
     assert_eq!(ids, [1, 10, 11, 12, 13, 14, 20, 21, 22, 30], "every write but the refused one, once");
     assert_eq!(shared_transactions(&pool, "marks").await, 1, "the five of one batch were one transaction");
 }
+
+/// A committer's kept connection plans with sequential scans and hash and
+/// merge joins off for its whole life (`batched::PIN_SESSION`), so it never
+/// goes back to the pool: once the committer stops (its last handle dropped,
+/// the queue empty), the connection is closed, and every connection the
+/// pool's other users get plans as configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_committer_hands_no_pinned_connection_back_to_the_pool() {
+    use common::database::committer::Committer;
+    use futures::future::BoxFuture;
+    use sqlx::AnyConnection;
+
+    fn insert<'c>(id: &'c i64, conn: &'c mut AnyConnection) -> BoxFuture<'c, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query("INSERT INTO marks (id) VALUES ($1)")
+                .bind(*id)
+                .execute(&mut *conn)
+                .await
+                .map_err(common::database::classify)?;
+            Ok(())
+        })
+    }
+
+    let database = e2e::TestDatabase::new(e2e::Db::Postgres).await;
+    // Two connections, one committer: it keeps one of them.
+    let (pool, _) = common::database::connect(&database.url, 2, Duration::from_secs(5)).await.unwrap();
+    sqlx::query("CREATE TABLE marks (id BIGINT PRIMARY KEY)").execute(&pool).await.unwrap();
+    let one = GroupCommit { max_batch: 64, max_wait_us: 0, committers: 1, timeout_ms: 2_000 };
+    let committer = Committer::start(pool.clone(), &one);
+    assert_eq!(committer.write(1_i64, insert).await, Ok(()));
+    drop(committer);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut settings = Vec::new();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut conn = pool.acquire().await.unwrap();
+        let seqscan: String =
+            sqlx::query_scalar("SELECT current_setting('enable_seqscan')").fetch_one(&mut *conn).await.unwrap();
+        settings.push(seqscan);
+        held.push(conn);
+    }
+    assert_eq!(settings, ["on", "on"], "no connection of the pool kept the committer's planner settings");
+}

@@ -73,6 +73,8 @@ pub type Batch<D, T> = for<'c> fn(&'c [&'c D], &'c mut AnyConnection) -> BoxFutu
 /// Whether a `Batch` writes these writes with one statement on `conn`, which
 /// PostgreSQL commits by itself, atomically and durably, when it ends: a
 /// batch of only such writes runs without BEGIN and COMMIT (`autocommitted`).
+/// Whatever the `Batch` runs after that statement may only read: a failure
+/// there leaves the writes committed, answered with the error, not re-run.
 pub type OneStatement<D> = fn(&[&D], &AnyConnection) -> bool;
 
 /// `[database.group_commit]`.
@@ -370,10 +372,11 @@ const WARM: Duration = Duration::from_millis(100);
 
 /// A committer stopped mid-transaction (the runtime shutting down) closes its
 /// connection, and PostgreSQL rolls the transaction back: handed back to the
-/// pool, it would serve its next user inside it.
+/// pool, it would serve its next user inside it. A stopped committer closes
+/// the connection it kept, too: that one plans with `PIN_SESSION`'s settings.
 impl Drop for Link {
     fn drop(&mut self) {
-        if self.open {
+        if self.open || self.keep {
             self.close();
         }
     }

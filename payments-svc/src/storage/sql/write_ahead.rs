@@ -60,7 +60,7 @@ pub(super) fn begin_payments<'c>(
     conn: &'c mut AnyConnection,
 ) -> BoxFuture<'c, Result<Vec<Begun>, StoreError>> {
     Box::pin(async move {
-        if !on_postgres(conn) || !distinct(batch.iter().map(|(p, ..)| p.id.as_str())) {
+        if !inserted_as_one(batch, conn) {
             let mut begun = Vec::with_capacity(batch.len());
             for ahead in batch {
                 begun.push(begin_payment(ahead, &mut *conn).await?);
@@ -91,13 +91,22 @@ pub(super) fn begin_payments<'c>(
     })
 }
 
+/// Whether `begin_payments` inserts `batch` with its one multi-row insert:
+/// on PostgreSQL, each payment a different id.
+fn inserted_as_one(batch: &[&Ahead], conn: &AnyConnection) -> bool {
+    on_postgres(conn) && distinct(batch.iter().map(|(p, ..)| p.id.as_str()))
+}
+
 /// Whether `begin_payments` writes `batch` with one statement: its insert,
 /// when no payment of it takes a reservation (what follows the insert then
 /// only reads: the payments whose ids were taken).
 pub(super) fn begun_in_one_statement(batch: &[&Ahead], conn: &AnyConnection) -> bool {
-    on_postgres(conn)
-        && distinct(batch.iter().map(|(p, ..)| p.id.as_str()))
-        && batch.iter().all(|(p, reservation, _)| reservation.is_none() || p.reference_id.is_none())
+    inserted_as_one(batch, conn) && batch.iter().all(|(p, reservation, _)| taken(p, *reservation).is_none())
+}
+
+/// The reservation `p` takes on its original, if it takes one.
+fn taken(p: &Payment, reservation: Option<Reservation>) -> Option<(Reservation, &str)> {
+    reservation.zip(p.reference_id.as_deref())
 }
 
 /// The payment stored under `p`'s id (which `p`'s insert found taken).
@@ -115,7 +124,7 @@ async fn existing(p: &Payment, conn: &mut AnyConnection) -> Result<Begun, StoreE
 /// Takes the reservation of `p`, just inserted, on its original; one the
 /// original cannot give undoes the insert.
 async fn reserve(p: &Payment, reservation: Option<Reservation>, conn: &mut AnyConnection) -> Result<Begun, StoreError> {
-    let (Some(reservation), Some(original)) = (reservation, p.reference_id.as_deref()) else {
+    let Some((reservation, original)) = taken(p, reservation) else {
         return Ok(Begun::New);
     };
     let reserved = sqlx::query(reserve_sql(reservation))
@@ -379,7 +388,7 @@ pub(super) fn advance_payments<'c>(
     conn: &'c mut AnyConnection,
 ) -> BoxFuture<'c, Result<Vec<bool>, StoreError>> {
     Box::pin(async move {
-        if !on_postgres(conn) || !distinct(batch.iter().map(|a| a.next.id.as_str())) {
+        if !moved_as_one(batch, conn) {
             let mut moved = Vec::with_capacity(batch.len());
             for advance in batch {
                 moved.push(advance_payment(advance, &mut *conn).await?);
@@ -415,9 +424,13 @@ pub(super) fn advance_payments<'c>(
 /// Whether `advance_payments` writes `batch` with one statement
 /// (`ADVANCE_MANY`): when none of its moves releases a reservation.
 pub(super) fn moved_in_one_statement(batch: &[&Advance], conn: &AnyConnection) -> bool {
-    on_postgres(conn)
-        && distinct(batch.iter().map(|a| a.next.id.as_str()))
-        && batch.iter().all(|a| release(a).is_none())
+    moved_as_one(batch, conn) && batch.iter().all(|a| release(a).is_none())
+}
+
+/// Whether `advance_payments` moves `batch` with `ADVANCE_MANY`: on
+/// PostgreSQL, each move of a different payment.
+fn moved_as_one(batch: &[&Advance], conn: &AnyConnection) -> bool {
+    on_postgres(conn) && distinct(batch.iter().map(|a| a.next.id.as_str()))
 }
 
 /// The reservation a move gives back to its original, if it gives one.
